@@ -1,0 +1,1 @@
+"""Accord: a data-sharing hub that enforces data-sharing agreements on every record."""

@@ -1,0 +1,150 @@
+"""Avro in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, Avro body.
+
+Any standard Kafka client with a schema-registry serializer reads and writes these bytes.
+Parsed schemas are cached per schema id, so decoding costs one registry call per schema,
+not per record.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import requests
+
+from accord.core.errors import InfrastructureError, SchemaError, WireFormatError
+
+MAGIC_BYTE = 0
+_HEADER = struct.Struct(">bI")
+REGISTRY_CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+
+def load_schema_text(schemas_dir: Path, name: str) -> str:
+    """The .avsc text of record `name` (e.g. "ShieldingListEntry")."""
+    path = schemas_dir / f"{name}.avsc"
+    if not path.is_file():
+        raise SchemaError(f"no schema file {path}")
+    return path.read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=256)
+def parse_schema_text(text: str) -> Any:
+    try:
+        return fastavro.parse_schema(json.loads(text))
+    except (ValueError, fastavro.schema.SchemaParseException) as exc:
+        raise SchemaError(f"invalid Avro schema: {exc}") from exc
+
+
+def encode_body(parsed_schema: Any, record: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, parsed_schema, record)
+    return buffer.getvalue()
+
+
+def frame(schema_id: int, body: bytes) -> bytes:
+    return _HEADER.pack(MAGIC_BYTE, schema_id) + body
+
+
+def unframe(data: bytes | None) -> tuple[int, bytes]:
+    """Split wire-format bytes into (schema id, Avro body), or raise WireFormatError."""
+    if data is None:
+        raise WireFormatError("empty message (no value)")
+    if len(data) < _HEADER.size:
+        raise WireFormatError(f"message of {len(data)} bytes is shorter than the 5-byte header")
+    magic, schema_id = _HEADER.unpack_from(data)
+    if magic != MAGIC_BYTE:
+        raise WireFormatError(f"unknown magic byte {magic}; expected {MAGIC_BYTE}")
+    return schema_id, data[_HEADER.size :]
+
+
+class SchemaRegistryClient:
+    """The few calls of the Confluent Schema Registry REST API that the hub needs."""
+
+    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._session = requests.Session()
+        self._session.headers["Content-Type"] = REGISTRY_CONTENT_TYPE
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._session.request(
+                method, self.url + path, timeout=self.timeout_s, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise InfrastructureError(f"schema registry at {self.url} unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                message = f"{body.get('error_code')}: {body.get('message')}"
+            except ValueError:
+                message = response.text[:200]
+            error = SchemaError if response.status_code < 500 else InfrastructureError
+            raise error(f"schema registry {method} {path} failed: {message}")
+        return response.json()
+
+    def register(self, subject: str, schema_text: str) -> int:
+        body = self._call("POST", f"/subjects/{subject}/versions", json={"schema": schema_text})
+        return int(body["id"])
+
+    def schema_by_id(self, schema_id: int) -> str:
+        return self._call("GET", f"/schemas/ids/{schema_id}")["schema"]
+
+    def subjects(self) -> list[str]:
+        return self._call("GET", "/subjects")
+
+    def versions(self, subject: str) -> list[int]:
+        return self._call("GET", f"/subjects/{subject}/versions")
+
+
+class AvroSerde:
+    """Encodes records under a subject and decodes any wire-format message the registry knows."""
+
+    def __init__(self, registry: SchemaRegistryClient, schemas_dir: Path) -> None:
+        self.registry = registry
+        self.schemas_dir = schemas_dir
+        self._writers: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._readers: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def writer(self, subject: str, record_name: str) -> tuple[int, Any]:
+        """(schema id, parsed schema) for writing `record_name` under `subject`; registers once."""
+        cache_key = (subject, record_name)
+        with self._lock:
+            if cache_key not in self._writers:
+                text = load_schema_text(self.schemas_dir, record_name)
+                schema_id = self.registry.register(subject, text)
+                self._writers[cache_key] = (schema_id, parse_schema_text(text))
+                self._readers.setdefault(schema_id, self._writers[cache_key][1])
+            return self._writers[cache_key]
+
+    def encode(self, subject: str, record_name: str, record: dict[str, Any]) -> bytes:
+        schema_id, parsed = self.writer(subject, record_name)
+        try:
+            return frame(schema_id, encode_body(parsed, record))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise SchemaError(f"record does not match {record_name}: {exc}") from exc
+
+    def reader(self, schema_id: int) -> Any:
+        with self._lock:
+            parsed = self._readers.get(schema_id)
+        if parsed is None:
+            parsed = parse_schema_text(self.registry.schema_by_id(schema_id))
+            with self._lock:
+                self._readers[schema_id] = parsed
+        return parsed
+
+    def decode(self, data: bytes | None) -> tuple[int, dict[str, Any]]:
+        """(schema id, record) from wire-format bytes; raises WireFormatError or SchemaError."""
+        schema_id, body = unframe(data)
+        parsed = self.reader(schema_id)
+        try:
+            return schema_id, fastavro.schemaless_reader(io.BytesIO(body), parsed, None)
+        except (EOFError, ValueError, IndexError, UnicodeDecodeError, StopIteration) as exc:
+            raise WireFormatError(f"Avro body does not match schema id {schema_id}: {exc}") from exc

@@ -1,0 +1,120 @@
+"""One typed, frozen settings object, read from ACCORD_* environment variables.
+
+Every setting documents its variable and default here; `accord settings` prints them
+(secrets masked). Outside the `dev` environment a missing or placeholder pseudonymisation
+key is a startup failure, because a guessable key would make person keys reversible.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+# Used only in the `dev` environment so the demo runs from a clean clone; any other
+# environment refuses to start with it.
+DEV_PSEUDONYM_KEY = "dev-only-pseudonym-key-not-for-real-data"
+
+
+class Settings(BaseSettings):
+    """Accord configuration. Each field is read from ACCORD_<FIELD NAME IN CAPITALS>."""
+
+    model_config = SettingsConfigDict(env_prefix="ACCORD_", frozen=True, extra="ignore")
+
+    env: str = Field("dev", description="Deployment environment: dev, test or prod.")
+
+    # Where things live.
+    home: Path = Field(REPO_ROOT, description="Project root (policies/, schemas/, deploy/).")
+    cache_dir: Path = Field(
+        REPO_ROOT / ".cache", description="Downloaded tools: Kafka jars and the OPA binary."
+    )
+    state_dir: Path = Field(
+        REPO_ROOT / ".state", description="Kafka data, process ids and logs of the local stack."
+    )
+
+    # Endpoints.
+    bootstrap_servers: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers.")
+    schema_registry_url: str = Field(
+        "http://127.0.0.1:18081", description="Confluent-compatible schema registry URL."
+    )
+    opa_url: str = Field("http://127.0.0.1:18181", description="OPA server URL.")
+
+    # Local stack.
+    kafka_version: str = Field("4.4.0", description="Apache Kafka version (3.9.x also works).")
+    opa_version: str = Field("v1.22.3", description="OPA version built with go install.")
+    kafka_port: int = Field(19092, description="Local broker port.")
+    kafka_controller_port: int = Field(19093, description="Local KRaft controller port.")
+    kafka_heap: str = Field("-Xms256m -Xmx512m", description="JVM heap flags for the broker.")
+    registry_port: int = Field(18081, description="Local schema registry port.")
+    opa_port: int = Field(18181, description="Local OPA port.")
+    stack_timeout_s: float = Field(90.0, description="Seconds to wait for each component.")
+
+    # Topics.
+    topic_prefix: str = Field(
+        "", description="Prefix of every hub topic; lets tests and tenants run side by side."
+    )
+    quarantine_topic: str = Field("hub.quarantine", description="Rejected input, with reasons.")
+    audit_topic: str = Field("hub.audit.decisions", description="Every policy decision.")
+    schemas_topic: str = Field("_schemas", description="Compacted topic of the registry.")
+    topic_partitions: int = Field(6, description="Partitions for topics the hub creates.")
+
+    # Governance.
+    pseudonym_key: SecretStr = Field(
+        SecretStr(DEV_PSEUDONYM_KEY),
+        description="HMAC key for pseudonymous person keys. Required outside dev.",
+    )
+    purpose: str = Field("shielding-support", description="Purpose the worker shares for.")
+    worker_id: str = Field("accord-worker", description="Consumer group id of the worker.")
+    worker_batch_size: int = Field(500, description="Records per OPA query.")
+    worker_batch_timeout_s: float = Field(0.5, description="Max wait to fill a batch.")
+    opa_timeout_s: float = Field(5.0, description="Timeout of one OPA query.")
+    opa_retry_s: float = Field(1.0, description="Pause between retries while OPA is down.")
+
+    log_format: str = Field("auto", description="auto, json or console.")
+    log_level: str = Field("INFO", description="Log level.")
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_key_outside_dev(self) -> Settings:
+        key = self.pseudonym_key.get_secret_value()
+        if self.env != "dev" and (not key or key == DEV_PSEUDONYM_KEY):
+            raise ValueError(
+                "ACCORD_PSEUDONYM_KEY must be set to a secret value outside the dev environment"
+            )
+        return self
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.cache_dir / "kafka" / self.kafka_version
+
+    @property
+    def opa_binary(self) -> Path:
+        return self.cache_dir / "opa" / self.opa_version / "opa"
+
+    @property
+    def policies_dir(self) -> Path:
+        return self.home / "policies"
+
+    @property
+    def schemas_dir(self) -> Path:
+        return self.home / "schemas" / "avro"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own `Settings(...)` instead."""
+    return Settings()
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(env var, current value, description) for every setting, secrets masked."""
+    settings = get_settings()
+    rows = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        shown = "**********" if isinstance(value, SecretStr) else str(value)
+        rows.append((f"ACCORD_{name.upper()}", shown, field.description or ""))
+    return rows

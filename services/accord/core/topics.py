@@ -1,0 +1,46 @@
+"""Every topic name in one place. Subjects follow the TopicNameStrategy (`<topic>-value`)."""
+
+from __future__ import annotations
+
+import re
+
+from accord.core.settings import Settings
+
+SHIELDING_LIST = "shielding-list"
+SUPPORT_LIST = "support-list"
+DATASET_RECORDS = {SHIELDING_LIST: "ShieldingListEntry"}
+
+_ORG_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def is_org_id(value: str) -> bool:
+    return bool(_ORG_ID.match(value))
+
+
+class Topics:
+    """Topic names for one deployment (one prefix)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.prefix = settings.topic_prefix
+        self.audit = self.prefix + settings.audit_topic
+        self.quarantine = self.prefix + settings.quarantine_topic
+
+    def partner(self, org: str, dataset: str, version: int = 1) -> str:
+        return f"{self.prefix}partner.{org}.{dataset}.v{version}"
+
+    def share(self, recipient: str, dataset: str = SUPPORT_LIST) -> str:
+        return f"{self.prefix}share.{recipient}.{dataset}"
+
+    def partner_pattern(self, dataset: str) -> str:
+        return rf"^{re.escape(self.prefix)}partner\.[a-z0-9-]+\.{re.escape(dataset)}\.v[0-9]+$"
+
+    def parse_partner(self, topic: str) -> tuple[str, str]:
+        """(org, dataset) from a partner topic name; the org is who the topic belongs to."""
+        rest = topic.removeprefix(self.prefix).split(".")
+        if len(rest) != 4 or rest[0] != "partner":
+            raise ValueError(f"{topic} is not a partner topic")
+        return rest[1], rest[2]
+
+    @staticmethod
+    def subject(topic: str) -> str:
+        return f"{topic}-value"

@@ -1,0 +1,22 @@
+"""`python -m accord.registry --port N`: the schema registry process `accord stack up` starts."""
+
+from __future__ import annotations
+
+import argparse
+
+from accord.core.logging import configure_logging
+from accord.core.settings import get_settings
+from accord.registry.app import serve
+
+
+def main() -> None:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="accord.registry")
+    parser.add_argument("--port", type=int, default=settings.registry_port)
+    args = parser.parse_args()
+    configure_logging(settings.log_format, settings.log_level)
+    serve(settings, args.port)
+
+
+if __name__ == "__main__":
+    main()

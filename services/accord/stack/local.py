@@ -1,0 +1,406 @@
+"""The local stack: Apache Kafka (KRaft), OPA and the schema registry on 127.0.0.1.
+
+Kafka runs from Maven Central jars resolved into the cache; OPA is built once with
+`go install`. `up` is idempotent: a component whose recorded process is alive and healthy
+is left alone. Readiness is a real Kafka metadata request and real HTTP health calls.
+`down` stops exactly the processes `up` started, by the pids it recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from accord.core.errors import MissingToolError, PortInUseError, StackError
+from accord.core.settings import Settings
+
+Report = Callable[[str], None]
+
+OPA_MODULE = "github.com/open-policy-agent/opa"
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    port: int
+    # A word that must appear in the process's command line, so a recycled pid is
+    # never mistaken for ours.
+    marker: str
+
+    def pid_file(self, settings: Settings) -> Path:
+        return settings.state_dir / "run" / f"{self.name}.pid"
+
+    def log_file(self, settings: Settings) -> Path:
+        return settings.state_dir / "logs" / f"{self.name}.log"
+
+
+def components(settings: Settings) -> list[Component]:
+    return [
+        Component("kafka", settings.kafka_port, "kafka.Kafka"),
+        Component("opa", settings.opa_port, "opa run --server"),
+        Component("registry", settings.registry_port, "accord.registry"),
+    ]
+
+
+def address(settings: Settings, component: Component) -> str:
+    if component.name == "kafka":
+        return settings.bootstrap_servers
+    if component.name == "opa":
+        return settings.opa_url
+    return settings.schema_registry_url
+
+
+# --- processes -------------------------------------------------------------------------
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def running_pid(settings: Settings, component: Component) -> int | None:
+    """The recorded pid if that process is alive and is still our component."""
+    pid = _read_pid(component.pid_file(settings))
+    if pid is None:
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    return pid if component.marker in cmdline else None
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _spawn(
+    settings: Settings, component: Component, argv: list[str], env: dict[str, str] | None = None
+) -> int:
+    log_path = component.log_file(settings)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    component.pid_file(settings).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives `accord stack up`
+            env={**os.environ, **(env or {})},
+            cwd=settings.home,
+        )
+    component.pid_file(settings).write_text(str(process.pid))
+    return process.pid
+
+
+def _stop(settings: Settings, component: Component, timeout_s: float = 20.0) -> bool:
+    pid = running_pid(settings, component)
+    component.pid_file(settings).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            return True
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _wait(
+    check: Callable[[], bool], what: str, timeout_s: float, log: Path, pid_alive: Callable[[], bool]
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if not pid_alive():
+            raise StackError(f"{what} exited during start-up; see {log}")
+        time.sleep(0.5)
+    raise StackError(f"{what} not ready after {timeout_s:.0f}s; see {log}")
+
+
+# --- tools -------------------------------------------------------------------------------
+
+
+def require_tool(name: str, why: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise MissingToolError(f"`{name}` is not installed or not on PATH; it is needed {why}")
+    return path
+
+
+def ensure_kafka_jars(settings: Settings, report: Report) -> Path:
+    libs = settings.kafka_dir / "libs"
+    marker = settings.kafka_dir / ".complete"
+    if marker.exists():
+        return libs
+    mvn = require_tool("mvn", "once, to fetch the Kafka jars from Maven Central")
+    report(f"fetching Apache Kafka {settings.kafka_version} jars with Maven (first run only)")
+    libs.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [
+            mvn, "-q", "-B", "-f", str(settings.home / "deploy" / "kafka" / "pom.xml"),
+            "dependency:copy-dependencies", "-DincludeScope=runtime",
+            f"-DoutputDirectory={libs}", f"-Dkafka.version={settings.kafka_version}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(
+            f"Maven could not fetch Kafka {settings.kafka_version}: "
+            + (result.stdout + result.stderr).strip()[-800:]
+        )
+    marker.write_text(settings.kafka_version)
+    return libs
+
+
+def ensure_opa(settings: Settings, report: Report) -> Path:
+    binary = settings.opa_binary
+    if binary.exists():
+        return binary
+    go = require_tool("go", "once, to build OPA with `go install`")
+    report(f"building OPA {settings.opa_version} with go install (first run only, a few minutes)")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [go, "install", f"{OPA_MODULE}@{settings.opa_version}"],
+        env={**os.environ, "CGO_ENABLED": "0", "GOBIN": str(binary.parent)},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0 or not binary.exists():
+        raise StackError(f"go install of OPA failed: {(result.stdout + result.stderr)[-800:]}")
+    return binary
+
+
+# --- Kafka -----------------------------------------------------------------------------
+
+
+def kafka_ready(bootstrap: str) -> bool:
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="accord-stack"
+        )
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.describe_cluster()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def _kafka_config(settings: Settings) -> Path:
+    data_dir = settings.state_dir / "kafka" / "data"
+    config = settings.state_dir / "kafka" / "server.properties"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    host = "127.0.0.1"
+    config.write_text(
+        "\n".join(
+            [
+                "# Written by `accord stack up`; edit deploy/ or ACCORD_* settings instead.",
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers={host}:{settings.kafka_controller_port}",
+                f"listeners=PLAINTEXT://{host}:{settings.kafka_port},"
+                f"CONTROLLER://{host}:{settings.kafka_controller_port}",
+                f"advertised.listeners=PLAINTEXT://{host}:{settings.kafka_port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={data_dir}",
+                f"num.partitions={settings.topic_partitions}",
+                "auto.create.topics.enable=false",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=6",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "log.cleaner.backoff.ms=5000",
+                "",
+            ]
+        )
+    )
+    return config
+
+
+def _java_argv(settings: Settings, libs: Path, main_class: str, *args: str) -> list[str]:
+    java = require_tool("java", "to run the Kafka broker (Java 17 or newer)")
+    log4j = settings.home / "deploy" / "kafka" / "log4j2.properties"
+    return [
+        java,
+        *settings.kafka_heap.split(),
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        f"{libs}/*",
+        main_class,
+        *args,
+    ]
+
+
+def _kafka_cluster_id() -> str:
+    # Kafka's Uuid text form: url-safe base64 of 16 random bytes, unpadded.
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def start_kafka(settings: Settings, report: Report) -> None:
+    libs = ensure_kafka_jars(settings, report)
+    config = _kafka_config(settings)
+    data_dir = settings.state_dir / "kafka" / "data"
+    if not (data_dir / "meta.properties").exists():
+        report("formatting Kafka storage (first run only)")
+        result = subprocess.run(
+            _java_argv(
+                settings, libs, "kafka.tools.StorageTool", "format", "--standalone",
+                "-t", _kafka_cluster_id(), "-c", str(config),
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise StackError(f"Kafka storage format failed: {(result.stdout + result.stderr)[-800:]}")
+    component = components(settings)[0]
+    _spawn(settings, component, _java_argv(settings, libs, "kafka.Kafka", str(config)))
+    _wait(
+        lambda: kafka_ready(settings.bootstrap_servers),
+        f"Kafka on {settings.bootstrap_servers}",
+        settings.stack_timeout_s,
+        component.log_file(settings),
+        lambda: running_pid(settings, component) is not None,
+    )
+
+
+# --- OPA and the registry ------------------------------------------------------------------
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def start_opa(settings: Settings, report: Report) -> None:
+    binary = ensure_opa(settings, report)
+    component = components(settings)[1]
+    argv = [
+        str(binary), "run", "--server",
+        "--addr", f"127.0.0.1:{settings.opa_port}",
+        "--skip-version-check",  # never phone home
+        "--log-level", "error",
+        "--watch", str(settings.policies_dir),
+    ]
+    _spawn(settings, component, argv)
+    _wait(
+        lambda: http_ok(f"{settings.opa_url}/health"),
+        f"OPA on {settings.opa_url}",
+        settings.stack_timeout_s,
+        component.log_file(settings),
+        lambda: running_pid(settings, component) is not None,
+    )
+
+
+def start_registry(settings: Settings, report: Report) -> None:
+    component = components(settings)[2]
+    argv = [sys.executable, "-m", "accord.registry", "--port", str(settings.registry_port)]
+    _spawn(settings, component, argv, env={"ACCORD_LOG_FORMAT": "json"})
+    _wait(
+        lambda: http_ok(f"{settings.schema_registry_url}/subjects"),
+        f"schema registry on {settings.schema_registry_url}",
+        settings.stack_timeout_s,
+        component.log_file(settings),
+        lambda: running_pid(settings, component) is not None,
+    )
+
+
+STARTERS = {"kafka": start_kafka, "opa": start_opa, "registry": start_registry}
+
+
+def healthy(settings: Settings, component: Component) -> bool:
+    if component.name == "kafka":
+        return kafka_ready(settings.bootstrap_servers)
+    if component.name == "opa":
+        return http_ok(f"{settings.opa_url}/health")
+    return http_ok(f"{settings.schema_registry_url}/subjects")
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def up(settings: Settings, report: Report, only: list[str] | None = None) -> None:
+    require_tool("java", "to run the Kafka broker (Java 17 or newer)")
+    for component in components(settings):
+        if only and component.name not in only:
+            continue
+        where = address(settings, component)
+        if running_pid(settings, component) is not None:
+            if healthy(settings, component):
+                report(f"{component.name:<9} already running  {where}")
+                continue
+            raise StackError(
+                f"{component.name} is running but not healthy; see "
+                f"{component.log_file(settings)} or run `accord stack down`"
+            )
+        if port_in_use(component.port):
+            raise PortInUseError(
+                f"port {component.port} for {component.name} is taken by another process; "
+                f"stop it or set ACCORD_{component.name.upper()}_PORT"
+            )
+        started = time.monotonic()
+        STARTERS[component.name](settings, report)
+        report(f"{component.name:<9} started in {time.monotonic() - started:4.1f}s  {where}")
+
+
+def status(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(component, state, address, pid) for each component."""
+    rows = []
+    for component in components(settings):
+        pid = running_pid(settings, component)
+        if pid is None:
+            state = "stopped (port taken by another process)" if port_in_use(component.port) else "stopped"
+        else:
+            state = "running" if healthy(settings, component) else "running, not healthy"
+        rows.append((component.name, state, address(settings, component), str(pid or "-")))
+    return rows
+
+
+def down(settings: Settings, report: Report, only: list[str] | None = None) -> None:
+    for component in reversed(components(settings)):
+        if only and component.name not in only:
+            continue
+        if _stop(settings, component):
+            report(f"{component.name:<9} stopped")
+        else:
+            report(f"{component.name:<9} was not running")
