@@ -51,6 +51,10 @@ test_permits_table if {
 	}
 }
 
+denied_bool(kind) if {
+	count(ethics.denials("org", kind)) > 0
+} else := false
+
 permits_bool(kind) if {
 	ethics.permits(kind)
 } else := false

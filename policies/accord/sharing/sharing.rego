@@ -66,7 +66,7 @@ targets := [target |
 	withheld := ethics.withheld_fields(kind)
 	target := {
 		"agreement_id": id,
-		"agreement_version": object.get(agreement, "version", 0),
+		"agreement_version": object.get(agreement, "version", null),
 		"recipient": org,
 		"kind": kind,
 		"council_area": object.get(recipient, "council_area", null),
@@ -85,8 +85,8 @@ targets := [target |
 #   The contract with the sharing worker: an array of
 #   {record_id, recipient, agreement_id, agreement_version, allow,
 #   fields_released (sorted), obligations, reasons}. When no agreement
-#   covers the request, each record gets exactly one deny with recipient ""
-#   and agreement_id "".
+#   covers the request, each record gets exactly one deny with recipient "",
+#   agreement_id "" and agreement_version null.
 decisions := [decision |
 	some record in records
 	fields := record_fields(record)
@@ -145,7 +145,7 @@ uncovered(record) := {
 	"record_id": object.get(record, "record_id", ""),
 	"recipient": "",
 	"agreement_id": "",
-	"agreement_version": 0,
+	"agreement_version": null,
 	"allow": false,
 	"fields_released": [],
 	"obligations": [],

@@ -264,12 +264,12 @@ test_record_no_agreement_covers_gets_one_deny if {
 			with input as request(overrides, [record("r1", north_resident), record("r2", {})])
 		ds == [
 			{
-				"record_id": "r1", "recipient": "", "agreement_id": "", "agreement_version": 0,
+				"record_id": "r1", "recipient": "", "agreement_id": "", "agreement_version": null,
 				"allow": false, "fields_released": [], "obligations": [],
 				"reasons": [sprintf("no agreement covers dataset %s from %s", [request(overrides, []).dataset, request(overrides, []).source_org])],
 			},
 			{
-				"record_id": "r2", "recipient": "", "agreement_id": "", "agreement_version": 0,
+				"record_id": "r2", "recipient": "", "agreement_id": "", "agreement_version": null,
 				"allow": false, "fields_released": [], "obligations": [],
 				"reasons": [sprintf("no agreement covers dataset %s from %s", [request(overrides, []).dataset, request(overrides, []).source_org])],
 			},

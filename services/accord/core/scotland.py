@@ -88,4 +88,3 @@ def _check() -> None:
 
 
 _check()
-

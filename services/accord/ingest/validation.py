@@ -43,8 +43,10 @@ What we took from that:
   date of birth must still agree with the CHI's DDMMYY;
 * the 9th-digit sex convention was not dropped, but is not checked here.
 
-The cost of accepting either check digit is that a mistyped number now slips
-through a little more often; NHS Scotland accepted that trade-off.
+The same guidance gives systems that check CHI numbers two choices: add the
+modulus 10 check beside the modulus 11 one, or stop checking the digit at
+all. We add it: a mistyped number now slips through a little more often
+than under modulus 11 alone, but most typing errors are still caught.
 """
 
 from __future__ import annotations

@@ -1,0 +1,111 @@
+"""The one way the hub asks OPA: one query per batch of records, over a kept-alive session.
+
+OPA answering is a precondition for releasing anything. `decide` raises
+PolicyUnavailableError when OPA cannot answer; `decide_when_available` waits and retries
+so the caller holds its records (unacknowledged) until OPA is back: fail closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import aiohttp
+from opa_client.opa_async import AsyncOpaClient
+
+from accord.core.errors import PolicyUnavailableError
+from accord.core.logging import get_logger
+
+log = get_logger("accord.policy")
+
+DECISIONS_PACKAGE = "accord.sharing"
+DECISIONS_RULE = "decisions"
+
+
+class PolicyClient:
+    def __init__(self, url: str, timeout_s: float = 5.0, revision_ttl_s: float = 2.0) -> None:
+        parsed = urlparse(url)
+        self.url = url
+        self._client = AsyncOpaClient(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 8181,
+            ssl=parsed.scheme == "https",
+            timeout=timeout_s,
+            retries=0,  # retrying is ours to decide: see decide_when_available
+        )
+        self._revision_ttl_s = revision_ttl_s
+        self._revision: tuple[float, str] | None = None
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._raw: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> PolicyClient:
+        await self._client.__aenter__()
+        # The client library summarises policies without their text; the revision needs
+        # the text, so it is read over a second kept-alive session.
+        self._raw = aiohttp.ClientSession(timeout=self._timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.close_connection()
+        if self._raw is not None:
+            await self._raw.close()
+
+    async def _get(self, path: str) -> Any:
+        assert self._raw is not None, "use PolicyClient as an async context manager"
+        async with self._raw.get(f"{self.url}/v1/{path}") as response:
+            response.raise_for_status()
+            return (await response.json()).get("result")
+
+    async def decide(self, policy_input: dict[str, Any]) -> list[dict[str, Any]]:
+        """Decisions for every record in `policy_input["records"]`, from one query."""
+        try:
+            body = await self._client.query_rule(
+                policy_input, DECISIONS_PACKAGE, DECISIONS_RULE
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise PolicyUnavailableError(f"OPA at {self.url} did not answer: {exc!r}") from exc
+        if "result" not in body:
+            # Undefined result: the policy is missing or broken. Deciding nothing is safer
+            # than guessing, so treat it as unavailable.
+            raise PolicyUnavailableError(
+                f"OPA at {self.url} has no {DECISIONS_PACKAGE}.{DECISIONS_RULE} rule loaded"
+            )
+        return list(body["result"])
+
+    async def decide_when_available(
+        self, policy_input: dict[str, Any], retry_s: float = 1.0
+    ) -> list[dict[str, Any]]:
+        waited_since: float | None = None
+        while True:
+            try:
+                decisions = await self.decide(policy_input)
+            except PolicyUnavailableError as exc:
+                if waited_since is None:
+                    waited_since = time.monotonic()
+                    log.warning("opa_unavailable", error=str(exc), held=len(policy_input["records"]))
+                await asyncio.sleep(retry_s)
+                continue
+            if waited_since is not None:
+                log.info("opa_available", waited_s=round(time.monotonic() - waited_since, 1))
+            return decisions
+
+    async def revision(self) -> str:
+        """A short hash of the rules and agreements OPA is serving, refreshed every few seconds."""
+        now = time.monotonic()
+        if self._revision and now - self._revision[0] < self._revision_ttl_s:
+            return self._revision[1]
+        try:
+            policies = await self._get("policies")
+            agreements = await self._get("data/agreements")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise PolicyUnavailableError(f"OPA at {self.url} did not answer: {exc!r}") from exc
+        texts = sorted((p["id"], p["raw"]) for p in policies or [])
+        digest = hashlib.sha256(
+            json.dumps([texts, agreements], sort_keys=True, default=str).encode()
+        ).hexdigest()[:16]
+        self._revision = (now, digest)
+        return digest
