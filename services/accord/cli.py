@@ -128,5 +128,19 @@ def worker(loglevel: str) -> None:
     run_worker(get_settings(), loglevel)
 
 
+# --- demo ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--people", default=5000, show_default=True, help="Size of the synthetic list.")
+@click.option("--bad-rows", default=12, show_default=True, help="Deliberately bad rows.")
+@click.option("--seed", default=2020, show_default=True, help="Seed of the synthetic data.")
+def demo(people: int, bad_rows: int, seed: int) -> None:
+    """Run the whole flow on synthetic data and print what each council received."""
+    from accord.demo.run import run_demo
+
+    run_demo(get_settings(), people, bad_rows, seed)
+
+
 if __name__ == "__main__":
     main()

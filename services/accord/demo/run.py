@@ -1,0 +1,235 @@
+"""`accord demo`: the whole spine on synthetic data, from partner files to council lists.
+
+Brings the stack up, writes one synthetic shielding-list file per NHS board, publishes
+each as that board, runs the worker until it has caught up, then reports per council
+what was shared, what was withheld and why, and what was quarantined.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from accord.core.errors import InfrastructureError
+from accord.core.kafka import group_lag, read_topic
+from accord.core.pseudonym import person_key
+from accord.core.scotland import COUNCIL_AREAS, HEALTH_BOARDS, org_id
+from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.settings import Settings
+from accord.core.topics import SHIELDING_LIST, Topics
+from accord.demo.synthetic import generate_shielding_list, write_csv
+from accord.ingest.publish import publish_file
+from accord.ingest.validation import RowInvalid, validate_shielding_row
+from accord.stack import local
+
+SAMPLE_COUNCIL = "City of Edinburgh"
+
+
+@dataclass
+class CouncilFigures:
+    residents: int = 0
+    shared: int = 0
+    withheld: int = 0
+    quarantined: int = 0
+    withheld_reasons: Counter[str] = field(default_factory=Counter)
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=False,
+        disable=not console.is_terminal,
+    )
+
+
+def write_board_files(rows: list[dict[str, str]], folder: Path) -> dict[str, Path]:
+    """One CSV per NHS board, as each board would extract its own list."""
+    by_board: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        by_board[row["health_board"]].append(row)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for board in HEALTH_BOARDS:
+        path = folder / f"{org_id(board)}.csv"
+        write_csv(by_board.get(board, []), path)
+        files[org_id(board)] = path
+    return files
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "accord", "worker"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "ACCORD_WORKER_ID": settings.worker_id,
+                 "ACCORD_TOPIC_PREFIX": settings.topic_prefix, "ACCORD_LOG_FORMAT": "json"},
+        )
+
+
+def wait_for_worker(
+    settings: Settings, worker: subprocess.Popen[bytes], topics: list[str], total: int,
+    progress: Progress, timeout_s: float = 600.0,
+) -> None:
+    task = progress.add_task("worker deciding records", total=total)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise InfrastructureError(f"the worker exited with code {worker.returncode}")
+        lag = group_lag(settings.bootstrap_servers, settings.worker_id, topics)
+        progress.update(task, completed=max(0, total - lag))
+        if lag == 0:
+            return
+        time.sleep(1.0)
+    raise InfrastructureError(f"the worker did not catch up within {timeout_s:.0f}s")
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def latest_decisions(settings: Settings, serde: AvroSerde) -> dict[tuple[str, str], dict]:
+    """The latest decision per (person key, recipient), from the audit topic."""
+    latest: dict[tuple[str, str], dict] = {}
+    for message in read_topic(settings.bootstrap_servers, Topics(settings).audit):
+        _, decision = serde.decode(message.value)
+        latest[(decision["subject_key"], decision["recipient"] or "")] = decision
+    return latest
+
+
+def shared_view(settings: Settings, serde: AvroSerde, recipient: str) -> dict[str, dict]:
+    """A recipient's compacted list: the latest case per key, tombstones removed."""
+    view: dict[str, dict] = {}
+    for message in read_topic(settings.bootstrap_servers, Topics(settings).share(recipient)):
+        key = message.key.decode()
+        if message.value is None:
+            view.pop(key, None)
+        else:
+            view[key] = serde.decode(message.value)[1]
+    return view
+
+
+def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    started = time.monotonic()
+    console.rule("[bold]Accord demo")
+    local.up(settings, lambda line: console.print(f"  {line}"))
+
+    rows = generate_shielding_list(people, seed=seed, bad_rows=bad_rows)
+    files = write_board_files(rows, settings.state_dir / "demo")
+    console.print(f"  generated {len(rows)} synthetic people across {len(files)} NHS boards "
+                  f"({bad_rows} deliberately bad rows) in {files[org_id('NHS Lothian')].parent}")
+
+    topics = Topics(settings)
+    reasons: Counter[str] = Counter()
+    published = 0
+    with progress_bar(console) as progress:
+        task = progress.add_task("boards publishing their lists", total=len(rows))
+        for org, path in files.items():
+            report = publish_file(
+                settings, org, SHIELDING_LIST, path, lambda n: progress.advance(task, n)
+            )
+            published += report.published
+            reasons.update(report.reasons)
+
+        partner_topics = [topics.partner(org, SHIELDING_LIST) for org in files]
+        worker = start_worker(settings, settings.state_dir / "logs" / "demo-worker.log")
+        try:
+            lag = group_lag(settings.bootstrap_servers, settings.worker_id, partner_topics)
+            wait_for_worker(settings, worker, partner_topics, lag, progress)
+        finally:
+            stop_worker(worker)
+
+    serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
+    decisions = latest_decisions(settings, serde)
+    figures = council_figures(settings, rows, decisions)
+    print_summary(console, figures, reasons, sum(reasons.values()))
+    print_sample(console, settings, serde)
+    console.print(f"\n  finished in {time.monotonic() - started:.0f}s; "
+                  f"every decision is on {topics.audit}, rejected rows on {topics.quarantine}")
+
+
+def council_figures(
+    settings: Settings, rows: list[dict[str, str]], decisions: dict[tuple[str, str], dict]
+) -> dict[str, CouncilFigures]:
+    """Per council: its residents on the list, and what the hub decided for that council."""
+    secret = settings.pseudonym_key.get_secret_value()
+    figures = {council: CouncilFigures() for council in COUNCIL_AREAS}
+    for row in rows:
+        try:
+            record = validate_shielding_row(row)
+        except RowInvalid:
+            council = row.get("council_area", "")
+            if council in figures:
+                figures[council].quarantined += 1
+            continue
+        council = record["council_area"]
+        figures[council].residents += 1
+        decision = decisions.get((person_key(secret, record["chi_number"]), org_id(council)))
+        if decision is not None and decision["allow"]:
+            figures[council].shared += 1
+        else:
+            figures[council].withheld += 1
+            reason = decision["reasons"][0] if decision and decision["reasons"] else "not decided"
+            figures[council].withheld_reasons[reason] += 1
+    return figures
+
+
+def print_summary(
+    console: Console, figures: dict[str, CouncilFigures], reasons: Counter[str], quarantined: int
+) -> None:
+    table = Table(title="Shielding list shared with each council", title_justify="left")
+    for column in ("council", "residents", "shared", "withheld", "quarantined", "why withheld"):
+        table.add_column(column, justify="left" if column in ("council", "why withheld") else "right")
+    for council, fig in figures.items():
+        why = fig.withheld_reasons.most_common(1)[0][0] if fig.withheld_reasons else ""
+        table.add_row(council, str(fig.residents), str(fig.shared), str(fig.withheld),
+                      str(fig.quarantined), why)
+    total = CouncilFigures()
+    for fig in figures.values():
+        total.residents += fig.residents
+        total.shared += fig.shared
+        total.withheld += fig.withheld
+        total.quarantined += fig.quarantined
+    table.add_row("all councils", str(total.residents), str(total.shared), str(total.withheld),
+                  str(quarantined), "", style="bold")
+    console.print(table)
+    console.print(f"  rows quarantined: {quarantined}")
+    for reason, count in reasons.most_common():
+        console.print(f"    {count:>4}  {reason}")
+
+
+def print_sample(console: Console, settings: Settings, serde: AvroSerde, size: int = 5) -> None:
+    view = shared_view(settings, serde, org_id(SAMPLE_COUNCIL))
+    table = Table(
+        title=f"{SAMPLE_COUNCIL}'s support list: {len(view)} people (first {size})",
+        title_justify="left",
+    )
+    columns = ("case", "name", "address", "postcode", "phone", "shielding", "agreement")
+    for column in columns:
+        table.add_column(column)
+    for key, case in sorted(view.items())[:size]:
+        table.add_row(
+            key[:10], f"{case['given_name'] or ''} {case['family_name'] or ''}".strip(),
+            case["address_line1"] or "", case["postcode"] or "", case["contact_phone"] or "",
+            {True: "yes", False: "no"}.get(case["is_shielding"], "-"), case["agreement_id"],
+        )
+    console.print(table)
+    if view:
+        withheld = sorted({"chi_number", "clinical_risk_group", "date_of_birth"})
+        console.print(f"  not in the list (not released by the agreement): {', '.join(withheld)}")
