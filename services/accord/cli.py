@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from accord.core.errors import AccordError, InfrastructureError
+from accord.core.errors import AccordError
 from accord.core.logging import configure_logging
 from accord.core.settings import describe_settings, get_settings
 
@@ -103,15 +103,19 @@ def publish(org: str, dataset: str, file: Path) -> None:
     """
     from rich.progress import Progress
 
+    from accord.core.topics import Topics
     from accord.ingest.publish import publish_file
 
     settings = get_settings()
     with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
-        task = progress.add_task(f"publishing {file.name}", total=count_data_rows(file) if file.is_file() else None)
+        task = progress.add_task(
+            f"publishing {file.name}", total=count_data_rows(file) if file.is_file() else None
+        )
         report = publish_file(settings, org, dataset, file, lambda n: progress.advance(task, n))
     click.echo(f"{report.rows} rows read from {file}")
     click.echo(f"  published   {report.published:>7}  to {report.topic}")
-    click.echo(f"  quarantined {report.quarantined:>7}  to {settings.topic_prefix}{settings.quarantine_topic}")
+    quarantine = Topics(settings).quarantine
+    click.echo(f"  quarantined {report.quarantined:>7}  to {quarantine}")
     for reason, count in report.reasons.most_common(5):
         click.echo(f"    {count:>5}  {reason}")
 

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+
 from accord.core.scotland import BOARD_OF_COUNCIL, COUNCIL_AREAS
 from accord.demo.synthetic import (
     BAD_ROW_KINDS,

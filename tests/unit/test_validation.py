@@ -6,6 +6,7 @@ import pickle
 from datetime import date, timedelta
 
 import pytest
+
 from accord.core.errors import AccordError
 from accord.core.scotland import BOARD_OF_COUNCIL
 from accord.ingest.validation import (

@@ -63,10 +63,8 @@ class PolicyClient:
     async def decide(self, policy_input: dict[str, Any]) -> list[dict[str, Any]]:
         """Decisions for every record in `policy_input["records"]`, from one query."""
         try:
-            body = await self._client.query_rule(
-                policy_input, DECISIONS_PACKAGE, DECISIONS_RULE
-            )
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            body = await self._client.query_rule(policy_input, DECISIONS_PACKAGE, DECISIONS_RULE)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PolicyUnavailableError(f"OPA at {self.url} did not answer: {exc!r}") from exc
         if "result" not in body:
             # Undefined result: the policy is missing or broken. Deciding nothing is safer
@@ -86,7 +84,9 @@ class PolicyClient:
             except PolicyUnavailableError as exc:
                 if waited_since is None:
                     waited_since = time.monotonic()
-                    log.warning("opa_unavailable", error=str(exc), held=len(policy_input["records"]))
+                    log.warning(
+                        "opa_unavailable", error=str(exc), held=len(policy_input["records"])
+                    )
                 await asyncio.sleep(retry_s)
                 continue
             if waited_since is not None:
@@ -101,7 +101,7 @@ class PolicyClient:
         try:
             policies = await self._get("policies")
             agreements = await self._get("data/agreements")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PolicyUnavailableError(f"OPA at {self.url} did not answer: {exc!r}") from exc
         texts = sorted((p["id"], p["raw"]) for p in policies or [])
         digest = hashlib.sha256(

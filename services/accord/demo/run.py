@@ -46,8 +46,12 @@ class CouncilFigures:
 
 def progress_bar(console: Console) -> Progress:
     return Progress(
-        TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
         disable=not console.is_terminal,
     )
 
@@ -71,15 +75,25 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "accord", "worker"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "ACCORD_WORKER_ID": settings.worker_id,
-                 "ACCORD_TOPIC_PREFIX": settings.topic_prefix, "ACCORD_LOG_FORMAT": "json"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={
+                **os.environ,
+                "ACCORD_WORKER_ID": settings.worker_id,
+                "ACCORD_TOPIC_PREFIX": settings.topic_prefix,
+                "ACCORD_LOG_FORMAT": "json",
+            },
         )
 
 
 def wait_for_worker(
-    settings: Settings, worker: subprocess.Popen[bytes], topics: list[str], total: int,
-    progress: Progress, timeout_s: float = 600.0,
+    settings: Settings,
+    worker: subprocess.Popen[bytes],
+    topics: list[str],
+    total: int,
+    progress: Progress,
+    timeout_s: float = 600.0,
 ) -> None:
     task = progress.add_task("worker deciding records", total=total)
     deadline = time.monotonic() + timeout_s
@@ -132,8 +146,10 @@ def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
 
     rows = generate_shielding_list(people, seed=seed, bad_rows=bad_rows)
     files = write_board_files(rows, settings.state_dir / "demo")
-    console.print(f"  generated {len(rows)} synthetic people across {len(files)} NHS boards "
-                  f"({bad_rows} deliberately bad rows) in {files[org_id('NHS Lothian')].parent}")
+    console.print(
+        f"  generated {len(rows)} synthetic people across {len(files)} NHS boards "
+        f"({bad_rows} deliberately bad rows) in {files[org_id('NHS Lothian')].parent}"
+    )
 
     topics = Topics(settings)
     reasons: Counter[str] = Counter()
@@ -160,8 +176,10 @@ def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
     figures = council_figures(settings, rows, decisions)
     print_summary(console, figures, reasons, sum(reasons.values()))
     print_sample(console, settings, serde)
-    console.print(f"\n  finished in {time.monotonic() - started:.0f}s; "
-                  f"every decision is on {topics.audit}, rejected rows on {topics.quarantine}")
+    console.print(
+        f"\n  finished in {time.monotonic() - started:.0f}s; "
+        f"every decision is on {topics.audit}, rejected rows on {topics.quarantine}"
+    )
 
 
 def council_figures(
@@ -195,19 +213,34 @@ def print_summary(
 ) -> None:
     table = Table(title="Shielding list shared with each council", title_justify="left")
     for column in ("council", "residents", "shared", "withheld", "quarantined", "why withheld"):
-        table.add_column(column, justify="left" if column in ("council", "why withheld") else "right")
+        table.add_column(
+            column, justify="left" if column in ("council", "why withheld") else "right"
+        )
     for council, fig in figures.items():
         why = fig.withheld_reasons.most_common(1)[0][0] if fig.withheld_reasons else ""
-        table.add_row(council, str(fig.residents), str(fig.shared), str(fig.withheld),
-                      str(fig.quarantined), why)
+        table.add_row(
+            council,
+            str(fig.residents),
+            str(fig.shared),
+            str(fig.withheld),
+            str(fig.quarantined),
+            why,
+        )
     total = CouncilFigures()
     for fig in figures.values():
         total.residents += fig.residents
         total.shared += fig.shared
         total.withheld += fig.withheld
         total.quarantined += fig.quarantined
-    table.add_row("all councils", str(total.residents), str(total.shared), str(total.withheld),
-                  str(quarantined), "", style="bold")
+    table.add_row(
+        "all councils",
+        str(total.residents),
+        str(total.shared),
+        str(total.withheld),
+        str(quarantined),
+        "",
+        style="bold",
+    )
     console.print(table)
     console.print(f"  rows quarantined: {quarantined}")
     for reason, count in reasons.most_common():
@@ -225,9 +258,13 @@ def print_sample(console: Console, settings: Settings, serde: AvroSerde, size: i
         table.add_column(column)
     for key, case in sorted(view.items())[:size]:
         table.add_row(
-            key[:10], f"{case['given_name'] or ''} {case['family_name'] or ''}".strip(),
-            case["address_line1"] or "", case["postcode"] or "", case["contact_phone"] or "",
-            {True: "yes", False: "no"}.get(case["is_shielding"], "-"), case["agreement_id"],
+            key[:10],
+            f"{case['given_name'] or ''} {case['family_name'] or ''}".strip(),
+            case["address_line1"] or "",
+            case["postcode"] or "",
+            case["contact_phone"] or "",
+            {True: "yes", False: "no"}.get(case["is_shielding"], "-"),
+            case["agreement_id"],
         )
     console.print(table)
     if view:

@@ -100,7 +100,13 @@ def to_event(org: str, dataset: str, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def quarantine_record(
-    org: str, dataset: str, path: Path, row: SourceRow, code: str, reason: str, field_name: str | None
+    org: str,
+    dataset: str,
+    path: Path,
+    row: SourceRow,
+    code: str,
+    reason: str,
+    field_name: str | None,
 ) -> dict[str, Any]:
     return {
         "quarantine_id": str(uuid.uuid4()),
@@ -136,7 +142,9 @@ def publish_file(
     topics = Topics(settings)
     topic = topics.partner(org, dataset)
     ensure_topics(
-        settings.bootstrap_servers, {topic: None, topics.quarantine: None}, settings.topic_partitions
+        settings.bootstrap_servers,
+        {topic: None, topics.quarantine: None},
+        settings.topic_partitions,
     )
     serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
     record_name = DATASET_RECORDS[dataset]
@@ -180,5 +188,7 @@ def publish_file(
         ) from exc
     finally:
         producer.close(timeout=10)
-    log.info("file_published", topic=topic, published=report.published, quarantined=report.quarantined)
+    log.info(
+        "file_published", topic=topic, published=report.published, quarantined=report.quarantined
+    )
     return report

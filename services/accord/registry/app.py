@@ -106,8 +106,11 @@ class Registry:
             version = max(versions, default=0) + 1
             key = {"keytype": "SCHEMA", "subject": subject, "version": version, "magic": 1}
             value = {
-                "subject": subject, "version": version, "id": schema_id,
-                "schema": text, "deleted": False,
+                "subject": subject,
+                "version": version,
+                "id": schema_id,
+                "schema": text,
+                "deleted": False,
             }
             await asyncio.get_running_loop().run_in_executor(None, self._write, key, value)
             self.store.apply(key, value)
@@ -139,9 +142,10 @@ class Registry:
                 version = int(raw)
             except ValueError:
                 return error(
-                    422, 42202,
+                    422,
+                    42202,
                     f"The specified version '{raw}' is not a valid version id. Allowed values"
-                    " are between [1, 2^31-1] and the string \"latest\"",
+                    ' are between [1, 2^31-1] and the string "latest"',
                 )
         if version not in versions:
             return error(404, 40402, f"Version {version} not found.")
@@ -153,8 +157,12 @@ class Registry:
             return found
         subject, version, schema_id = found
         return ok(
-            {"subject": subject, "version": version, "id": schema_id,
-             "schema": self.store.schemas[schema_id]}
+            {
+                "subject": subject,
+                "version": version,
+                "id": schema_id,
+                "schema": self.store.schemas[schema_id],
+            }
         )
 
     async def get_version_schema(self, request: web.Request) -> web.Response:

@@ -94,7 +94,7 @@ def port_in_use(port: int) -> bool:
 
 def _spawn(
     settings: Settings, component: Component, argv: list[str], env: dict[str, str] | None = None
-) -> int:
+) -> subprocess.Popen[bytes]:
     log_path = component.log_file(settings)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     component.pid_file(settings).parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def _spawn(
             cwd=settings.home,
         )
     component.pid_file(settings).write_text(str(process.pid))
-    return process.pid
+    return process
 
 
 def _stop(settings: Settings, component: Component, timeout_s: float = 20.0) -> bool:
@@ -135,13 +135,17 @@ def _is_zombie(pid: int) -> bool:
 
 
 def _wait(
-    check: Callable[[], bool], what: str, timeout_s: float, log: Path, pid_alive: Callable[[], bool]
+    check: Callable[[], bool],
+    what: str,
+    timeout_s: float,
+    log: Path,
+    process: subprocess.Popen[bytes],
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
             return
-        if not pid_alive():
+        if process.poll() is not None:
             raise StackError(f"{what} exited during start-up; see {log}")
         time.sleep(0.5)
     raise StackError(f"{what} not ready after {timeout_s:.0f}s; see {log}")
@@ -167,9 +171,15 @@ def ensure_kafka_jars(settings: Settings, report: Report) -> Path:
     libs.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [
-            mvn, "-q", "-B", "-f", str(settings.home / "deploy" / "kafka" / "pom.xml"),
-            "dependency:copy-dependencies", "-DincludeScope=runtime",
-            f"-DoutputDirectory={libs}", f"-Dkafka.version={settings.kafka_version}",
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(settings.home / "deploy" / "kafka" / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={libs}",
+            f"-Dkafka.version={settings.kafka_version}",
         ],
         capture_output=True,
         text=True,
@@ -283,22 +293,31 @@ def start_kafka(settings: Settings, report: Report) -> None:
         report("formatting Kafka storage (first run only)")
         result = subprocess.run(
             _java_argv(
-                settings, libs, "kafka.tools.StorageTool", "format", "--standalone",
-                "-t", _kafka_cluster_id(), "-c", str(config),
+                settings,
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                _kafka_cluster_id(),
+                "-c",
+                str(config),
             ),
             capture_output=True,
             text=True,
         )
         if result.returncode != 0:
-            raise StackError(f"Kafka storage format failed: {(result.stdout + result.stderr)[-800:]}")
+            raise StackError(
+                f"Kafka storage format failed: {(result.stdout + result.stderr)[-800:]}"
+            )
     component = components(settings)[0]
-    _spawn(settings, component, _java_argv(settings, libs, "kafka.Kafka", str(config)))
+    process = _spawn(settings, component, _java_argv(settings, libs, "kafka.Kafka", str(config)))
     _wait(
         lambda: kafka_ready(settings.bootstrap_servers),
         f"Kafka on {settings.bootstrap_servers}",
         settings.stack_timeout_s,
         component.log_file(settings),
-        lambda: running_pid(settings, component) is not None,
+        process,
     )
 
 
@@ -316,32 +335,37 @@ def start_opa(settings: Settings, report: Report) -> None:
     binary = ensure_opa(settings, report)
     component = components(settings)[1]
     argv = [
-        str(binary), "run", "--server",
-        "--addr", f"127.0.0.1:{settings.opa_port}",
+        str(binary),
+        "run",
+        "--server",
+        "--addr",
+        f"127.0.0.1:{settings.opa_port}",
         "--skip-version-check",  # never phone home
-        "--log-level", "error",
-        "--watch", str(settings.policies_dir),
+        "--log-level",
+        "error",
+        "--watch",
+        str(settings.policies_dir),
     ]
-    _spawn(settings, component, argv)
+    process = _spawn(settings, component, argv)
     _wait(
         lambda: http_ok(f"{settings.opa_url}/health"),
         f"OPA on {settings.opa_url}",
         settings.stack_timeout_s,
         component.log_file(settings),
-        lambda: running_pid(settings, component) is not None,
+        process,
     )
 
 
 def start_registry(settings: Settings, report: Report) -> None:
     component = components(settings)[2]
     argv = [sys.executable, "-m", "accord.registry", "--port", str(settings.registry_port)]
-    _spawn(settings, component, argv, env={"ACCORD_LOG_FORMAT": "json"})
+    process = _spawn(settings, component, argv, env={"ACCORD_LOG_FORMAT": "json"})
     _wait(
         lambda: http_ok(f"{settings.schema_registry_url}/subjects"),
         f"schema registry on {settings.schema_registry_url}",
         settings.stack_timeout_s,
         component.log_file(settings),
-        lambda: running_pid(settings, component) is not None,
+        process,
     )
 
 
@@ -389,7 +413,11 @@ def status(settings: Settings) -> list[tuple[str, str, str, str]]:
     for component in components(settings):
         pid = running_pid(settings, component)
         if pid is None:
-            state = "stopped (port taken by another process)" if port_in_use(component.port) else "stopped"
+            state = (
+                "stopped (port taken by another process)"
+                if port_in_use(component.port)
+                else "stopped"
+            )
         else:
             state = "running" if healthy(settings, component) else "running, not healthy"
         rows.append((component.name, state, address(settings, component), str(pid or "-")))

@@ -102,9 +102,11 @@ def create_app(settings: Settings) -> faust.App:
     async def ensure_topic(name: str) -> None:
         if name not in declared:
             topic = app.topic(
-                name, key_serializer="raw", value_serializer="raw",
-                partitions=settings.topic_partitions, config=dict(COMPACTED)
-                if name.startswith(topics.prefix + "share.") else None,
+                name,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=settings.topic_partitions,
+                config=dict(COMPACTED) if name.startswith(topics.prefix + "share.") else None,
             )
             await topic.maybe_declare()
             declared[name] = topic
@@ -125,8 +127,13 @@ def create_app(settings: Settings) -> faust.App:
                 settings.worker_batch_size, within=settings.worker_batch_timeout_s
             ):
                 batch = [
-                    Incoming(e.message.topic, e.message.partition, e.message.offset,
-                             e.message.key, e.message.value)
+                    Incoming(
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.key,
+                        e.message.value,
+                    )
                     for e in events
                 ]
                 counts = await process_until_done(enforcer, batch, settings.opa_retry_s)

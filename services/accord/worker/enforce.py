@@ -34,8 +34,15 @@ DECISION_NAMESPACE = uuid.UUID("6f1d2a4e-3b7c-4c1e-9a52-0d6c1f3e8b71")
 
 # Source fields a SupportCase can carry; anything else is never copied out.
 CASE_FIELDS = (
-    "council_area", "given_name", "family_name", "date_of_birth",
-    "address_line1", "address_line2", "town", "postcode", "contact_phone",
+    "council_area",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "address_line1",
+    "address_line2",
+    "town",
+    "postcode",
+    "contact_phone",
 )
 
 # Sends one (topic, key, value) and resolves when the broker has acknowledged it.
@@ -101,9 +108,13 @@ def project_case(
     decision's `fields_released`, and nothing else is copied.
     """
     released = set(decision.get("fields_released") or ())
-    case: dict[str, Any] = {name: (record.get(name) if name in released else None) for name in CASE_FIELDS}
+    case: dict[str, Any] = {
+        name: (record.get(name) if name in released else None) for name in CASE_FIELDS
+    }
     status = record.get("shielding_status")
-    case["is_shielding"] = (status == "SHIELDING") if "shielding_status" in released and status else None
+    case["is_shielding"] = (
+        (status == "SHIELDING") if "shielding_status" in released and status else None
+    )
     case.update(
         case_key=subject_key,
         recipient=decision["recipient"],
@@ -141,7 +152,9 @@ def decision_record(
         "agreement_id": decision.get("agreement_id") or None,
         "agreement_version": decision.get("agreement_version"),
         "allow": bool(decision.get("allow")),
-        "fields_released": sorted(decision.get("fields_released") or ()) if decision.get("allow") else [],
+        "fields_released": sorted(decision.get("fields_released") or ())
+        if decision.get("allow")
+        else [],
         "obligations": list(decision.get("obligations") or ()),
         "reasons": list(decision.get("reasons") or ()),
         "policy_revision": policy_revision,
@@ -155,7 +168,11 @@ def derive_decision_id(event_id: str, recipient: str, revision: str) -> str:
 
 class Enforcer:
     def __init__(
-        self, settings: Settings, serde: AvroSerde, policy: PolicyClient, send: Send,
+        self,
+        settings: Settings,
+        serde: AvroSerde,
+        policy: PolicyClient,
+        send: Send,
         ensure_topic: Callable[[str], Awaitable[None]],
     ) -> None:
         self.settings = settings
@@ -178,7 +195,9 @@ class Enforcer:
         try:
             _, record = self.serde.decode(message.value)
         except AccordError as exc:
-            raise Rejected("undecodable", f"not a valid Avro message in the wire format: {exc}") from exc
+            raise Rejected(
+                "undecodable", f"not a valid Avro message in the wire format: {exc}"
+            ) from exc
         if record.get("source_org") != org:
             raise Rejected(
                 "wrong_publisher",
@@ -192,7 +211,9 @@ class Enforcer:
             raise Rejected(exc.errors[0].rule, str(exc), "chi_number") from exc
         return Checked(message, org, dataset, person_key(self.secret, chi), record)
 
-    async def quarantine(self, message: Incoming, code: str, reason: str, field: str | None) -> Awaitable[Any]:
+    async def quarantine(
+        self, message: Incoming, code: str, reason: str, field: str | None
+    ) -> Awaitable[Any]:
         record = {
             "quarantine_id": str(uuid.uuid4()),
             "quarantined_at": now_utc(),
@@ -235,8 +256,11 @@ class Enforcer:
                 "dataset": dataset,
                 "purpose": self.settings.purpose,
                 "records": [
-                    {"record_id": str(c.record["event_id"]), "subject_key": c.subject_key,
-                     "fields": policy_fields(c.record)}
+                    {
+                        "record_id": str(c.record["event_id"]),
+                        "subject_key": c.subject_key,
+                        "fields": policy_fields(c.record),
+                    }
                     for c in batch
                 ],
             }
@@ -258,7 +282,10 @@ class Enforcer:
                 await asyncio.sleep(self.settings.opa_retry_s)
 
     async def _release(
-        self, batch: list[Checked], decisions: list[dict[str, Any]], revision: str,
+        self,
+        batch: list[Checked],
+        decisions: list[dict[str, Any]],
+        revision: str,
         counts: dict[str, int],
     ) -> list[Awaitable[Any]]:
         by_record: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -269,27 +296,48 @@ class Enforcer:
         for checked in batch:
             event_id = str(checked.record["event_id"])
             record_decisions = by_record.get(event_id) or [
-                {"recipient": "", "agreement_id": "", "allow": False, "fields_released": [],
-                 "reasons": ["denied: the policy returned no decision for this record (fail closed)"]}
+                {
+                    "recipient": "",
+                    "agreement_id": "",
+                    "allow": False,
+                    "fields_released": [],
+                    "reasons": [
+                        "denied: the policy returned no decision for this record (fail closed)"
+                    ],
+                }
             ]
             for decision in record_decisions:
                 recipient = decision.get("recipient") or ""
                 decision_id = derive_decision_id(event_id, recipient, revision)
                 audit = decision_record(
-                    checked, decision, decision_id=decision_id, purpose=self.settings.purpose,
-                    policy_revision=revision, decided_at=decided_at,
+                    checked,
+                    decision,
+                    decision_id=decision_id,
+                    purpose=self.settings.purpose,
+                    policy_revision=revision,
+                    decided_at=decided_at,
                 )
                 allowed = audit["allow"] and bool(recipient)
                 if allowed:
                     case = project_case(
-                        checked.record, decision, subject_key=checked.subject_key,
-                        decision_id=decision_id, policy_revision=revision, updated_at=decided_at,
+                        checked.record,
+                        decision,
+                        subject_key=checked.subject_key,
+                        decision_id=decision_id,
+                        policy_revision=revision,
+                        updated_at=decided_at,
                     )
                     share_topic = self.topics.share(recipient)
                     await self.ensure_topic(share_topic)
                     value = self.serde.encode(Topics.subject(share_topic), "SupportCase", case)
-                    pending.append(await self.send(share_topic, checked.subject_key.encode(), value))
+                    pending.append(
+                        await self.send(share_topic, checked.subject_key.encode(), value)
+                    )
                 counts["allowed" if allowed else "denied"] += 1
-                value = self.serde.encode(Topics.subject(self.topics.audit), "DecisionRecord", audit)
-                pending.append(await self.send(self.topics.audit, checked.subject_key.encode(), value))
+                value = self.serde.encode(
+                    Topics.subject(self.topics.audit), "DecisionRecord", audit
+                )
+                pending.append(
+                    await self.send(self.topics.audit, checked.subject_key.encode(), value)
+                )
         return pending

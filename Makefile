@@ -1,0 +1,56 @@
+# Accord's developer commands. `make help` lists them.
+# The two that matter: `make demo` (the whole flow on synthetic data) and `make test`.
+# Each sets up what it needs: the virtualenv, the Kafka jars, the OPA binary, the stack.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test unit lint format stack-up stack-status stack-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: $(STAMP) ## start the stack and run the whole flow on synthetic data
+	$(BIN)/accord demo
+
+test: $(STAMP) ## start the stack and run every test tier (unit, policy, integration)
+	$(BIN)/accord stack up
+	$(BIN)/ruff check services tests
+	$(BIN)/ruff format --check services tests
+	$(BIN)/python -m pytest
+
+unit: $(STAMP) ## run the unit tests only (no processes needed)
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(STAMP) ## check style without changing files
+	$(BIN)/ruff check services tests
+	$(BIN)/ruff format --check services tests
+	$(BIN)/accord stack up --only opa >/dev/null && .cache/opa/*/opa fmt --list --fail policies && .cache/opa/*/opa check --strict policies
+
+format: $(STAMP) ## format Python and Rego files in place
+	$(BIN)/ruff format services tests
+	$(BIN)/ruff check --fix services tests
+	.cache/opa/*/opa fmt -w policies
+
+stack-up: $(STAMP) ## start Kafka, OPA and the schema registry (idempotent)
+	$(BIN)/accord stack up
+
+stack-status: $(STAMP) ## show each component of the local stack
+	$(BIN)/accord stack status
+
+stack-down: $(STAMP) ## stop the processes the stack started
+	$(BIN)/accord stack down
+
+clean: ## stop the stack and remove its state (keeps the tool cache)
+	-$(BIN)/accord stack down
+	rm -rf .state
