@@ -9,6 +9,7 @@ is left alone. Readiness is a real Kafka metadata request and real HTTP health c
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 import signal
@@ -215,6 +216,7 @@ def ensure_opa(settings: Settings, report: Report) -> Path:
 
 
 def kafka_ready(bootstrap: str) -> bool:
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # refusals are expected while starting
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="accord-stack"
@@ -313,7 +315,8 @@ def start_kafka(settings: Settings, report: Report) -> None:
     component = components(settings)[0]
     process = _spawn(settings, component, _java_argv(settings, libs, "kafka.Kafka", str(config)))
     _wait(
-        lambda: kafka_ready(settings.bootstrap_servers),
+        # The port check is cheap; the metadata request is the real readiness test.
+        lambda: port_in_use(settings.kafka_port) and kafka_ready(settings.bootstrap_servers),
         f"Kafka on {settings.bootstrap_servers}",
         settings.stack_timeout_s,
         component.log_file(settings),
