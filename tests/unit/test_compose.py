@@ -172,7 +172,7 @@ def test_registry_runs_the_accord_registry_on_8081(services: dict) -> None:
     registry = services["registry"]
     argv = [*(registry.get("entrypoint") or []), *(registry.get("command") or [])]
     assert "accord.registry" in " ".join(argv)
-    assert argv[-2:] == ["--port", "8081"]
+    assert argv[-4:] == ["--host", "0.0.0.0", "--port", "8081"]
     assert "build" in registry
     assert environment(registry)["ACCORD_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert registry["depends_on"]["kafka"]["condition"] == "service_healthy"

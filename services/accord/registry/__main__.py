@@ -12,10 +12,13 @@ from accord.registry.app import serve
 def main() -> None:
     settings = get_settings()
     parser = argparse.ArgumentParser(prog="accord.registry")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="Listen address (0.0.0.0 in containers)."
+    )
     parser.add_argument("--port", type=int, default=settings.registry_port)
     args = parser.parse_args()
     configure_logging(settings.log_format, settings.log_level)
-    serve(settings, args.port)
+    serve(settings, args.host, args.port)
 
 
 if __name__ == "__main__":

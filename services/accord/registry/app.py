@@ -241,8 +241,8 @@ class Registry:
         return app
 
 
-def serve(settings: Settings, port: int) -> None:
+def serve(settings: Settings, host: str, port: int) -> None:
     registry = Registry(settings)
     registry.load()
-    log.info("registry_listening", address=f"127.0.0.1:{port}")
-    web.run_app(registry.app(), host="127.0.0.1", port=port, print=None, access_log=None)
+    log.info("registry_listening", address=f"{host}:{port}")
+    web.run_app(registry.app(), host=host, port=port, print=None, access_log=None)
