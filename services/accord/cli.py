@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
 from accord.core.errors import AccordError
 from accord.core.logging import configure_logging
 from accord.core.settings import describe_settings, get_settings
+from accord.ingest.commands import publish
 
 
 def _fail(exc: Exception, code: int = 1) -> None:
@@ -83,43 +83,6 @@ def stack_down(only: tuple[str, ...]) -> None:
     local.down(get_settings(), click.echo, list(only) or None)
 
 
-# --- partners ----------------------------------------------------------------------------
-
-
-def count_data_rows(path: Path) -> int:
-    with open(path, encoding="utf-8-sig") as handle:
-        return max(0, sum(1 for line in handle if line.strip()) - 1)
-
-
-@main.command()
-@click.option("--as", "org", required=True, help="Your organisation id, e.g. nhs-lothian.")
-@click.option("--dataset", "-d", required=True, help="Dataset, e.g. shielding-list.")
-@click.argument("file", type=click.Path(path_type=Path))
-def publish(org: str, dataset: str, file: Path) -> None:
-    """Validate FILE (CSV) and publish its rows; invalid rows go to quarantine with reasons.
-
-    Exits 0 when every row was either published or quarantined, and non-zero only when
-    the infrastructure failed (nothing is counted as published unless Kafka acknowledged it).
-    """
-    from rich.progress import Progress
-
-    from accord.core.topics import Topics
-    from accord.ingest.publish import publish_file
-
-    settings = get_settings()
-    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
-        task = progress.add_task(
-            f"publishing {file.name}", total=count_data_rows(file) if file.is_file() else None
-        )
-        report = publish_file(settings, org, dataset, file, lambda n: progress.advance(task, n))
-    click.echo(f"{report.rows} rows read from {file}")
-    click.echo(f"  published   {report.published:>7}  to {report.topic}")
-    quarantine = Topics(settings).quarantine
-    click.echo(f"  quarantined {report.quarantined:>7}  to {quarantine}")
-    for reason, count in report.reasons.most_common(5):
-        click.echo(f"    {count:>5}  {reason}")
-
-
 # --- hub services --------------------------------------------------------------------------
 
 
@@ -144,6 +107,10 @@ def demo(people: int, bad_rows: int, seed: int) -> None:
     from accord.demo.run import run_demo
 
     run_demo(get_settings(), people, bad_rows, seed)
+
+
+# Each area keeps its commands beside its code; they are all registered here.
+main.add_command(publish)
 
 
 if __name__ == "__main__":

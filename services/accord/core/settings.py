@@ -36,12 +36,14 @@ class Settings(BaseSettings):
         REPO_ROOT / ".state", description="Kafka data, process ids and logs of the local stack."
     )
 
-    # Endpoints.
-    bootstrap_servers: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers.")
-    schema_registry_url: str = Field(
-        "http://127.0.0.1:18081", description="Confluent-compatible schema registry URL."
+    # Endpoints. Left unset, each points at the local stack's port below.
+    bootstrap_servers: str = Field(
+        "", description="Kafka bootstrap servers [default: 127.0.0.1:<kafka_port>]."
     )
-    opa_url: str = Field("http://127.0.0.1:18181", description="OPA server URL.")
+    schema_registry_url: str = Field(
+        "", description="Confluent-compatible schema registry [default: local registry_port]."
+    )
+    opa_url: str = Field("", description="OPA server URL [default: local opa_port].")
 
     # Local stack.
     kafka_version: str = Field("4.4.0", description="Apache Kafka version (3.9.x also works).")
@@ -76,6 +78,23 @@ class Settings(BaseSettings):
 
     log_format: str = Field("auto", description="auto, json or console.")
     log_level: str = Field("INFO", description="Log level.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_endpoints_follow_local_ports(cls, values: dict) -> dict:
+        values = dict(values)
+        ports = {
+            name: values.get(name) or cls.model_fields[name].default
+            for name in ("kafka_port", "registry_port", "opa_port")
+        }
+        values["bootstrap_servers"] = (
+            values.get("bootstrap_servers") or f"127.0.0.1:{ports['kafka_port']}"
+        )
+        values["schema_registry_url"] = (
+            values.get("schema_registry_url") or f"http://127.0.0.1:{ports['registry_port']}"
+        )
+        values["opa_url"] = values.get("opa_url") or f"http://127.0.0.1:{ports['opa_port']}"
+        return values
 
     @model_validator(mode="after")
     def _refuse_placeholder_key_outside_dev(self) -> Settings:

@@ -77,6 +77,7 @@ def create_app(settings: Settings) -> faust.App:
         settings.worker_id,
         broker=faust_broker(settings.bootstrap_servers),
         store="memory://",
+        datadir=str(settings.state_dir / "faust" / settings.worker_id),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
