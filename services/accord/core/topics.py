@@ -7,8 +7,18 @@ import re
 from accord.core.settings import Settings
 
 SHIELDING_LIST = "shielding-list"
+SUPPORT_REQUEST = "support-request"
+SUPPORT_OUTCOME = "support-outcome"
+CONSENT_CHANGE = "consent-change"
 SUPPORT_LIST = "support-list"
-DATASET_RECORDS = {SHIELDING_LIST: "ShieldingListEntry"}
+
+# Partner datasets and the Avro record each one carries.
+DATASET_RECORDS = {
+    SHIELDING_LIST: "ShieldingListEntry",
+    SUPPORT_REQUEST: "SupportRequest",
+    SUPPORT_OUTCOME: "SupportOutcome",
+    CONSENT_CHANGE: "ConsentChange",
+}
 
 _ORG_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 

@@ -28,7 +28,7 @@ from accord.core.logging import get_logger
 from accord.core.pseudonym import person_key
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import Settings
-from accord.core.topics import DATASET_RECORDS, Topics, is_org_id
+from accord.core.topics import DATASET_RECORDS, SHIELDING_LIST, Topics, is_org_id
 from accord.ingest.validation import RowInvalid, validate_shielding_row
 
 log = get_logger("accord.publish")
@@ -136,6 +136,8 @@ def publish_file(
         raise PublishInputError(
             f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASET_RECORDS))}"
         )
+    if dataset != SHIELDING_LIST:
+        raise PublishInputError(f"publishing {dataset} from files is not supported yet")
     if not path.is_file():
         raise PublishInputError(f"no such file: {path}")
 
