@@ -22,9 +22,11 @@ default allow(_) := false
 
 allow(record) if {
 	input.purpose in own_purposes
-	is_string(input.source_org)
+	has_source
 	not opted_out(record)
 }
+
+has_source if is_string(input.source_org)
 
 opted_out(record) if record.subject.opted_out == true
 
@@ -62,5 +64,5 @@ reason(record) := sprintf("denied: purpose %v is not one for which requests are 
 reason(record) := "denied: the request names no source organisation" if {
 	not opted_out(record)
 	input.purpose in own_purposes
-	not is_string(input.source_org)
+	not has_source
 }
