@@ -1,10 +1,12 @@
 """A schema registry that speaks the Confluent Schema Registry REST API.
 
-Schemas are kept in a compacted Kafka topic (`_schemas` by default) in the same key/value
-shape Confluent uses, so the registry survives restarts by replaying that topic. One
-instance writes; ids are global and the same schema text under two subjects shares an id,
-as standard serializers expect. Compatibility rules (`/compatibility`, `/config`) are a
-later step; `/config` already answers with the default level so clients can ask.
+State lives in a compacted Kafka topic (`_schemas` by default) in the key/value shape
+Confluent uses (SCHEMA records per subject version, CONFIG records per compatibility level),
+so the registry survives restarts by replaying that topic. One instance writes; ids are
+global and the same schema text under two subjects shares an id, as standard serializers
+expect. New versions are checked with Apache Avro's own compatibility checker against the
+versions the subject's level requires (default BACKWARD_TRANSITIVE); errors carry
+Confluent's error codes and messages so standard clients understand them.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from accord.core.kafka import COMPACTED, acknowledged_producer, ensure_topics, r
 from accord.core.logging import get_logger
 from accord.core.serde import REGISTRY_CONTENT_TYPE, parse_schema_text
 from accord.core.settings import Settings
+from accord.registry import compatibility
+from accord.registry.modes import DEFAULT_LEVEL, INVALID_LEVEL_MESSAGE, parse_level
 
 log = get_logger("accord.registry")
 
-DEFAULT_COMPATIBILITY = "BACKWARD_TRANSITIVE"
+DEFAULT_COMPATIBILITY = DEFAULT_LEVEL  # kept for callers of the earlier name
+MAX_VERSION = 2**31 - 1
 
 
 def canonical(schema_text: str) -> str:
@@ -34,37 +39,99 @@ def canonical(schema_text: str) -> str:
 
 @dataclass
 class SchemaStore:
-    """In-memory view of the `_schemas` topic."""
+    """In-memory view of the `_schemas` topic; `apply` is the only way it changes."""
 
     schemas: dict[int, str] = field(default_factory=dict)  # id -> canonical text
     ids_by_text: dict[str, int] = field(default_factory=dict)
-    subjects: dict[str, dict[int, int]] = field(default_factory=dict)  # subject -> version -> id
+    subjects: dict[str, dict[int, int]] = field(default_factory=dict)  # live: version -> id
+    deleted: dict[str, dict[int, int]] = field(default_factory=dict)  # soft-deleted versions
+    global_level: str | None = None
+    subject_levels: dict[str, str] = field(default_factory=dict)
 
     def apply(self, key: dict[str, Any], value: dict[str, Any] | None) -> None:
-        if key.get("keytype") != "SCHEMA" or value is None:
+        keytype = key.get("keytype")
+        if keytype == "SCHEMA":
+            self._apply_schema(key, value)
+        elif keytype == "CONFIG":
+            level = parse_level((value or {}).get("compatibilityLevel"))
+            subject = key.get("subject")
+            if subject is None:
+                self.global_level = level
+            elif level is None:
+                self.subject_levels.pop(subject, None)
+            else:
+                self.subject_levels[subject] = level
+
+    def _apply_schema(self, key: dict[str, Any], value: dict[str, Any] | None) -> None:
+        subject, version = key["subject"], int(key["version"])
+        live = self.subjects.setdefault(subject, {})
+        deleted = self.deleted.setdefault(subject, {})
+        live.pop(version, None)
+        deleted.pop(version, None)
+        if value is None:  # a tombstone: the version was deleted permanently
             return
         text = canonical(value["schema"])
         schema_id = int(value["id"])
         self.schemas[schema_id] = text
         self.ids_by_text.setdefault(text, schema_id)
-        versions = self.subjects.setdefault(value["subject"], {})
-        if value.get("deleted"):
-            versions.pop(int(value["version"]), None)
-        else:
-            versions[int(value["version"])] = schema_id
+        (deleted if value.get("deleted") else live)[version] = schema_id
 
     def next_id(self) -> int:
         return max(self.schemas, default=0) + 1
 
+    def next_version(self, subject: str) -> int:
+        """Versions are never reused, not even those of soft-deleted schemas."""
+        used = [*self.subjects.get(subject, {}), *self.deleted.get(subject, {})]
+        return max(used, default=0) + 1
 
-def error(status: int, code: int, message: str) -> web.Response:
-    return web.json_response(
-        {"error_code": code, "message": message}, status=status, content_type=REGISTRY_CONTENT_TYPE
+    def level(self, subject: str) -> str:
+        return self.subject_levels.get(subject) or self.global_level or DEFAULT_LEVEL
+
+    def history(self, subject: str) -> dict[int, str]:
+        """Live version -> schema text: what a new version is checked against."""
+        return {v: self.schemas[i] for v, i in sorted(self.subjects.get(subject, {}).items())}
+
+
+class RegistryError(Exception):
+    """An answer in Confluent's error shape: HTTP status, error_code, message."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def subject_not_found(subject: str) -> RegistryError:
+    return RegistryError(404, 40401, f"Subject '{subject}' not found.")
+
+
+def invalid_version(raw: str) -> RegistryError:
+    return RegistryError(
+        422,
+        42202,
+        f"The specified version '{raw}' is not a valid version id. Allowed values are between"
+        ' [1, 2^31-1] and the string "latest"',
     )
 
 
 def ok(body: Any) -> web.Response:
     return web.json_response(body, content_type=REGISTRY_CONTENT_TYPE)
+
+
+@web.middleware
+async def confluent_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every refusal leaves as {"error_code", "message"}, as Confluent's clients expect."""
+    try:
+        return await handler(request)
+    except RegistryError as exc:
+        return web.json_response(
+            {"error_code": exc.code, "message": exc.message},
+            status=exc.status,
+            content_type=REGISTRY_CONTENT_TYPE,
+        )
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "false").lower() == "true"
 
 
 class Registry:
@@ -85,26 +152,54 @@ class Registry:
             self.store.apply(key, value)
             count += 1
         self._producer = acknowledged_producer(bootstrap, linger_ms=0, compression_type=None)
-        log.info("registry_loaded", records=count, schemas=len(self.store.schemas))
+        log.info(
+            "registry_loaded",
+            records=count,
+            schemas=len(self.store.schemas),
+            level=self.store.level(""),
+        )
 
-    def _write(self, key: dict[str, Any], value: dict[str, Any]) -> None:
+    def _write(self, key: dict[str, Any], value: dict[str, Any] | None) -> None:
         future = self._producer.send(
             self.topic,
             key=json.dumps(key, sort_keys=True).encode(),
-            value=json.dumps(value).encode(),
+            value=None if value is None else json.dumps(value).encode(),
         )
-        future.get(timeout=30)  # acknowledged before the client hears "registered"
+        future.get(timeout=30)  # acknowledged before the client hears "done"
+
+    async def _store(self, key: dict[str, Any], value: dict[str, Any] | None) -> None:
+        """Write one record to `_schemas`, then apply it: memory never runs ahead of Kafka."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._write, key, value)
+        except Exception as exc:  # the store (Kafka) failed: say so, change nothing
+            log.error("schema_store_failed", keytype=key.get("keytype"), error=str(exc))
+            raise RegistryError(500, 50001, f"Error in the backend data store: {exc}") from exc
+        self.store.apply(key, value)
+
+    @staticmethod
+    def _schema_key(subject: str, version: int) -> dict[str, Any]:
+        return {"keytype": "SCHEMA", "subject": subject, "version": version, "magic": 1}
 
     async def register(self, subject: str, schema_text: str) -> int:
+        """The id of `schema_text` under `subject`, registering a new version if allowed."""
         text = canonical(schema_text)
         async with self._lock:
-            versions = self.store.subjects.get(subject, {})
-            for schema_id in versions.values():
+            for schema_id in self.store.subjects.get(subject, {}).values():
                 if self.store.schemas[schema_id] == text:
                     return schema_id
+            level = self.store.level(subject)
+            problems = compatibility.check(level, text, self.store.history(subject))
+            if problems:
+                log.info("schema_refused", subject=subject, level=level, problems=len(problems))
+                details = ", ".join(f"{{{p}}}" for p in problems)
+                raise RegistryError(
+                    409,
+                    409,
+                    "Schema being registered is incompatible with an earlier schema for subject"
+                    f" \"{subject}\", details: [{details}, {{compatibility: '{level}'}}]",
+                )
             schema_id = self.store.ids_by_text.get(text) or self.store.next_id()
-            version = max(versions, default=0) + 1
-            key = {"keytype": "SCHEMA", "subject": subject, "version": version, "magic": 1}
+            version = self.store.next_version(subject)
             value = {
                 "subject": subject,
                 "version": version,
@@ -112,119 +207,292 @@ class Registry:
                 "schema": text,
                 "deleted": False,
             }
-            await asyncio.get_running_loop().run_in_executor(None, self._write, key, value)
-            self.store.apply(key, value)
+            await self._store(self._schema_key(subject, version), value)
             log.info("schema_registered", subject=subject, version=version, id=schema_id)
             return schema_id
 
-    # --- handlers ---------------------------------------------------------------------
+    # --- reading requests ------------------------------------------------------------
 
-    async def list_subjects(self, request: web.Request) -> web.Response:
-        return ok(sorted(s for s, v in self.store.subjects.items() if v))
-
-    async def list_versions(self, request: web.Request) -> web.Response:
-        subject = request.match_info["subject"]
+    def _live(self, subject: str) -> dict[int, int]:
         versions = self.store.subjects.get(subject)
         if not versions:
-            return error(404, 40401, f"Subject '{subject}' not found.")
-        return ok(sorted(versions))
+            raise subject_not_found(subject)
+        return versions
 
-    def _version(self, request: web.Request) -> tuple[str, int, int] | web.Response:
-        subject = request.match_info["subject"]
-        versions = self.store.subjects.get(subject)
-        if not versions:
-            return error(404, 40401, f"Subject '{subject}' not found.")
-        raw = request.match_info["version"]
+    def _version(self, subject: str, raw: str, versions: dict[int, int]) -> int:
+        """The version a path names ("latest", -1 or 1..2^31-1) among `versions`."""
         if raw in ("latest", "-1"):
-            version = max(versions)
-        else:
-            try:
-                version = int(raw)
-            except ValueError:
-                return error(
-                    422,
-                    42202,
-                    f"The specified version '{raw}' is not a valid version id. Allowed values"
-                    ' are between [1, 2^31-1] and the string "latest"',
-                )
-        if version not in versions:
-            return error(404, 40402, f"Version {version} not found.")
-        return subject, version, versions[version]
-
-    async def get_version(self, request: web.Request) -> web.Response:
-        found = self._version(request)
-        if isinstance(found, web.Response):
-            return found
-        subject, version, schema_id = found
-        return ok(
-            {
-                "subject": subject,
-                "version": version,
-                "id": schema_id,
-                "schema": self.store.schemas[schema_id],
-            }
-        )
-
-    async def get_version_schema(self, request: web.Request) -> web.Response:
-        found = self._version(request)
-        if isinstance(found, web.Response):
-            return found
-        return ok(json.loads(self.store.schemas[found[2]]))
-
-    async def get_schema(self, request: web.Request) -> web.Response:
+            return max(versions)
         try:
-            schema_id = int(request.match_info["id"])
+            version = int(raw)
         except ValueError:
-            return error(404, 40403, "Schema not found")
-        text = self.store.schemas.get(schema_id)
-        if text is None:
-            return error(404, 40403, "Schema not found")
-        return ok({"schema": text})
+            raise invalid_version(raw) from None
+        if not 1 <= version <= MAX_VERSION:
+            raise invalid_version(raw)
+        if version not in versions:
+            raise RegistryError(404, 40402, f"Version {version} not found.")
+        return version
 
-    async def _read_schema(self, request: web.Request) -> str | web.Response:
+    async def _read_schema(self, request: web.Request) -> str:
+        """The canonical text of the request's Avro schema, or a 42201 refusal."""
         try:
             body = await request.json()
             schema_text = body["schema"]
+            if not isinstance(schema_text, str):
+                raise TypeError("schema must be a string")
         except (ValueError, KeyError, TypeError):
-            return error(422, 42201, "Invalid schema: the body must be JSON with a 'schema' string")
-        if body.get("schemaType", "AVRO") != "AVRO":
-            return error(422, 42201, f"Invalid schema: schemaType {body['schemaType']} unsupported")
+            raise RegistryError(
+                422, 42201, "Invalid schema: the body must be JSON with a 'schema' string"
+            ) from None
+        schema_type = body.get("schemaType") or "AVRO"
+        if schema_type != "AVRO":
+            raise RegistryError(422, 42201, f"Invalid schema: schemaType {schema_type} unsupported")
+        if body.get("references"):
+            raise RegistryError(422, 42201, "Invalid schema: schema references are unsupported")
         try:
-            parse_schema_text(canonical(schema_text))
-        except (SchemaError, ValueError) as exc:
-            return error(422, 42201, f"Invalid schema: {exc}")
-        return schema_text
+            text = canonical(schema_text)
+            parse_schema_text(text)
+            compatibility.parse(text)
+        except (SchemaError, compatibility.InvalidSchema, ValueError) as exc:
+            raise RegistryError(422, 42201, f"Invalid schema: {exc}") from None
+        return text
+
+    async def _read_level(self, request: web.Request) -> str:
+        try:
+            body = await request.json()
+            level = parse_level(body.get("compatibility") or body.get("compatibilityLevel"))
+        except (ValueError, AttributeError):
+            level = None
+        if level is None:
+            raise RegistryError(422, 42203, INVALID_LEVEL_MESSAGE)
+        return level
+
+    # --- subjects and versions -------------------------------------------------------
+
+    async def list_subjects(self, request: web.Request) -> web.Response:
+        names = {s for s, v in self.store.subjects.items() if v}
+        if _flag(request, "deleted"):
+            names |= {s for s, v in self.store.deleted.items() if v}
+        return ok(sorted(names))
+
+    async def list_versions(self, request: web.Request) -> web.Response:
+        return ok(sorted(self._live(request.match_info["subject"])))
 
     async def post_version(self, request: web.Request) -> web.Response:
-        schema_text = await self._read_schema(request)
-        if isinstance(schema_text, web.Response):
-            return schema_text
-        try:
-            schema_id = await self.register(request.match_info["subject"], schema_text)
-        except Exception as exc:  # the store (Kafka) failed: say so, register nothing
-            log.error("schema_store_failed", error=str(exc))
-            return error(500, 50001, f"Error in the backend data store: {exc}")
-        return ok({"id": schema_id})
+        text = await self._read_schema(request)
+        return ok({"id": await self.register(request.match_info["subject"], text)})
+
+    async def get_version(self, request: web.Request) -> web.Response:
+        subject = request.match_info["subject"]
+        versions = self._live(subject)
+        version = self._version(subject, request.match_info["version"], versions)
+        schema_id = versions[version]
+        body = {"subject": subject, "version": version, "id": schema_id}
+        return ok({**body, "schema": self.store.schemas[schema_id]})
+
+    async def get_version_schema(self, request: web.Request) -> web.Response:
+        subject = request.match_info["subject"]
+        versions = self._live(subject)
+        version = self._version(subject, request.match_info["version"], versions)
+        return ok(json.loads(self.store.schemas[versions[version]]))
 
     async def lookup(self, request: web.Request) -> web.Response:
         subject = request.match_info["subject"]
-        schema_text = await self._read_schema(request)
-        if isinstance(schema_text, web.Response):
-            return schema_text
-        versions = self.store.subjects.get(subject)
+        text = await self._read_schema(request)
+        versions = dict(self.store.subjects.get(subject, {}))
+        if _flag(request, "deleted"):
+            versions |= self.store.deleted.get(subject, {})
         if not versions:
-            return error(404, 40401, f"Subject '{subject}' not found.")
-        text = canonical(schema_text)
+            raise subject_not_found(subject)
         for version, schema_id in sorted(versions.items()):
             if self.store.schemas[schema_id] == text:
                 return ok({"subject": subject, "version": version, "id": schema_id, "schema": text})
-        return error(404, 40403, "Schema not found")
+        raise RegistryError(404, 40403, "Schema not found")
+
+    async def delete_subject(self, request: web.Request) -> web.Response:
+        """Soft delete (versions hidden, ids kept), or with ?permanent=true, tombstones."""
+        subject = request.match_info["subject"]
+        async with self._lock:
+            live = self.store.subjects.get(subject, {})
+            deleted = self.store.deleted.get(subject, {})
+            if not live and not deleted:
+                raise subject_not_found(subject)
+            if _flag(request, "permanent"):
+                if live:
+                    raise RegistryError(
+                        404,
+                        40405,
+                        f"Subject '{subject}' was not deleted first before being permanently"
+                        " deleted",
+                    )
+                versions = sorted(deleted)
+                for version in versions:
+                    await self._store(self._schema_key(subject, version), None)
+            else:
+                if not live:
+                    raise RegistryError(
+                        404,
+                        40404,
+                        f"Subject '{subject}' was soft deleted.Set permanent=true to delete"
+                        " permanently",
+                    )
+                versions = sorted(live)
+                for version in versions:
+                    await self._soft_delete(subject, version, live[version])
+        log.info("subject_deleted", subject=subject, permanent=_flag(request, "permanent"))
+        return ok(versions)
+
+    async def delete_version(self, request: web.Request) -> web.Response:
+        subject = request.match_info["subject"]
+        raw = request.match_info["version"]
+        permanent = _flag(request, "permanent")
+        async with self._lock:
+            live = self.store.subjects.get(subject, {})
+            deleted = self.store.deleted.get(subject, {})
+            if not live and not deleted:
+                raise subject_not_found(subject)
+            if permanent:
+                version = self._version(subject, raw, {**live, **deleted})
+                if version in live:
+                    raise RegistryError(
+                        404,
+                        40407,
+                        f"Subject '{subject}' Version {version} was not deleted first before"
+                        " being permanently deleted",
+                    )
+                await self._store(self._schema_key(subject, version), None)
+            else:
+                version = self._version(subject, raw, {**live, **deleted})
+                if version in deleted:
+                    raise RegistryError(
+                        404,
+                        40406,
+                        f"Subject '{subject}' Version {version} was soft deleted.Set"
+                        " permanent=true to delete permanently",
+                    )
+                await self._soft_delete(subject, version, live[version])
+        log.info("version_deleted", subject=subject, version=version, permanent=permanent)
+        return ok(version)
+
+    async def _soft_delete(self, subject: str, version: int, schema_id: int) -> None:
+        value = {
+            "subject": subject,
+            "version": version,
+            "id": schema_id,
+            "schema": self.store.schemas[schema_id],
+            "deleted": True,
+        }
+        await self._store(self._schema_key(subject, version), value)
+
+    # --- schemas by id ---------------------------------------------------------------
+
+    def _schema_id(self, request: web.Request) -> int:
+        raw = request.match_info["id"]
+        schema_id = int(raw) if raw.isdigit() else None
+        if schema_id is None or schema_id not in self.store.schemas:
+            raise RegistryError(404, 40403, f"Schema {raw} not found")
+        return schema_id
+
+    async def get_schema(self, request: web.Request) -> web.Response:
+        return ok({"schema": self.store.schemas[self._schema_id(request)]})
+
+    async def get_schema_text(self, request: web.Request) -> web.Response:
+        return ok(json.loads(self.store.schemas[self._schema_id(request)]))
+
+    def _uses(self, schema_id: int) -> list[tuple[str, int]]:
+        return sorted(
+            (subject, version)
+            for subject, versions in self.store.subjects.items()
+            for version, sid in versions.items()
+            if sid == schema_id
+        )
+
+    async def get_schema_versions(self, request: web.Request) -> web.Response:
+        uses = self._uses(self._schema_id(request))
+        return ok([{"subject": s, "version": v} for s, v in uses])
+
+    async def get_schema_subjects(self, request: web.Request) -> web.Response:
+        return ok(sorted({s for s, _ in self._uses(self._schema_id(request))}))
+
+    async def get_schema_types(self, request: web.Request) -> web.Response:
+        return ok(["AVRO"])
+
+    # --- compatibility ---------------------------------------------------------------
+
+    def _verdict(self, request: web.Request, problems: list) -> web.Response:
+        body: dict[str, Any] = {"is_compatible": not problems}
+        if _flag(request, "verbose"):
+            body["messages"] = [str(p) for p in problems]
+        return ok(body)
+
+    async def check_all(self, request: web.Request) -> web.Response:
+        """The check registering would make: every version the subject's level requires."""
+        subject = request.match_info["subject"]
+        text = await self._read_schema(request)
+        level = self.store.level(subject)
+        return self._verdict(request, compatibility.check(level, text, self.store.history(subject)))
+
+    async def check_version(self, request: web.Request) -> web.Response:
+        subject = request.match_info["subject"]
+        text = await self._read_schema(request)
+        versions = self._live(subject)
+        version = self._version(subject, request.match_info["version"], versions)
+        old = {version: self.store.schemas[versions[version]]}
+        return self._verdict(request, compatibility.check(self.store.level(subject), text, old))
+
+    # --- config ----------------------------------------------------------------------
+
+    @staticmethod
+    def _config_key(subject: str | None) -> dict[str, Any]:
+        return {"keytype": "CONFIG", "subject": subject, "magic": 0}
 
     async def get_config(self, request: web.Request) -> web.Response:
-        return ok({"compatibilityLevel": DEFAULT_COMPATIBILITY})
+        return ok({"compatibilityLevel": self.store.global_level or DEFAULT_LEVEL})
+
+    async def put_config(self, request: web.Request) -> web.Response:
+        level = await self._read_level(request)
+        await self._store(self._config_key(None), {"compatibilityLevel": level})
+        log.info("compatibility_set", subject=None, level=level)
+        return ok({"compatibility": level})
+
+    async def delete_config(self, request: web.Request) -> web.Response:
+        old = self.store.global_level or DEFAULT_LEVEL
+        await self._store(self._config_key(None), None)
+        log.info("compatibility_reset", subject=None, level=DEFAULT_LEVEL)
+        return ok({"compatibilityLevel": old})
+
+    def _subject_level(self, subject: str) -> str:
+        level = self.store.subject_levels.get(subject)
+        if level is None:
+            raise RegistryError(
+                404,
+                40408,
+                f"Subject '{subject}' does not have subject-level compatibility configured",
+            )
+        return level
+
+    async def get_subject_config(self, request: web.Request) -> web.Response:
+        subject = request.match_info["subject"]
+        if _flag(request, "defaultToGlobal"):
+            return ok({"compatibilityLevel": self.store.level(subject)})
+        return ok({"compatibilityLevel": self._subject_level(subject)})
+
+    async def put_subject_config(self, request: web.Request) -> web.Response:
+        subject = request.match_info["subject"]
+        level = await self._read_level(request)
+        await self._store(self._config_key(subject), {"compatibilityLevel": level})
+        log.info("compatibility_set", subject=subject, level=level)
+        return ok({"compatibility": level})
+
+    async def delete_subject_config(self, request: web.Request) -> web.Response:
+        subject = request.match_info["subject"]
+        old = self._subject_level(subject)
+        await self._store(self._config_key(subject), None)
+        log.info("compatibility_reset", subject=subject)
+        return ok({"compatibilityLevel": old})
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[confluent_errors])
         app.add_routes(
             [
                 web.get("/", lambda r: ok({})),
@@ -232,10 +500,25 @@ class Registry:
                 web.get("/subjects/{subject}/versions", self.list_versions),
                 web.post("/subjects/{subject}/versions", self.post_version),
                 web.get("/subjects/{subject}/versions/{version}", self.get_version),
+                web.delete("/subjects/{subject}/versions/{version}", self.delete_version),
                 web.get("/subjects/{subject}/versions/{version}/schema", self.get_version_schema),
                 web.post("/subjects/{subject}", self.lookup),
+                web.delete("/subjects/{subject}", self.delete_subject),
+                web.get("/schemas/types", self.get_schema_types),
                 web.get("/schemas/ids/{id}", self.get_schema),
+                web.get("/schemas/ids/{id}/schema", self.get_schema_text),
+                web.get("/schemas/ids/{id}/versions", self.get_schema_versions),
+                web.get("/schemas/ids/{id}/subjects", self.get_schema_subjects),
+                web.post("/compatibility/subjects/{subject}/versions", self.check_all),
+                web.post(
+                    "/compatibility/subjects/{subject}/versions/{version}", self.check_version
+                ),
                 web.get("/config", self.get_config),
+                web.put("/config", self.put_config),
+                web.delete("/config", self.delete_config),
+                web.get("/config/{subject}", self.get_subject_config),
+                web.put("/config/{subject}", self.put_subject_config),
+                web.delete("/config/{subject}", self.delete_subject_config),
             ]
         )
         return app
