@@ -5,18 +5,27 @@ import data.accord.agreements
 ns(ts) := time.parse_rfc3339_ns(ts)
 
 fixture := {
-	"DSA-A": {
-		"id": "DSA-A",
+	"DSA-101": {
+		"id": "DSA-101",
 		"status": "active",
 		"valid_from": "2026-01-01T00:00:00Z",
 		"valid_until": "2026-12-31T23:59:59Z",
 		"providers": ["nhs-one"],
 		"recipients": [{"org": "town", "kind": "council", "council_area": "Town"}],
-		"datasets": {"shielding-list": {"fields": ["given_name", "postcode"]}},
+		"datasets": {"shielding-list": {
+			"fields": ["given_name", "postcode"],
+			"recipient_fields": {"village": ["postcode"]},
+			"mask": {"postcode": "outward-code"},
+		}},
 		"conditions": {"resident_in_recipient_area": true},
+		"clauses": {
+			"4.2": {"topic": "minimisation", "text": "Only the listed fields"},
+			"4.10": {"topic": "minimisation", "text": "And nothing else"},
+			"9": "not an object",
+		},
 	},
-	"DSA-B": {
-		"id": "DSA-B",
+	"DSA-102": {
+		"id": "DSA-102",
 		"status": "draft",
 		"valid_from": "2026-01-01T00:00:00Z",
 		"valid_until": "2026-12-31T23:59:59Z",
@@ -24,8 +33,8 @@ fixture := {
 		"recipients": [],
 		"datasets": {"shielding-list": {"fields": []}, "other": {"fields": ["x"]}},
 	},
-	"DSA-C": {
-		"id": "DSA-C",
+	"DSA-103": {
+		"id": "DSA-103",
 		"status": "active",
 		"valid_from": "2026-01-01T00:00:00Z",
 		"valid_until": "2026-12-31T23:59:59Z",
@@ -39,6 +48,7 @@ fixture := {
 
 test_shipped_agreements_are_well_formed if {
 	count(agreements.by_id) == 14
+	print("problems:", agreements.problems)
 	agreements.problems == set()
 }
 
@@ -70,6 +80,15 @@ test_shipped_orkney_is_draft_and_the_rest_active if {
 	not "DSA-011" in active
 }
 
+test_shipped_agreements_cite_the_clauses_rules_need if {
+	every agreement in agreements.by_id {
+		every topic in ["purpose", "residence", "minimisation", "clinical", "opt-out", "children"] {
+			agreements.clause(agreement, topic) != ""
+		}
+	}
+	agreements.cite("DSA-007", agreements.by_id["DSA-007"], "minimisation") == "DSA-007 clause 4.2"
+}
+
 # --- accessor -----------------------------------------------------------------
 
 test_by_id_is_empty_when_no_agreements_are_loaded if {
@@ -78,9 +97,9 @@ test_by_id_is_empty_when_no_agreements_are_loaded if {
 
 test_covering_table if {
 	cases := [
-		["nhs-one", "shielding-list", ["DSA-A", "DSA-B"]],
-		["nhs-two", "shielding-list", ["DSA-B"]],
-		["nhs-one", "other", ["DSA-B", "DSA-C"]],
+		["nhs-one", "shielding-list", ["DSA-101", "DSA-102"]],
+		["nhs-two", "shielding-list", ["DSA-102"]],
+		["nhs-one", "other", ["DSA-102", "DSA-103"]],
 		["nhs-three", "shielding-list", []],
 		["nhs-one", "missing", []],
 	]
@@ -89,15 +108,31 @@ test_covering_table if {
 	}
 }
 
-test_fields if {
-	agreements.fields(fixture["DSA-A"], "shielding-list") == {"given_name", "postcode"}
-	agreements.fields(fixture["DSA-A"], "other") == set()
+test_fields_per_recipient if {
+	a := fixture["DSA-101"]
+	agreements.fields(a, "shielding-list", "town") == {"given_name", "postcode"}
+	agreements.fields(a, "shielding-list", "village") == {"postcode"}
+	agreements.fields(a, "other", "town") == set()
+}
+
+test_masks if {
+	agreements.masks(fixture["DSA-101"], "shielding-list") == {"postcode": "outward-code"}
+	agreements.masks(fixture["DSA-102"], "shielding-list") == {}
+}
+
+test_clause_and_cite if {
+	a := fixture["DSA-101"]
+	agreements.clause(a, "minimisation") == "4.10" # lowest as text; both are minimisation clauses
+	agreements.clause(a, "purpose") == ""
+	agreements.clause(fixture["DSA-102"], "purpose") == ""
+	agreements.cite("DSA-101", a, "minimisation") == "DSA-101 clause 4.10"
+	agreements.cite("DSA-101", a, "purpose") == "DSA-101"
 }
 
 # --- time ---------------------------------------------------------------------
 
 test_in_force_table if {
-	a := fixture["DSA-A"]
+	a := fixture["DSA-101"]
 	cases := [
 		# [agreement, now, in force?]
 		[a, "2026-06-01T00:00:00Z", true],
@@ -105,9 +140,13 @@ test_in_force_table if {
 		[a, "2026-12-31T23:59:59Z", true], # valid_until is inclusive
 		[a, "2025-12-31T23:59:59Z", false],
 		[a, "2027-01-01T00:00:00Z", false],
-		[fixture["DSA-B"], "2026-06-01T00:00:00Z", false], # draft
+		[fixture["DSA-102"], "2026-06-01T00:00:00Z", false], # draft
 		[object.union(a, {"status": "suspended"}), "2026-06-01T00:00:00Z", false],
 		[object.union(a, {"valid_until": "soon"}), "2026-06-01T00:00:00Z", false],
+		# emergency: at most 30 days from valid_from, whatever valid_until says
+		[object.union(a, {"type": "emergency"}), "2026-01-31T00:00:00Z", true],
+		[object.union(a, {"type": "emergency"}), "2026-01-31T00:00:01Z", false],
+		[object.union(a, {"type": "emergency", "valid_until": "2026-01-10T00:00:00Z"}), "2026-01-11T00:00:00Z", false],
 	]
 	every case in cases {
 		in_force_bool(case[0], ns(case[1])) == case[2]
@@ -118,8 +157,15 @@ in_force_bool(agreement, now) if {
 	agreements.in_force(agreement, now)
 } else := false
 
+test_emergency_cut_short if {
+	a := fixture["DSA-101"]
+	agreements.emergency_cut_short(object.union(a, {"type": "emergency"}))
+	not agreements.emergency_cut_short(object.union(a, {"type": "emergency", "valid_until": "2026-01-10T00:00:00Z"}))
+	not agreements.emergency_cut_short(a)
+}
+
 test_not_yet_valid_and_expired if {
-	a := fixture["DSA-A"]
+	a := fixture["DSA-101"]
 	agreements.not_yet_valid(a, ns("2025-06-01T00:00:00Z"))
 	not agreements.expired(a, ns("2025-06-01T00:00:00Z"))
 	agreements.expired(a, ns("2027-06-01T00:00:00Z"))
@@ -129,25 +175,19 @@ test_not_yet_valid_and_expired if {
 # --- data checks --------------------------------------------------------------
 
 test_problems_reported if {
-	bad := {"DSA-X": {
-		"id": "DSA-Y",
+	bad := {"DSA-900": {
+		"id": "DSA-901",
 		"status": "pending",
 		"valid_from": "2026-01-01",
 		"valid_until": "2027-12-31T23:59:59Z",
-		"providers": ["nhs-one"],
-		"recipients": [{"org": "town"}],
-		"datasets": {},
-		"conditions": {"resident_in_recipient_area": true},
 	}}
-	agreements.problems == {
-		"DSA-X: id field does not match its key",
-		"DSA-X: status must be one of [\"active\", \"draft\", \"expired\", \"suspended\"]",
-		"DSA-X: valid_from is not an RFC3339 timestamp",
-		"DSA-X: recipient 0 has no kind",
-		"DSA-X: recipient 0 has no council_area, which resident_in_recipient_area needs",
-	} with data.agreements as bad
+	problems := agreements.problems with data.agreements as bad
+	"DSA-900: id field does not match its key" in problems
+	"DSA-900: valid_until must be a timestamp after valid_from" in problems
+	"DSA-900: status: status must be one of the following: \"draft\", \"active\", \"suspended\", \"expired\"" in problems
+	"DSA-900: (Root): type is required" in problems
 }
 
-test_fixture_has_no_problems if {
-	agreements.problems == set() with data.agreements as fixture
+test_schema_missing_fails_closed if {
+	agreements.schema_errors(fixture["DSA-101"]) == ["the agreement schema (data.schemas.agreement) is not loaded"] with data.schemas as {}
 }

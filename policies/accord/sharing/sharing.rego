@@ -3,13 +3,16 @@
 # description: |
 #   Entry point of Accord's policy: POST /v1/data/accord/sharing/decisions.
 #   Input: {"now"?, "source_org", "dataset", "purpose", "records": [
-#   {"record_id", "subject_key", "fields": {...}}]}.
+#   {"record_id", "subject_key", "fields": {...},
+#    "subject"?: {"opted_out"?: bool, "consent_withdrawn"?: bool}}]}.
 #   Result: one decision per (record, recipient) for every recipient of every
 #   agreement, whatever its status, that names source_org as a provider and
 #   lists the dataset; a record no agreement covers gets a single deny.
 #   Work that depends only on the agreement (status, validity, purpose,
-#   ethics) is done once per agreement recipient, then each record is
+#   schema, ethics) is done once per agreement recipient, then each record is
 #   checked against it, so a query costs O(records x recipients).
+#   GET /v1/data/accord/sharing/retractions lists the agreement recipients
+#   whose earlier shares must be withdrawn (suspended or expired agreements).
 package accord.sharing
 
 import data.accord.agreements
@@ -48,6 +51,11 @@ records := [record |
 known_conditions := {"resident_in_recipient_area"}
 
 # METADATA
+# title: Envelope fields
+# description: Event metadata every record carries; never released and not worth a withholding reason.
+envelope_fields := {"event_id", "occurred_at", "source_org", "schema_version"}
+
+# METADATA
 # title: Targets
 # description: |
 #   One entry per recipient of every agreement covering the request's
@@ -58,24 +66,33 @@ targets := [target |
 	agreement := agreements.by_id[id]
 	gate := agreement_denials(id, agreement)
 	open := in_force(agreement)
-	listed := agreements.fields(agreement, dataset)
 	residence := residence_required(agreement)
+	masks := agreements.masks(agreement, dataset)
 	some recipient in agreement.recipients
 	org := object.get(recipient, "org", "")
 	kind := object.get(recipient, "kind", "")
+	listed := agreements.fields(agreement, dataset, org)
 	withheld := ethics.withheld_fields(kind)
 	target := {
 		"agreement_id": id,
+		"agreement": agreement,
 		"agreement_version": object.get(agreement, "version", null),
 		"recipient": org,
 		"kind": kind,
 		"council_area": object.get(recipient, "council_area", null),
 		"residence_required": residence,
 		"open": open,
-		"denials": array.concat(gate, ethics.denials(org, kind)),
+		"retract": retracting(agreement),
+		"denials": cited(id, agreement, array.concat(
+			gate,
+			array.concat(ethics.kind_denials(org, kind), ethics.article_9_denials(agreement, dataset, listed)),
+		)),
 		"listed": listed,
 		"withheld": withheld,
-		"releasable": listed - withheld,
+		"masks": masks,
+		"releasable": (listed - withheld) - {f | some f, _ in masks},
+		"maskable": {f | some f, _ in masks} & (listed - withheld),
+		"retention_days": object.get(agreement, ["retention", "days"], null),
 	}
 ]
 
@@ -84,17 +101,20 @@ targets := [target |
 # description: |
 #   The contract with the sharing worker: an array of
 #   {record_id, recipient, agreement_id, agreement_version, allow,
-#   fields_released (sorted), obligations, reasons}. When no agreement
-#   covers the request, each record gets exactly one deny with recipient "",
+#   fields_released (sorted), fields_masked, obligations, reasons, clause,
+#   principle, content_independent, retract}. When no agreement covers the
+#   request, each record gets exactly one deny with recipient "",
 #   agreement_id "" and agreement_version null.
 decisions := [decision |
 	some record in records
 	fields := record_fields(record)
 	present := {name | some name, value in fields; value != null}
 	area := object.get(fields, "council_area", null)
+	objection := ethics.objection(record)
+	band := age_band(fields)
 	record_id := object.get(record, "record_id", "")
 	some target in targets
-	decision := decide(record_id, present, area, target)
+	decision := decide(record_id, present, area, objection, band, target)
 ] if {
 	count(targets) > 0
 } else := [uncovered(record) |
@@ -103,40 +123,110 @@ decisions := [decision |
 
 # METADATA
 # title: Decide one record for one target
-# description: The decision object for one record (by id, present fields and council area) and one target.
-decide(record_id, present, area, target) := {
+# description: The decision object for one record (by id, present fields, area, objection and age) and one target.
+decide(record_id, present, area, objection, band, target) := {
 	"record_id": record_id,
 	"recipient": target.recipient,
 	"agreement_id": target.agreement_id,
 	"agreement_version": target.agreement_version,
 	"allow": result.allow,
 	"fields_released": result.fields_released,
-	"obligations": [],
-	"reasons": result.reasons,
+	"fields_masked": result.fields_masked,
+	"obligations": result.obligations,
+	"reasons": [f.text | some f in result.findings],
+	"clause": result.findings[0].clause,
+	"principle": result.findings[0].principle,
+	"content_independent": closed(target),
+	"retract": retract(target, objection, result.allow),
 } if {
-	result := outcome(target, array.concat(target.denials, residence_denials(area, target)), present)
+	record_denials := cited(target.agreement_id, target.agreement, array.concat(
+		ethics.objection_denials(objection),
+		array.concat(residence_denials(area, target), ethics.children_denials(target.agreement, target.kind, band)),
+	))
+	result := outcome(target, array.concat(target.denials, record_denials), present)
 }
 
 # METADATA
 # title: Outcome
 # description: |
 #   Allow only when the agreement is in force and nothing denies; then
-#   release the listed, present, non-null fields ethics does not withhold.
+#   release the listed, present, non-null fields ethics does not withhold,
+#   masked fields only as obligations. A deny releases nothing.
 outcome(target, denials, present) := {
 	"allow": true,
 	"fields_released": sort(target.releasable & present),
-	"reasons": array.concat(
-		[sprintf("shared under %s clause 2.1 for purpose %s", [target.agreement_id, purpose])],
-		array.concat(ethics.withheld_reasons(target.kind, present), minimisation_reasons(target, present)),
+	"fields_masked": masked,
+	"obligations": array.concat(
+		array.concat(["pseudonymise:subject_key"], [sprintf("mask:%s:%s", [f, m]) | some f, m in masked]),
+		retention_obligation(target),
+	),
+	"findings": array.concat(
+		[allow_finding(target)],
+		cited(target.agreement_id, target.agreement, array.concat(
+			ethics.withheld(target.kind, present),
+			array.concat(mask_findings(masked), minimisation_findings(target, present)),
+		)),
 	),
 } if {
 	target.open
 	count(denials) == 0
+	masked := {f: target.masks[f] | some f in (target.maskable & present)}
 } else := {
 	"allow": false,
 	"fields_released": [],
-	"reasons": denials,
+	"fields_masked": {},
+	"obligations": [],
+	"findings": not_open_fallback(target, denials),
 }
+
+# An agreement that is not in force always has a denial explaining why; this
+# fallback only guards against a gap in those explanations (fail closed).
+not_open_fallback(target, denials) := denials if {
+	count(denials) > 0
+} else := [{
+	"text": sprintf("denied: agreement %s is not in force", [target.agreement_id]),
+	"clause": "",
+	"principle": "lawfulness",
+}]
+
+retention_obligation(target) := [sprintf("retain:%dd", [target.retention_days])] if {
+	is_number(target.retention_days)
+} else := []
+
+allow_finding(target) := {
+	"text": sprintf("shared with %s for purpose %s: lawfulness (%s), %s", [
+		target.recipient, purpose, lawful_words(target.agreement),
+		agreements.cite(target.agreement_id, target.agreement, "purpose"),
+	]),
+	"clause": agreements.clause(target.agreement, "purpose"),
+	"principle": "lawfulness",
+}
+
+lawful_words(agreement) := concat("; ", [basis |
+	some key in ["article_6", "article_9"]
+	basis := agreement.lawful_basis[key]
+])
+
+# METADATA
+# title: Cite findings
+# description: |
+#   Turns findings into {text, clause, principle}: text ends with the
+#   principle in plain words and the citation, e.g. "postcode withheld:
+#   data minimisation, DSA-007 clause 4.2".
+cited(id, agreement, findings) := [{
+	"text": sprintf("%s: %s, %s", [f.text, f.principle, citation(id, agreement, f)]),
+	"clause": agreements.clause(agreement, f.topic),
+	"principle": f.principle,
+} |
+	some f in findings
+]
+
+citation(id, agreement, finding) := concat(", ", [c |
+	some c in [finding.rule, agreements.cite(id, agreement, finding.topic)]
+	c != ""
+]) if {
+	finding.topic != ""
+} else := concat(", ", [c | some c in [finding.rule, id]; c != ""])
 
 # METADATA
 # title: Uncovered record
@@ -148,9 +238,19 @@ uncovered(record) := {
 	"agreement_version": null,
 	"allow": false,
 	"fields_released": [],
+	"fields_masked": {},
 	"obligations": [],
-	"reasons": [sprintf("no agreement covers dataset %s from %s", [dataset, source_org])],
+	"reasons": [sprintf("no agreement covers dataset %s from %s: lawfulness", [dataset, source_org])],
+	"clause": "",
+	"principle": "lawfulness",
+	"content_independent": true,
+	"retract": false,
 }
+
+# An unreadable input.now leaves now_ns undefined: the age is then unknown (fail closed).
+age_band(fields) := ethics.age_band(fields, now_ns)
+
+default age_band(_) := "unknown"
 
 record_fields(record) := record.fields if {
 	is_object(record.fields)
@@ -160,6 +260,33 @@ in_force(agreement) if agreements.in_force(agreement, now_ns)
 
 default in_force(_) := false
 
+# METADATA
+# title: Retracting agreement
+# description: |
+#   True when earlier shares under the agreement must be withdrawn: it is
+#   suspended or expired (by status, by its end date, or as an emergency
+#   agreement past its time box). Drafts never shared anything.
+retracting(agreement) if agreement.status in {"suspended", "expired"}
+
+retracting(agreement) if agreements.expired(agreement, now_ns)
+
+default retracting(_) := false
+
+retract(target, objection, allow) := false if {
+	allow
+} else if {
+	target.retract
+} else := objection != ""
+
+# METADATA
+# title: Closed target
+# description: True when the agreement denies every record for this recipient, whatever the record holds.
+closed(target) if not target.open
+
+closed(target) if count(target.denials) > 0
+
+default closed(_) := false
+
 # Fail closed: anything but an explicit false (or absence) requires residence.
 residence_required(agreement) := false if {
 	object.get(agreement, ["conditions", "resident_in_recipient_area"], false) == false
@@ -167,66 +294,102 @@ residence_required(agreement) := false if {
 
 # METADATA
 # title: Agreement-level denials
-# description: Reasons, once per agreement, why nothing may be shared under it now for this purpose.
+# description: Findings, once per agreement, why nothing may be shared under it now for this purpose.
 agreement_denials(id, agreement) := array.concat(
-	array.concat(status_denials(id, agreement), window_denials(id, agreement)),
-	array.concat(purpose_denials(id, agreement), condition_denials(id, agreement)),
+	array.concat(schema_denials(id, agreement), status_denials(id, agreement)),
+	array.concat(
+		window_denials(id, agreement),
+		array.concat(purpose_denials(id, agreement), condition_denials(id, agreement)),
+	),
 )
 
-status_denials(id, agreement) := [] if {
+schema_denials(id, agreement) := [] if {
+	count(agreements.schema_errors(agreement)) == 0
+	agreement.id == id
+} else := [{
+	"text": sprintf("denied: agreement %s is malformed (%s)", [id, concat("; ", array.concat(
+		[sprintf("id field is %v", [object.get(agreement, "id", null)]) | object.get(agreement, "id", null) != id],
+		agreements.schema_errors(agreement),
+	))]),
+	"topic": "",
+	"principle": "accountability",
+	"rule": "",
+}]
+
+status_denials(_, agreement) := [] if {
 	agreement.status == "active"
-} else := [sprintf(
-	"denied: agreement %s is %s, not active (lawfulness)",
-	[id, object.get(agreement, "status", "without a status")],
-)]
+} else := [{
+	"text": sprintf("denied: agreement %s is %v, not active%s", [
+		agreement.id, object.get(agreement, "status", "without a status"),
+		status_reason(agreement),
+	]),
+	"topic": "",
+	"principle": "lawfulness",
+	"rule": "",
+}]
+
+status_reason(agreement) := sprintf(" (%s)", [agreement.status_reason]) if {
+	is_string(agreement.status_reason)
+} else := ""
 
 window_denials(id, agreement) := [] if {
 	agreements.within_validity(agreement, now_ns)
-} else := [sprintf("denied: agreement %s not valid until %s (lawfulness)", [id, agreement.valid_from])] if {
+} else := [window_finding(sprintf("denied: agreement %s not valid until %s", [id, agreement.valid_from]), "")] if {
 	agreements.not_yet_valid(agreement, now_ns)
-} else := [sprintf("denied: agreement %s expired at %s (lawfulness)", [id, agreement.valid_until])] if {
+} else := [window_finding(
+	sprintf("denied: emergency agreement %s expired %d days after it began", [id, agreements.emergency_max_days]),
+	"emergency",
+)] if {
 	agreements.expired(agreement, now_ns)
-} else := [sprintf(
-	"denied: validity of agreement %s cannot be checked: valid_from, valid_until or the request's now is not RFC3339 (lawfulness)",
-	[id],
+	agreements.emergency_cut_short(agreement)
+} else := [window_finding(sprintf("denied: agreement %s expired at %s", [id, agreement.valid_until]), "")] if {
+	agreements.expired(agreement, now_ns)
+} else := [window_finding(
+	sprintf("denied: validity of agreement %s cannot be checked: valid_from, valid_until or the request's now is not RFC3339", [id]),
+	"",
 )]
 
-purpose_denials(id, agreement) := [] if {
+window_finding(text, topic) := {"text": text, "topic": topic, "principle": "lawfulness", "rule": ""}
+
+purpose_denials(_, agreement) := [] if {
 	purpose in object.get(agreement, "purposes", [])
-} else := [sprintf(
-	"denied: purpose %s is not an agreed purpose of %s clause 2.1 (purpose limitation)",
-	[purpose_label, id],
-)]
+} else := [{
+	"text": sprintf("denied: purpose %s is not an agreed purpose", [purpose_label]),
+	"topic": "purpose",
+	"principle": "purpose limitation",
+	"rule": "",
+}]
 
 purpose_label := purpose if {
 	purpose != ""
 } else := "(none given)"
 
-condition_denials(id, agreement) := [sprintf(
-	"denied: agreement %s has condition %s, which this policy cannot check (accountability)",
-	[id, name],
-) |
+condition_denials(_, agreement) := [{
+	"text": sprintf("denied: condition %s cannot be checked by this policy", [name]),
+	"topic": "",
+	"principle": "accountability",
+	"rule": "",
+} |
 	some name in sort(object.keys(object.get(agreement, "conditions", {})) - known_conditions)
 ]
 
 # METADATA
 # title: Residence condition
 # description: |
-#   Clause 4.1: when the agreement requires it, the record's council_area
-#   must equal the recipient's. A record without a council_area is denied.
+#   When the agreement requires it, the record's council_area must equal
+#   the recipient's. A record without a council_area is denied.
 residence_denials(area, target) := [] if {
 	not target.residence_required
-} else := [sprintf(
-	"denied: record has no council_area, so residence in %s's area cannot be shown (%s clause 4.1, data minimisation)",
-	[place(target), target.agreement_id],
-)] if {
+} else := [residence_finding(sprintf(
+	"denied: record has no council_area, so residence in %s's area cannot be shown",
+	[place(target)],
+))] if {
 	not readable_area(area)
 } else := [] if {
 	area == target.council_area
-} else := [sprintf(
-	"denied: person lives in %s, not in %s's area (%s clause 4.1, data minimisation)",
-	[area, place(target), target.agreement_id],
-)]
+} else := [residence_finding(sprintf("denied: person lives in %s, not in %s's area", [area, place(target)]))]
+
+residence_finding(text) := {"text": text, "topic": "residence", "principle": "data minimisation", "rule": ""}
 
 readable_area(area) if trim_space(area) != ""
 
@@ -234,10 +397,44 @@ place(target) := target.council_area if {
 	is_string(target.council_area)
 } else := target.recipient
 
-minimisation_reasons(target, present) := [sprintf(
-	"%s withheld: not listed in %s clause 4.2 (data minimisation)",
-	[concat(", ", sort(unlisted)), target.agreement_id],
-)] if {
-	unlisted := (present - target.listed) - target.withheld
+minimisation_findings(target, present) := [{
+	"text": sprintf("%s withheld", [concat(", ", sort(unlisted))]),
+	"topic": "minimisation",
+	"principle": "data minimisation",
+	"rule": "",
+}] if {
+	unlisted := ((present - target.listed) - target.withheld) - envelope_fields
 	count(unlisted) > 0
 } else := []
+
+mask_findings(masked) := [{
+	"text": sprintf("%s masked (%s)", [f, m]),
+	"topic": "minimisation",
+	"principle": "data minimisation",
+	"rule": "",
+} |
+	some f, m in masked
+]
+
+# METADATA
+# title: Retractions
+# description: |
+#   One entry per recipient of every suspended or expired agreement: the
+#   worker tombstones, in share.<recipient>.<dataset>, the people it shared
+#   under that agreement, and audits why. Evaluated at input.now or the
+#   current time, so a plain GET works.
+retractions := [{
+	"agreement_id": id,
+	"agreement_version": object.get(agreement, "version", null),
+	"recipient": recipient.org,
+	"datasets": sort(object.keys(agreement.datasets)),
+	"reasons": [f.text | some f in cited(id, agreement, array.concat(
+		status_denials(id, agreement),
+		window_denials(id, agreement),
+	))],
+} |
+	some id in sort(object.keys(agreements.by_id))
+	agreement := agreements.by_id[id]
+	retracting(agreement)
+	some recipient in agreement.recipients
+]
