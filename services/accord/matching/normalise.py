@@ -1,0 +1,160 @@
+"""Normalised features of a person record, computed once and compared many times.
+
+Normalisation is for comparison only: the hub never rewrites a partner's record.
+Names are casefolded with accents stripped (Siobhán ~ Siobhan), apostrophes dropped
+(O'Neill ~ ONeill), hyphens read as spaces (Douglas-Hamilton has two parts), and the
+Scottish patronymic prefixes Mc, M' and Mac read alike (McDonald ~ MacDonald).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from typing import Final, NamedTuple
+
+import jellyfish
+
+from accord.matching.nicknames import DISTINCT_PAIRS, NICKNAME_GROUPS
+
+__all__ = [
+    "Features",
+    "PersonRecord",
+    "are_distinct_names",
+    "features",
+    "fold",
+    "name_tokens",
+    "nickname_groups",
+    "normalise_postcode",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRecord:
+    """What a partner tells us about a person; any field but the names may be missing."""
+
+    given_name: str | None
+    family_name: str | None
+    date_of_birth: date | None
+    postcode: str | None
+    address_line1: str | None = None
+    chi_number: str | None = None
+    nhs_number: str | None = None
+
+
+_APOSTROPHES: Final = re.compile(r"['\u2019\u2018`]")
+_NON_ALNUM: Final = re.compile(r"[^a-z0-9]+")
+_M_APOSTROPHE: Final = re.compile(r"\bm['\u2019\u2018`]\s*")
+
+
+def fold(text: str | None) -> str:
+    """Casefold, strip accents, read punctuation as spaces; '' for missing text."""
+    if not text:
+        return ""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    plain = _M_APOSTROPHE.sub("mac", plain)  # M'Donald -> MacDonald before apostrophes go
+    plain = _APOSTROPHES.sub("", plain)
+    return _NON_ALNUM.sub(" ", plain).strip()
+
+
+def name_tokens(text: str | None) -> tuple[str, ...]:
+    """A name's parts, folded, with Mc read as Mac (McLean ~ MacLean ~ M'Lean)."""
+    return tuple(
+        "mac" + token[2:] if token.startswith("mc") else token for token in fold(text).split()
+    )
+
+
+def _parse_groups(text: str) -> dict[str, frozenset[int]]:
+    groups: dict[str, set[int]] = {}
+    for number, line in enumerate(text.strip().splitlines()):
+        for name in line.split():
+            groups.setdefault(fold(name), set()).add(number)
+    return {name: frozenset(ids) for name, ids in groups.items()}
+
+
+_NICKNAMES: Final = _parse_groups(NICKNAME_GROUPS)
+_DISTINCT: Final = _parse_groups(DISTINCT_PAIRS)
+_NO_GROUPS: Final[frozenset[int]] = frozenset()
+
+
+def nickname_groups(token: str) -> frozenset[int]:
+    """Ids of the nickname groups a folded given name belongs to."""
+    return _NICKNAMES.get(token, _NO_GROUPS)
+
+
+def are_distinct_names(a: str, b: str) -> bool:
+    """True when two folded given names are listed as different names (John, Joan)."""
+    return bool(_DISTINCT.get(a, _NO_GROUPS) & _DISTINCT.get(b, _NO_GROUPS))
+
+
+_POSTCODE: Final = re.compile(r"^[A-Z]{1,2}[0-9][0-9A-Z]?[0-9][A-Z]{2}$")
+
+
+def normalise_postcode(text: str | None) -> str:
+    """Upper case without spaces ('EH1 2AB' -> 'EH12AB'); '' when missing or not a postcode."""
+    if not text:
+        return ""
+    compact = re.sub(r"[^0-9A-Za-z]", "", text).upper()
+    return compact if _POSTCODE.match(compact) else ""
+
+
+_STREET_WORDS: Final[dict[str, str]] = {
+    "st": "street",
+    "rd": "road",
+    "ave": "avenue",
+    "av": "avenue",
+    "dr": "drive",
+    "cres": "crescent",
+    "cr": "crescent",
+    "terr": "terrace",
+    "ter": "terrace",
+    "pl": "place",
+    "gdns": "gardens",
+    "ct": "court",
+    "sq": "square",
+    "ln": "lane",
+    "pk": "park",
+}
+
+
+def _address(text: str | None) -> str:
+    """Folded first address line with common abbreviations spelled out (St -> street)."""
+    return " ".join(_STREET_WORDS.get(word, word) for word in fold(text).split())
+
+
+class Features(NamedTuple):
+    """Everything a comparison needs, precomputed; a tuple keeps 180,000 of them small."""
+
+    given: str  # folded name without spaces, '' when missing
+    given_tokens: tuple[str, ...]
+    family: str
+    family_tokens: tuple[str, ...]
+    dob: date | None
+    postcode: str  # 'EH12AB', '' when missing
+    address: str
+    chi: str
+    nhs: str
+
+
+def features(record: PersonRecord) -> Features:
+    """Normalise a record once so that comparing it is cheap."""
+    given_tokens = name_tokens(record.given_name)
+    family_tokens = name_tokens(record.family_name)
+    return Features(
+        given="".join(given_tokens),
+        given_tokens=given_tokens,
+        family="".join(family_tokens),
+        family_tokens=family_tokens,
+        dob=record.date_of_birth,
+        postcode=normalise_postcode(record.postcode),
+        address=_address(record.address_line1),
+        chi=re.sub(r"\D", "", record.chi_number or ""),
+        nhs=re.sub(r"\D", "", record.nhs_number or ""),
+    )
+
+
+def phonetic(token: str) -> str:
+    """A blocking code for a name part: Soundex, which forgives most vowel and -e/-y slips."""
+    return jellyfish.soundex(token) if token else ""
