@@ -10,6 +10,7 @@ from accord.core.errors import AccordError
 from accord.core.logging import configure_logging
 from accord.core.settings import describe_settings, get_settings
 from accord.ingest.commands import publish
+from accord.matching.commands import match
 from accord.registry.commands import schemas
 
 
@@ -112,6 +113,7 @@ def demo(people: int, bad_rows: int, seed: int) -> None:
 
 # Each area keeps its commands beside its code; they are all registered here.
 main.add_command(publish)
+main.add_command(match)
 main.add_command(schemas)
 
 
