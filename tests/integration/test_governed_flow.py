@@ -229,13 +229,13 @@ def test_with_opa_stopped_nothing_is_shared_and_after_restart_everything_is_shar
         publish(settings, tmp_path, rows)
         worker()
         topics = Topics(settings)
-        partner = [topics.partner(LOTHIAN, "shielding-list")]
+        gate_input = [topics.internal("cases")]
         time.sleep(12)  # time enough to have shared, had it been allowed to
         assert decoded(settings, serde, topics.share(EDINBURGH)) == []
         assert decoded(settings, serde, topics.audit) == []
         assert (
-            group_lag(settings.bootstrap_servers, settings.worker_id, partner) == 20
-        )  # nothing acknowledged
+            group_lag(settings.bootstrap_servers, settings.worker_id, gate_input) == 20
+        )  # the gate acknowledged nothing
     finally:
         local.up(stack, lambda _: None, only=["opa"])
     shared = wait_for(
@@ -244,11 +244,11 @@ def test_with_opa_stopped_nothing_is_shared_and_after_restart_everything_is_shar
     assert {k for k, _ in shared} == {key_of(settings, r) for r in rows}
     deadline = time.monotonic() + 30
     while (
-        group_lag(settings.bootstrap_servers, settings.worker_id, partner)
+        group_lag(settings.bootstrap_servers, settings.worker_id, gate_input)
         and time.monotonic() < deadline
     ):
         time.sleep(1)
-    assert group_lag(settings.bootstrap_servers, settings.worker_id, partner) == 0
+    assert group_lag(settings.bootstrap_servers, settings.worker_id, gate_input) == 0
     # Exactly once in the compacted view: one case per person.
     latest = {k: c for k, c in decoded(settings, serde, topics.share(EDINBURGH))}
     assert len(latest) == 20

@@ -4,22 +4,15 @@ from datetime import UTC, date, datetime
 
 from accord.core.settings import Settings
 from accord.core.topics import Topics
-from accord.worker.enforce import (
-    Checked,
-    Incoming,
-    decision_record,
-    derive_decision_id,
-    policy_fields,
-    project_case,
-)
+from accord.worker.enforce import decision_record, derive_decision_id, project_case
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
-RECORD = {
+FIELDS = {
     "event_id": "6a8f7f3e-4a57-4c0e-8d0c-1f0f7a8d2b11",
     "chi_number": "1403521239",
     "given_name": "Ann",
     "family_name": "Kerr",
-    "date_of_birth": date(1952, 3, 14),
+    "date_of_birth": "1952-03-14",
     "address_line1": "1 High Street",
     "address_line2": None,
     "town": "Edinburgh",
@@ -29,8 +22,29 @@ RECORD = {
     "shielding_status": "SHIELDING",
     "contact_phone": "+447700900123",
 }
+CASE = {
+    "case_key": "ab" * 32,
+    "status": "OPEN",
+    "closed_reason": None,
+    "needs": ["FOOD"],
+    "priority": "URGENT",
+    "priority_reasons": ["urgent: urgent unmet food need"],
+    "latest_outcome": None,
+    "latest_outcome_at": None,
+    "opened_at": "2020-06-01T00:00:00.000+00:00",
+    "open_requests": 1,
+    "match_method": "chi",
+    "source": {
+        "org": "nhs-lothian",
+        "dataset": "shielding-list",
+        "event_id": FIELDS["event_id"],
+        "fields": FIELDS,
+    },
+    "subject": {"opted_out": False},
+    "as_of": "2020-06-02T00:00:00.000+00:00",
+}
 ALLOW = {
-    "record_id": RECORD["event_id"],
+    "record_id": CASE["case_key"],
     "recipient": "city-of-edinburgh",
     "agreement_id": "DSA-010",
     "agreement_version": 1,
@@ -41,54 +55,45 @@ ALLOW = {
 }
 
 
-def case(decision=ALLOW):
-    return project_case(
-        RECORD,
-        decision,
-        subject_key="ab" * 32,
-        decision_id="d1",
-        policy_revision="r1",
-        updated_at=NOW,
-    )
+def project(decision=ALLOW, case=CASE):
+    return project_case(case, decision, decision_id="d1", policy_revision="r1", updated_at=NOW)
 
 
 def test_only_released_fields_leave():
-    projected = case()
+    projected = project()
     assert projected["given_name"] == "Ann" and projected["council_area"] == "City of Edinburgh"
     for withheld in ("postcode", "address_line1", "contact_phone", "date_of_birth", "town"):
         assert projected[withheld] is None, withheld
     assert "chi_number" not in projected and "clinical_risk_group" not in projected
 
 
+def test_a_released_date_of_birth_becomes_a_date():
+    released = dict(ALLOW, fields_released=["date_of_birth"])
+    assert project(released)["date_of_birth"] == date(1952, 3, 14)
+
+
 def test_is_shielding_is_derived_only_when_status_is_released():
-    assert case()["is_shielding"] is True
-    without = dict(ALLOW, fields_released=["given_name"])
-    assert case(without)["is_shielding"] is None
+    assert project()["is_shielding"] is True
+    assert project(dict(ALLOW, fields_released=["given_name"]))["is_shielding"] is None
 
 
-def test_case_carries_provenance():
-    projected = case()
+def test_case_carries_needs_priority_and_provenance():
+    projected = project()
+    assert projected["needs"] == ["FOOD"] and projected["priority"] == "URGENT"
+    assert projected["priority_reasons"] == ["urgent: urgent unmet food need"]
     assert (projected["agreement_id"], projected["policy_revision"], projected["decision_id"]) == (
         "DSA-010",
         "r1",
         "d1",
     )
+    assert projected["opened_at"] == datetime(2020, 6, 1, tzinfo=UTC)
     assert projected["fields_released"] == sorted(ALLOW["fields_released"])
-
-
-def test_policy_fields_are_json_safe():
-    assert policy_fields(RECORD)["date_of_birth"] == "1952-03-14"
-
-
-def checked() -> Checked:
-    message = Incoming("partner.nhs-lothian.shielding-list.v1", 0, 7, b"k", b"v")
-    return Checked(message, "nhs-lothian", "shielding-list", "ab" * 32, RECORD)
 
 
 def test_decision_record_holds_the_pseudonymous_key_and_no_identifiers():
     deny = dict(ALLOW, allow=False, reasons=["denied: person lives in Fife"])
     audit = decision_record(
-        checked(),
+        CASE,
         deny,
         decision_id="d1",
         purpose="shielding-support",
@@ -96,20 +101,23 @@ def test_decision_record_holds_the_pseudonymous_key_and_no_identifiers():
         decided_at=NOW,
     )
     assert audit["subject_key"] == "ab" * 32
-    assert audit["fields_released"] == []  # nothing is released on deny, whatever the policy listed
+    assert audit["fields_released"] == []  # nothing is released on deny, whatever was listed
     flat = repr(audit)
     for personal in ("1403521239", "Ann", "Kerr", "EH1 1AA", "+447700900123"):
         assert personal not in flat
 
 
-def test_decision_ids_are_stable_per_event_recipient_and_revision():
-    a = derive_decision_id("e1", "city-of-edinburgh", "r1")
-    assert a == derive_decision_id("e1", "city-of-edinburgh", "r1")
-    assert a != derive_decision_id("e1", "midlothian", "r1")
-    assert a != derive_decision_id("e1", "city-of-edinburgh", "r2")
+def test_decision_ids_are_stable_per_case_version_recipient_and_revision():
+    a = derive_decision_id(CASE, "city-of-edinburgh", "r1")
+    assert a == derive_decision_id(dict(CASE), "city-of-edinburgh", "r1")
+    assert a != derive_decision_id(CASE, "midlothian", "r1")
+    assert a != derive_decision_id(CASE, "city-of-edinburgh", "r2")
+    assert a != derive_decision_id(
+        dict(CASE, as_of="2020-06-03T00:00:00.000+00:00"), "city-of-edinburgh", "r1"
+    )
 
 
-def test_partner_topic_names_carry_the_owner():
+def test_topic_names_carry_the_prefix_and_the_owner():
     topics = Topics(Settings(topic_prefix="t1."))
     assert (
         topics.partner("nhs-lothian", "shielding-list")
@@ -119,3 +127,4 @@ def test_partner_topic_names_carry_the_owner():
         "nhs-fife",
         "shielding-list",
     )
+    assert topics.internal("cases") == "t1.hub.cases"

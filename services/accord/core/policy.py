@@ -60,27 +60,29 @@ class PolicyClient:
             response.raise_for_status()
             return (await response.json()).get("result")
 
-    async def decide(self, policy_input: dict[str, Any]) -> list[dict[str, Any]]:
+    async def decide(
+        self, policy_input: dict[str, Any], package: str = DECISIONS_PACKAGE
+    ) -> list[dict[str, Any]]:
         """Decisions for every record in `policy_input["records"]`, from one query."""
         try:
-            body = await self._client.query_rule(policy_input, DECISIONS_PACKAGE, DECISIONS_RULE)
+            body = await self._client.query_rule(policy_input, package, DECISIONS_RULE)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PolicyUnavailableError(f"OPA at {self.url} did not answer: {exc!r}") from exc
         if "result" not in body:
             # Undefined result: the policy is missing or broken. Deciding nothing is safer
             # than guessing, so treat it as unavailable.
             raise PolicyUnavailableError(
-                f"OPA at {self.url} has no {DECISIONS_PACKAGE}.{DECISIONS_RULE} rule loaded"
+                f"OPA at {self.url} has no {package}.{DECISIONS_RULE} rule loaded"
             )
         return list(body["result"])
 
     async def decide_when_available(
-        self, policy_input: dict[str, Any], retry_s: float = 1.0
+        self, policy_input: dict[str, Any], retry_s: float = 1.0, package: str = DECISIONS_PACKAGE
     ) -> list[dict[str, Any]]:
         waited_since: float | None = None
         while True:
             try:
-                decisions = await self.decide(policy_input)
+                decisions = await self.decide(policy_input, package)
             except PolicyUnavailableError as exc:
                 if waited_since is None:
                     waited_since = time.monotonic()

@@ -41,6 +41,10 @@ class Topics:
     def share(self, recipient: str, dataset: str = SUPPORT_LIST) -> str:
         return f"{self.prefix}share.{recipient}.{dataset}"
 
+    def internal(self, name: str) -> str:
+        """Topics between the worker's stages, e.g. hub.cases."""
+        return f"{self.prefix}hub.{name}"
+
     def partner_pattern(self, dataset: str) -> str:
         return rf"^{re.escape(self.prefix)}partner\.[a-z0-9-]+\.{re.escape(dataset)}\.v[0-9]+$"
 

@@ -1,17 +1,31 @@
-"""The faust worker: consumes partner topics in batches and enforces agreements.
+"""The faust worker: partner feeds to one governed support list per council.
 
-At-least-once: a batch's offsets are acknowledged only after its outputs are acknowledged
-by the broker. Outputs are keyed by the pseudonymous person key into compacted topics and
-decision ids are derived from (event, recipient, revision), so re-processing a batch after
-a crash rewrites the same keys: duplicates are harmless. While OPA is unreachable the
-agent waits inside the batch: nothing is shared, acknowledged or dropped.
+    partner.<org>.<dataset>.v1 ──check_partner_events──► hub.identity      (by date-of-birth block)
+                                                     └─► hub.request-events (outcomes, by request)
+    hub.identity ──match_identities──► hub.person-events (by person) ; hub.match.review
+                                   └─► hub.request-events (who owns each request)
+    hub.request-events ──route_outcomes──► hub.person-events
+    hub.person-events ──join_cases──► hub.cases (compacted, by person)
+    hub.cases ──enforce_agreements──► share.<recipient>.support-list ; hub.audit.decisions
+
+Every stage keeps its state in a faust table backed by a compacted changelog topic and
+partitioned like its input, so workers scale out by partition and recover on restart.
+
+At-least-once: a batch's input offsets are acknowledged only after all its outputs are
+acknowledged by the broker. Duplicates are harmless: states store events under their own
+ids, outputs are keyed by person into compacted topics, provisional person keys and
+decision ids are derived, not random. While OPA is unreachable the gate waits inside its
+batch: nothing is shared, acknowledged or dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -24,35 +38,17 @@ from accord.core.logging import get_logger
 from accord.core.policy import PolicyClient
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import Settings
-from accord.core.topics import SHIELDING_LIST, Topics
-from accord.worker.enforce import Enforcer, Incoming
+from accord.core.topics import DATASET_RECORDS, Topics
+from accord.worker import cases as case_rules
+from accord.worker.enforce import Gate
+from accord.worker.identity import resolve
+from accord.worker.intake import Incoming, Intake, Rejected, quarantine_record
 
 log = get_logger("accord.worker")
 
 
 def faust_broker(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
-
-
-def partner_topics(settings: Settings) -> list[str]:
-    """The partner topics to consume: every provider the agreements name, plus any
-    existing partner topic, so a partner without an agreement is still decided (denied)
-    and audited rather than ignored.
-
-    faust's pattern subscriptions do not subscribe in this version, so the list is
-    explicit; a worker picks up a new provider's topic when it restarts.
-    """
-    topics = Topics(settings)
-    names = {topics.partner(org, SHIELDING_LIST) for org in agreement_providers(settings)}
-    pattern = re.compile(topics.partner_pattern(SHIELDING_LIST))
-    # The hub owns partner topics: create the agreed ones so partners can publish at once.
-    ensure_topics(settings.bootstrap_servers, dict.fromkeys(names), settings.topic_partitions)
-    admin = admin_client(settings.bootstrap_servers)
-    try:
-        names.update(t for t in admin.list_topics() if pattern.match(t))
-    finally:
-        admin.close()
-    return sorted(names)
 
 
 def agreement_providers(settings: Settings) -> set[str]:
@@ -71,17 +67,69 @@ def agreement_providers(settings: Settings) -> set[str]:
     }
 
 
+def partner_topics(settings: Settings) -> list[str]:
+    """The partner topics to consume: the agreed providers' shielding lists, plus every
+    existing partner topic of a known dataset, so a partner without an agreement is still
+    decided (denied) and audited rather than ignored.
+
+    faust's pattern subscriptions do not subscribe in this version, so the list is
+    explicit; a worker picks up a new partner's topic when it restarts.
+    """
+    topics = Topics(settings)
+    names = {topics.partner(org, "shielding-list") for org in agreement_providers(settings)}
+    # The hub owns partner topics: create the agreed ones so partners can publish at once.
+    ensure_topics(settings.bootstrap_servers, dict.fromkeys(names), settings.topic_partitions)
+    patterns = [re.compile(topics.partner_pattern(dataset)) for dataset in DATASET_RECORDS]
+    admin = admin_client(settings.bootstrap_servers)
+    try:
+        names.update(t for t in admin.list_topics() if any(p.match(t) for p in patterns))
+    finally:
+        admin.close()
+    return sorted(names)
+
+
+async def process_until_done(
+    work: Callable[[], Awaitable[dict[str, int]]], records: int, retry_s: float
+) -> dict[str, int]:
+    """Run a batch's work, retrying it whole while infrastructure fails.
+
+    take_events acknowledges a batch once the loop body returns or raises, so the body
+    must not return before the batch is done. A retried batch re-sends outputs with the
+    same keys, which the compacted topics absorb. An error we did not foresee ends the
+    process before its offsets can be committed: better restarted than lost.
+    """
+    while True:
+        try:
+            return await work()
+        except (InfrastructureError, KafkaError) as exc:
+            log.warning("batch_retry", error=str(exc), records=records)
+            await asyncio.sleep(retry_s)
+        except Exception:
+            log.exception("batch_failed_unexpectedly", records=records)
+            os._exit(70)
+
+
+def incoming(event: Any) -> Incoming:
+    message = event.message
+    return Incoming(message.topic, message.partition, message.offset, message.key, message.value)
+
+
 def create_app(settings: Settings) -> faust.App:
     topics = Topics(settings)
+    partitions = settings.topic_partitions
+    secret = settings.pseudonym_key.get_secret_value()
+    rules = case_rules.load_priority_rules()
+    datadir = settings.state_dir / "faust" / settings.worker_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker_id,
         broker=faust_broker(settings.bootstrap_servers),
         store="memory://",
-        datadir=str(settings.state_dir / "faust" / settings.worker_id),
+        datadir=str(datadir),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
-        topic_partitions=settings.topic_partitions,
+        topic_partitions=partitions,
         topic_replication_factor=1,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
@@ -92,77 +140,220 @@ def create_app(settings: Settings) -> faust.App:
         # A batch may wait for OPA; that is not a stuck worker.
         stream_processing_timeout=3600,
         broker_max_poll_interval=3600,
+        table_cleanup_interval=3600,
     )
-    source = app.topic(
-        *partner_topics(settings),
-        key_serializer="raw",
-        value_serializer="raw",
-    )
-    declared: dict[str, Any] = {}
 
-    async def ensure_topic(name: str) -> None:
+    def topic(name: str, compacted: bool = False) -> faust.TopicT:
+        return app.topic(
+            name,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+            config=dict(COMPACTED) if compacted else None,
+        )
+
+    def table(name: str) -> faust.Table:
+        # Keys are the stream's raw key bytes and the partition comes from the key, so a
+        # table entry lives in the same partition as the events about it.
+        return app.Table(
+            name,
+            default=None,
+            partitions=partitions,
+            schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+            use_partitioner=True,
+        )
+
+    # Stage topics must exist before the consumer subscribes, or it would not see them.
+    internal = {
+        topics.internal("identity"): None,
+        topics.internal("request-events"): None,
+        topics.internal("person-events"): None,
+        topics.internal("cases"): dict(COMPACTED),
+        topics.internal("match.review"): dict(COMPACTED),
+        topics.audit: None,
+        topics.quarantine: None,
+    }
+    ensure_topics(settings.bootstrap_servers, internal, partitions)
+    source = app.topic(*partner_topics(settings), key_serializer="raw", value_serializer="raw")
+    identity_topic = topic(topics.internal("identity"))
+    request_topic = topic(topics.internal("request-events"))
+    person_topic = topic(topics.internal("person-events"))
+    cases_topic = topic(topics.internal("cases"), compacted=True)
+    review_topic = topic(topics.internal("match.review"), compacted=True)
+    declared: dict[str, faust.TopicT] = {}
+
+    identities = table("identities")
+    request_owners = table("request-owners")
+    case_states = table("cases")
+    released = table("released")
+
+    async def declare(name: str) -> faust.TopicT:
         if name not in declared:
-            topic = app.topic(
-                name,
-                key_serializer="raw",
-                value_serializer="raw",
-                partitions=settings.topic_partitions,
-                config=dict(COMPACTED) if name.startswith(topics.prefix + "share.") else None,
+            declared[name] = topic(name, compacted=name.startswith(topics.prefix + "share."))
+            await declared[name].maybe_declare()
+        return declared[name]
+
+    async def send(
+        name: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]] | None = None
+    ) -> Awaitable[Any]:
+        return await (await declare(name)).send(key=key, value=value, headers=headers or None)
+
+    def as_json(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
+    intake = Intake(serde, topics, secret)
+
+    def batches(stream: faust.StreamT) -> Any:
+        return stream.take_events(
+            settings.worker_batch_size, within=settings.worker_batch_timeout_s
+        )
+
+    async def warm_changelog_metadata() -> None:
+        # Tables place entries by key (use_partitioner), which asks the producer's metadata
+        # for the changelog topic's partitions without fetching it first; fetch it here.
+        producer = app.producer._ensure_producer()
+        for state in (identities, request_owners, case_states, released):
+            await producer.partitions_for(state.changelog_topic.get_topic_name())
+
+    async def run_stage(stream: faust.StreamT, handler: Any, event: str) -> None:
+        await warm_changelog_metadata()
+        async for events in batches(stream):
+            counts = await process_until_done(
+                functools.partial(handler, events), len(events), settings.opa_retry_s
             )
-            await topic.maybe_declare()
-            declared[name] = topic
+            log.info(event, **counts)
 
-    async def send(topic_name: str, key: bytes, value: bytes) -> Any:
-        await ensure_topic(topic_name)
-        return await declared[topic_name].send(key=key, value=value)
+    async def route_by_owner(envelope: dict[str, Any], person: str) -> list[Awaitable[Any]]:
+        """The person-events message, and for a request the note of who owns it."""
+        envelope["person_key"] = person
+        pending = [await send(person_topic.get_topic_name(), person.encode(), as_json(envelope))]
+        if envelope["kind"] == "request":
+            owner = {"kind": "owner", "request_key": envelope["request_key"], "person_key": person}
+            key = envelope["request_key"].encode()
+            pending.append(await send(request_topic.get_topic_name(), key, as_json(owner)))
+        return pending
 
-    @app.agent(source, name="enforce_agreements")
+    async def check_batch(events: list[Any]) -> dict[str, int]:
+        pending, counts = [], {"records": len(events), "quarantined": 0}
+        for message in map(incoming, events):
+            try:
+                envelope = intake.check(message)
+            except Rejected as exc:
+                record = quarantine_record(message, topics, exc.code, exc.reason, exc.field)
+                subject = Topics.subject(topics.quarantine)
+                value = serde.encode(subject, "QuarantinedRecord", record)
+                key = message.location.encode()
+                pending.append(await send(topics.quarantine, key, value))
+                log.warning("record_quarantined", location=message.location, reason_code=exc.code)
+                counts["quarantined"] += 1
+                continue
+            if envelope["kind"] == "outcome":
+                key = envelope["request_key"].encode()
+                pending.append(await send(request_topic.get_topic_name(), key, as_json(envelope)))
+            elif envelope["block_key"]:
+                key = envelope["block_key"].encode()
+                pending.append(await send(identity_topic.get_topic_name(), key, as_json(envelope)))
+            else:
+                # No date of birth: nothing to match on, so the event stands alone.
+                person, _, _ = resolve([], envelope, secret)
+                pending.extend(await route_by_owner(envelope, person))
+        await asyncio.gather(*pending)
+        return counts
+
+    async def match_batch(events: list[Any]) -> dict[str, int]:
+        pending, counts = [], {"events": len(events), "reviews": 0}
+        for event in events:
+            key, envelope = event.message.key, json.loads(event.message.value)
+            block = identities.get(key) or []
+            person, people, review = resolve(block, envelope, secret)
+            if people is not block:
+                identities[key] = people
+            pending.extend(await route_by_owner(envelope, person))
+            if review is not None:
+                counts["reviews"] += 1
+                review_key = review["provisional_key"].encode()
+                review_topic_name = review_topic.get_topic_name()
+                pending.append(await send(review_topic_name, review_key, as_json(review)))
+        await asyncio.gather(*pending)
+        return counts
+
+    async def route_outcome_batch(events: list[Any]) -> dict[str, int]:
+        pending, counts = [], {"events": len(events), "held": 0}
+        for event in events:
+            key, message = event.message.key, json.loads(event.message.value)
+            state = request_owners.get(key) or {"person_key": None, "held": {}}
+            if message["kind"] == "owner":
+                state["person_key"] = message["person_key"]
+                ready, state["held"] = list(state["held"].values()), {}
+            elif state["person_key"] is None:
+                state["held"][message["event_id"]] = message  # the outcome came first
+                counts["held"] += 1
+                ready = []
+            else:
+                ready = [message]
+            for outcome in ready:
+                outcome["person_key"] = state["person_key"]
+                person = state["person_key"].encode()
+                pending.append(await send(person_topic.get_topic_name(), person, as_json(outcome)))
+            request_owners[key] = state
+        await asyncio.gather(*pending)
+        return counts
+
+    async def join_batch(events: list[Any]) -> dict[str, int]:
+        changed: dict[bytes, dict[str, Any]] = {}
+        for event in events:
+            key, envelope = event.message.key, json.loads(event.message.value)
+            state = changed.get(key) or case_states.get(key) or case_rules.new_state(key.decode())
+            changed[key] = case_rules.apply_event(state, envelope)
+        pending = []
+        for key, state in changed.items():
+            case_states[key] = state
+            view = case_rules.build_case(state, rules)
+            if view is not None:
+                pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
+        await asyncio.gather(*pending)
+        return {"events": len(events), "cases": len(pending)}
+
+    @app.agent(source, name="check_partner_events")
+    async def check_partner_events(stream: faust.StreamT) -> None:
+        """Decode, check and validate partner records; route them by matching block."""
+        await run_stage(stream, check_batch, "partner_batch_checked")
+
+    @app.agent(identity_topic, name="match_identities")
+    async def match_identities(stream: faust.StreamT) -> None:
+        """Decide which person each event is about, within its date-of-birth block."""
+        await run_stage(stream, match_batch, "identities_matched")
+
+    @app.agent(request_topic, name="route_outcomes")
+    async def route_outcomes(stream: faust.StreamT) -> None:
+        """Send each outcome to the person who owns its request, holding early arrivals."""
+        await run_stage(stream, route_outcome_batch, "outcomes_routed")
+
+    @app.agent(person_topic, name="join_cases")
+    async def join_cases(stream: faust.StreamT) -> None:
+        """Join each person's events into their support case."""
+        await run_stage(stream, join_batch, "cases_joined")
+
+    @app.agent(cases_topic, name="enforce_agreements")
     async def enforce_agreements(stream: faust.StreamT) -> None:
-        """Decide every partner record against the agreements, in batches."""
-        serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
+        """Decide every case against the agreements, in batches, and release what is allowed."""
         async with PolicyClient(settings.opa_url, settings.opa_timeout_s) as policy:
-            enforcer = Enforcer(settings, serde, policy, send, ensure_topic)
-            for name in (topics.audit, topics.quarantine):
-                await ensure_topic(name)
-            async for events in stream.take_events(
-                settings.worker_batch_size, within=settings.worker_batch_timeout_s
-            ):
-                batch = [
-                    Incoming(
-                        e.message.topic,
-                        e.message.partition,
-                        e.message.offset,
-                        e.message.key,
-                        e.message.value,
-                    )
-                    for e in events
-                ]
-                counts = await process_until_done(enforcer, batch, settings.opa_retry_s)
-                log.info("batch_enforced", **counts)
+            gate = Gate(
+                settings,
+                serde,
+                policy,
+                send,
+                released=lambda key: list(released.get(key.encode()) or []),
+                set_released=lambda key, holders: released.__setitem__(key.encode(), holders),
+            )
+            async def enforce_batch(events: list[Any]) -> dict[str, int]:
+                views = [json.loads(e.message.value) for e in events if e.message.value]
+                return await gate.process(views)
+
+            await run_stage(stream, enforce_batch, "batch_enforced")
 
     return app
-
-
-async def process_until_done(
-    enforcer: Enforcer, batch: list[Incoming], retry_s: float
-) -> dict[str, int]:
-    """Process a batch, retrying it whole while infrastructure fails.
-
-    take_events acknowledges a batch once the loop body returns or raises, so the body
-    must not return before the batch is done. A retried batch re-sends outputs with the
-    same keys and decision ids, which the compacted views absorb. An error we did not
-    foresee ends the process before its offsets can be committed: better restarted than
-    lost.
-    """
-    while True:
-        try:
-            return await enforcer.process(batch)
-        except (InfrastructureError, KafkaError) as exc:
-            log.warning("batch_retry", error=str(exc), records=len(batch))
-            await asyncio.sleep(retry_s)
-        except Exception:
-            log.exception("batch_failed_unexpectedly", records=len(batch))
-            os._exit(70)
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:

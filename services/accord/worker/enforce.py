@@ -1,10 +1,10 @@
-"""Enforcing agreements on a batch of partner records.
+"""The policy gate: case views in, minimised shares, tombstones and audit records out.
 
-The faust agent hands each batch here. Per batch: decode and check every message
-(failures go to quarantine with their coordinates), ask OPA once per (source, dataset)
-for a decision per record and recipient, audit every decision, and release only the
-fields a decision allows, at one boundary: `project_case`. The batch is done only when
-the broker has acknowledged every output; until then its input stays unacknowledged.
+Per batch the gate asks OPA once per (source organisation, dataset) for a decision per
+case and recipient, audits every decision, and releases only what a decision allows, at
+one boundary: `project_case`. When a case closes, the person opts out, or a decision
+turns from allow to deny (an agreement suspended or expired), the recipients that hold
+the case get a tombstone, so their compacted views drop the person.
 """
 
 from __future__ import annotations
@@ -13,23 +13,20 @@ import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from accord.core.errors import AccordError
 from accord.core.logging import get_logger
 from accord.core.policy import PolicyClient
-from accord.core.pseudonym import person_key
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
-from accord.core.topics import DATASET_RECORDS, Topics
-from accord.ingest.validation import RowInvalid, validate_chi
+from accord.core.topics import SUPPORT_REQUEST, Topics
 
 log = get_logger("accord.worker")
 
-# Decision ids are derived, not random, so re-deciding the same record under the same
-# policy revision after a crash yields the same id: duplicates are recognisable.
+# Decision ids are derived, not random, so re-deciding the same case version under the
+# same policy revision after a crash yields the same id: duplicates are recognisable.
 DECISION_NAMESPACE = uuid.UUID("6f1d2a4e-3b7c-4c1e-9a52-0d6c1f3e8b71")
 
 # Source fields a SupportCase can carry; anything else is never copied out.
@@ -44,95 +41,67 @@ CASE_FIELDS = (
     "postcode",
     "contact_phone",
 )
+OWN_DATA_PACKAGE = "accord.own_data"
+SHARING_PACKAGE = "accord.sharing"
 
-# Sends one (topic, key, value) and resolves when the broker has acknowledged it.
-Send = Callable[[str, bytes, bytes], Awaitable[Awaitable[Any]]]
-
-
-@dataclass(frozen=True)
-class Incoming:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-    @property
-    def location(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}"
-
-
-@dataclass
-class Checked:
-    message: Incoming
-    source_org: str
-    dataset: str
-    subject_key: str
-    record: dict[str, Any]
-
-
-class Rejected(AccordError):
-    def __init__(self, code: str, reason: str, field: str | None = None) -> None:
-        super().__init__(reason)
-        self.code, self.reason, self.field = code, reason, field
+# Sends (topic, key, value or None for a tombstone, headers); resolves on broker ack.
+Send = Callable[[str, bytes, bytes | None, list[tuple[str, bytes]]], Awaitable[Awaitable[Any]]]
 
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def policy_fields(record: dict[str, Any]) -> dict[str, Any]:
-    """The record as policy input: JSON-safe values, dates as ISO strings."""
-    fields = {}
-    for name, value in record.items():
-        if isinstance(value, datetime | date):
-            value = value.isoformat()
-        elif isinstance(value, uuid.UUID):
-            value = str(value)
-        fields[name] = value
-    return fields
+def instant(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 def project_case(
-    record: dict[str, Any],
+    case: dict[str, Any],
     decision: dict[str, Any],
     *,
-    subject_key: str,
     decision_id: str,
     policy_revision: str,
     updated_at: datetime,
 ) -> dict[str, Any]:
-    """The SupportCase a recipient gets: only the fields the decision released.
+    """The SupportCase a recipient gets: only the source fields the decision released.
 
-    This is the one minimisation boundary: every outbound case is built here, from the
-    decision's `fields_released`, and nothing else is copied.
+    This is the one minimisation boundary: every outbound case is built here, and no
+    source field is copied unless the decision lists it.
     """
+    fields = case["source"]["fields"]
     released = set(decision.get("fields_released") or ())
-    case: dict[str, Any] = {
-        name: (record.get(name) if name in released else None) for name in CASE_FIELDS
+    projected: dict[str, Any] = {
+        name: (fields.get(name) if name in released else None) for name in CASE_FIELDS
     }
-    status = record.get("shielding_status")
-    case["is_shielding"] = (
-        (status == "SHIELDING") if "shielding_status" in released and status else None
-    )
-    case.update(
-        case_key=subject_key,
+    if isinstance(projected["date_of_birth"], str):
+        projected["date_of_birth"] = date.fromisoformat(projected["date_of_birth"])
+    status = fields.get("shielding_status")
+    shielding_released = "shielding_status" in released and status
+    projected.update(
+        case_key=case["case_key"],
         recipient=decision["recipient"],
-        needs=[],
-        priority=None,
-        latest_outcome=None,
+        is_shielding=(status == "SHIELDING") if shielding_released else None,
+        needs=list(case["needs"]),
+        priority=case["priority"],
+        priority_reasons=list(case["priority_reasons"]),
+        latest_outcome=case["latest_outcome"],
+        latest_outcome_at=instant(case["latest_outcome_at"]),
+        opened_at=instant(case["opened_at"]),
+        open_requests=case["open_requests"],
+        match_method=case["match_method"],
         fields_released=sorted(released),
-        agreement_id=decision["agreement_id"],
+        agreement_id=decision.get("agreement_id") or "own-data",
         policy_revision=policy_revision,
         decision_id=decision_id,
-        source_event_id=str(record["event_id"]),
+        source_event_id=case["source"]["event_id"],
         updated_at=updated_at,
     )
-    return case
+    return projected
 
 
 def decision_record(
-    checked: Checked,
+    case: dict[str, Any],
     decision: dict[str, Any],
     *,
     decision_id: str,
@@ -141,203 +110,224 @@ def decision_record(
     decided_at: datetime,
 ) -> dict[str, Any]:
     """The audit record of one decision; holds the pseudonymous key, never identifiers."""
+    allow = bool(decision.get("allow"))
     return {
         "decision_id": decision_id,
         "decided_at": decided_at,
-        "source_org": checked.source_org,
-        "dataset": checked.dataset,
-        "source_event_id": str(checked.record["event_id"]),
+        "source_org": case["source"]["org"],
+        "dataset": case["source"]["dataset"],
+        "source_event_id": case["source"]["event_id"],
         "recipient": decision.get("recipient") or None,
         "purpose": purpose,
         "agreement_id": decision.get("agreement_id") or None,
         "agreement_version": decision.get("agreement_version"),
-        "allow": bool(decision.get("allow")),
-        "fields_released": sorted(decision.get("fields_released") or ())
-        if decision.get("allow")
-        else [],
+        "allow": allow,
+        "fields_released": sorted(decision.get("fields_released") or ()) if allow else [],
         "obligations": list(decision.get("obligations") or ()),
         "reasons": list(decision.get("reasons") or ()),
         "policy_revision": policy_revision,
-        "subject_key": checked.subject_key,
+        "subject_key": case["case_key"],
     }
 
 
-def derive_decision_id(event_id: str, recipient: str, revision: str) -> str:
-    return str(uuid.uuid5(DECISION_NAMESPACE, f"{event_id}|{recipient}|{revision}"))
+def derive_decision_id(case: dict[str, Any], recipient: str, revision: str) -> str:
+    version = f"{case['source']['event_id']}|{case['as_of']}|{case['status']}"
+    return str(
+        uuid.uuid5(DECISION_NAMESPACE, f"{case['case_key']}|{version}|{recipient}|{revision}")
+    )
 
 
-class Enforcer:
+def policy_input_record(case: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "record_id": case["case_key"],
+        "subject_key": case["case_key"],
+        "fields": case["source"]["fields"],
+        "subject": case["subject"],
+    }
+
+
+class Gate:
     def __init__(
         self,
         settings: Settings,
         serde: AvroSerde,
         policy: PolicyClient,
         send: Send,
-        ensure_topic: Callable[[str], Awaitable[None]],
+        released: Callable[[str], list[str]],
+        set_released: Callable[[str, list[str]], None],
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings)
         self.serde = serde
         self.policy = policy
         self.send = send
-        self.ensure_topic = ensure_topic
-        self.secret = settings.pseudonym_key.get_secret_value()
+        self.released = released
+        self.set_released = set_released
 
-    # --- checking -------------------------------------------------------------------------
-
-    def check(self, message: Incoming) -> Checked:
-        try:
-            org, dataset = self.topics.parse_partner(message.topic)
-        except ValueError as exc:
-            raise Rejected("unknown_topic", str(exc)) from exc
-        if dataset not in DATASET_RECORDS:
-            raise Rejected("unknown_dataset", f"dataset {dataset} is not one the hub knows")
-        try:
-            _, record = self.serde.decode(message.value)
-        except AccordError as exc:
-            raise Rejected(
-                "undecodable", f"not a valid Avro message in the wire format: {exc}"
-            ) from exc
-        if record.get("source_org") != org:
-            raise Rejected(
-                "wrong_publisher",
-                f"record says it is from {record.get('source_org')!r} but was published to "
-                f"{org}'s topic; a partner may only publish under its own name",
-                "source_org",
-            )
-        try:
-            chi = validate_chi(str(record.get("chi_number") or ""))
-        except RowInvalid as exc:
-            raise Rejected(exc.errors[0].rule, str(exc), "chi_number") from exc
-        return Checked(message, org, dataset, person_key(self.secret, chi), record)
-
-    async def quarantine(
-        self, message: Incoming, code: str, reason: str, field: str | None
-    ) -> Awaitable[Any]:
-        record = {
-            "quarantine_id": str(uuid.uuid4()),
-            "quarantined_at": now_utc(),
-            "source_org": None,
-            "dataset": None,
-            "origin": "KAFKA",
-            "location": message.location,
-            "line_number": None,
-            "original": message.value or b"",
-            "reason_code": code,
-            "reason": reason,
-            "field": field,
-        }
-        try:
-            record["source_org"], record["dataset"] = self.topics.parse_partner(message.topic)
-        except ValueError:
-            pass
-        log.warning("record_quarantined", location=message.location, reason_code=code)
-        topic = self.topics.quarantine
-        value = self.serde.encode(Topics.subject(topic), "QuarantinedRecord", record)
-        return await self.send(topic, message.location.encode(), value)
-
-    # --- deciding -------------------------------------------------------------------------
-
-    async def process(self, messages: list[Incoming]) -> dict[str, int]:
+    async def process(self, cases: list[dict[str, Any]]) -> dict[str, int]:
+        """Decide and release a batch of case views; returns counts for the log."""
+        latest: dict[str, dict[str, Any]] = {}
+        for case in cases:  # only the newest version of each case in the batch matters
+            latest[case["case_key"]] = case
         pending: list[Awaitable[Any]] = []
-        groups: dict[tuple[str, str], list[Checked]] = defaultdict(list)
-        for message in messages:
-            try:
-                checked = self.check(message)
-            except Rejected as exc:
-                pending.append(await self.quarantine(message, exc.code, exc.reason, exc.field))
-                continue
-            groups[(checked.source_org, checked.dataset)].append(checked)
-
-        counts = {"records": len(messages), "quarantined": len(pending), "allowed": 0, "denied": 0}
+        counts = {"cases": len(latest), "allowed": 0, "denied": 0, "withdrawn": 0}
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        revision = await self._revision()
+        for case in latest.values():
+            if case["status"] == "CLOSED":
+                pending.extend(await self._withdraw_all(case, revision, counts))
+            else:
+                groups[(case["source"]["org"], case["source"]["dataset"])].append(case)
         for (org, dataset), batch in groups.items():
             policy_input = {
                 "source_org": org,
                 "dataset": dataset,
                 "purpose": self.settings.purpose,
-                "records": [
-                    {
-                        "record_id": str(c.record["event_id"]),
-                        "subject_key": c.subject_key,
-                        "fields": policy_fields(c.record),
-                    }
-                    for c in batch
-                ],
+                "records": [policy_input_record(case) for case in batch],
             }
+            package = OWN_DATA_PACKAGE if dataset == SUPPORT_REQUEST else SHARING_PACKAGE
             decisions = await self.policy.decide_when_available(
-                policy_input, self.settings.opa_retry_s
+                policy_input, self.settings.opa_retry_s, package=package
             )
             revision = await self._revision()
             pending.extend(await self._release(batch, decisions, revision, counts))
-        # The batch counts as done only when every output is acknowledged by the broker.
-        await asyncio.gather(*pending)
+        await asyncio.gather(*pending)  # done only when the broker has everything
         return counts
 
     async def _revision(self) -> str:
+        logged = False
         while True:
             try:
                 return await self.policy.revision()
             except AccordError as exc:
-                log.warning("opa_unavailable", error=str(exc))
+                if not logged:
+                    log.warning("opa_unavailable", error=str(exc))
+                    logged = True
                 await asyncio.sleep(self.settings.opa_retry_s)
+
+    def _headers(self, decision_id: str, revision: str, agreement: str) -> list[tuple[str, bytes]]:
+        return [
+            ("accord-decision-id", decision_id.encode()),
+            ("accord-policy-revision", revision.encode()),
+            ("accord-agreement", agreement.encode()),
+        ]
+
+    async def _audit(
+        self,
+        case: dict[str, Any],
+        decision: dict[str, Any],
+        decision_id: str,
+        revision: str,
+        decided_at: datetime,
+    ) -> Awaitable[Any]:
+        audit = decision_record(
+            case,
+            decision,
+            decision_id=decision_id,
+            purpose=self.settings.purpose,
+            policy_revision=revision,
+            decided_at=decided_at,
+        )
+        value = self.serde.encode(Topics.subject(self.topics.audit), "DecisionRecord", audit)
+        return await self.send(self.topics.audit, case["case_key"].encode(), value, [])
+
+    async def _tombstone(
+        self, case: dict[str, Any], recipient: str, reason: str, revision: str, decided_at: datetime
+    ) -> list[Awaitable[Any]]:
+        withdrawal = {
+            "recipient": recipient,
+            "agreement_id": "",
+            "allow": False,
+            "fields_released": [],
+            "reasons": [f"withdrawn: {reason}"],
+        }
+        decision_id = derive_decision_id(case, recipient, revision)
+        share_topic = self.topics.share(recipient)
+        headers = self._headers(decision_id, revision, "")
+        return [
+            await self.send(share_topic, case["case_key"].encode(), None, headers),
+            await self._audit(case, withdrawal, decision_id, revision, decided_at),
+        ]
+
+    async def _withdraw_all(
+        self, case: dict[str, Any], revision: str, counts: dict[str, int]
+    ) -> list[Awaitable[Any]]:
+        pending: list[Awaitable[Any]] = []
+        decided_at = now_utc()
+        holders = self.released(case["case_key"])
+        for recipient in holders:
+            pending.extend(
+                await self._tombstone(case, recipient, case["closed_reason"], revision, decided_at)
+            )
+            counts["withdrawn"] += 1
+        if holders:
+            self.set_released(case["case_key"], [])
+        return pending
 
     async def _release(
         self,
-        batch: list[Checked],
+        batch: list[dict[str, Any]],
         decisions: list[dict[str, Any]],
         revision: str,
         counts: dict[str, int],
     ) -> list[Awaitable[Any]]:
-        by_record: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for decision in decisions:
-            by_record[decision.get("record_id", "")].append(decision)
-        pending = []
+            by_case[decision.get("record_id", "")].append(decision)
+        pending: list[Awaitable[Any]] = []
         decided_at = now_utc()
-        for checked in batch:
-            event_id = str(checked.record["event_id"])
-            record_decisions = by_record.get(event_id) or [
+        for case in batch:
+            key = case["case_key"]
+            case_decisions = by_case.get(key) or [
                 {
                     "recipient": "",
                     "agreement_id": "",
                     "allow": False,
                     "fields_released": [],
                     "reasons": [
-                        "denied: the policy returned no decision for this record (fail closed)"
+                        "denied: the policy returned no decision for this case (fail closed)"
                     ],
                 }
             ]
-            for decision in record_decisions:
+            holders = set(self.released(key))
+            now_holding = set()
+            for decision in case_decisions:
                 recipient = decision.get("recipient") or ""
-                decision_id = derive_decision_id(event_id, recipient, revision)
-                audit = decision_record(
-                    checked,
-                    decision,
-                    decision_id=decision_id,
-                    purpose=self.settings.purpose,
-                    policy_revision=revision,
-                    decided_at=decided_at,
-                )
-                allowed = audit["allow"] and bool(recipient)
+                decision_id = derive_decision_id(case, recipient, revision)
+                allowed = bool(decision.get("allow")) and bool(recipient)
                 if allowed:
-                    case = project_case(
-                        checked.record,
+                    projected = project_case(
+                        case,
                         decision,
-                        subject_key=checked.subject_key,
                         decision_id=decision_id,
                         policy_revision=revision,
                         updated_at=decided_at,
                     )
                     share_topic = self.topics.share(recipient)
-                    await self.ensure_topic(share_topic)
-                    value = self.serde.encode(Topics.subject(share_topic), "SupportCase", case)
-                    pending.append(
-                        await self.send(share_topic, checked.subject_key.encode(), value)
+                    value = self.serde.encode(Topics.subject(share_topic), "SupportCase", projected)
+                    headers = self._headers(
+                        decision_id, revision, decision.get("agreement_id") or ""
                     )
-                counts["allowed" if allowed else "denied"] += 1
-                value = self.serde.encode(
-                    Topics.subject(self.topics.audit), "DecisionRecord", audit
+                    pending.append(await self.send(share_topic, key.encode(), value, headers))
+                    now_holding.add(recipient)
+                    counts["allowed"] += 1
+                elif recipient in holders:
+                    reason = (decision.get("reasons") or ["no longer allowed"])[0]
+                    pending.extend(
+                        await self._tombstone(case, recipient, reason, revision, decided_at)
+                    )
+                    counts["withdrawn"] += 1
+                else:
+                    counts["denied"] += 1
+                pending.append(await self._audit(case, decision, decision_id, revision, decided_at))
+            # Holders the policy no longer names at all lose the case too.
+            for recipient in holders - now_holding - {d.get("recipient") for d in case_decisions}:
+                pending.extend(
+                    await self._tombstone(
+                        case, recipient, "no longer covered", revision, decided_at
+                    )
                 )
-                pending.append(
-                    await self.send(self.topics.audit, checked.subject_key.encode(), value)
-                )
+                counts["withdrawn"] += 1
+            if now_holding != holders:
+                self.set_released(key, sorted(now_holding))
         return pending

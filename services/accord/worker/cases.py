@@ -1,0 +1,271 @@
+"""A person's support case, folded from their events. Pure functions, no I/O.
+
+State is a plain JSON-able dict (it lives in a faust table backed by a changelog topic).
+Every event is stored under its own id or request key, so applying an event twice leaves
+the same state: at-least-once delivery cannot double a need or an outcome.
+
+Lifecycle. A case opens on the first need: a support request, or being on the shielding
+list while shielding (every shielding person is owed a welfare check). It updates on every
+outcome, and closes when no need is left open (outcomes met them, or the person stopped
+shielding and has no open request) or when the person opts out or withdraws consent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from accord.core.settings import REPO_ROOT
+
+PRIORITY_RULES_FILE = REPO_ROOT / "config" / "priority.yaml"
+PRIORITY_ORDER = ("ROUTINE", "MEDIUM", "HIGH", "URGENT")
+MET = {"DELIVERED", "NEEDS_MET"}
+SUCCESSFUL_CONTACT = {"DELIVERED", "NEEDS_MET", "REFERRED", "DECLINED"}
+# UNKNOWN changes count as opting out: when unsure, stop sharing.
+STOPS_SHARING = {"OPT_OUT", "WITHDRAW_CONSENT", "UNKNOWN"}
+WELFARE_CHECK = "WELFARE_CHECK"
+ENTRY_REQUEST = "shielding-list"
+
+# Fields of a request that identify or describe the person, for a request-only case.
+REQUEST_PERSON_FIELDS = (
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "address_line1",
+    "postcode",
+    "council_area",
+    "contact_phone",
+)
+
+
+def new_state(person_key: str) -> dict[str, Any]:
+    return {
+        "person_key": person_key,
+        "entry": None,
+        "requests": {},
+        "outcomes": {},
+        "consent": None,
+        "match_method": None,
+    }
+
+
+def _later(at: str, than: str | None) -> bool:
+    return than is None or at >= than
+
+
+def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """The state after `event` (an envelope: kind, event_id, occurred_at, source_org, data)."""
+    kind, data, at = event["kind"], event["data"], event["occurred_at"]
+    if kind == "entry":
+        if state["entry"] is None or _later(at, state["entry"]["occurred_at"]):
+            state["entry"] = {
+                "occurred_at": at,
+                "source_org": event["source_org"],
+                "event_id": event["event_id"],
+                "fields": data,
+            }
+    elif kind == "request":
+        key = event["request_key"]
+        state["requests"][key] = {
+            "occurred_at": at,
+            "source_org": event["source_org"],
+            "event_id": event["event_id"],
+            "request_id": data["request_id"],
+            "needs": sorted(set(data.get("needs") or [])),
+            "urgency": data.get("urgency") or "UNKNOWN",
+            "lives_alone": data.get("lives_alone"),
+            "fields": {name: data.get(name) for name in REQUEST_PERSON_FIELDS},
+        }
+    elif kind == "outcome":
+        state["outcomes"][event["event_id"]] = {
+            "occurred_at": at,
+            "source_org": event["source_org"],
+            "request_key": event.get("request_key"),
+            "need": data.get("need"),
+            "outcome": data.get("outcome") or "UNKNOWN",
+        }
+    elif kind == "consent":
+        if state["consent"] is None or _later(at, state["consent"]["occurred_at"]):
+            state["consent"] = {
+                "occurred_at": at,
+                "change": data.get("change") or "UNKNOWN",
+                "scope": data.get("scope") or "ALL_SHARING",
+            }
+    else:
+        raise ValueError(f"unknown event kind {kind!r}")
+    if event.get("match_method") and state.get("match_method") != "chi":
+        state["match_method"] = event["match_method"]
+    return state
+
+
+def opted_out(state: dict[str, Any]) -> bool:
+    consent = state.get("consent")
+    return bool(consent) and consent["change"] in STOPS_SHARING
+
+
+def open_needs_by_request(state: dict[str, Any]) -> dict[str, set[str]]:
+    """Needs still open, per request key (the shielding list's welfare check included)."""
+    outcomes = list(state["outcomes"].values())
+    open_needs: dict[str, set[str]] = {}
+    for key, request in state["requests"].items():
+        needs = set(request["needs"])
+        for outcome in outcomes:
+            if outcome["request_key"] != key:
+                continue
+            if outcome["outcome"] == "DECLINED" or (
+                outcome["outcome"] in MET and outcome["need"] is None
+            ):
+                needs.clear()
+            elif outcome["outcome"] in MET:
+                needs.discard(outcome["need"])
+        if needs:
+            open_needs[key] = needs
+    entry = state["entry"]
+    shielding = entry is not None and entry["fields"].get("shielding_status") == "SHIELDING"
+    if shielding and not any(o["outcome"] in SUCCESSFUL_CONTACT for o in outcomes):
+        open_needs[ENTRY_REQUEST] = {WELFARE_CHECK}
+    return open_needs
+
+
+def load_priority_rules(path: Path = PRIORITY_RULES_FILE) -> list[dict[str, Any]]:
+    rules = yaml.safe_load(path.read_text())["rules"]
+    for rule in rules:
+        if rule["condition"] not in PRIORITY_CONDITIONS:
+            raise ValueError(f"{path}: rule {rule['id']} has unknown condition {rule['condition']}")
+        if rule["priority"] not in PRIORITY_ORDER:
+            raise ValueError(f"{path}: rule {rule['id']} has unknown priority {rule['priority']}")
+    return rules
+
+
+def _urgent_unmet_need(state, open_needs, rule, as_of) -> set[str]:
+    return {
+        need
+        for key, needs in open_needs.items()
+        if key in state["requests"] and state["requests"][key]["urgency"] in rule["urgencies"]
+        for need in needs & set(rule["needs"])
+    }
+
+
+def _unmet_need(state, open_needs, rule, as_of) -> set[str]:
+    return {need for needs in open_needs.values() for need in needs & set(rule["needs"])}
+
+
+def _no_successful_contact(state, open_needs, rule, as_of) -> bool:
+    opened = opened_at(state)
+    if opened is None or any(
+        o["outcome"] in SUCCESSFUL_CONTACT for o in state["outcomes"].values()
+    ):
+        return False
+    return datetime.fromisoformat(as_of) - datetime.fromisoformat(opened) >= timedelta(
+        days=rule["days"]
+    )
+
+
+def _shielding_and_alone(state, open_needs, rule, as_of) -> bool:
+    entry = state["entry"]
+    shielding = entry is not None and entry["fields"].get("shielding_status") == "SHIELDING"
+    return shielding and any(r["lives_alone"] for r in state["requests"].values())
+
+
+PRIORITY_CONDITIONS = {
+    "urgent_unmet_need": _urgent_unmet_need,
+    "unmet_need": _unmet_need,
+    "no_successful_contact": _no_successful_contact,
+    "shielding_and_alone": _shielding_and_alone,
+}
+
+
+def assess_priority(
+    state: dict[str, Any], open_needs: dict[str, set[str]], rules: list[dict[str, Any]], as_of: str
+) -> tuple[str, list[str]]:
+    priority, reasons = "ROUTINE", []
+    for rule in rules:
+        fired = PRIORITY_CONDITIONS[rule["condition"]](state, open_needs, rule, as_of)
+        if not fired:
+            continue
+        needs = (
+            " and ".join(sorted(n.lower().replace("_", " ") for n in fired))
+            if isinstance(fired, set)
+            else ""
+        )
+        reasons.append(
+            f"{rule['priority'].lower()}: "
+            + rule["reason"].format(needs=needs, days=rule.get("days"))
+        )
+        if PRIORITY_ORDER.index(rule["priority"]) > PRIORITY_ORDER.index(priority):
+            priority = rule["priority"]
+    return priority, reasons
+
+
+def opened_at(state: dict[str, Any]) -> str | None:
+    times = [r["occurred_at"] for r in state["requests"].values()]
+    entry = state["entry"]
+    if entry is not None and entry["fields"].get("shielding_status") == "SHIELDING":
+        times.append(entry["occurred_at"])
+    return min(times) if times else None
+
+
+def last_event_at(state: dict[str, Any]) -> str:
+    times = [r["occurred_at"] for r in state["requests"].values()]
+    times += [o["occurred_at"] for o in state["outcomes"].values()]
+    for part in ("entry", "consent"):
+        if state[part]:
+            times.append(state[part]["occurred_at"])
+    return max(times)
+
+
+def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The case view of a state, or None when the person has no case (yet).
+
+    The view carries `status` OPEN or CLOSED; a closed case becomes a tombstone downstream.
+    `source` is the record the policy decides on: the NHS board's entry when there is one,
+    else the latest request (the council's own data).
+    """
+    entry = state["entry"]
+    if entry is None and not state["requests"]:
+        return None
+    open_needs = open_needs_by_request(state)
+    as_of = last_event_at(state)
+    needs = sorted({need for values in open_needs.values() for need in values})
+    closed_reason = None
+    if opted_out(state):
+        closed_reason = "opted out or withdrew consent"
+    elif not needs:
+        closed_reason = "no open needs"
+    priority, reasons = assess_priority(state, open_needs, rules, as_of)
+    outcomes = sorted(state["outcomes"].values(), key=lambda o: o["occurred_at"])
+    if entry is not None:
+        source = {
+            "org": entry["source_org"],
+            "dataset": "shielding-list",
+            "event_id": entry["event_id"],
+            "fields": entry["fields"],
+        }
+    else:
+        latest = max(state["requests"].values(), key=lambda r: r["occurred_at"])
+        source = {
+            "org": latest["source_org"],
+            "dataset": "support-request",
+            "event_id": latest["event_id"],
+            "fields": latest["fields"],
+        }
+    return {
+        "case_key": state["person_key"],
+        "status": "CLOSED" if closed_reason else "OPEN",
+        "closed_reason": closed_reason,
+        "needs": needs,
+        "priority": priority,
+        "priority_reasons": reasons,
+        "latest_outcome": outcomes[-1]["outcome"] if outcomes else None,
+        "latest_outcome_at": outcomes[-1]["occurred_at"] if outcomes else None,
+        "opened_at": opened_at(state),
+        "open_requests": sum(1 for key in open_needs if key != ENTRY_REQUEST),
+        "match_method": state.get("match_method"),
+        "request_orgs": sorted({r["source_org"] for r in state["requests"].values()}),
+        "source": source,
+        "subject": {"opted_out": opted_out(state)},
+        "as_of": as_of,
+    }

@@ -1,0 +1,86 @@
+"""Resolving which person an event is about, within its matching block.
+
+Events with a CHI or NHS number carry their person key already (deterministic). Others
+are compared with the people already known in their block (same date of birth) by the
+probabilistic matcher: a MATCH joins that person; REVIEW goes to the review queue and is
+never merged automatically; NO_MATCH starts a provisional person, registered in the block
+so later events about the same person join it. Provisional keys derive from the event's
+request key (or event id), so re-processing an event resolves it to the same key.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from accord.core.pseudonym import person_key
+
+IDENTITY_FIELDS = ("given_name", "family_name", "date_of_birth", "postcode", "address_line1")
+
+
+def person_record(fields: dict[str, Any]) -> Any:
+    from accord.matching import PersonRecord
+
+    dob = fields.get("date_of_birth")
+    return PersonRecord(
+        given_name=fields.get("given_name") or "",
+        family_name=fields.get("family_name") or "",
+        date_of_birth=date.fromisoformat(dob) if dob else None,
+        postcode=fields.get("postcode") or "",
+        address_line1=fields.get("address_line1"),
+    )
+
+
+def identity_of(person: str, data: dict[str, Any], provisional: bool) -> dict[str, Any]:
+    return {
+        "person_key": person,
+        "provisional": provisional,
+        **{name: data.get(name) for name in IDENTITY_FIELDS},
+    }
+
+
+def resolve(
+    block: list[dict[str, Any]], envelope: dict[str, Any], secret: str
+) -> tuple[str, list[dict[str, Any]], dict[str, Any] | None]:
+    """(person key, the block's updated people, a review item or None) for an event."""
+    data = envelope["data"]
+    known = envelope.get("person_key")
+    if known:
+        people = [p for p in block if p["person_key"] != known]
+        if all(data.get(name) is None for name in IDENTITY_FIELDS):
+            people = block  # an event without identity fields adds nothing to match on
+        else:
+            people.append(identity_of(known, data, provisional=False))
+        return known, people, None
+
+    provisional = person_key(
+        secret, envelope.get("request_key") or envelope["event_id"], scheme="provisional"
+    )
+    if any(p["person_key"] == provisional for p in block):
+        return provisional, block, None  # the same event again: it resolved to itself
+
+    from accord.matching import compare
+
+    query = person_record(data)
+    best: tuple[dict[str, Any], Any] | None = None
+    for candidate in block:
+        result = compare(query, person_record(candidate))
+        if best is None or result.probability > best[1].probability:
+            best = (candidate, result)
+    review = None
+    if best is not None and best[1].outcome == "MATCH":
+        envelope["match_method"] = "probabilistic"
+        envelope["match_probability"] = round(best[1].probability, 4)
+        return best[0]["person_key"], block, None
+    if best is not None and best[1].outcome == "REVIEW":
+        review = {
+            "event_id": envelope["event_id"],
+            "dataset": envelope["dataset"],
+            "source_org": envelope["source_org"],
+            "provisional_key": provisional,
+            "candidate_key": best[0]["person_key"],
+            "probability": round(best[1].probability, 4),
+            "evidence": [list(item) for item in best[1].evidence],
+        }
+    envelope["match_method"] = "none"
+    return provisional, [*block, identity_of(provisional, data, provisional=True)], review
