@@ -347,6 +347,7 @@ def create_app(settings: Settings) -> faust.App:
                 released=lambda key: list(released.get(key.encode()) or []),
                 set_released=lambda key, holders: released.__setitem__(key.encode(), holders),
             )
+
             async def enforce_batch(events: list[Any]) -> dict[str, int]:
                 views = [json.loads(e.message.value) for e in events if e.message.value]
                 return await gate.process(views)
