@@ -6,9 +6,11 @@ import sys
 
 import click
 
+from accord.coordinator.commands import cases
 from accord.core.errors import AccordError
 from accord.core.logging import configure_logging
 from accord.core.settings import describe_settings, get_settings
+from accord.governance.commands import audit, policy
 from accord.ingest.commands import publish
 from accord.matching.commands import match
 from accord.registry.commands import schemas
@@ -113,8 +115,11 @@ def demo(people: int, bad_rows: int, seed: int) -> None:
 
 # Each area keeps its commands beside its code; they are all registered here.
 main.add_command(publish)
+main.add_command(policy)
+main.add_command(audit)
 main.add_command(match)
 main.add_command(schemas)
+main.add_command(cases)
 
 
 if __name__ == "__main__":

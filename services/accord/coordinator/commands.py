@@ -1,0 +1,74 @@
+"""`accord cases`: a coordinator's current support list, in the terminal or as CSV."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.settings import get_settings
+
+SHOWN = (
+    ("priority", "priority"),
+    ("needs", "needs"),
+    ("latest outcome", "latest_outcome"),
+    ("given name", "given_name"),
+    ("family name", "family_name"),
+    ("address", "address_line1"),
+    ("postcode", "postcode"),
+    ("phone", "contact_phone"),
+    ("why", "priority_reasons"),
+)
+
+
+@click.command()
+@click.option(
+    "--council", "-c", required=True, help='Council name or id, e.g. "City of Edinburgh".'
+)
+@click.option(
+    "--csv", "csv_path", type=click.Path(path_type=Path), help="Export the list to a CSV file."
+)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing updates as they arrive.")
+@click.option("--limit", "-n", default=50, show_default=True, help="Rows to print (0 for all).")
+def cases(council: str, csv_path: Path | None, follow: bool, limit: int) -> None:
+    """Print a council's current support list: priority, needs, latest outcome and the
+    contact fields its agreements allow (blank where a field is not released)."""
+    from accord.coordinator import views
+
+    settings = get_settings()
+    try:
+        recipient = views.recipient_for(council)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--council") from exc
+    serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
+    view = views.current_list(settings, serde, recipient)
+    ordered = views.ordered(view)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    table = Table(title=f"{council}: {len(ordered)} open cases", title_justify="left")
+    for header, _ in SHOWN:
+        table.add_column(header)
+    for case in ordered[: limit or None]:
+        table.add_row(*(views.cell(case, column) for _, column in SHOWN))
+    console.print(table)
+    if limit and len(ordered) > limit:
+        console.print(f"  … {len(ordered) - limit} more; use --limit 0 or --csv to see all")
+    if csv_path:
+        views.write_csv(ordered, csv_path)
+        console.print(f"  exported {len(ordered)} cases to {csv_path}")
+    if follow:
+        console.print("  following updates (Ctrl-C to stop)")
+        try:
+            for key, case in views.follow(settings, serde, recipient, view):
+                if case is None:
+                    console.print(f"  removed  {key[:12]}")
+                else:
+                    console.print(
+                        f"  updated  {key[:12]}  {views.cell(case, 'priority'):<8} "
+                        f"{views.cell(case, 'needs')}  {views.cell(case, 'latest_outcome')}"
+                    )
+        except KeyboardInterrupt:
+            pass
