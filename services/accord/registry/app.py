@@ -28,7 +28,6 @@ from accord.registry.modes import DEFAULT_LEVEL, INVALID_LEVEL_MESSAGE, parse_le
 
 log = get_logger("accord.registry")
 
-DEFAULT_COMPATIBILITY = DEFAULT_LEVEL  # kept for callers of the earlier name
 MAX_VERSION = 2**31 - 1
 
 
@@ -156,7 +155,7 @@ class Registry:
             "registry_loaded",
             records=count,
             schemas=len(self.store.schemas),
-            level=self.store.level(""),
+            level=self.store.global_level or DEFAULT_LEVEL,
         )
 
     def _write(self, key: dict[str, Any], value: dict[str, Any] | None) -> None:
