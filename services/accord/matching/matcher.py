@@ -3,10 +3,10 @@ it against everyone.
 
 Blocking: a query is compared only with people who share at least one blocking key --
 the same date of birth (or the same with day and month swapped), the same postcode, or
-the same Soundex code of a family name part in the same birth year (also tried with the
-given name, for swapped names). A true match that differs on all three at once (moved,
-date of birth mistyped and family name misspelt in its first letter) is missed; such a
-record arrives as a new person rather than as someone else.
+the same Soundex code of a family name part with the same birth year and given-name
+initial (also tried the other way round, for swapped names). A true match that fails
+all three at once (moved, date of birth mistyped, and a first letter changed) is missed:
+such a record arrives as a new person rather than as someone else.
 """
 
 from __future__ import annotations
@@ -71,19 +71,20 @@ def _interned(f: Features) -> Features:
     )
 
 
-def _name_keys(tokens: tuple[str, ...], key: str, year: int) -> Iterator[str]:
+def _name_keys(tokens: tuple[str, ...], key: str, year: int, initial: str) -> Iterator[str]:
+    """Soundex of each family name part, with birth year and the other name's initial."""
     parts = {t for t in tokens if len(t) > 2}
     if len(tokens) > 1:
         parts.add(key)
     for part in parts:
-        yield f"f{phonetic(part)}{year}"
+        yield f"f{phonetic(part)}{year}{initial}"
 
 
 def _index_keys(f: Features) -> set[str]:
     keys = set()
     if f.dob is not None:
         keys.add(f"d{f.dob.isoformat()}")
-        keys.update(_name_keys(f.family_tokens, f.family, f.dob.year))
+        keys.update(_name_keys(f.family_tokens, f.family, f.dob.year, f.given[:1]))
     if f.postcode:
         keys.add(f"p{f.postcode}")
     return keys
@@ -92,7 +93,7 @@ def _index_keys(f: Features) -> set[str]:
 def _query_keys(f: Features) -> set[str]:
     keys = _index_keys(f)
     if f.dob is not None:
-        keys.update(_name_keys(f.given_tokens, f.given, f.dob.year))  # names swapped
+        keys.update(_name_keys(f.given_tokens, f.given, f.dob.year, f.family[:1]))  # swapped
         if f.dob.day <= 12 and f.dob.day != f.dob.month:
             try:
                 keys.add(f"d{f.dob.replace(month=f.dob.day, day=f.dob.month).isoformat()}")

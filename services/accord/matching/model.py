@@ -235,6 +235,9 @@ def _probability(weight: float) -> float:
     return odds / (1.0 + odds)
 
 
+_AGREE: Final = frozenset({"exact", "alias", "part"})
+
+
 def _exact_bf(comparison: str, share: float | None) -> float:
     """Bayes factor of exact agreement, from the name's own frequency when it is known.
 
@@ -281,6 +284,8 @@ def _names(
             continue  # a swap is only evidence when both names line up crossed
         if best is None or total > best[0]:
             best = (total, evidence, given, family)
+        if given in _AGREE and family in _AGREE:
+            break  # names agree as written: no need to try them swapped
     assert best is not None
     return best
 

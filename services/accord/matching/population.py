@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from itertools import accumulate
 from typing import Final
 
 from accord.demo.synthetic import chi_for
@@ -121,7 +122,10 @@ NON_LIST_KINDS: Final[tuple[str, ...]] = (
 
 
 def _zipf_pool(text: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    """Names as listed, most common first, weighted 1/rank like real name frequencies."""
+    """Names as listed, most common first, weighted 1/rank like real name frequencies.
+
+    Returns the names and their cumulative weights (for random.choices).
+    """
     names: list[str] = []
     for line in text.strip().splitlines():
         names.extend(line.split())
@@ -132,7 +136,8 @@ def _zipf_pool(text: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
         else:
             merged.append(name)
     unique = tuple(dict.fromkeys(merged))
-    return unique, tuple(1.0 / (rank + 1) ** 0.9 for rank in range(len(unique)))
+    cumulative = tuple(accumulate(1.0 / (rank + 1) ** 0.9 for rank in range(len(unique))))
+    return unique, cumulative
 
 
 def _nicknames() -> dict[str, tuple[str, ...]]:
@@ -173,9 +178,12 @@ class _Generator:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.chis: set[str] = set()
+        # Given names listed per (family name, date of birth, postcode): an outsider twin
+        # must not carry a listed twin's name, or the query would be that listed person.
+        self.siblings: dict[tuple[object, ...], set[str | None]] = {}
 
     def pick(self, pool: tuple[tuple[str, ...], tuple[float, ...]]) -> str:
-        return self.rng.choices(pool[0], weights=pool[1])[0]
+        return self.rng.choices(pool[0], cum_weights=pool[1])[0]
 
     def given(self, female: bool) -> str:
         name = self.pick(_FEMALE_POOL if female else _MALE_POOL)
@@ -254,7 +262,8 @@ class _Generator:
             address_line1=of.address_line1,
             postcode=of.postcode,
         )
-        while twin.given_name == of.given_name:
+        taken = self.siblings.get((of.family_name, of.date_of_birth, of.postcode), set())
+        while twin.given_name == of.given_name or twin.given_name in taken:
             twin = replace(twin, given_name=self.given(self.rng.random() < 0.5))
         return twin
 
@@ -385,6 +394,8 @@ def generate_population(
     while len(listed) < people:
         for record in gen.household()[: people - len(listed)]:
             listed[f"P{len(listed) + 1:07d}"] = record
+            household = (record.family_name, record.date_of_birth, record.postcode)
+            gen.siblings.setdefault(household, set()).add(record.given_name)
     ids = list(listed)
     out: list[Query] = []
     for _ in range(queries):
