@@ -10,6 +10,7 @@ from accord.coordinator.commands import cases
 from accord.core.errors import AccordError
 from accord.core.logging import configure_logging
 from accord.core.settings import describe_settings, get_settings
+from accord.gateway.commands import gateway
 from accord.governance.commands import audit, policy
 from accord.ingest.commands import publish
 from accord.matching.commands import match
@@ -115,6 +116,7 @@ def demo(people: int, bad_rows: int, seed: int) -> None:
 
 # Each area keeps its commands beside its code; they are all registered here.
 main.add_command(publish)
+main.add_command(gateway)
 main.add_command(policy)
 main.add_command(audit)
 main.add_command(match)

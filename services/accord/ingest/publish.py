@@ -1,44 +1,63 @@
 """`accord publish`: a partner's file into its partner topic, rejected rows into quarantine.
 
 Every row is either published (acknowledged by the broker: acks=all, idempotent producer)
-or quarantined with its original text, line number and every reason found. Event ids are
+or quarantined with its original bytes, line number and every reason found. Event ids are
 derived from the partner, dataset and row content, so publishing the same file twice
-yields the same ids and the same keys.
+yields the same ids and the same keys. The rules are the pipeline's
+(`accord.ingest.pipeline`), shared with the HTTP gateway and the worker.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any
 
 from kafka.errors import KafkaError
 
-from accord.core.errors import AccordError, InfrastructureError
+from accord.core.errors import InfrastructureError
 from accord.core.kafka import acknowledged_producer, ensure_topics
 from accord.core.logging import get_logger
-from accord.core.pseudonym import person_key
-from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.serde import AvroSerde, SchemaRegistryClient, encode_body, parse_schema_text
+from accord.core.serde import load_schema_text as _load_schema_text
 from accord.core.settings import Settings
-from accord.core.topics import DATASET_RECORDS, SHIELDING_LIST, Topics, is_org_id
-from accord.ingest.validation import RowInvalid, validate_shielding_row
+from accord.core.topics import DATASET_RECORDS, Topics, is_org_id
+from accord.ingest.mapping import load_mapping, mapping_path
+from accord.ingest.pipeline import (
+    SCHEMA_VERSION,
+    Accepted,
+    Location,
+    Pipeline,
+    Rejected,
+    event_id_for,
+)
+from accord.ingest.readers import (
+    PublishInputError,
+    SourceRow,
+    format_of,
+    open_table,
+    read_csv_rows,
+)
+from accord.ingest.validation import Clock, FieldError
+
+__all__ = [
+    "PublishInputError",
+    "PublishReport",
+    "Publisher",
+    "SCHEMA_VERSION",
+    "SourceRow",
+    "event_id_for",
+    "publish_file",
+    "read_csv_rows",
+]
 
 log = get_logger("accord.publish")
 
-EVENT_NAMESPACE = uuid.UUID("0b5f3c8e-7d1a-4f26-b1e4-5a9c2d7e6f10")
-SCHEMA_VERSION = 1
-
-
-class PublishInputError(AccordError):
-    """The command was given something it cannot publish (unknown dataset, missing file)."""
+# How long to wait for the broker to acknowledge what was sent. Generous, so that a
+# broker restart in the middle of a large file is ridden out rather than reported.
+ACK_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -46,81 +65,89 @@ class PublishReport:
     published: int = 0
     quarantined: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # reason code -> "row 12"
+    fields: dict[str, str] = field(default_factory=dict)  # reason code -> first field named
     topic: str = ""
+    ignored_columns: list[str] = field(default_factory=list)
+    dry_run: bool = False
 
     @property
     def rows(self) -> int:
         return self.published + self.quarantined
 
-
-@dataclass(frozen=True)
-class SourceRow:
-    line_number: int
-    values: dict[str, str | None]
-    original: bytes
-    problem: str | None = None  # a structural problem found while reading
+    def note_rejection(self, rejected: Rejected) -> None:
+        self.reasons[rejected.code] += 1
+        self.examples.setdefault(rejected.code, rejected.location.label)
+        if rejected.field:
+            self.fields.setdefault(rejected.code, rejected.field)
 
 
-def read_csv_rows(path: Path) -> Iterator[SourceRow]:
-    """Rows of a CSV file with their line numbers and original text."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = [name.strip() for name in next(reader)]
-        except StopIteration:
-            return
-        for cells in reader:
-            if not any(cell.strip() for cell in cells):
-                continue
-            buffer = io.StringIO()
-            csv.writer(buffer, lineterminator="").writerow(cells)
-            problem = None
-            if len(cells) != len(header):
-                problem = f"the row has {len(cells)} fields but the header has {len(header)}"
-            values = {name: (cells[i] if i < len(cells) else None) for i, name in enumerate(header)}
-            yield SourceRow(reader.line_num, values, buffer.getvalue().encode(), problem)
+class Publisher:
+    """Sends accepted events to partner topics and rejections to quarantine.
+
+    A send returns a future; a record counts only once its future resolves, i.e. the
+    broker acknowledged it (acks=all, idempotent producer). Thread-safe, so the gateway
+    shares one across requests.
+    """
+
+    def __init__(self, settings: Settings, **producer_overrides: Any) -> None:
+        self.settings = settings
+        self.topics = Topics(settings)
+        self.serde = AvroSerde(
+            SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir
+        )
+        # Larger batches than the default 16 KiB: files arrive in bulk, and fewer
+        # requests leave the main thread more of the interpreter for validation.
+        config = {"batch_size": 256 * 1024, "linger_ms": 50, **producer_overrides}
+        self.producer = acknowledged_producer(settings.bootstrap_servers, **config)
+        self._ready: set[str] = set()
+
+    def prepare(self, org: str, dataset: str) -> str:
+        """Create the partner topic and quarantine if needed; return the partner topic."""
+        topic = self.topics.partner(org, dataset)
+        if topic not in self._ready:
+            ensure_topics(
+                self.settings.bootstrap_servers,
+                {topic: None, self.topics.quarantine: None},
+                self.settings.topic_partitions,
+            )
+            self._ready.add(topic)
+        return topic
+
+    def send(self, org: str, dataset: str, outcome: Accepted | Rejected) -> Any:
+        if isinstance(outcome, Accepted):
+            topic = self.topics.partner(org, dataset)
+            value = self.serde.encode(
+                Topics.subject(topic), DATASET_RECORDS[dataset], outcome.event
+            )
+            return self.producer.send(topic, key=outcome.key, value=value)
+        record = outcome.quarantine
+        value = self.serde.encode(
+            Topics.subject(self.topics.quarantine), "QuarantinedRecord", record
+        )
+        key = record["quarantine_id"].encode()
+        return self.producer.send(self.topics.quarantine, key=key, value=value)
+
+    def flush(self, timeout_s: float = ACK_TIMEOUT_S) -> None:
+        self.producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.producer.close(timeout=10)
 
 
-def event_id_for(org: str, dataset: str, record: dict[str, Any]) -> str:
-    """A stable event id from the source record: the same row always gets the same id."""
-    content = json.dumps(record, sort_keys=True, default=str)
-    digest = hashlib.sha256(content.encode()).hexdigest()
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{org}|{dataset}|{digest}"))
+def _check_inputs(org: str, dataset: str) -> None:
+    if not is_org_id(org):
+        raise PublishInputError(f"--as {org!r} is not an organisation id (e.g. nhs-lothian)")
+    if dataset not in DATASET_RECORDS:
+        raise PublishInputError(
+            f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASET_RECORDS))}"
+        )
 
 
-def to_event(org: str, dataset: str, record: dict[str, Any]) -> dict[str, Any]:
-    event = dict(record)
-    event.update(
-        event_id=event_id_for(org, dataset, record),
-        occurred_at=datetime.combine(record["effective_date"], time(0, 0), tzinfo=UTC),
-        source_org=org,
-        schema_version=SCHEMA_VERSION,
-    )
-    return event
-
-
-def quarantine_record(
-    org: str,
-    dataset: str,
-    path: Path,
-    row: SourceRow,
-    code: str,
-    reason: str,
-    field_name: str | None,
-) -> dict[str, Any]:
-    return {
-        "quarantine_id": str(uuid.uuid4()),
-        "quarantined_at": datetime.now(UTC),
-        "source_org": org,
-        "dataset": dataset,
-        "origin": "FILE",
-        "location": f"{path.name} line {row.line_number}",
-        "line_number": row.line_number,
-        "original": row.original,
-        "reason_code": code,
-        "reason": reason,
-        "field": field_name,
-    }
+def _local_encoder(settings: Settings, dataset: str) -> Callable[[dict[str, Any]], bytes]:
+    """Encode with the local .avsc, no registry: a dry run proves rows fit the schema."""
+    parsed = parse_schema_text(_load_schema_text(settings.schemas_dir, DATASET_RECORDS[dataset]))
+    return lambda record: encode_body(parsed, record)
 
 
 def publish_file(
@@ -129,68 +156,95 @@ def publish_file(
     dataset: str,
     path: Path,
     progress: Callable[[int], None] | None = None,
+    *,
+    fmt: str | None = None,
+    mapping: Path | None = None,
+    dry_run: bool = False,
+    clock: Clock | None = None,
 ) -> PublishReport:
-    if not is_org_id(org):
-        raise PublishInputError(f"--as {org!r} is not an organisation id (e.g. nhs-lothian)")
-    if dataset not in DATASET_RECORDS:
-        raise PublishInputError(
-            f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASET_RECORDS))}"
-        )
-    if dataset != SHIELDING_LIST:
-        raise PublishInputError(f"publishing {dataset} from files is not supported yet")
+    """Validate every row of `path` and publish it, or quarantine it with its reasons.
+
+    The column mapping is `mapping`, else `partners/<org>.yaml` under the project home
+    when it exists. With `dry_run` nothing is sent anywhere; the report says what would be.
+    Raises PublishInputError for what the caller must fix, InfrastructureError when Kafka
+    or the registry failed (then the report's counts are not trustworthy).
+    """
+    _check_inputs(org, dataset)
     if not path.is_file():
         raise PublishInputError(f"no such file: {path}")
+    file_format = format_of(path, fmt)
+    pipeline = Pipeline(org, dataset, settings.pseudonym_key.get_secret_value(), clock)
+    mapping_file = mapping if mapping is not None else mapping_path(settings.home / "partners", org)
+    columns = load_mapping(mapping_file, dataset, pipeline.dataset.fields, required=bool(mapping))
+    table = open_table(path, file_format)
+    if table.header is not None:
+        targets = columns.check_header(table.header)
+        missing = [name for name in pipeline.dataset.required_fields if name not in targets]
+        if table.header and missing:
+            raise PublishInputError(
+                f"{path.name} has no column for: {', '.join(missing)}; add the column, or map "
+                f"the partner's column name to it in {mapping_file}"
+            )
 
-    topics = Topics(settings)
-    topic = topics.partner(org, dataset)
-    ensure_topics(
-        settings.bootstrap_servers,
-        {topic: None, topics.quarantine: None},
-        settings.topic_partitions,
-    )
-    serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
-    record_name = DATASET_RECORDS[dataset]
-    secret = settings.pseudonym_key.get_secret_value()
-    producer = acknowledged_producer(settings.bootstrap_servers)
-    report = PublishReport(topic=topic)
-    futures: list[tuple[str, Any]] = []
+    report = PublishReport(topic=Topics(settings).partner(org, dataset), dry_run=dry_run)
+    publisher = None if dry_run else Publisher(settings)
+    encode_locally = _local_encoder(settings, dataset) if dry_run else None
+    pending: list[tuple[bool, Any]] = []
 
-    def quarantine(row: SourceRow, code: str, reason: str, field_name: str | None) -> None:
-        record = quarantine_record(org, dataset, path, row, code, reason, field_name)
-        value = serde.encode(Topics.subject(topics.quarantine), "QuarantinedRecord", record)
-        key = f"{org}|{path.name}|{row.line_number}".encode()
-        futures.append(("quarantined", producer.send(topics.quarantine, key=key, value=value)))
-        report.reasons[code] += 1
+    def handle(outcome: Accepted | Rejected) -> None:
+        if isinstance(outcome, Rejected):
+            report.note_rejection(outcome)
+        if publisher is not None:
+            pending.append((isinstance(outcome, Accepted), publisher.send(org, dataset, outcome)))
+        elif isinstance(outcome, Accepted):
+            assert encode_locally is not None
+            encode_locally(outcome.event)
+            report.published += 1
+        else:
+            report.quarantined += 1
 
     try:
-        for row in read_csv_rows(path):
-            if row.problem:
-                quarantine(row, "row_shape", row.problem, None)
+        if publisher is not None:
+            publisher.prepare(org, dataset)
+        for row in table.rows:
+            where = f"{path.name} line {row.line_number}"
+            location = Location("FILE", where, f"row {row.line_number}", row.line_number)
+            if row.problem is not None:
+                handle(pipeline.reject(location, row.original, [row.problem]))
             else:
-                try:
-                    record = validate_shielding_row(row.values)
-                except RowInvalid as exc:
-                    first = exc.errors[0]
-                    quarantine(row, first.rule, str(exc), first.field)
+                values, twice = columns.apply(row.values)
+                if twice is not None:
+                    problem = FieldError(
+                        twice, "duplicate_field", f"The record gives {twice} more than once."
+                    )
+                    handle(pipeline.reject(location, row.original, [problem]))
                 else:
-                    event = to_event(org, dataset, record)
-                    key = person_key(secret, record["chi_number"]).encode()
-                    value = serde.encode(Topics.subject(topic), record_name, event)
-                    futures.append(("published", producer.send(topic, key=key, value=value)))
+                    handle(pipeline.process(values, location, row.original))
             if progress:
                 progress(1)
-        producer.flush()
-        for outcome, future in futures:
-            future.get(timeout=60)  # raises if the broker did not acknowledge
-            setattr(report, outcome, getattr(report, outcome) + 1)
+        if publisher is not None:
+            publisher.flush()
+            for accepted, future in pending:
+                future.get(timeout=ACK_TIMEOUT_S)  # raises if the broker did not acknowledge
+                if accepted:
+                    report.published += 1
+                else:
+                    report.quarantined += 1
     except KafkaError as exc:
         raise InfrastructureError(
             f"Kafka did not acknowledge every record ({report.published} published, "
             f"{report.quarantined} quarantined acknowledged before the failure): {exc}"
         ) from exc
     finally:
-        producer.close(timeout=10)
+        if publisher is not None:
+            publisher.close()
+    report.ignored_columns = sorted(columns.ignored)
     log.info(
-        "file_published", topic=topic, published=report.published, quarantined=report.quarantined
+        "file_published",
+        topic=report.topic,
+        dataset=dataset,
+        published=report.published,
+        quarantined=report.quarantined,
+        dry_run=dry_run,
     )
     return report

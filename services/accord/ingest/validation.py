@@ -1,9 +1,12 @@
-"""Validate and normalise one row of a health board's shielding list.
+"""Field rules of every partner dataset, and the shielding-list row built from them.
 
-A board sends its shielding list as CSV. Before a row is shared with a
-council it must be checked field by field, so that a partner's data officer
-gets every problem of a row at once (not one per upload), and the row that
-goes on to Avro has one canonical form.
+Partners send rows as CSV, JSON or spreadsheets. Before a row is shared it is
+checked field by field, so that a partner's data officer gets every problem
+of a row at once (not one per upload), and the row that goes on to Avro has
+one canonical form. The rules for each kind of field (CHI, NHS number,
+postcode, phone, dates, names, enums) live here once; `accord.ingest.datasets`
+combines them per dataset and `accord.ingest.pipeline` runs them for every
+way of publishing.
 
 CHI number rules
 ----------------
@@ -47,30 +50,95 @@ The same guidance gives systems that check CHI numbers two choices: add the
 modulus 10 check beside the modulus 11 one, or stop checking the digit at
 all. We add it: a mistyped number now slips through a little more often
 than under modulus 11 alone, but most typing errors are still caught.
+
+NHS numbers (England and Wales)
+-------------------------------
+Ten digits; the tenth is a modulus 11 check digit over the first nine with
+weights 10..2: check = 11 - (sum mod 11), 11 becomes 0, and 10 means the
+nine digits are not an NHS number. NHS England reserves numbers starting
+999 for test systems. We accept them: they pass the check, partners' test
+feeds use them, and a rule that changed with the environment would surprise.
+
+Postcodes
+---------
+Royal Mail's format rules (see ``_POSTCODE``), normalised to capitals with
+one space before the inward code. Special cases:
+
+* ``GIR 0AA`` (the former Girobank, non-geographic) is a valid UK postcode
+  and accepted;
+* BFPO numbers are refused (``postcode_bfpo``): a British Forces Post Office
+  address is not where a person can be supported;
+* the postcodes of British Overseas Territories that imitate the UK format
+  (``ASCN 1ZZ``, ``BIQQ 1ZZ``, ``BBND 1ZZ``, ``FIQQ 1ZZ``, ``PCRN 1ZZ``,
+  ``SIQQ 1ZZ``, ``STHL 1ZZ``, ``TDCU 1ZZ``, ``TKCA 1ZZ``, and Gibraltar's
+  ``GX11 1AA``) are refused (``postcode_overseas``): they are outside the UK
+  and no council or health board here serves them.
+
+Phone numbers
+-------------
+Parsed and formatted to E.164 by the ``phonenumbers`` library (Google's
+libphonenumber metadata), as UK numbers (+44, which also covers the Channel
+Islands and the Isle of Man). A number counts when a person can be called on
+it: landlines, mobiles, UK-wide 03 numbers and VoIP numbers; freephone,
+premium-rate, personal (070) and pager (076) numbers do not. Ofcom's ranges
+reserved for drama and testing (07700 900xxx, 01632 960xxx, 0131 496 0xxx,
+020 7946 0xxx, ...) are accepted although libphonenumber calls them invalid,
+because synthetic and test data use them. A number written without its trunk
+zero or country code is refused: it cannot be told from a typing slip.
+
+Dates and times
+---------------
+Dates are written YYYY-MM-DD or DD/MM/YYYY. A date of birth is not in the
+future nor before 1900; an effective date lies between 2000-01-01 and a year
+ahead. Times (``occurred_at``) are ISO 8601; a time written without a zone is
+UK local time (Europe/London); no time may be before 2000 or more than five
+minutes ahead of the hub's clock (the allowance for clocks that drift).
+
+Text
+----
+Names and addresses are trimmed, inner whitespace collapsed and Unicode
+composed (NFC), keeping accents and case. Text that starts like a
+spreadsheet formula (``=``, ``+``, ``-``, ``@``) is refused, since a
+coordinator's export could run it, and so are control characters.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date, timedelta
-from typing import Final
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from phonenumbers import PhoneNumberType
 
 from accord.core.errors import AccordError
 from accord.core.scotland import BOARD_OF_COUNCIL, COUNCIL_AREAS, HEALTH_BOARDS
+from accord.core.topics import is_org_id
 
 __all__ = [
     "CLINICAL_RISK_GROUPS",
     "COLUMNS",
+    "Clock",
     "FieldError",
+    "FieldRule",
     "REQUIRED_COLUMNS",
     "RowInvalid",
+    "SHIELDING_RULES",
     "SHIELDING_STATUSES",
+    "check_chi_matches_dob",
+    "check_fields",
     "chi_mod10_check_digit",
     "chi_mod11_check_digit",
+    "nhs_check_digit",
+    "normalise_phone",
+    "normalise_postcode",
+    "parse_datetime",
     "validate_chi",
+    "validate_nhs_number",
     "validate_shielding_row",
 ]
 
@@ -123,38 +191,25 @@ CLINICAL_RISK_GROUPS: Final[tuple[str, ...]] = (
 
 SHIELDING_STATUSES: Final[tuple[str, ...]] = ("SHIELDING", "NOT_SHIELDING", "UNKNOWN")
 
-MAX_LENGTHS: Final[dict[str, int]] = {
-    "given_name": 100,
-    "family_name": 100,
-    "address_line1": 200,
-    "address_line2": 200,
-    "town": 100,
-}
+NAME_MAX: Final = 100
+ADDRESS_MAX: Final = 200
+IDENTIFIER_MAX: Final = 64
 
 EARLIEST_DOB: Final = date(1900, 1, 1)
 EARLIEST_EFFECTIVE: Final = date(2000, 1, 1)
 # A list may be dated ahead (e.g. the next review), but not by more than a year.
 EFFECTIVE_MAX_AHEAD: Final = timedelta(days=366)
-
-_FIELD_LABELS: Final[dict[str, str]] = {
-    "chi_number": "CHI number",
-    "given_name": "Given name",
-    "family_name": "Family name",
-    "date_of_birth": "Date of birth",
-    "address_line1": "Address line 1",
-    "address_line2": "Address line 2",
-    "town": "Town",
-    "postcode": "Postcode",
-    "council_area": "Council area",
-    "health_board": "Health board",
-    "clinical_risk_group": "Clinical risk group",
-    "shielding_status": "Shielding status",
-    "contact_phone": "Contact phone",
-    "effective_date": "Effective date",
-}
+EARLIEST_OCCURRED: Final = datetime(2000, 1, 1, tzinfo=UTC)
+# Partners' clocks drift; an event a few minutes "ahead" is a clock, not a typo.
+CLOCK_SKEW: Final = timedelta(minutes=5)
+UK_TIME: Final = ZoneInfo("Europe/London")
 
 _ISO_DATE: Final = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _UK_DATE: Final = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{4})")
+_UK_DATETIME: Final = re.compile(
+    r"([0-9]{2})/([0-9]{2})/([0-9]{4})(?:[ T]([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?)?"
+)
+_ISO_DATETIME_START: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DIGITS: Final = re.compile(r"[0-9]+")
 
 # Royal Mail's rules for which letters may stand where: Q, V, X never open a
@@ -171,14 +226,50 @@ _POSTCODE: Final = re.compile(
     r"(?P<inward>[0-9][ABD-HJLNP-UW-Z]{2})"
 )
 _GIROBANK: Final = "GIR0AA"
+# British Overseas Territories whose postcodes imitate the UK's (compact form).
+_OVERSEAS_POSTCODES: Final[dict[str, str]] = {
+    "ASCN1ZZ": "ASCN 1ZZ",  # Ascension Island
+    "BBND1ZZ": "BBND 1ZZ",  # British Indian Ocean Territory
+    "BIQQ1ZZ": "BIQQ 1ZZ",  # British Antarctic Territory
+    "FIQQ1ZZ": "FIQQ 1ZZ",  # Falkland Islands
+    "PCRN1ZZ": "PCRN 1ZZ",  # Pitcairn Islands
+    "SIQQ1ZZ": "SIQQ 1ZZ",  # South Georgia and the South Sandwich Islands
+    "STHL1ZZ": "STHL 1ZZ",  # St Helena
+    "TDCU1ZZ": "TDCU 1ZZ",  # Tristan da Cunha
+    "TKCA1ZZ": "TKCA 1ZZ",  # Turks and Caicos Islands
+    "GX111AA": "GX11 1AA",  # Gibraltar
+}
 
-# UK national significant numbers (after +44 or the leading 0) that a person
-# can be called on: geographic landlines (01/02, 9 or 10 digits as some small
-# exchanges still have), UK-wide landlines (03) and mobiles (071-075, 077-079;
-# 070 personal numbers and 076 pagers are not someone's phone).
-_UK_PHONE_NSN: Final = re.compile(r"1[0-9]{8,9}|2[0-9]{9}|3[0-9]{9}|7[1-57-9][0-9]{8}")
-_PHONE_PUNCTUATION: Final = re.compile(r"[\s\-.()]")
+# Who can be called: a person's landline, mobile, UK-wide 03 or VoIP number.
+_CALLABLE_PHONE_TYPES: Final = frozenset(
+    {
+        PhoneNumberType.FIXED_LINE,
+        PhoneNumberType.MOBILE,
+        PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        PhoneNumberType.UAN,
+        PhoneNumberType.VOIP,
+    }
+)
+# Ofcom's numbers for drama and testing (national significant numbers), which
+# libphonenumber treats as invalid because they are never allocated.
+_OFCOM_DRAMA_NSN: Final = re.compile(
+    r"7700900[0-9]{3}"
+    r"|1632960[0-9]{3}"
+    r"|1[1-6]14960[0-9]{3}"
+    r"|11[3-8]4960[0-9]{3}"
+    r"|1914980[0-9]{3}"
+    r"|2079460[0-9]{3}"
+    r"|2920180[0-9]{3}"
+    r"|2896496[0-9]{3}"
+    r"|3069990[0-9]{3}"
+)
+_PHONE_DIGITS_OR_PLUS: Final = re.compile(r"[^0-9+]")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ENUM_SEPARATORS: Final = re.compile(r"[\s\-]+")
+_LIST_SEPARATORS: Final = re.compile(r"[;,|]")
+_FORMULA_START: Final = ("=", "+", "-", "@")
+_TRUE: Final = frozenset({"true", "yes", "y", "1"})
+_FALSE: Final = frozenset({"false", "no", "n", "0"})
 
 _COUNCIL_BY_FOLDED_NAME: Final[dict[str, str]] = {name.casefold(): name for name in COUNCIL_AREAS}
 _BOARD_BY_FOLDED_NAME: Final[dict[str, str]] = {name.casefold(): name for name in HEALTH_BOARDS}
@@ -208,6 +299,33 @@ class RowInvalid(AccordError):
     def __reduce__(self) -> tuple[type[RowInvalid], tuple[list[FieldError]]]:
         # Keep the structured errors when the exception crosses a process boundary.
         return (RowInvalid, (self.errors,))
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The hub's idea of now, passed in so tests (and replays) are repeatable."""
+
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    today: date | None = None
+
+    @property
+    def date(self) -> date:
+        return self.today if self.today is not None else self.now.date()
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """How one input field is checked: its kind, whether it is required, its limits."""
+
+    name: str
+    label: str
+    kind: str
+    required: bool = False
+    max_length: int | None = None
+    symbols: tuple[str, ...] = ()
+
+
+# --- CHI --------------------------------------------------------------------
 
 
 def chi_mod11_check_digit(first_nine: str) -> int | None:
@@ -249,28 +367,24 @@ def _chi_date_is_real(ddmmyy: str) -> bool:
     return False
 
 
-def _chi_errors(value: str) -> tuple[str, list[FieldError]]:
+def _chi_errors(value: str, name: str = "chi_number") -> tuple[str, list[FieldError]]:
     """Return the CHI without spaces and the problems with it."""
     digits = "".join(value.split())
     if not digits:
-        return digits, [
-            FieldError("chi_number", "required", "CHI number is required but was empty.")
-        ]
-    if not _DIGITS.fullmatch(digits):
-        return digits, [
-            FieldError("chi_number", "chi_format", "CHI number must contain digits only.")
-        ]
+        return digits, [FieldError(name, "required", "CHI number is required but was empty.")]
+    if not _DIGITS.fullmatch(digits) or not digits.isascii():
+        return digits, [FieldError(name, "chi_format", "CHI number must contain digits only.")]
     if len(digits) != 10:
         message = f"CHI number must have exactly 10 digits, but has {len(digits)}."
         if len(digits) == 9:
             # The usual cause: a spreadsheet stored the CHI as a number.
             message += " A leading zero may have been lost in a spreadsheet."
-        return digits, [FieldError("chi_number", "chi_length", message)]
+        return digits, [FieldError(name, "chi_length", message)]
     errors: list[FieldError] = []
     if not _chi_date_is_real(digits[:6]):
         errors.append(
             FieldError(
-                "chi_number",
+                name,
                 "chi_date",
                 "The first six digits of the CHI number are not a real date (DDMMYY).",
             )
@@ -279,7 +393,7 @@ def _chi_errors(value: str) -> tuple[str, list[FieldError]]:
     if check not in (chi_mod11_check_digit(digits[:9]), chi_mod10_check_digit(digits[:9])):
         errors.append(
             FieldError(
-                "chi_number",
+                name,
                 "chi_check_digit",
                 "CHI number's check digit is wrong, so the number has probably been mistyped.",
             )
@@ -293,6 +407,51 @@ def validate_chi(value: str) -> str:
     if errors:
         raise RowInvalid(errors)
     return digits
+
+
+# --- NHS number ---------------------------------------------------------------
+
+
+def nhs_check_digit(first_nine: str) -> int | None:
+    """The NHS number's modulus 11 check digit (weights 10..2), or None when it would be 10."""
+    return chi_mod11_check_digit(first_nine)
+
+
+def _nhs_errors(value: str, name: str = "nhs_number") -> tuple[str, list[FieldError]]:
+    """Return the NHS number as 10 digits (spaces and hyphens removed) and its problems."""
+    digits = "".join(value.replace("-", " ").split())
+    if not digits:
+        return digits, [FieldError(name, "required", "NHS number is required but was empty.")]
+    if not _DIGITS.fullmatch(digits) or not digits.isascii():
+        return digits, [FieldError(name, "nhs_format", "NHS number must contain digits only.")]
+    if len(digits) != 10:
+        return digits, [
+            FieldError(
+                name,
+                "nhs_length",
+                f"NHS number must have exactly 10 digits, but has {len(digits)}.",
+            )
+        ]
+    if nhs_check_digit(digits[:9]) != int(digits[9]):
+        return digits, [
+            FieldError(
+                name,
+                "nhs_check_digit",
+                "NHS number's check digit is wrong, so the number has probably been mistyped.",
+            )
+        ]
+    return digits, []
+
+
+def validate_nhs_number(value: str) -> str:
+    """Return the NHS number as 10 digits, or raise RowInvalid saying why it is not one."""
+    digits, errors = _nhs_errors(value)
+    if errors:
+        raise RowInvalid(errors)
+    return digits
+
+
+# --- text, dates, postcodes, phones -------------------------------------------
 
 
 def _clean(value: str | None) -> str | None:
@@ -323,53 +482,77 @@ def _parse_date(text: str) -> date | None:
         return None
 
 
-def _date_format_error(field: str) -> FieldError:
-    return FieldError(
-        field,
-        "date_format",
-        f"{_FIELD_LABELS[field]} must be a real date written YYYY-MM-DD or DD/MM/YYYY.",
-    )
+def parse_datetime(text: str) -> datetime | None:
+    """Parse an ISO 8601 or DD/MM/YYYY [HH:MM[:SS]] time into UTC; no zone means UK time."""
+    parsed: datetime | None = None
+    uk = _UK_DATETIME.fullmatch(text)
+    if uk:
+        day, month, year, hour, minute, second = uk.groups()
+        try:
+            parsed = datetime(
+                int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
+            )
+        except ValueError:
+            return None
+    elif _ISO_DATETIME_START.match(text):
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UK_TIME)
+    return parsed.astimezone(UTC)
 
 
-def _normalise_postcode(text: str) -> tuple[str | None, FieldError | None]:
+def normalise_postcode(text: str, name: str = "postcode") -> tuple[str | None, FieldError | None]:
     """Return the postcode as 'OUTWARD INWARD' in capitals, or the problem with it."""
     compact = "".join(text.split()).upper()
     if compact.startswith("BFPO"):
         return None, FieldError(
-            "postcode",
+            name,
             "postcode_bfpo",
-            "BFPO (British Forces Post Office) addresses are not accepted for the "
-            "shielding list; give the person's home address in Scotland.",
+            "BFPO (British Forces Post Office) addresses are not accepted; "
+            "give the person's home address.",
+        )
+    if compact in _OVERSEAS_POSTCODES:
+        return None, FieldError(
+            name,
+            "postcode_overseas",
+            "Postcode belongs to a British Overseas Territory, outside the UK; "
+            "give the person's home address in the UK.",
         )
     if compact == _GIROBANK:
         return "GIR 0AA", None
     match = _POSTCODE.fullmatch(compact)
     if not match:
         return None, FieldError(
-            "postcode",
+            name,
             "postcode_format",
             "Postcode is not a valid UK postcode (for example EH1 1AA or G2 3DB).",
         )
     return f"{match['outward']} {match['inward']}", None
 
 
-def _normalise_phone(text: str) -> str | None:
-    """Return a UK landline or mobile number in E.164 form (+44...), else None."""
-    compact = _PHONE_PUNCTUATION.sub("", text.replace("(0)", ""))
-    if compact.startswith("+44"):
-        national = compact[3:]
-    elif compact.startswith("0044"):
-        national = compact[4:]
-    elif compact.startswith("0") and not compact.startswith("00"):
-        national = compact[1:]
-    else:
+def normalise_phone(text: str) -> str | None:
+    """Return a UK number a person can be called on in E.164 form (+44...), else None."""
+    compact = _PHONE_DIGITS_OR_PLUS.sub("", text.replace("(0)", ""))
+    if not compact.startswith(("+", "0")):
+        return None  # no trunk zero and no country code: a slip, not a number
+    try:
+        number = phonenumbers.parse(text, "GB")
+    except phonenumbers.NumberParseException:
         return None
-    if national.startswith("0"):
-        # "+44 07700 900123": the trunk zero kept by mistake; the number is not in doubt.
-        national = national[1:]
-    if not _UK_PHONE_NSN.fullmatch(national):
+    if number.country_code != 44 or number.extension:
         return None
-    return f"+44{national}"
+    drama = _OFCOM_DRAMA_NSN.fullmatch(str(number.national_number))
+    if not drama and not (
+        phonenumbers.number_type(number) in _CALLABLE_PHONE_TYPES
+        and phonenumbers.is_valid_number(number)
+    ):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _normalise_enum(text: str) -> str:
@@ -377,180 +560,375 @@ def _normalise_enum(text: str) -> str:
     return _ENUM_SEPARATORS.sub("_", text).upper()
 
 
+# --- one field ------------------------------------------------------------------
+
+
+def _as_text(rule: FieldRule, raw: Any) -> tuple[str | None, FieldError | None]:
+    """Turn what a reader produced (text, or a JSON/spreadsheet scalar) into clean text."""
+    if raw is None:
+        return None, None
+    if isinstance(raw, bool):
+        raw = "true" if raw else "false"
+    elif isinstance(raw, int):
+        raw = str(raw)
+    elif isinstance(raw, float):
+        raw = str(int(raw)) if raw.is_integer() else str(raw)
+    elif isinstance(raw, datetime):
+        has_time = raw.time() != datetime.min.time() or raw.tzinfo is not None
+        raw = raw.isoformat() if has_time else raw.date().isoformat()
+    elif isinstance(raw, date):
+        raw = raw.isoformat()
+    elif not isinstance(raw, str):
+        return None, FieldError(
+            rule.name, "type", f"{rule.label} must be a single value, not a list or an object."
+        )
+    text = _clean(raw)
+    if text is not None and _CONTROL.search(text):
+        return None, FieldError(
+            rule.name, "control_character", f"{rule.label} contains control characters."
+        )
+    return text, None
+
+
+def _check_text(rule: FieldRule, text: str) -> tuple[Any, list[FieldError]]:
+    errors = []
+    if rule.max_length is not None and len(text) > rule.max_length:
+        errors.append(
+            FieldError(
+                rule.name,
+                "max_length",
+                f"{rule.label} must be at most {rule.max_length} characters, but has {len(text)}.",
+            )
+        )
+    if text.startswith(_FORMULA_START):
+        errors.append(
+            FieldError(
+                rule.name,
+                "formula_like",
+                f"{rule.label} starts like a spreadsheet formula (=, +, - or @), "
+                "which is not accepted.",
+            )
+        )
+    return (None if errors else text), errors
+
+
+def _check_enum(rule: FieldRule, text: str) -> tuple[Any, list[FieldError]]:
+    symbol = _normalise_enum(text)
+    if symbol in rule.symbols:
+        return symbol, []
+    return None, [
+        FieldError(
+            rule.name, "enum", f"{rule.label} must be one of: " + ", ".join(rule.symbols) + "."
+        )
+    ]
+
+
+def _check_date(rule: FieldRule, text: str, clock: Clock) -> tuple[Any, list[FieldError]]:
+    parsed = _parse_date(text)
+    if parsed is None:
+        return None, [
+            FieldError(
+                rule.name,
+                "date_format",
+                f"{rule.label} must be a real date written YYYY-MM-DD or DD/MM/YYYY.",
+            )
+        ]
+    if rule.kind == "dob":
+        if parsed > clock.date:
+            return None, [FieldError(rule.name, "dob_future", f"{rule.label} is in the future.")]
+        if parsed < EARLIEST_DOB:
+            return None, [
+                FieldError(
+                    rule.name, "dob_range", f"{rule.label} is before {EARLIEST_DOB.isoformat()}."
+                )
+            ]
+    elif rule.kind == "effective_date":
+        latest = clock.date + EFFECTIVE_MAX_AHEAD
+        if not EARLIEST_EFFECTIVE <= parsed <= latest:
+            return None, [
+                FieldError(
+                    rule.name,
+                    "effective_date_range",
+                    f"{rule.label} must be between {EARLIEST_EFFECTIVE.isoformat()} "
+                    f"and {latest.isoformat()}.",
+                )
+            ]
+    return parsed, []
+
+
+def _check_datetime(rule: FieldRule, text: str, clock: Clock) -> tuple[Any, list[FieldError]]:
+    parsed = parse_datetime(text)
+    if parsed is None:
+        return None, [
+            FieldError(
+                rule.name,
+                "datetime_format",
+                f"{rule.label} must be a date and time written as ISO 8601, for example "
+                "2020-04-01T10:15:00Z (a time without a zone is UK time).",
+            )
+        ]
+    return _datetime_in_bounds(rule, parsed, clock)
+
+
+def _datetime_in_bounds(
+    rule: FieldRule, moment: datetime, clock: Clock
+) -> tuple[Any, list[FieldError]]:
+    if moment > clock.now + CLOCK_SKEW:
+        return None, [
+            FieldError(
+                rule.name,
+                "datetime_future",
+                f"{rule.label} is in the future (more than five minutes ahead of the hub's clock).",
+            )
+        ]
+    if moment < EARLIEST_OCCURRED:
+        return None, [
+            FieldError(rule.name, "datetime_range", f"{rule.label} is before the year 2000.")
+        ]
+    return moment, []
+
+
+def _check_list(rule: FieldRule, raw: Any) -> tuple[Any, list[FieldError]]:
+    """An enum list: a JSON list, or text separated by ; , or |."""
+    if isinstance(raw, str):
+        items: Sequence[Any] = [part for part in _LIST_SEPARATORS.split(raw) if part.strip()]
+    elif isinstance(raw, list | tuple):
+        items = raw
+    else:
+        items = []
+    symbols: list[str] = []
+    for item in items:
+        text, problem = _as_text(rule, item)
+        if problem is not None:
+            return None, [problem]
+        if text is None:
+            continue
+        symbol, errors = _check_enum(rule, text)
+        if errors:
+            return None, errors
+        if symbol not in symbols:
+            symbols.append(symbol)
+    if not symbols:
+        return None, [
+            FieldError(
+                rule.name,
+                "required",
+                f"{rule.label} is required: give at least one of " + ", ".join(rule.symbols) + ".",
+            )
+        ]
+    return symbols, []
+
+
+def _check_value(rule: FieldRule, text: str, clock: Clock) -> tuple[Any, list[FieldError]]:
+    """Check and normalise one non-blank value according to its rule's kind."""
+    kind = rule.kind
+    if kind in ("text", "identifier"):
+        return _check_text(rule, text)
+    if kind == "chi":
+        digits, errors = _chi_errors(text, rule.name)
+        return (None if errors else digits), errors
+    if kind == "nhs":
+        digits, errors = _nhs_errors(text, rule.name)
+        return (None if errors else digits), errors
+    if kind in ("date", "dob", "effective_date"):
+        return _check_date(rule, text, clock)
+    if kind == "datetime":
+        return _check_datetime(rule, text, clock)
+    if kind == "postcode":
+        postcode, error = normalise_postcode(text, rule.name)
+        return postcode, ([] if error is None else [error])
+    if kind == "phone":
+        phone = normalise_phone(text)
+        if phone is None:
+            return None, [
+                FieldError(
+                    rule.name,
+                    "phone_format",
+                    f"{rule.label} must be a UK landline or mobile number, "
+                    "for example 0131 496 0000 or 07700 900123; leave it empty if unknown.",
+                )
+            ]
+        return phone, []
+    if kind == "enum":
+        return _check_enum(rule, text)
+    if kind == "boolean":
+        folded = text.casefold()
+        if folded in _TRUE or folded in _FALSE:
+            return folded in _TRUE, []
+        return None, [
+            FieldError(rule.name, "boolean", f"{rule.label} must be yes or no (or true/false).")
+        ]
+    if kind == "org":
+        if is_org_id(text):
+            return text, []
+        return None, [
+            FieldError(
+                rule.name,
+                "org_format",
+                f"{rule.label} must be an organisation id such as city-of-edinburgh.",
+            )
+        ]
+    if kind == "council":
+        council = _COUNCIL_BY_FOLDED_NAME.get(text.casefold())
+        if council is None:
+            return None, [
+                FieldError(
+                    rule.name,
+                    "council_area_unknown",
+                    "Council area must be one of the 32 Scottish council area names, "
+                    "written in full (for example City of Edinburgh, Glasgow City, "
+                    "Na h-Eileanan Siar).",
+                )
+            ]
+        return council, []
+    if kind == "board":
+        board = _BOARD_BY_FOLDED_NAME.get(text.casefold())
+        if board is None:
+            return None, [
+                FieldError(
+                    rule.name,
+                    "health_board_unknown",
+                    "Health board must be one of the 14 NHS Scotland territorial boards, "
+                    "written in full (for example NHS Lothian).",
+                )
+            ]
+        return board, []
+    raise ValueError(f"unknown field kind {kind!r}")
+
+
+def check_fields(
+    rules: Sequence[FieldRule], row: Mapping[str, Any], clock: Clock
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """Check every field of a row; return the normalised values and every problem found.
+
+    A field with a problem is None in the values, so cross-field rules can tell
+    a valid value from a missing or broken one.
+    """
+    values: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for rule in rules:
+        raw = row.get(rule.name)
+        if rule.kind == "enum_list":
+            if raw is None or (isinstance(raw, str) and not raw.strip()):
+                value, problems = (
+                    None,
+                    (
+                        [
+                            FieldError(
+                                rule.name, "required", f"{rule.label} is required but was empty."
+                            )
+                        ]
+                        if rule.required
+                        else []
+                    ),
+                )
+            else:
+                value, problems = _check_list(rule, raw)
+        else:
+            text, problem = _as_text(rule, raw)
+            if problem is not None:
+                value, problems = None, [problem]
+            elif text is None:
+                value = None
+                problems = (
+                    [FieldError(rule.name, "required", f"{rule.label} is required but was empty.")]
+                    if rule.required
+                    else []
+                )
+            else:
+                value, problems = _check_value(rule, text, clock)
+        values[rule.name] = value
+        errors.extend(problems)
+    return values, errors
+
+
+def check_chi_matches_dob(
+    values: Mapping[str, Any], errors: list[FieldError], dob_field: str = "date_of_birth"
+) -> None:
+    """A valid CHI and a valid date of birth must agree on DDMMYY."""
+    chi, dob = values.get("chi_number"), values.get(dob_field)
+    if chi is None or dob is None:
+        return
+    if dob.strftime("%d%m%y") != chi[:6]:
+        errors.append(
+            FieldError(
+                dob_field,
+                "chi_dob_mismatch",
+                "Date of birth does not match the date held in the CHI number "
+                "(its first six digits, DDMMYY).",
+            )
+        )
+
+
+def check_council_in_board(values: Mapping[str, Any], errors: list[FieldError]) -> None:
+    """A council area must be served by the health board named beside it."""
+    council, board = values.get("council_area"), values.get("health_board")
+    if council is not None and board is not None and BOARD_OF_COUNCIL[council] != board:
+        errors.append(
+            FieldError(
+                "council_area",
+                "council_not_in_board",
+                f"Council area {council} is not served by {board}; "
+                f"it is served by {BOARD_OF_COUNCIL[council]}.",
+            )
+        )
+
+
+def check_moment(
+    name: str, label: str, moment: datetime, clock: Clock
+) -> tuple[datetime | None, list[FieldError]]:
+    """Bounds of an already-typed time (decoded from Avro): not before 2000, not ahead."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return _datetime_in_bounds(FieldRule(name, label, "datetime"), moment, clock)
+
+
+# --- the shielding list -----------------------------------------------------------
+
+
+def _rule(name: str, label: str, kind: str, **options: Any) -> FieldRule:
+    return FieldRule(name, label, kind, **options)
+
+
+SHIELDING_RULES: Final[tuple[FieldRule, ...]] = (
+    _rule("chi_number", "CHI number", "chi", required=True),
+    _rule("given_name", "Given name", "text", required=True, max_length=NAME_MAX),
+    _rule("family_name", "Family name", "text", required=True, max_length=NAME_MAX),
+    _rule("date_of_birth", "Date of birth", "dob", required=True),
+    _rule("address_line1", "Address line 1", "text", required=True, max_length=ADDRESS_MAX),
+    _rule("address_line2", "Address line 2", "text", max_length=ADDRESS_MAX),
+    _rule("town", "Town", "text", max_length=NAME_MAX),
+    _rule("postcode", "Postcode", "postcode", required=True),
+    _rule("council_area", "Council area", "council", required=True),
+    _rule("health_board", "Health board", "board", required=True),
+    _rule(
+        "clinical_risk_group",
+        "Clinical risk group",
+        "enum",
+        required=True,
+        symbols=CLINICAL_RISK_GROUPS,
+    ),
+    _rule(
+        "shielding_status", "Shielding status", "enum", required=True, symbols=SHIELDING_STATUSES
+    ),
+    _rule("contact_phone", "Contact phone", "phone"),
+    _rule("effective_date", "Effective date", "effective_date", required=True),
+)
+"""The rules of a shielding-list row, in file order (the same order as COLUMNS)."""
+
+
 def validate_shielding_row(
-    row: Mapping[str, str | None], *, today: date | None = None
+    row: Mapping[str, Any], *, today: date | None = None, clock: Clock | None = None
 ) -> dict[str, object]:
     """Check one shielding-list row and return it normalised for Avro.
 
     Every field is checked and all problems are raised together in one
     RowInvalid, so a data officer can fix a row in one pass.
     """
-    today = today if today is not None else date.today()
-    errors: list[FieldError] = []
-    text: dict[str, str | None] = {column: _clean(row.get(column)) for column in COLUMNS}
-
-    for column in COLUMNS:
-        if column in REQUIRED_COLUMNS and text[column] is None:
-            errors.append(
-                FieldError(
-                    column, "required", f"{_FIELD_LABELS[column]} is required but was empty."
-                )
-            )
-
-    for column, limit in MAX_LENGTHS.items():
-        value = text[column]
-        if value is not None and len(value) > limit:
-            errors.append(
-                FieldError(
-                    column,
-                    "max_length",
-                    f"{_FIELD_LABELS[column]} must be at most {limit} characters, "
-                    f"but has {len(value)}.",
-                )
-            )
-
-    chi: str | None = None
-    if text["chi_number"] is not None:
-        digits, chi_errors = _chi_errors(text["chi_number"])
-        errors.extend(chi_errors)
-        chi = None if chi_errors else digits
-
-    date_of_birth: date | None = None
-    if text["date_of_birth"] is not None:
-        date_of_birth = _parse_date(text["date_of_birth"])
-        if date_of_birth is None:
-            errors.append(_date_format_error("date_of_birth"))
-        elif date_of_birth > today:
-            errors.append(
-                FieldError("date_of_birth", "dob_future", "Date of birth is in the future.")
-            )
-        elif date_of_birth < EARLIEST_DOB:
-            errors.append(
-                FieldError("date_of_birth", "dob_range", "Date of birth is before 1900-01-01.")
-            )
-        elif chi is not None and date_of_birth.strftime("%d%m%y") != chi[:6]:
-            errors.append(
-                FieldError(
-                    "date_of_birth",
-                    "chi_dob_mismatch",
-                    "Date of birth does not match the date held in the CHI number "
-                    "(its first six digits, DDMMYY).",
-                )
-            )
-
-    effective_date: date | None = None
-    if text["effective_date"] is not None:
-        effective_date = _parse_date(text["effective_date"])
-        latest = today + EFFECTIVE_MAX_AHEAD
-        if effective_date is None:
-            errors.append(_date_format_error("effective_date"))
-        elif not EARLIEST_EFFECTIVE <= effective_date <= latest:
-            errors.append(
-                FieldError(
-                    "effective_date",
-                    "effective_date_range",
-                    f"Effective date must be between {EARLIEST_EFFECTIVE.isoformat()} "
-                    f"and {latest.isoformat()}.",
-                )
-            )
-
-    postcode: str | None = None
-    if text["postcode"] is not None:
-        postcode, postcode_error = _normalise_postcode(text["postcode"])
-        if postcode_error is not None:
-            errors.append(postcode_error)
-
-    contact_phone: str | None = None
-    if text["contact_phone"] is not None:
-        contact_phone = _normalise_phone(text["contact_phone"])
-        if contact_phone is None:
-            errors.append(
-                FieldError(
-                    "contact_phone",
-                    "phone_format",
-                    "Contact phone must be a UK landline or mobile number, "
-                    "for example 0131 496 0000 or 07700 900123; leave it empty if unknown.",
-                )
-            )
-
-    council_area: str | None = None
-    if text["council_area"] is not None:
-        council_area = _COUNCIL_BY_FOLDED_NAME.get(text["council_area"].casefold())
-        if council_area is None:
-            errors.append(
-                FieldError(
-                    "council_area",
-                    "council_area_unknown",
-                    "Council area must be one of the 32 Scottish council area names, "
-                    "written in full (for example City of Edinburgh, Glasgow City, "
-                    "Na h-Eileanan Siar).",
-                )
-            )
-
-    health_board: str | None = None
-    if text["health_board"] is not None:
-        health_board = _BOARD_BY_FOLDED_NAME.get(text["health_board"].casefold())
-        if health_board is None:
-            errors.append(
-                FieldError(
-                    "health_board",
-                    "health_board_unknown",
-                    "Health board must be one of the 14 NHS Scotland territorial boards, "
-                    "written in full (for example NHS Lothian).",
-                )
-            )
-
-    if council_area is not None and health_board is not None:
-        if BOARD_OF_COUNCIL[council_area] != health_board:
-            errors.append(
-                FieldError(
-                    "council_area",
-                    "council_not_in_board",
-                    f"Council area {council_area} is not served by {health_board}; "
-                    f"it is served by {BOARD_OF_COUNCIL[council_area]}.",
-                )
-            )
-
-    clinical_risk_group: str | None = None
-    if text["clinical_risk_group"] is not None:
-        clinical_risk_group = _normalise_enum(text["clinical_risk_group"])
-        if clinical_risk_group not in CLINICAL_RISK_GROUPS:
-            errors.append(
-                FieldError(
-                    "clinical_risk_group",
-                    "enum",
-                    "Clinical risk group must be one of: " + ", ".join(CLINICAL_RISK_GROUPS) + ".",
-                )
-            )
-
-    shielding_status: str | None = None
-    if text["shielding_status"] is not None:
-        shielding_status = _normalise_enum(text["shielding_status"])
-        if shielding_status not in SHIELDING_STATUSES:
-            errors.append(
-                FieldError(
-                    "shielding_status",
-                    "enum",
-                    "Shielding status must be one of: " + ", ".join(SHIELDING_STATUSES) + ".",
-                )
-            )
-
+    clock = clock if clock is not None else Clock(today=today if today else date.today())
+    values, errors = check_fields(SHIELDING_RULES, row, clock)
+    check_chi_matches_dob(values, errors)
+    check_council_in_board(values, errors)
     if errors:
         raise RowInvalid(errors)
-
-    return {
-        "chi_number": chi,
-        "given_name": text["given_name"],
-        "family_name": text["family_name"],
-        "date_of_birth": date_of_birth,
-        "address_line1": text["address_line1"],
-        "address_line2": text["address_line2"],
-        "town": text["town"],
-        "postcode": postcode,
-        "council_area": council_area,
-        "health_board": health_board,
-        "clinical_risk_group": clinical_risk_group,
-        "shielding_status": shielding_status,
-        "contact_phone": contact_phone,
-        "effective_date": effective_date,
-    }
+    return values
