@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,44 @@ def test_opa_tests_pass_with_coverage(opa):
     coverage = json.loads(result.stdout)["coverage"]
     print(f"rego coverage: {coverage:.1f}%")
     assert coverage >= COVERAGE_THRESHOLD
+
+
+def test_agreements_match_the_agreement_schema():
+    from accord.governance.agreements import validate_dir
+
+    count, problems = validate_dir(get_settings().policies_dir)
+    assert count == 14
+    assert [str(p) for p in problems] == []
+
+
+def test_accord_policy_test_runs_the_whole_gate(opa):
+    from click.testing import CliRunner
+
+    from accord.cli import main
+
+    result = CliRunner().invoke(main, ["policy", "test"])
+    assert result.exit_code == 0, result.output
+    for step in ("opa fmt", "opa check --strict", "opa test --coverage", "agreement schema"):
+        assert f"ok   {step}" in result.output
+    print(result.output)
+
+
+def test_accord_policy_test_fails_on_a_broken_copy(opa, tmp_path):
+    import shutil
+
+    from accord.governance.gate import run_gate
+
+    copy = tmp_path / "policies"
+    shutil.copytree(get_settings().policies_dir, copy)
+    agreement = copy / "agreements" / "DSA-007.yaml"
+    agreement.write_text(agreement.read_text().replace("status: active", "status: paused"))
+    rego = copy / "accord" / "sharing" / "sharing.rego"
+    rego.write_text(
+        rego.read_text().replace("import data.accord.ethics\n", "import data.accord.ethics\n\n\n")
+    )
+    lines: list[str] = []
+    steps = {step.name: step for step in run_gate(Path(opa), copy, lines.append)}
+    assert not steps["opa fmt"].ok
+    assert not steps["agreement schema"].ok
+    assert "DSA-007.yaml" in steps["agreement schema"].detail
+    assert "status" in steps["agreement schema"].detail

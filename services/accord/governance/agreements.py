@@ -1,0 +1,148 @@
+"""Agreements as data: each `policies/agreements/<id>.yaml` checked against the JSON Schema
+OPA also enforces (`policies/schemas/agreement/schema.json`), plus the checks a schema
+cannot express (dates in order, emergency time box, clauses the rules cite).
+
+Every problem names the file, the path inside the agreement and the line, so an IG
+officer can fix it without reading code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+# Must match emergency_max_days in policies/accord/agreements/agreements.rego.
+EMERGENCY_MAX_DAYS = 30
+# Clause topics the rules cite; an agreement without them gets uncited reasons.
+CITED_TOPICS = ("purpose", "residence", "minimisation", "clinical", "opt-out")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '(agreement)'}: {self.message}"
+
+
+def schema_path(policies_dir: Path) -> Path:
+    return policies_dir / "schemas" / "agreement" / "schema.json"
+
+
+def load_schema(policies_dir: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(schema_path(policies_dir).read_text(encoding="utf-8"))
+
+
+def _line_of(node: yaml.Node | None, path: list[Any]) -> int | None:
+    """1-based line of `path` inside a composed YAML node (the nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for step in path:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(step)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
+            match = node.value[step] if step < len(node.value) else None
+        else:
+            match = None
+        if match is None:
+            break
+        node, line = match, match.start_mark.line + 1
+    return line
+
+
+def _dotted(path: list[Any]) -> str:
+    out = ""
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))
+    return out
+
+
+def _timestamp(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def semantic_problems(agreement: dict[str, Any]) -> list[tuple[list[Any], str]]:
+    """Checks a JSON Schema cannot express, as (path, message)."""
+    found: list[tuple[list[Any], str]] = []
+    start, end = _timestamp(agreement.get("valid_from")), _timestamp(agreement.get("valid_until"))
+    if start and end and end <= start:
+        found.append((["valid_until"], "must be after valid_from"))
+    if agreement.get("type") == "emergency" and start and end:
+        if end - start > timedelta(days=EMERGENCY_MAX_DAYS):
+            found.append(
+                (
+                    ["valid_until"],
+                    f"an emergency agreement lasts at most {EMERGENCY_MAX_DAYS} days from "
+                    "valid_from; the policy treats it as expired after that",
+                )
+            )
+    clauses = agreement.get("clauses") or {}
+    topics = {c.get("topic") for c in clauses.values() if isinstance(c, dict)}
+    for topic in CITED_TOPICS:
+        if topic not in topics:
+            found.append((["clauses"], f"no clause with topic {topic!r}, which rules cite"))
+    if agreement.get("type") == "emergency" and "emergency" not in topics:
+        found.append((["clauses"], "an emergency agreement needs a clause with topic 'emergency'"))
+    recipients = {r.get("org") for r in agreement.get("recipients") or [] if isinstance(r, dict)}
+    for name, dataset in (agreement.get("datasets") or {}).items():
+        if not isinstance(dataset, dict):
+            continue
+        for org in dataset.get("recipient_fields") or {}:
+            if org not in recipients:
+                found.append(
+                    (["datasets", name, "recipient_fields", org], "is not one of the recipients")
+                )
+    return found
+
+
+def validate_file(path: Path, validator: jsonschema.protocols.Validator) -> list[Problem]:
+    """Problems of one agreement file; empty when it is valid."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        document = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except (OSError, yaml.YAMLError) as exc:
+        return [Problem(name, "", None, f"cannot be read as YAML: {exc}")]
+    if not isinstance(document, dict) or len(document) != 1:
+        return [Problem(name, "", 1, "must hold exactly one agreement, keyed by its id")]
+    ((key, agreement),) = document.items()
+    node = next((v for k, v in root.value if k.value == str(key)), None)
+    problems = []
+    if key != path.stem:
+        problems.append(Problem(name, "", 1, f"top-level key {key!r} must match the file name"))
+    if not isinstance(agreement, dict):
+        return [*problems, Problem(name, str(key), 1, "must be a mapping")]
+    if agreement.get("id") != key:
+        line = _line_of(node, ["id"])
+        problems.append(Problem(name, "id", line, f"must equal the top-level key {key!r}"))
+    for error in sorted(validator.iter_errors(agreement), key=lambda e: list(e.absolute_path)):
+        steps = list(error.absolute_path)
+        problems.append(Problem(name, _dotted(steps), _line_of(node, steps), error.message))
+    for steps, message in semantic_problems(agreement):
+        problems.append(Problem(name, _dotted(steps), _line_of(node, steps), message))
+    return problems
+
+
+def validate_dir(policies_dir: Path) -> tuple[int, list[Problem]]:
+    """(number of agreement files, their problems) for `<policies_dir>/agreements/*.yaml`."""
+    schema = load_schema(policies_dir)
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator = validator_class(schema)
+    files = sorted((policies_dir / "agreements").glob("*.y*ml"))
+    problems = [p for f in files for p in validate_file(f, validator)]
+    return len(files), problems
