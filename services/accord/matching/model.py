@@ -8,7 +8,7 @@ the prior's log-odds plus the sum of the factors, and the probability is
 2**w / (1 + 2**w) -- the model splink uses. A missing value contributes nothing.
 
 The m/u values below were set from the noise rates and name frequencies of the
-synthetic population (see `population.py`) and tuned on one seed; they are data, so
+synthetic population (see `population.py`) and tuned on seed 1; they are data, so
 re-estimating them from reviewed pairs means editing this table only.
 
 Independence is the model's weak spot: twins share a family name, a date of birth and
@@ -89,8 +89,8 @@ LEVELS: Final[dict[str, dict[str, tuple[float, float]]]] = {
 PRIOR_LOG2_ODDS: Final = math.log2(1 / 200_000)
 """Log-odds that a query and one listed person are the same, for a list of ~200,000."""
 
-MATCH_THRESHOLD: Final = 6.0
-"""Match weight at or above which a pair merges automatically (probability ~0.985)."""
+MATCH_THRESHOLD: Final = 5.0
+"""Match weight at or above which a pair merges automatically (probability ~0.97)."""
 NO_MATCH_THRESHOLD: Final = -2.0
 """Match weight below which a pair is not the same person (probability ~0.2)."""
 
