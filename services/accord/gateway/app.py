@@ -28,7 +28,6 @@ import time
 from typing import Any, Final
 
 from aiohttp import web
-from kafka.errors import KafkaError
 
 from accord.core.errors import InfrastructureError
 from accord.core.logging import get_logger
@@ -36,7 +35,7 @@ from accord.core.settings import Settings
 from accord.gateway.tokens import TokenStore
 from accord.ingest.datasets import DATASETS, Dataset
 from accord.ingest.pipeline import Accepted, Location, Pipeline, Rejected
-from accord.ingest.publish import Publisher
+from accord.ingest.publish import Deliveries, Publisher
 from accord.ingest.validation import FieldError, FieldRule
 
 log = get_logger("accord.gateway")
@@ -46,12 +45,7 @@ MAX_BODY_BYTES: Final = 5 * 1024 * 1024
 # Kafka must acknowledge a batch within this time, or the answer is 503.
 ACK_TIMEOUT_S: Final = 15.0
 # Fail fast when the broker is away, so a partner hears 503 in seconds, not minutes.
-PRODUCER_OVERRIDES: Final = {
-    "max_block_ms": 5000,
-    "request_timeout_ms": 5000,
-    "delivery_timeout_ms": 10000,
-    "linger_ms": 5,
-}
+PRODUCER_CONFIG: Final = {"delivery.timeout.ms": 10000, "linger.ms": 5}
 
 SETTINGS_KEY: Final = web.AppKey("settings", Settings)
 TOKENS_KEY: Final = web.AppKey("tokens", TokenStore)
@@ -71,7 +65,7 @@ def _publisher(app: web.Application) -> Publisher:
     Kafka and answers 503 until Kafka is there."""
     state = app[STATE_KEY]
     if state.get("publisher") is None:
-        state["publisher"] = Publisher(app[SETTINGS_KEY], **PRODUCER_OVERRIDES)
+        state["publisher"] = Publisher(app[SETTINGS_KEY], **PRODUCER_CONFIG)
     return state["publisher"]
 
 
@@ -98,11 +92,11 @@ def _publish(app: web.Application, org: str, dataset: str, records: list[Any]) -
     try:
         publisher = _publisher(app)
         publisher.prepare(org, dataset)
-        futures = [publisher.send(org, dataset, outcome) for outcome in outcomes]
-        publisher.flush(ACK_TIMEOUT_S)
-        for future in futures:
-            future.get(timeout=ACK_TIMEOUT_S)
-    except (KafkaError, InfrastructureError) as exc:
+        deliveries = Deliveries()
+        for outcome in outcomes:
+            publisher.send(org, dataset, outcome, deliveries)
+        publisher.wait(deliveries, ACK_TIMEOUT_S)
+    except InfrastructureError as exc:
         raise Unavailable(str(exc)) from exc
     return outcomes
 
