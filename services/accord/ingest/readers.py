@@ -20,6 +20,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from openpyxl.utils.exceptions import InvalidFileException
+
 from accord.core.errors import AccordError
 from accord.ingest.validation import FieldError
 
@@ -229,8 +231,10 @@ def _xlsx_table(path: Path) -> Table:
     from openpyxl import load_workbook
 
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        # A file handle, not the path: openpyxl judges paths by extension, and
+        # `--format xlsx` may be given for a workbook saved under another name.
+        workbook = load_workbook(open(path, "rb"), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, InvalidFileException) as exc:
         raise PublishInputError(f"{path.name} is not a readable .xlsx workbook: {exc}") from exc
     sheet = workbook.worksheets[0]
     iterator = enumerate(sheet.iter_rows(values_only=True), start=1)
@@ -238,12 +242,16 @@ def _xlsx_table(path: Path) -> Table:
     for _, cells in iterator:
         if any(cell is not None and str(cell).strip() for cell in cells):
             header = ["" if cell is None else str(cell).strip() for cell in cells]
+            while header and not header[-1]:
+                header.pop()
             break
 
     def rows() -> Iterator[SourceRow]:
         try:
             for line_number, cells in iterator:
                 values = [_cell(cell) for cell in cells]
+                while values and values[-1] is None:
+                    values.pop()
                 if not any(v is not None and str(v).strip() for v in values):
                     continue
                 original = json.dumps(values, ensure_ascii=False, default=str).encode()
@@ -293,11 +301,11 @@ def count_rows(path: Path, fmt: str) -> int | None:
         if fmt == "xlsx":
             from openpyxl import load_workbook
 
-            workbook = load_workbook(path, read_only=True)
+            workbook = load_workbook(open(path, "rb"), read_only=True)
             try:
                 return max(0, (workbook.worksheets[0].max_row or 1) - 1)
             finally:
                 workbook.close()
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, InvalidFileException):
         return None
     return None
