@@ -65,7 +65,7 @@ def _publisher(app: web.Application) -> Publisher:
     Kafka and answers 503 until Kafka is there."""
     state = app[STATE_KEY]
     if state.get("publisher") is None:
-        state["publisher"] = Publisher(app[SETTINGS_KEY], **PRODUCER_CONFIG)
+        state["publisher"] = Publisher(app[SETTINGS_KEY], prepare_timeout_s=3.0, **PRODUCER_CONFIG)
     return state["publisher"]
 
 

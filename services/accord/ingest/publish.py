@@ -9,6 +9,7 @@ yields the same ids and the same keys. The rules are the pipeline's
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -17,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from accord.core.errors import InfrastructureError
-from accord.core.kafka import ensure_topics
 from accord.core.logging import get_logger
 from accord.core.serde import AvroSerde, SchemaRegistryClient, encode_body, parse_schema_text
 from accord.core.serde import load_schema_text as _load_schema_text
@@ -127,8 +128,11 @@ class Publisher:
     shares one across requests.
     """
 
-    def __init__(self, settings: Settings, **producer_config: Any) -> None:
+    def __init__(
+        self, settings: Settings, *, prepare_timeout_s: float = 15.0, **producer_config: Any
+    ) -> None:
         self.settings = settings
+        self.prepare_timeout_s = prepare_timeout_s
         self.topics = Topics(settings)
         self.serde = AvroSerde(
             SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir
@@ -144,24 +148,49 @@ class Publisher:
             "delivery.timeout.ms": int(ACK_TIMEOUT_S * 1000),
             **producer_config,
         }
+        # librdkafka's own log lines go through Python logging, not straight to stderr.
+        kafka_log = logging.getLogger("accord.librdkafka")
         try:
-            self.producer = Producer(config)
+            self.producer = Producer(config, logger=kafka_log)
+            self.admin = AdminClient(
+                {"bootstrap.servers": settings.bootstrap_servers}, logger=kafka_log
+            )
         except KafkaException as exc:
             raise InfrastructureError(f"cannot create a Kafka producer: {exc}") from exc
         self._ready: set[str] = set()
         self._ready_lock = threading.Lock()
 
     def prepare(self, org: str, dataset: str) -> str:
-        """Create the partner topic and quarantine if needed; return the partner topic."""
+        """Create the partner topic and quarantine if needed; return the partner topic.
+
+        Uses librdkafka's admin client so that a missing broker is reported within
+        `prepare_timeout_s` (the gateway answers 503 in seconds, not half a minute).
+        """
         topic = self.topics.partner(org, dataset)
         with self._ready_lock:
-            if topic not in self._ready:
-                ensure_topics(
-                    self.settings.bootstrap_servers,
-                    {topic: None, self.topics.quarantine: None},
-                    self.settings.topic_partitions,
-                )
-                self._ready.add(topic)
+            if topic in self._ready:
+                return topic
+            wanted = [topic, self.topics.quarantine]
+            try:
+                existing = self.admin.list_topics(timeout=self.prepare_timeout_s).topics
+                missing = [name for name in wanted if name not in existing]
+                if missing:
+                    partitions = self.settings.topic_partitions
+                    futures = self.admin.create_topics(
+                        [NewTopic(name, partitions, 1) for name in missing],
+                        operation_timeout=self.prepare_timeout_s,
+                    )
+                    for future in futures.values():
+                        try:
+                            future.result(timeout=self.prepare_timeout_s * 2)
+                        except KafkaException as exc:
+                            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                                raise
+            except KafkaException as exc:
+                raise InfrastructureError(
+                    f"Kafka at {self.settings.bootstrap_servers} unreachable: {exc}"
+                ) from exc
+            self._ready.add(topic)
         return topic
 
     def send(
