@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from kafka import KafkaAdminClient
 
+from accord.core.errors import InfrastructureError
 from accord.core.kafka import CLIENT_ID
 from accord.core.logging import get_logger
 from accord.core.serde import AvroSerde
@@ -95,39 +97,57 @@ def partner_topics(settings: Settings) -> list[str]:
     return sorted(out)
 
 
-def retained(settings: Settings, topics: list[str], since: datetime | None) -> Iterator[Any]:
-    """Every retained message of `topics` (from `since`, if given) up to their current end."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        client_id=CLIENT_ID,
-        enable_auto_commit=False,
-        max_poll_records=5000,
+@dataclass(frozen=True)
+class Retained:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def retained(settings: Settings, topics: list[str], since: datetime | None) -> Iterator[Retained]:
+    """Every retained message of `topics` (from `since`, if given) up to their current end,
+    in offset order per partition. librdkafka reads every codec partners may use."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "client.id": CLIENT_ID,
+            "group.id": "accord-simulate",  # never committed: offsets are not ours to move
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+        }
     )
     try:
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
+        metadata = consumer.list_topics(timeout=10).topics
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(metadata[t].partitions)]
         if not tps:
             return
-        consumer.assign(tps)
-        end = consumer.end_offsets(tps)
-        start = consumer.beginning_offsets(tps)
+        end = {
+            (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=10) for tp in tps
+        }
+        start = {key: low for key, (low, _) in end.items()}
         if since is not None:
-            found = consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
-            start = {tp: (found[tp].offset if found.get(tp) else end[tp]) for tp in tps}
-        for tp in tps:
-            consumer.seek(tp, start[tp])
-        remaining = {tp for tp in tps if start[tp] < end[tp]}
+            millis = int(since.timestamp() * 1000)
+            for tp in consumer.offsets_for_times(
+                [TopicPartition(t.topic, t.partition, millis) for t in tps], timeout=10
+            ):
+                high = end[(tp.topic, tp.partition)][1]
+                start[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else high
+        remaining = {key for key, (_, high) in end.items() if start[key] < high}
+        consumer.assign([TopicPartition(t, p, start[(t, p)]) for t, p in remaining])
         while remaining:
-            for tp, messages in consumer.poll(timeout_ms=500).items():
-                for message in messages:
-                    if message.offset < end[tp]:
-                        yield message
-                if consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-            remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
+            for message in consumer.consume(num_messages=5000, timeout=1.0):
+                if message.error():
+                    raise InfrastructureError(f"reading {message.topic()}: {message.error()}")
+                key = (message.topic(), message.partition())
+                if key not in remaining:
+                    continue
+                yield Retained(*key, message.offset(), message.key(), message.value())
+                if message.offset() + 1 >= end[key][1]:
+                    remaining.discard(key)
+    except KafkaException as exc:
+        raise InfrastructureError(f"reading partner topics: {exc}") from exc
     finally:
         consumer.close()
 

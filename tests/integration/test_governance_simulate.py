@@ -1,0 +1,80 @@
+"""Replay before release against the real stack: a candidate that suspends DSA-010 and
+another that drops postcode show as flips and withheld fields, and nothing is written to
+any share or audit topic while simulating."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import pytest
+from kafka import KafkaAdminClient
+
+from accord.core.kafka import CLIENT_ID
+from accord.core.topics import Topics
+from accord.demo.synthetic import write_csv
+from accord.governance.simulate import simulate
+from accord.ingest.publish import publish_file
+
+from .workload import people
+
+pytestmark = pytest.mark.integration
+
+
+def hub_topics(settings) -> set[str]:
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=CLIENT_ID)
+    try:
+        return {t for t in admin.list_topics() if t.startswith(settings.topic_prefix)}
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def candidate(tmp_path, stack):
+    copy = tmp_path / "candidate"
+    shutil.copytree(stack.policies_dir, copy)
+    return copy
+
+
+def test_simulation_reports_flips_and_fields_and_writes_nothing(
+    settings, serde, candidate, tmp_path
+):
+    rows = people(8)  # two in each of Lothian's four councils
+    path = tmp_path / f"lothian-{uuid.uuid4().hex[:6]}.csv"
+    write_csv(rows, path)
+    assert publish_file(settings, "nhs-lothian", "shielding-list", path).published == 8
+    before = hub_topics(settings)
+    assert not any(
+        ".share." in t or t.startswith(Topics(settings).prefix + "share.") for t in before
+    )
+
+    agreement = candidate / "agreements" / "DSA-010.yaml"
+    text = agreement.read_text()
+    agreement.write_text(text.replace("postcode, ", ""))
+    sim = simulate(settings, serde, candidate)
+    assert sim.records == 8 and sim.skipped == 0
+    assert sim.decisions == 32  # 8 people x 4 councils
+    withheld = {(r, n): c for (r, n, kind), c in sim.fields.items() if kind == "newly withheld"}
+    assert set(withheld) == {
+        (org, "postcode")
+        for org in ("city-of-edinburgh", "east-lothian", "midlothian", "west-lothian")
+    }
+    assert all(c.count == 2 and len(c.examples) == 2 for c in withheld.values())
+    assert not sim.flips
+
+    agreement.write_text(text.replace("status: active", "status: suspended"))
+    sim = simulate(settings, serde, candidate)
+    flips = {r: c.count for (r, flip), c in sim.flips.items() if flip == "allow→deny"}
+    assert flips == {
+        "city-of-edinburgh": 2,
+        "east-lothian": 2,
+        "midlothian": 2,
+        "west-lothian": 2,
+    }
+    example = next(iter(sim.flips.values())).examples[0]
+    assert len(example) == 64 and all(row["chi_number"] not in example for row in rows)
+
+    # No data left: no share or audit topic appeared, the partner topic is all there is.
+    after = hub_topics(settings)
+    assert after == before
+    assert Topics(settings).audit not in after
