@@ -264,6 +264,9 @@ _OFCOM_DRAMA_NSN: Final = re.compile(
     r"|3069990[0-9]{3}"
 )
 _PHONE_DIGITS_OR_PLUS: Final = re.compile(r"[^0-9+]")
+_PHONE_PLAIN: Final = re.compile(r"[0-9+\s\-.()]+")
+# A UK number in one of the usual spellings, reduced to its national significant number.
+_UK_COMPACT: Final = re.compile(r"(?:\+44|0044)0?([1-9][0-9]{8,9})|0([1-9][0-9]{8,9})")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ENUM_SEPARATORS: Final = re.compile(r"[\s\-]+")
 _LIST_SEPARATORS: Final = re.compile(r"[;,|]")
@@ -540,19 +543,26 @@ def normalise_phone(text: str) -> str | None:
     compact = _PHONE_DIGITS_OR_PLUS.sub("", text.replace("(0)", ""))
     if not compact.startswith(("+", "0")):
         return None  # no trunk zero and no country code: a slip, not a number
-    try:
-        number = phonenumbers.parse(text, "GB")
-    except phonenumbers.NumberParseException:
-        return None
-    if number.country_code != 44 or number.extension:
-        return None
-    drama = _OFCOM_DRAMA_NSN.fullmatch(str(number.national_number))
-    if not drama and not (
+    plain = _UK_COMPACT.fullmatch(compact) if _PHONE_PLAIN.fullmatch(text) else None
+    if plain:
+        # The usual case, without the cost of the general parser: digits, spaces and
+        # punctuation only, +44 or 0 in front.
+        national = plain[1] or plain[2]
+        number = phonenumbers.PhoneNumber(country_code=44, national_number=int(national))
+    else:
+        try:
+            number = phonenumbers.parse(text, "GB")
+        except phonenumbers.NumberParseException:
+            return None
+        if number.country_code != 44 or number.extension:
+            return None
+        national = str(number.national_number)
+    if not _OFCOM_DRAMA_NSN.fullmatch(national) and not (
         phonenumbers.number_type(number) in _CALLABLE_PHONE_TYPES
         and phonenumbers.is_valid_number(number)
     ):
         return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return "+44" + national
 
 
 def _normalise_enum(text: str) -> str:
@@ -567,7 +577,9 @@ def _as_text(rule: FieldRule, raw: Any) -> tuple[str | None, FieldError | None]:
     """Turn what a reader produced (text, or a JSON/spreadsheet scalar) into clean text."""
     if raw is None:
         return None, None
-    if isinstance(raw, bool):
+    if type(raw) is str:
+        pass  # the common case, from CSV: no conversion
+    elif isinstance(raw, bool):
         raw = "true" if raw else "false"
     elif isinstance(raw, int):
         raw = str(raw)

@@ -1,0 +1,199 @@
+"""`accord publish` against the real Kafka and registry: CSV, JSON Lines and .xlsx with a
+partner's column mapping, the other datasets, quarantine coordinates, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+
+from accord.core.kafka import read_topic
+from accord.core.pseudonym import person_key
+from accord.core.settings import Settings
+from accord.core.topics import Topics
+from accord.demo.synthetic import generate_shielding_list_with_labels, write_csv
+from accord.ingest.validation import COLUMNS
+
+from .conftest import decoded, settings_env
+
+pytestmark = pytest.mark.integration
+
+# partners/nhs-lothian.yaml maps these export names to the dataset's fields.
+LOTHIAN_NAMES = {
+    "chi_number": "CHI No", "given_name": "Forename", "family_name": "Surname",
+    "date_of_birth": "DOB", "address_line1": "Address 1", "address_line2": "Address 2",
+    "town": "Post Town", "postcode": "Post Code", "council_area": "Council",
+    "health_board": "Board", "clinical_risk_group": "Risk Group", "shielding_status": "Status",
+    "contact_phone": "Phone", "effective_date": "Effective",
+}  # fmt: skip
+
+
+# The City of Edinburgh's helpline export, in the names partners/city-of-edinburgh.yaml maps.
+HELPLINE_EXPORT = [
+    ["Case Ref", "Logged At", "CHI", "Last Name", "Post Code", "Tel", "Lives Alone?",
+     "Support Needed", "Priority", "Source"],
+    ["EDI-1", "01/04/2020 10:15", "1403521239", "Ó Briain", "eh9 1hb", "0131 496 0000", "Y",
+     "food; medicine", "Immediate", "Helpline"],
+    ["EDI-2", "2020-04-01T11:00:00Z", "", "Kerr", "EH1 1AA", "", "", "welfare check",
+     "routine", "web form"],
+    ["EDI-3", "2020-04-01T11:00:00Z", "", "", "", "", "", "food", "routine", "web form"],
+]  # fmt: skip
+
+
+def accord(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "accord", *args],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_csv_jsonl_and_xlsx_publish_the_same_events_once_each(
+    settings: Settings, serde, tmp_path: Path
+) -> None:
+    rows, labels = generate_shielding_list_with_labels(60, bad_rows=7, seed=11)
+    valid = [row for row, label in zip(rows, labels, strict=True) if label is None]
+    bad_lines = sorted(index + 2 for index, label in enumerate(labels) if label)
+
+    csv_path = tmp_path / "lothian.csv"
+    write_csv(rows, csv_path)
+    jsonl_path = tmp_path / "lothian.jsonl"
+    jsonl_path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    xlsx_path = tmp_path / "lothian-export.xlsx"  # the board's own column names
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet()
+    sheet.append([LOTHIAN_NAMES[column] for column in COLUMNS] + ["GP Practice"])
+    for row in rows:
+        sheet.append([row[column] for column in COLUMNS] + ["Marchmont"])
+    workbook.save(xlsx_path)
+
+    for path in (csv_path, jsonl_path, xlsx_path):
+        result = accord(
+            settings, "publish", "--as", "nhs-lothian", "-d", "shielding-list", str(path)
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"published   {len(valid):>7}" in result.stdout
+        assert f"quarantined {len(rows) - len(valid):>7}" in result.stdout
+        assert "chi_number" not in result.stdout or "e.g. row" in result.stdout
+        for row in valid[:5]:
+            assert row["chi_number"] not in result.stdout + result.stderr
+    assert "columns ignored" in result.stdout and "GP Practice" in result.stdout
+
+    topics = Topics(settings)
+    published = decoded(settings, serde, topics.partner("nhs-lothian", "shielding-list"))
+    assert len(published) == 3 * len(valid)  # three files, every valid row each time
+    event_ids = {str(record["event_id"]) for _, record in published}
+    assert len(event_ids) == len(valid)  # ... and the same event, whichever the format
+    secret = settings.pseudonym_key.get_secret_value()
+    assert {key for key, _ in published} == {
+        person_key(secret, row["chi_number"]).encode() for row in valid
+    }
+    assert {record["source_org"] for _, record in published} == {"nhs-lothian"}
+
+    quarantined = [record for _, record in decoded(settings, serde, topics.quarantine)]
+    assert len(quarantined) == 3 * len(bad_lines)
+    by_file: dict[str, list[int]] = {}
+    for record in quarantined:
+        assert record["origin"] == "FILE" and record["dataset"] == "shielding-list"
+        assert record["reason"] and record["reason_code"] and record["original"]
+        by_file.setdefault(record["location"].split(" line ")[0], []).append(record["line_number"])
+    assert sorted(by_file["lothian.csv"]) == bad_lines
+    assert sorted(by_file["lothian.jsonl"]) == [line - 1 for line in bad_lines]
+    assert sorted(by_file["lothian-export.xlsx"]) == bad_lines
+
+
+def test_dry_run_sends_nothing(settings: Settings, tmp_path: Path) -> None:
+    rows, _ = generate_shielding_list_with_labels(20, bad_rows=2, seed=3)
+    path = tmp_path / "list.csv"
+    write_csv(rows, path)
+    result = accord(
+        settings, "publish", "--as", "nhs-fife", "-d", "shielding-list", "--dry-run", str(path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "would be published" in result.stdout
+    topic = Topics(settings).partner("nhs-fife", "shielding-list")
+    assert list(read_topic(settings.bootstrap_servers, topic, idle_timeout_s=0.5)) == []
+
+
+def test_requests_and_outcomes_from_a_council_export(
+    settings: Settings, serde, tmp_path: Path
+) -> None:
+    requests = tmp_path / "helpline.csv"
+    with requests.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(HELPLINE_EXPORT)
+    outcomes = tmp_path / "outcomes.jsonl"
+    outcomes.write_text(
+        json.dumps({"Case Ref": "EDI-2", "Completed At": "2020-04-02 09:00", "Result": "delivered"})
+        + "\n"
+        + json.dumps(
+            {
+                "Case Ref": "EDI-9",
+                "Completed At": "2020-04-02 09:00",
+                "Result": "lost",
+                "source_org": "fife",
+            }
+        )  # fmt: skip
+        + "\n",
+        encoding="utf-8",
+    )
+    for dataset, path in (("support-request", requests), ("support-outcome", outcomes)):
+        result = accord(settings, "publish", "--as", "city-of-edinburgh", "-d", dataset, str(path))
+        assert result.returncode == 0, result.stderr
+
+    topics = Topics(settings)
+    secret = settings.pseudonym_key.get_secret_value()
+    published = decoded(settings, serde, topics.partner("city-of-edinburgh", "support-request"))
+    by_id = {record["request_id"]: (key, record) for key, record in published}
+    assert set(by_id) == {"EDI-1", "EDI-2"}
+    key, first = by_id["EDI-1"]
+    assert key == person_key(secret, "1403521239").encode()
+    assert (first["postcode"], first["contact_phone"], first["lives_alone"]) == (
+        "EH9 1HB",
+        "+441314960000",
+        True,
+    )
+    assert first["needs"] == ["FOOD", "MEDICINE"] and first["urgency"] == "IMMEDIATE"
+    outcome_topic = topics.partner("city-of-edinburgh", "support-outcome")
+    [(outcome_key, outcome)] = decoded(settings, serde, outcome_topic)
+    assert outcome_key == by_id["EDI-2"][0]  # an outcome lands beside its request
+    assert outcome["outcome"] == "DELIVERED"
+
+    quarantined = {
+        record["reason_code"]: record for _, record in decoded(settings, serde, topics.quarantine)
+    }
+    assert set(quarantined) == {"identity_missing", "source_org_mismatch"}
+    assert quarantined["identity_missing"]["location"] == "helpline.csv line 4"
+    assert quarantined["source_org_mismatch"]["line_number"] == 2
+
+
+def test_usage_errors_exit_2_and_infrastructure_failure_exits_1(
+    settings: Settings, tmp_path: Path
+) -> None:
+    rows, _ = generate_shielding_list_with_labels(3, bad_rows=0)
+    path = tmp_path / "list.csv"
+    write_csv(rows, path)
+    unknown = accord(settings, "publish", "--as", "nhs-fife", "-d", "weather", str(path))
+    assert unknown.returncode == 2 and "unknown dataset" in unknown.stderr
+    missing = accord(settings, "publish", "--as", "nhs-fife", "-d", "shielding-list", "nope.csv")
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+    no_registry = settings.model_copy(
+        update={"schema_registry_url": f"http://127.0.0.1:{free_port()}"}
+    )
+    failed = accord(no_registry, "publish", "--as", "nhs-fife", "-d", "shielding-list", str(path))
+    assert failed.returncode == 1
+    assert "schema registry" in failed.stderr and "unreachable" in failed.stderr
