@@ -7,6 +7,7 @@ code as `accord stack up` (idempotent: a running stack is reused).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -35,15 +36,24 @@ def stack() -> Settings:
     return settings
 
 
-@pytest.fixture
-def settings(stack: Settings) -> Iterator[Settings]:
-    """Settings whose every topic and consumer group is unique to this test."""
+@contextlib.contextmanager
+def isolated_settings(stack: Settings) -> Iterator[Settings]:
+    """Settings whose every topic and consumer group is unique; topics deleted after."""
     run = uuid.uuid4().hex[:10]
     isolated = stack.model_copy(
         update={"topic_prefix": f"t{run}.", "worker_id": f"accord-test-{run}"}
     )
-    yield isolated
-    delete_topics(stack.bootstrap_servers, isolated.topic_prefix)
+    try:
+        yield isolated
+    finally:
+        delete_topics(stack.bootstrap_servers, isolated.topic_prefix)
+
+
+@pytest.fixture
+def settings(stack: Settings) -> Iterator[Settings]:
+    """Settings whose every topic and consumer group is unique to this test."""
+    with isolated_settings(stack) as isolated:
+        yield isolated
 
 
 @pytest.fixture
@@ -63,15 +73,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    """Starts `accord worker` as its own process (as an operator would); stops it after."""
+@contextlib.contextmanager
+def workers(settings: Settings, log_dir: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Starts `accord worker` processes (as an operator would); stops them after."""
     started: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"worker-{len(started)}.log", "wb")
+        log = open(log_dir / f"worker-{len(started)}.log", "wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "accord", "worker"],
+            [sys.executable, "-m", "accord", "worker", "-l", "info"],
             env=settings_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -80,16 +90,25 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], subproce
         started.append(process)
         return process
 
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    for log in sorted(tmp_path.glob("worker-*.log")):
-        print(f"--- {log.name} (tail)\n" + log.read_text(errors="replace")[-3000:], file=sys.stderr)
+    try:
+        yield start
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        for log in sorted(log_dir.glob("worker-*.log")):
+            tail = log.read_text(errors="replace")[-3000:]
+            print(f"--- {log.name} (tail)\n{tail}", file=sys.stderr)
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    with workers(settings, tmp_path) as start:
+        yield start
 
 
 def decoded(settings: Settings, serde: AvroSerde, topic: str) -> list[tuple[bytes, dict | None]]:

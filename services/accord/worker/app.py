@@ -47,6 +47,11 @@ from accord.worker.intake import Incoming, Intake, Rejected, quarantine_record
 log = get_logger("accord.worker")
 
 
+# State of each stage: date-of-birth block -> people; request -> owner and held
+# outcomes; person -> case state; person -> recipients holding their case.
+TABLES = ("identities", "request-owners", "cases", "released")
+
+
 def faust_broker(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
 
@@ -136,6 +141,9 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger_ms=5,
         broker_commit_every=1000,
+        # A killed worker's partitions move to the others after this, not after a minute.
+        broker_session_timeout=10,
+        broker_heartbeat_interval=2,
         broker_commit_interval=1.0,
         # A batch may wait for OPA; that is not a stuck worker.
         stream_processing_timeout=3600,
@@ -159,7 +167,8 @@ def create_app(settings: Settings) -> faust.App:
             name,
             default=None,
             partitions=partitions,
-            schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+            # bytes keys make faust use the raw codec for keys, in writes and recovery alike.
+            key_type=bytes,
             use_partitioner=True,
         )
 
@@ -172,6 +181,8 @@ def create_app(settings: Settings) -> faust.App:
         topics.internal("match.review"): dict(COMPACTED),
         topics.audit: None,
         topics.quarantine: None,
+        # faust would create the tables' changelogs too, but only after the first lookups.
+        **{f"{settings.worker_id}-{name}-changelog": dict(COMPACTED) for name in TABLES},
     }
     ensure_topics(settings.bootstrap_servers, internal, partitions)
     source = app.topic(*partner_topics(settings), key_serializer="raw", value_serializer="raw")
@@ -182,10 +193,7 @@ def create_app(settings: Settings) -> faust.App:
     review_topic = topic(topics.internal("match.review"), compacted=True)
     declared: dict[str, faust.TopicT] = {}
 
-    identities = table("identities")
-    request_owners = table("request-owners")
-    case_states = table("cases")
-    released = table("released")
+    identities, request_owners, case_states, released = (table(name) for name in TABLES)
 
     async def declare(name: str) -> faust.TopicT:
         if name not in declared:

@@ -14,13 +14,12 @@ from datetime import date
 from typing import Any
 
 from accord.core.pseudonym import person_key
+from accord.matching import Matcher, PersonRecord
 
 IDENTITY_FIELDS = ("given_name", "family_name", "date_of_birth", "postcode", "address_line1")
 
 
-def person_record(fields: dict[str, Any]) -> Any:
-    from accord.matching import PersonRecord
-
+def person_record(fields: dict[str, Any]) -> PersonRecord:
     dob = fields.get("date_of_birth")
     return PersonRecord(
         given_name=fields.get("given_name") or "",
@@ -59,28 +58,27 @@ def resolve(
     if any(p["person_key"] == provisional for p in block):
         return provisional, block, None  # the same event again: it resolved to itself
 
-    from accord.matching import compare
-
-    query = person_record(data)
-    best: tuple[dict[str, Any], Any] | None = None
+    # The matcher ranks candidates and turns a MATCH into REVIEW when a second candidate
+    # is nearly as good: two plausible people is not a match.
+    matcher = Matcher()
     for candidate in block:
-        result = compare(query, person_record(candidate))
-        if best is None or result.probability > best[1].probability:
-            best = (candidate, result)
+        matcher.add(candidate["person_key"], person_record(candidate))
+    best, result = matcher.best(person_record(data))
     review = None
-    if best is not None and best[1].outcome == "MATCH":
+    if best is not None and result.outcome == "MATCH":
         envelope["match_method"] = "probabilistic"
-        envelope["match_probability"] = round(best[1].probability, 4)
-        return best[0]["person_key"], block, None
-    if best is not None and best[1].outcome == "REVIEW":
+        envelope["match_probability"] = round(result.probability, 4)
+        return best, block, None
+    if best is not None and result.outcome == "REVIEW":
         review = {
             "event_id": envelope["event_id"],
             "dataset": envelope["dataset"],
             "source_org": envelope["source_org"],
             "provisional_key": provisional,
-            "candidate_key": best[0]["person_key"],
-            "probability": round(best[1].probability, 4),
-            "evidence": [list(item) for item in best[1].evidence],
+            "candidate_key": best,
+            "probability": round(result.probability, 4),
+            "weight": round(result.weight, 2),
+            "evidence": [list(item) for item in result.evidence],
         }
     envelope["match_method"] = "none"
     return provisional, [*block, identity_of(provisional, data, provisional=True)], review
