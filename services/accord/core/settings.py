@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     worker_batch_size: int = Field(500, description="Records per OPA query.")
     worker_batch_timeout_s: float = Field(0.5, description="Max wait to fill a batch.")
     opa_timeout_s: float = Field(5.0, description="Timeout of one OPA query.")
+    partner_discovery_interval_s: float = Field(
+        5.0, description="How often the worker looks for new partner topics to consume."
+    )
+    policy_sweep_interval_s: float = Field(
+        1.0, description="How often the worker checks for a policy change to re-decide cases."
+    )
     opa_retry_s: float = Field(1.0, description="Pause between retries while OPA is down.")
 
     log_format: str = Field("auto", description="auto, json or console.")

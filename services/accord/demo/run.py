@@ -7,6 +7,7 @@ what was shared, what was withheld and why, and what was quarantined.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,13 @@ from accord.core.pseudonym import person_key
 from accord.core.scotland import COUNCIL_AREAS, HEALTH_BOARDS, org_id
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import Settings
-from accord.core.topics import SHIELDING_LIST, Topics
+from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST, Topics
+from accord.demo.requests import (
+    OUTCOME_COLUMNS,
+    REQUEST_COLUMNS,
+    generate_requests,
+    write_rows,
+)
 from accord.demo.synthetic import generate_shielding_list, write_csv
 from accord.ingest.publish import publish_file
 from accord.ingest.validation import RowInvalid, validate_shielding_row
@@ -41,7 +48,15 @@ class CouncilFigures:
     shared: int = 0
     withheld: int = 0
     quarantined: int = 0
+    requests: int = 0
+    cases: int = 0
+    matched: int = 0
+    new_people: int = 0
+    reviews: int = 0
+    urgent: int = 0
+    high: int = 0
     withheld_reasons: Counter[str] = field(default_factory=Counter)
+    view_keys: set[str] = field(default_factory=set)
 
 
 def progress_bar(console: Console) -> Progress:
@@ -163,31 +178,75 @@ def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
             published += report.published
             reasons.update(report.reasons)
 
-        partner_topics = [topics.partner(org, SHIELDING_LIST) for org in files]
+        requests, outcomes = generate_requests(rows, seed=seed)
+        folder = settings.state_dir / "demo"
+        sent = sum(len(r) for r in requests.values()) + sum(len(o) for o in outcomes.values())
+        task = progress.add_task("councils publishing requests", total=sent)
+        for org, council_rows in requests.items():
+            path = write_rows(council_rows, REQUEST_COLUMNS, folder / f"{org}-requests.csv")
+            report = publish_file(
+                settings, org, SUPPORT_REQUEST, path, lambda n: progress.advance(task, n)
+            )
+            reasons.update(report.reasons)
+        for org, outcome_rows in outcomes.items():
+            path = write_rows(outcome_rows, OUTCOME_COLUMNS, folder / f"{org}-outcomes.csv")
+            report = publish_file(
+                settings, org, SUPPORT_OUTCOME, path, lambda n: progress.advance(task, n)
+            )
+            reasons.update(report.reasons)
+        published_requests = {org: len(r) for org, r in requests.items()}
+
         worker = start_worker(settings, settings.state_dir / "logs" / "demo-worker.log")
         try:
-            lag = group_lag(settings.bootstrap_servers, settings.worker_id, partner_topics)
-            wait_for_worker(settings, worker, partner_topics, lag, progress)
+            wait_for_worker(settings, worker, progress)
         finally:
             stop_worker(worker)
 
     serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
     decisions = latest_decisions(settings, serde)
-    figures = council_figures(settings, rows, decisions)
-    print_summary(console, figures, reasons, sum(reasons.values()))
+    figures = council_figures(settings, serde, rows, decisions, published_requests)
+    print_summary(console, figures, reasons)
     print_sample(console, settings, serde)
     console.print(
-        f"\n  finished in {time.monotonic() - started:.0f}s; "
-        f"every decision is on {topics.audit}, rejected rows on {topics.quarantine}"
+        f"\n  finished in {time.monotonic() - started:.0f}s; every decision is on "
+        f"{topics.audit}, rejected rows on {topics.quarantine}, uncertain matches on "
+        f"{topics.internal('match.review')}"
     )
 
 
+def review_counts(settings: Settings) -> Counter[str]:
+    """Uncertain matches waiting for a coordinator, per council that sent the request."""
+    latest: dict[bytes, dict] = {}
+    for message in read_topic(
+        settings.bootstrap_servers, Topics(settings).internal("match.review")
+    ):
+        latest[message.key] = json.loads(message.value)
+    return Counter(item["source_org"] for item in latest.values())
+
+
 def council_figures(
-    settings: Settings, rows: list[dict[str, str]], decisions: dict[tuple[str, str], dict]
+    settings: Settings,
+    serde: AvroSerde,
+    rows: list[dict[str, str]],
+    decisions: dict[tuple[str, str], dict],
+    requests: dict[str, int],
 ) -> dict[str, CouncilFigures]:
-    """Per council: its residents on the list, and what the hub decided for that council."""
+    """Per council: its residents on the list, what the hub decided for that council, and
+    the cases on its support list."""
     secret = settings.pseudonym_key.get_secret_value()
     figures = {council: CouncilFigures() for council in COUNCIL_AREAS}
+    reviews = review_counts(settings)
+    for council, fig in figures.items():
+        view = shared_view(settings, serde, org_id(council))
+        fig.requests = requests.get(org_id(council), 0)
+        fig.reviews = reviews.get(org_id(council), 0)
+        for case in view.values():
+            fig.cases += 1
+            fig.new_people += case["agreement_id"] == "own-data"
+            fig.matched += case["match_method"] == "probabilistic"
+            fig.urgent += case["priority"] == "URGENT"
+            fig.high += case["priority"] == "HIGH"
+        fig.view_keys = set(view)
     for row in rows:
         try:
             record = validate_shielding_row(row)
@@ -196,53 +255,74 @@ def council_figures(
             if council in figures:
                 figures[council].quarantined += 1
             continue
-        council = record["council_area"]
-        figures[council].residents += 1
-        decision = decisions.get((person_key(secret, record["chi_number"]), org_id(council)))
-        if decision is not None and decision["allow"]:
-            figures[council].shared += 1
+        fig = figures[record["council_area"]]
+        fig.residents += 1
+        key = person_key(secret, record["chi_number"])
+        if key in fig.view_keys:
+            fig.shared += 1
+            continue
+        fig.withheld += 1
+        decision = decisions.get((key, org_id(record["council_area"])))
+        if record["shielding_status"] != "SHIELDING" and (decision is None or decision["allow"]):
+            reason = "not shielding and no open need: no case"
+        elif decision is not None and decision["reasons"]:
+            reason = decision["reasons"][0]
         else:
-            figures[council].withheld += 1
-            reason = decision["reasons"][0] if decision and decision["reasons"] else "not decided"
-            figures[council].withheld_reasons[reason] += 1
+            reason = "not decided"
+        fig.withheld_reasons[reason] += 1
     return figures
 
 
 def print_summary(
-    console: Console, figures: dict[str, CouncilFigures], reasons: Counter[str], quarantined: int
+    console: Console, figures: dict[str, CouncilFigures], reasons: Counter[str]
 ) -> None:
-    table = Table(title="Shielding list shared with each council", title_justify="left")
-    for column in ("council", "residents", "shared", "withheld", "quarantined", "why withheld"):
-        table.add_column(
-            column, justify="left" if column in ("council", "why withheld") else "right"
-        )
+    columns = (
+        "council",
+        "on list",
+        "shared",
+        "withheld",
+        "quarantined",
+        "requests",
+        "cases",
+        "matched",
+        "new",
+        "review",
+        "urgent",
+        "high",
+        "main reason withheld",
+    )
+    table = Table(title="What each council's support list holds", title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in (columns[0], columns[-1]) else "right")
+    total = CouncilFigures()
+    numbers = (
+        "residents",
+        "shared",
+        "withheld",
+        "quarantined",
+        "requests",
+        "cases",
+        "matched",
+        "new_people",
+        "reviews",
+        "urgent",
+        "high",
+    )
     for council, fig in figures.items():
         why = fig.withheld_reasons.most_common(1)[0][0] if fig.withheld_reasons else ""
-        table.add_row(
-            council,
-            str(fig.residents),
-            str(fig.shared),
-            str(fig.withheld),
-            str(fig.quarantined),
-            why,
-        )
-    total = CouncilFigures()
-    for fig in figures.values():
-        total.residents += fig.residents
-        total.shared += fig.shared
-        total.withheld += fig.withheld
-        total.quarantined += fig.quarantined
-    table.add_row(
-        "all councils",
-        str(total.residents),
-        str(total.shared),
-        str(total.withheld),
-        str(quarantined),
-        "",
-        style="bold",
-    )
+        table.add_row(council, *(str(getattr(fig, n)) for n in numbers), why)
+        for n in numbers:
+            setattr(total, n, getattr(total, n) + getattr(fig, n))
+    table.add_row("all councils", *(str(getattr(total, n)) for n in numbers), "", style="bold")
     console.print(table)
-    console.print(f"  rows quarantined: {quarantined}")
+    console.print(
+        "  on list: valid shielding-list rows for residents; shared: of those, on the council's "
+        "list; requests: support requests the council published; cases: open cases on its list; "
+        "matched: joined to a listed person without a CHI; new: requests about people not on "
+        "the list (returned to the council as its own data); review: uncertain matches held for "
+        "a coordinator, never merged"
+    )
+    console.print(f"  rows quarantined: {sum(reasons.values())}")
     for reason, count in reasons.most_common():
         console.print(f"    {count:>4}  {reason}")
 

@@ -31,6 +31,7 @@ from typing import Any
 import faust
 import requests
 from aiokafka.errors import KafkaError
+from kafka.errors import KafkaError as KafkaPythonError
 
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import COMPACTED, admin_client, ensure_topics
@@ -38,7 +39,7 @@ from accord.core.logging import get_logger
 from accord.core.policy import PolicyClient
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import Settings
-from accord.core.topics import DATASET_RECORDS, Topics
+from accord.core.topics import DATASET_RECORDS, Topics, is_org_id
 from accord.worker import cases as case_rules
 from accord.worker.enforce import Gate
 from accord.worker.identity import resolve
@@ -56,41 +57,69 @@ def faust_broker(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
 
 
-def agreement_providers(settings: Settings) -> set[str]:
-    """Providers named by the agreements OPA serves (empty if OPA cannot say)."""
+def agreement_parties(settings: Settings) -> set[str]:
+    """Providers and recipients named by the agreements OPA serves (empty if OPA cannot say)."""
     try:
         response = requests.get(f"{settings.opa_url}/v1/data/agreements", timeout=5)
         agreements = response.json().get("result") or {}
     except (requests.RequestException, ValueError):
         log.warning("agreements_unreadable", opa_url=settings.opa_url)
         return set()
-    return {
-        org
-        for agreement in agreements.values()
-        if isinstance(agreement, dict)
-        for org in agreement.get("providers") or ()
-    }
+    parties = set()
+    for agreement in agreements.values():
+        if isinstance(agreement, dict):
+            parties.update(agreement.get("providers") or ())
+            parties.update(
+                r.get("org") for r in agreement.get("recipients") or () if isinstance(r, dict)
+            )
+    return {org for org in parties if isinstance(org, str) and is_org_id(org)}
+
+
+def registered_partners(settings: Settings) -> set[str]:
+    """Partners with a registration file under partners/ (e.g. third-sector groups)."""
+    folder = settings.home / "partners"
+    return {path.stem for path in folder.glob("*.yaml") if is_org_id(path.stem)}
 
 
 def partner_topics(settings: Settings) -> list[str]:
-    """The partner topics to consume: the agreed providers' shielding lists, plus every
-    existing partner topic of a known dataset, so a partner without an agreement is still
-    decided (denied) and audited rather than ignored.
+    """The partner topics to consume: every dataset of every party to an agreement and of
+    every registered partner, plus any other existing partner topic, so a partner without
+    an agreement is still decided (denied) and audited rather than ignored.
 
     faust's pattern subscriptions do not subscribe in this version, so the list is
-    explicit; a worker picks up a new partner's topic when it restarts.
+    explicit; `subscribe_new_partner_topics` adds partner topics created later.
     """
     topics = Topics(settings)
-    names = {topics.partner(org, "shielding-list") for org in agreement_providers(settings)}
-    # The hub owns partner topics: create the agreed ones so partners can publish at once.
+    parties = agreement_parties(settings) | registered_partners(settings)
+    names = {topics.partner(org, dataset) for org in parties for dataset in DATASET_RECORDS}
+    # The hub owns partner topics: create every known partner's topics, so what they
+    # publish is consumed from the first record whenever they start.
     ensure_topics(settings.bootstrap_servers, dict.fromkeys(names), settings.topic_partitions)
+    return sorted(names | set(existing_partner_topics(settings)))
+
+
+def existing_partner_topics(settings: Settings) -> list[str]:
+    topics = Topics(settings)
     patterns = [re.compile(topics.partner_pattern(dataset)) for dataset in DATASET_RECORDS]
     admin = admin_client(settings.bootstrap_servers)
     try:
-        names.update(t for t in admin.list_topics() if any(p.match(t) for p in patterns))
+        return sorted(t for t in admin.list_topics() if any(p.match(t) for p in patterns))
     finally:
         admin.close()
-    return sorted(names)
+
+
+def stage_topics(settings: Settings) -> list[str]:
+    """The worker's own stage topics, in the order events flow through them."""
+    topics = Topics(settings)
+    return [
+        topics.internal(name) for name in ("identity", "request-events", "person-events", "cases")
+    ]
+
+
+def consumed_topics(settings: Settings) -> list[str]:
+    """Every topic a worker reads: existing partner topics and its stage topics. A group
+    with no lag on all of them has decided everything published so far."""
+    return existing_partner_topics(settings) + stage_topics(settings)
 
 
 async def process_until_done(
@@ -149,6 +178,8 @@ def create_app(settings: Settings) -> faust.App:
         stream_processing_timeout=3600,
         broker_max_poll_interval=3600,
         table_cleanup_interval=3600,
+        # No standby copies: a policy change re-decides each case on its owner only.
+        table_standby_replicas=0,
     )
 
     def topic(name: str, compacted: bool = False) -> faust.TopicT:
@@ -217,15 +248,17 @@ def create_app(settings: Settings) -> faust.App:
             settings.worker_batch_size, within=settings.worker_batch_timeout_s
         )
 
-    async def warm_changelog_metadata() -> None:
-        # Tables place entries by key (use_partitioner), which asks the producer's metadata
-        # for the changelog topic's partitions without fetching it first; fetch it here.
+    async def put(state: faust.Table, key: bytes, value: Any) -> None:
+        """table[key] = value, once the producer knows the changelog's partitions.
+
+        Tables place entries by key (use_partitioner), which reads the producer's metadata
+        for the changelog topic without fetching it; a metadata refresh can leave it out.
+        """
         producer = app.producer._ensure_producer()
-        for state in (identities, request_owners, case_states, released):
-            await producer.partitions_for(state.changelog_topic.get_topic_name())
+        await producer.partitions_for(state.changelog_topic.get_topic_name())
+        state[key] = value
 
     async def run_stage(stream: faust.StreamT, handler: Any, event: str) -> None:
-        await warm_changelog_metadata()
         async for events in batches(stream):
             counts = await process_until_done(
                 functools.partial(handler, events), len(events), settings.opa_retry_s
@@ -276,7 +309,7 @@ def create_app(settings: Settings) -> faust.App:
             block = identities.get(key) or []
             person, people, review = resolve(block, envelope, secret)
             if people is not block:
-                identities[key] = people
+                await put(identities, key, people)
             pending.extend(await route_by_owner(envelope, person))
             if review is not None:
                 counts["reviews"] += 1
@@ -304,7 +337,7 @@ def create_app(settings: Settings) -> faust.App:
                 outcome["person_key"] = state["person_key"]
                 person = state["person_key"].encode()
                 pending.append(await send(person_topic.get_topic_name(), person, as_json(outcome)))
-            request_owners[key] = state
+            await put(request_owners, key, state)
         await asyncio.gather(*pending)
         return counts
 
@@ -316,7 +349,7 @@ def create_app(settings: Settings) -> faust.App:
             changed[key] = case_rules.apply_event(state, envelope)
         pending = []
         for key, state in changed.items():
-            case_states[key] = state
+            await put(case_states, key, state)
             view = case_rules.build_case(state, rules)
             if view is not None:
                 pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
@@ -343,6 +376,58 @@ def create_app(settings: Settings) -> faust.App:
         """Join each person's events into their support case."""
         await run_stage(stream, join_batch, "cases_joined")
 
+    gates: list[Gate] = []
+    swept: dict[str, str] = {}
+    # faust waits 45 s before acting on a subscription change (to batch restarts); a new
+    # partner's first records should not wait that long.
+    app.topics._resubscribe_sleep_lock_seconds = 2.0
+
+    @app.timer(interval=settings.partner_discovery_interval_s)
+    async def subscribe_new_partner_topics() -> None:
+        """Start consuming partner topics created after this worker started."""
+        try:
+            found = set(await asyncio.to_thread(existing_partner_topics, settings))
+        except KafkaPythonError as exc:
+            log.warning("partner_topics_unlisted", error=str(exc))
+            return
+        new = sorted(found - set(source.topics))
+        if new:
+            source.topics = [*source.topics, *new]
+            app.topics._flag_changes()  # the conductor re-subscribes with the new topics
+            log.info("partner_topics_subscribed", topics=new)
+
+    @app.timer(interval=settings.policy_sweep_interval_s)
+    async def redecide_on_policy_change() -> None:
+        """When the rules or agreements change, decide every case again.
+
+        A suspended or expired agreement then tombstones what was shared under it, and a
+        newly active one shares what was withheld, without waiting for the next event
+        about each person.
+        """
+        if not gates:
+            return
+        gate = gates[0]
+        try:
+            revision = await gate.policy.revision()
+        except InfrastructureError:
+            return  # OPA is down: nothing changes until it is back
+        last = swept.setdefault("revision", revision)
+        if revision == last:
+            return
+        views = [
+            view
+            for state in list(case_states.values())
+            if state and (view := case_rules.build_case(state, rules)) is not None
+        ]
+        log.info("policy_changed", revision=revision, previous=last, cases=len(views))
+        size = settings.worker_batch_size
+        for start in range(0, len(views), size):
+            chunk = views[start : start + size]
+            await process_until_done(
+                functools.partial(gate.process, chunk), len(chunk), settings.opa_retry_s
+            )
+        swept["revision"] = revision
+
     @app.agent(cases_topic, name="enforce_agreements")
     async def enforce_agreements(stream: faust.StreamT) -> None:
         """Decide every case against the agreements, in batches, and release what is allowed."""
@@ -353,8 +438,10 @@ def create_app(settings: Settings) -> faust.App:
                 policy,
                 send,
                 released=lambda key: list(released.get(key.encode()) or []),
-                set_released=lambda key, holders: released.__setitem__(key.encode(), holders),
+                set_released=lambda key, holders: put(released, key.encode(), holders),
             )
+
+            gates.append(gate)
 
             async def enforce_batch(events: list[Any]) -> dict[str, int]:
                 views = [json.loads(e.message.value) for e in events if e.message.value]

@@ -96,8 +96,10 @@ def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
             }
     else:
         raise ValueError(f"unknown event kind {kind!r}")
-    if event.get("match_method") and state.get("match_method") != "chi":
-        state["match_method"] = event["match_method"]
+    # The case shows its weakest link: one probabilistic join makes it probabilistic.
+    method = event.get("match_method")
+    if method == "probabilistic" or (method and state.get("match_method") is None):
+        state["match_method"] = method
     return state
 
 

@@ -25,6 +25,7 @@ from accord.core.topics import (
     SUPPORT_REQUEST,
     Topics,
 )
+from accord.ingest.pipeline import validate_event
 from accord.ingest.validation import RowInvalid, validate_chi
 
 log = get_logger("accord.worker")
@@ -136,6 +137,12 @@ class Intake:
                 f"{org}'s topic; a partner may only publish under its own name",
                 "source_org",
             )
+        # Native producers skip the gateway and the CLI; the same rules apply to them here.
+        try:
+            record = validate_event(dataset, record, org=org)
+        except RowInvalid as exc:
+            first = exc.errors[0]
+            raise Rejected(first.rule, str(exc), first.field) from exc
         data = json_safe(record)
         envelope: dict[str, Any] = {
             "kind": KIND_OF_DATASET[dataset],

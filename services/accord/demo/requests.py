@@ -1,0 +1,162 @@
+"""Synthetic council support requests and outcomes for the demo.
+
+Councils record requests from helplines and web forms: most give a CHI number, many do
+not, and those carry the noise real forms do (nicknames, typos, Mc/Mac, short street
+forms). Some requests are about people not on the shielding list. Outcomes come from the
+councils and from a third-sector delivery network, keyed to the council's request id.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from accord.core.scotland import org_id
+
+THIRD_SECTOR = "community-food-network"
+REQUEST_COLUMNS = (
+    "occurred_at",
+    "request_id",
+    "chi_number",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "address_line1",
+    "postcode",
+    "council_area",
+    "contact_phone",
+    "lives_alone",
+    "needs",
+    "urgency",
+    "channel",
+)
+OUTCOME_COLUMNS = ("occurred_at", "request_id", "request_org", "need", "outcome")
+NICKNAMES = {
+    "William": "Bill",
+    "Margaret": "Peggy",
+    "James": "Jim",
+    "Alexander": "Sandy",
+    "Elizabeth": "Betty",
+    "Robert": "Bob",
+    "Catherine": "Kate",
+    "Isabel": "Ishbel",
+}
+STREET_FORMS = {"Street": "St", "Road": "Rd", "Avenue": "Ave", "Terrace": "Terr"}
+NEED_SETS = (
+    ["FOOD"],
+    ["MEDICINE"],
+    ["FOOD", "MEDICINE"],
+    ["SOCIAL_ISOLATION"],
+    ["FINANCIAL"],
+    ["WELFARE_CHECK"],
+    ["FOOD", "SOCIAL_ISOLATION"],
+)
+START = datetime(2020, 6, 2, 9, 0, tzinfo=UTC)
+
+
+def _typo(name: str, rng: random.Random) -> str:
+    if len(name) < 4:
+        return name
+    i = rng.randrange(1, len(name) - 2)
+    return name[:i] + name[i + 1] + name[i] + name[i + 2 :]
+
+
+def _noisy(row: dict[str, str], rng: random.Random) -> dict[str, str]:
+    """How a person might appear on a web form: the same person, written differently."""
+    given, family, address = row["given_name"], row["family_name"], row["address_line1"]
+    kind = rng.choice(("nickname", "typo", "mac", "street", "clean"))
+    if kind == "nickname" and given in NICKNAMES:
+        given = NICKNAMES[given]
+    elif kind == "typo":
+        family = _typo(family, rng)
+    elif kind == "mac" and family.startswith(("Mc", "Mac")):
+        family = "Mac" + family[2:] if family.startswith("Mc") else "Mc" + family[3:]
+    elif kind == "street":
+        for long, short in STREET_FORMS.items():
+            address = address.replace(long, short)
+    return {**row, "given_name": given, "family_name": family, "address_line1": address}
+
+
+def generate_requests(
+    shielding_rows: list[dict[str, str]],
+    *,
+    share: float = 0.15,
+    without_chi: float = 0.4,
+    strangers: int = 100,
+    seed: int = 2020,
+) -> tuple[dict[str, list[dict[str, str]]], dict[str, list[dict[str, str]]]]:
+    """(requests per council org, outcomes per publishing org), as CSV rows."""
+    rng = random.Random(seed)
+    requests: dict[str, list[dict[str, str]]] = defaultdict(list)
+    people = [row for row in shielding_rows if rng.random() < share]
+    for n in range(strangers):  # people who asked for help but are not on the list
+        donor = rng.choice(shielding_rows)
+        people.append(
+            {
+                **donor,
+                "chi_number": "",
+                "given_name": rng.choice(list(NICKNAMES)),
+                "family_name": f"{donor['family_name']}-{rng.choice(('Ross', 'Grant', 'Reid'))}",
+                "date_of_birth": (
+                    date(1940, 1, 1) + timedelta(days=rng.randrange(20000))
+                ).isoformat(),
+                "address_line1": f"{n + 1} Station Road",
+            }
+        )
+    for n, person in enumerate(people):
+        council = person["council_area"]
+        org = org_id(council)
+        form = (
+            person if person["chi_number"] and rng.random() >= without_chi else _noisy(person, rng)
+        )
+        needs = rng.choice(NEED_SETS)
+        requests[org].append(
+            {
+                "occurred_at": (START + timedelta(minutes=7 * n)).isoformat(),
+                "request_id": f"{org[:3].upper()}-{n:05d}",
+                "chi_number": form["chi_number"] if form is person else "",
+                "given_name": form["given_name"],
+                "family_name": form["family_name"],
+                "date_of_birth": form["date_of_birth"],
+                "address_line1": form["address_line1"],
+                "postcode": form["postcode"],
+                "council_area": council,
+                "contact_phone": form.get("contact_phone", ""),
+                "lives_alone": rng.choice(("yes", "no", "")),
+                "needs": ";".join(needs),
+                "urgency": rng.choice(("IMMEDIATE", "WITHIN_48_HOURS", "ROUTINE", "ROUTINE")),
+                "channel": rng.choice(("HELPLINE", "WEB_FORM", "REFERRAL")),
+            }
+        )
+    outcomes: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for org, rows in requests.items():
+        for row in rows:
+            if rng.random() >= 0.5:
+                continue
+            publisher = THIRD_SECTOR if "FOOD" in row["needs"] else org
+            need = row["needs"].split(";")[0]
+            at = datetime.fromisoformat(row["occurred_at"]) + timedelta(days=1)
+            outcomes[publisher].append(
+                {
+                    "occurred_at": at.isoformat(),
+                    "request_id": row["request_id"],
+                    "request_org": org if publisher != org else "",
+                    "need": need,
+                    "outcome": rng.choice(
+                        ("DELIVERED", "DELIVERED", "NO_ANSWER", "NEEDS_MET", "REFERRED")
+                    ),
+                }
+            )
+    return dict(requests), dict(outcomes)
+
+
+def write_rows(rows: list[dict[str, str]], columns: tuple[str, ...], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,193 @@
+"""Case lifecycle on the real stack: matching without CHI, review instead of merging,
+opt-outs and suspended agreements tombstoning what was shared, provenance headers, and
+the coordinator's view from the recipient topic."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date, timedelta
+
+import pytest
+
+from accord.core.kafka import read_topic
+from accord.core.pseudonym import person_key
+from accord.core.scotland import org_id
+from accord.core.topics import CONSENT_CHANGE, SUPPORT_REQUEST, Topics
+
+from .conftest import decoded, settings_env, wait_for
+from .test_governance_suspension import policies_copy, suspend, watched_opa  # noqa: F401
+from .workload import START, event_base, publish_workload, send_native, wait_until_quiet
+
+pytestmark = pytest.mark.integration
+EDINBURGH = "City of Edinburgh"
+
+
+def share_view(settings, serde, council=EDINBURGH) -> dict[str, dict]:
+    view: dict[str, dict] = {}
+    for key, case in decoded(settings, serde, Topics(settings).share(org_id(council))):
+        if case is None:
+            view.pop(key.decode(), None)
+        else:
+            view[key.decode()] = case
+    return view
+
+
+def request_without_chi(row, request_id, **changes):
+    org = org_id(row["council_area"])
+    event = {
+        **event_base(org, START + timedelta(days=2)),
+        "request_id": request_id,
+        "chi_number": None,
+        "nhs_number": None,
+        "given_name": row["given_name"],
+        "family_name": row["family_name"],
+        "date_of_birth": date.fromisoformat(row["date_of_birth"]),
+        "address_line1": row["address_line1"],
+        "postcode": row["postcode"],
+        "council_area": row["council_area"],
+        "contact_phone": None,
+        "lives_alone": None,
+        "needs": ["FINANCIAL"],
+        "urgency": "ROUTINE",
+        "channel": "WEB_FORM",
+    }
+    event.update(changes)
+    return org, event
+
+
+def key_of(settings, row) -> str:
+    return person_key(settings.pseudonym_key.get_secret_value(), row["chi_number"])
+
+
+def test_requests_without_chi_join_the_right_person_or_go_to_review(
+    settings, serde, worker, tmp_path
+):
+    sent = publish_workload(settings, serde, tmp_path, 24)
+    edinburgh = [row for row in sent["people"] if row["council_area"] == EDINBURGH]
+    typo, twin = edinburgh[1], edinburgh[2]
+    # Same person, mistyped surname and a short address form: a match.
+    matched = request_without_chi(
+        typo,
+        "WEB-1",
+        family_name=typo["family_name"].replace("Family", "Famly"),
+        address_line1=typo["address_line1"].replace("Street", "St"),
+    )
+    # A different given name, same birthday and address: could be a twin, never merged.
+    other = request_without_chi(twin, "WEB-2", given_name="Morag")
+    send_native(settings, serde, SUPPORT_REQUEST, "SupportRequest", [matched, other])
+    worker()
+    wait_until_quiet(settings)
+    view = share_view(settings, serde)
+    case = view[key_of(settings, typo)]
+    assert "FINANCIAL" in case["needs"] and case["match_method"] == "probabilistic"
+    twin_case = view[key_of(settings, twin)]
+    assert "FINANCIAL" not in twin_case["needs"]  # not merged into the listed person
+    # The requester gets its own request back as a separate (provisional) case.
+    assert any(c["agreement_id"] == "own-data" and "FINANCIAL" in c["needs"] for c in view.values())
+
+
+def test_an_opt_out_tombstones_what_was_shared_and_is_audited(settings, serde, worker, tmp_path):
+    sent = publish_workload(settings, serde, tmp_path, 8)
+    row = next(r for r in sent["people"] if r["council_area"] == EDINBURGH)
+    worker()
+    wait_until_quiet(settings)
+    key = key_of(settings, row)
+    assert key in share_view(settings, serde)
+    opt_out = {
+        **event_base("nhs-lothian", START + timedelta(days=5)),
+        "chi_number": row["chi_number"],
+        "nhs_number": None,
+        "given_name": None,
+        "family_name": None,
+        "date_of_birth": None,
+        "postcode": None,
+        "scope": "ALL_SHARING",
+        "change": "OPT_OUT",
+    }
+    send_native(settings, serde, CONSENT_CHANGE, "ConsentChange", [("nhs-lothian", opt_out)])
+    wait_for(
+        settings,
+        serde,
+        Topics(settings).share(org_id(EDINBURGH)),
+        lambda records: key.encode() in [k for k, v in records if v is None],
+    )
+    assert key not in share_view(settings, serde)
+    audit = [
+        d for _, d in decoded(settings, serde, Topics(settings).audit) if d["subject_key"] == key
+    ]
+    assert any("withdrawn: opted out" in " ".join(d["reasons"]) for d in audit)
+
+
+def test_shared_records_carry_their_decision_and_policy_revision_in_headers(
+    settings, serde, worker, tmp_path
+):
+    publish_workload(settings, serde, tmp_path, 4)
+    worker()
+    wait_until_quiet(settings)
+    messages = list(
+        read_topic(settings.bootstrap_servers, Topics(settings).share(org_id(EDINBURGH)))
+    )
+    assert messages
+    for message in messages:
+        headers = dict(message.headers)
+        case = serde.decode(message.value)[1]
+        assert headers["accord-decision-id"].decode() == str(case["decision_id"])
+        assert headers["accord-policy-revision"].decode() == case["policy_revision"]
+        assert headers["accord-agreement"].decode() == case["agreement_id"]
+
+
+@pytest.fixture
+def watched_settings(settings, watched_opa):  # noqa: F811
+    return settings.model_copy(update={"opa_url": watched_opa.url})
+
+
+def test_suspending_an_agreement_tombstones_every_case_shared_under_it(
+    watched_settings,
+    serde,
+    tmp_path,
+    policies_copy,  # noqa: F811
+):
+    from .conftest import workers
+
+    settings = watched_settings
+    publish_workload(settings, serde, tmp_path, 24)
+    with workers(settings, tmp_path) as start:
+        start()
+        wait_until_quiet(settings)
+        assert len(share_view(settings, serde)) == 6
+        changed_at = suspend(policies_copy, "DSA-010")
+        deadline = time.monotonic() + 30
+        while share_view(settings, serde) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        emptied_after = time.time() - changed_at
+    assert share_view(settings, serde) == {}, "cases shared under a suspended agreement remain"
+    print(
+        f"\nsuspension sweep: Edinburgh's list empty {emptied_after:.1f} s after the change",
+        file=sys.stderr,
+    )
+    audit = [d for _, d in decoded(settings, serde, Topics(settings).audit)]
+    assert any(r.startswith("withdrawn:") for d in audit for r in d["reasons"])
+
+
+def test_accord_cases_prints_and_exports_the_councils_list(settings, serde, worker, tmp_path):
+    publish_workload(settings, serde, tmp_path, 16)
+    worker()
+    wait_until_quiet(settings)
+    export = tmp_path / "edinburgh.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "accord", "cases", "--council", EDINBURGH, "--csv", str(export)],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "City of Edinburgh: 4 open cases" in result.stdout
+    rows = list(csv.DictReader(export.open()))
+    assert len(rows) == 4 and rows[0]["priority"] == "urgent"
+    assert all(r["postcode"] == "EH1 1AA" for r in rows)
+    assert str(uuid.UUID(int=0)) not in result.stdout
