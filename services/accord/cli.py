@@ -111,6 +111,7 @@ def demo(people: int, bad_rows: int, seed: int) -> None:
     """Run the whole flow on synthetic data and print what each council received."""
     from accord.demo.run import run_demo
 
+    configure_logging(get_settings().log_format, "WARNING")  # the demo reports for itself
     run_demo(get_settings(), people, bad_rows, seed)
 
 

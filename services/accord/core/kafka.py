@@ -7,7 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
+    KafkaError,
+    NotCoordinatorError,
+    TopicAlreadyExistsError,
+)
 
 from accord.core.errors import InfrastructureError
 
@@ -110,6 +116,21 @@ def read_topic(
         consumer.close()
 
 
+def _committed_offsets(
+    admin: KafkaAdminClient, group_id: str, tps: list[TopicPartition], timeout_s: float = 30.0
+) -> dict[TopicPartition, Any]:
+    """The group's committed offsets; waits out a coordinator that is still starting (the
+    broker creates __consumer_offsets on the first group lookup)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return admin.list_group_offsets({group_id: tps}).get(group_id, {})
+        except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
     """Records in `topics` not yet committed by consumer group `group_id`."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=CLIENT_ID)
@@ -123,7 +144,7 @@ def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
         if not tps:
             return 0
         end = consumer.end_offsets(tps)
-        committed = admin.list_group_offsets({group_id: tps}).get(group_id, {})
+        committed = _committed_offsets(admin, group_id, tps)
         lag = 0
         for tp in tps:
             meta = committed.get(tp)

@@ -38,6 +38,7 @@ from accord.demo.synthetic import generate_shielding_list, write_csv
 from accord.ingest.publish import publish_file
 from accord.ingest.validation import RowInvalid, validate_shielding_row
 from accord.stack import local
+from accord.worker.app import consumed_topics
 
 SAMPLE_COUNCIL = "City of Edinburgh"
 
@@ -85,6 +86,18 @@ def write_board_files(rows: list[dict[str, str]], folder: Path) -> dict[str, Pat
     return files
 
 
+def valid_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The shielding rows the hub accepted: councils raise requests about real residents."""
+    valid = []
+    for row in rows:
+        try:
+            validate_shielding_row(row)
+        except RowInvalid:
+            continue
+        valid.append(row)
+    return valid
+
+
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -105,19 +118,21 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
 def wait_for_worker(
     settings: Settings,
     worker: subprocess.Popen[bytes],
-    topics: list[str],
-    total: int,
     progress: Progress,
-    timeout_s: float = 600.0,
+    timeout_s: float = 900.0,
 ) -> None:
-    task = progress.add_task("worker deciding records", total=total)
-    deadline = time.monotonic() + timeout_s
+    """Until the worker has committed everything in every topic it reads, three times
+    running (events flow on through its stages, so one empty look is not enough)."""
+    task = progress.add_task("worker matching, joining, deciding", total=None)
+    deadline, quiet, most = time.monotonic() + timeout_s, 0, 0
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise InfrastructureError(f"the worker exited with code {worker.returncode}")
-        lag = group_lag(settings.bootstrap_servers, settings.worker_id, topics)
-        progress.update(task, completed=max(0, total - lag))
-        if lag == 0:
+        lag = group_lag(settings.bootstrap_servers, settings.worker_id, consumed_topics(settings))
+        most = max(most, lag)
+        progress.update(task, total=most, completed=most - lag)
+        quiet = quiet + 1 if lag == 0 else 0
+        if quiet >= 3:
             return
         time.sleep(1.0)
     raise InfrastructureError(f"the worker did not catch up within {timeout_s:.0f}s")
@@ -178,7 +193,7 @@ def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
             published += report.published
             reasons.update(report.reasons)
 
-        requests, outcomes = generate_requests(rows, seed=seed)
+        requests, outcomes = generate_requests(valid_rows(rows), seed=seed)
         folder = settings.state_dir / "demo"
         sent = sum(len(r) for r in requests.values()) + sum(len(o) for o in outcomes.values())
         task = progress.add_task("councils publishing requests", total=sent)

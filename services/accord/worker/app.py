@@ -215,6 +215,14 @@ def create_app(settings: Settings) -> faust.App:
         # faust would create the tables' changelogs too, but only after the first lookups.
         **{f"{settings.worker_id}-{name}-changelog": dict(COMPACTED) for name in TABLES},
     }
+    # Every agreement recipient's list, so the gate rarely has to create one mid-batch.
+    internal.update(
+        {
+            topics.share(org): dict(COMPACTED)
+            for org in agreement_parties(settings)
+            if not org.startswith("nhs-")
+        }
+    )
     ensure_topics(settings.bootstrap_servers, internal, partitions)
     source = app.topic(*partner_topics(settings), key_serializer="raw", value_serializer="raw")
     identity_topic = topic(topics.internal("identity"))
@@ -226,10 +234,19 @@ def create_app(settings: Settings) -> faust.App:
 
     identities, request_owners, case_states, released = (table(name) for name in TABLES)
 
+    declaring: dict[str, asyncio.Lock] = {}
+
     async def declare(name: str) -> faust.TopicT:
+        """The topic, created first if new (share topics compacted), known to the producer."""
         if name not in declared:
-            declared[name] = topic(name, compacted=name.startswith(topics.prefix + "share."))
-            await declared[name].maybe_declare()
+            async with declaring.setdefault(name, asyncio.Lock()):
+                if name not in declared:
+                    config = dict(COMPACTED) if name.startswith(topics.prefix + "share.") else None
+                    await asyncio.to_thread(
+                        ensure_topics, settings.bootstrap_servers, {name: config}, partitions
+                    )
+                    await app.producer._ensure_producer().partitions_for(name)
+                    declared[name] = topic(name, compacted=config is not None)
         return declared[name]
 
     async def send(
@@ -297,7 +314,7 @@ def create_app(settings: Settings) -> faust.App:
                 pending.append(await send(identity_topic.get_topic_name(), key, as_json(envelope)))
             else:
                 # No date of birth: nothing to match on, so the event stands alone.
-                person, _, _ = resolve([], envelope, secret)
+                person, _, _, _ = resolve([], envelope, secret)
                 pending.extend(await route_by_owner(envelope, person))
         await asyncio.gather(*pending)
         return counts
@@ -307,10 +324,16 @@ def create_app(settings: Settings) -> faust.App:
         for event in events:
             key, envelope = event.message.key, json.loads(event.message.value)
             block = identities.get(key) or []
-            person, people, review = resolve(block, envelope, secret)
+            person, people, review, merges = resolve(block, envelope, secret)
             if people is not block:
                 await put(identities, key, people)
             pending.extend(await route_by_owner(envelope, person))
+            for provisional in merges:
+                counts["merged"] = counts.get("merged", 0) + 1
+                merge = case_rules.merge_event(provisional, person, envelope)
+                pending.append(
+                    await send(person_topic.get_topic_name(), provisional.encode(), as_json(merge))
+                )
             if review is not None:
                 counts["reviews"] += 1
                 review_key = review["provisional_key"].encode()
@@ -343,11 +366,22 @@ def create_app(settings: Settings) -> faust.App:
 
     async def join_batch(events: list[Any]) -> dict[str, int]:
         changed: dict[bytes, dict[str, Any]] = {}
+        pending = []
         for event in events:
             key, envelope = event.message.key, json.loads(event.message.value)
             state = changed.get(key) or case_states.get(key) or case_rules.new_state(key.decode())
+            if state.get("merged_into"):  # a merged provisional person: follow the merge
+                target = state["merged_into"].encode()
+                pending.append(await send(person_topic.get_topic_name(), target, as_json(envelope)))
+                continue
+            if envelope["kind"] == "merge":
+                pending.extend(await merge_person(key, state, envelope["target"]))
+                changed[key] = {
+                    **case_rules.new_state(key.decode()),
+                    "merged_into": envelope["target"],
+                }
+                continue
             changed[key] = case_rules.apply_event(state, envelope)
-        pending = []
         for key, state in changed.items():
             await put(case_states, key, state)
             view = case_rules.build_case(state, rules)
@@ -355,6 +389,25 @@ def create_app(settings: Settings) -> faust.App:
                 pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
         await asyncio.gather(*pending)
         return {"events": len(events), "cases": len(pending)}
+
+    async def merge_person(key: bytes, state: dict[str, Any], target: str) -> list[Awaitable[Any]]:
+        """Move a provisional person's events to the person they turned out to be, and
+        close the provisional case so recipients drop it."""
+        pending = []
+        for moved in case_rules.events_of(state):
+            pending.append(
+                await send(person_topic.get_topic_name(), target.encode(), as_json(moved))
+            )
+        for request_key in state["requests"]:
+            owner = {"kind": "owner", "request_key": request_key, "person_key": target}
+            pending.append(
+                await send(request_topic.get_topic_name(), request_key.encode(), as_json(owner))
+            )
+        view = case_rules.build_case(state, rules)
+        if view is not None:
+            view.update(status="CLOSED", closed_reason="merged into the case of a listed person")
+            pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
+        return pending
 
     @app.agent(source, name="check_partner_events")
     async def check_partner_events(stream: faust.StreamT) -> None:

@@ -103,6 +103,64 @@ def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+def merge_event(provisional: str, target: str, cause: dict[str, Any]) -> dict[str, Any]:
+    """Tells the provisional person's case to move into the identified person's case."""
+    return {
+        "kind": "merge",
+        "event_id": f"merge|{provisional}|{target}",
+        "target": target,
+        "occurred_at": cause["occurred_at"],
+        "source_org": cause["source_org"],
+        "data": {},
+    }
+
+
+def events_of(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """A state's events again, as envelopes: what a merge re-sends to the target person."""
+    events = []
+    for key, request in state["requests"].items():
+        events.append(
+            {
+                "kind": "request",
+                "event_id": request["event_id"],
+                "request_key": key,
+                "occurred_at": request["occurred_at"],
+                "source_org": request["source_org"],
+                "match_method": "probabilistic",
+                "data": {
+                    "request_id": request["request_id"],
+                    "needs": request["needs"],
+                    "urgency": request["urgency"],
+                    "lives_alone": request["lives_alone"],
+                    **request["fields"],
+                },
+            }
+        )
+    for event_id, outcome in state["outcomes"].items():
+        events.append(
+            {
+                "kind": "outcome",
+                "event_id": event_id,
+                "request_key": outcome["request_key"],
+                "occurred_at": outcome["occurred_at"],
+                "source_org": outcome["source_org"],
+                "data": {"need": outcome["need"], "outcome": outcome["outcome"]},
+            }
+        )
+    if state["consent"]:
+        consent = state["consent"]
+        events.append(
+            {
+                "kind": "consent",
+                "event_id": f"consent|{state['person_key']}",
+                "occurred_at": consent["occurred_at"],
+                "source_org": "hub",
+                "data": {"change": consent["change"], "scope": consent["scope"]},
+            }
+        )
+    return events
+
+
 def opted_out(state: dict[str, Any]) -> bool:
     consent = state.get("consent")
     return bool(consent) and consent["change"] in STOPS_SHARING

@@ -40,23 +40,30 @@ def identity_of(person: str, data: dict[str, Any], provisional: bool) -> dict[st
 
 def resolve(
     block: list[dict[str, Any]], envelope: dict[str, Any], secret: str
-) -> tuple[str, list[dict[str, Any]], dict[str, Any] | None]:
-    """(person key, the block's updated people, a review item or None) for an event."""
+) -> tuple[str, list[dict[str, Any]], dict[str, Any] | None, list[str]]:
+    """(person key, the block's updated people, a review item or None, provisional people
+    to merge into this one) for an event.
+
+    Merges happen when an identified person (CHI, NHS number) arrives after requests that
+    started a provisional person who matches them: requests often reach the hub before
+    the list does, and the person must still end with one case.
+    """
     data = envelope["data"]
     known = envelope.get("person_key")
     if known:
-        people = [p for p in block if p["person_key"] != known]
         if all(data.get(name) is None for name in IDENTITY_FIELDS):
-            people = block  # an event without identity fields adds nothing to match on
-        else:
-            people.append(identity_of(known, data, provisional=False))
-        return known, people, None
+            return known, block, None, []  # nothing to match on, nothing to add
+        people = [p for p in block if p["person_key"] != known]
+        merges = provisional_matches(people, person_record(data))
+        people = [p for p in people if p["person_key"] not in merges]
+        people.append(identity_of(known, data, provisional=False))
+        return known, people, None, merges
 
     provisional = person_key(
         secret, envelope.get("request_key") or envelope["event_id"], scheme="provisional"
     )
     if any(p["person_key"] == provisional for p in block):
-        return provisional, block, None  # the same event again: it resolved to itself
+        return provisional, block, None, []  # the same event again: it resolved to itself
 
     # The matcher ranks candidates and turns a MATCH into REVIEW when a second candidate
     # is nearly as good: two plausible people is not a match.
@@ -68,7 +75,7 @@ def resolve(
     if best is not None and result.outcome == "MATCH":
         envelope["match_method"] = "probabilistic"
         envelope["match_probability"] = round(result.probability, 4)
-        return best, block, None
+        return best, block, None, []
     if best is not None and result.outcome == "REVIEW":
         review = {
             "event_id": envelope["event_id"],
@@ -81,4 +88,16 @@ def resolve(
             "evidence": [list(item) for item in result.evidence],
         }
     envelope["match_method"] = "none"
-    return provisional, [*block, identity_of(provisional, data, provisional=True)], review
+    return provisional, [*block, identity_of(provisional, data, provisional=True)], review, []
+
+
+def provisional_matches(people: list[dict[str, Any]], record: PersonRecord) -> list[str]:
+    """Provisional people in the block that are surely this person (MATCH, not REVIEW)."""
+    matcher = Matcher()
+    for candidate in people:
+        if candidate.get("provisional"):
+            matcher.add(candidate["person_key"], person_record(candidate))
+    if not len(matcher):
+        return []
+    best, result = matcher.best(record)
+    return [best] if best is not None and result.outcome == "MATCH" else []

@@ -1,0 +1,85 @@
+"""Resolving people within a matching block, including merges of provisional people."""
+
+from accord.worker import cases
+from accord.worker.identity import resolve
+
+
+def envelope(event_id, data, person_key=None, request_key=None, dataset="support-request"):
+    return {
+        "kind": "request" if request_key else "entry",
+        "dataset": dataset,
+        "event_id": event_id,
+        "source_org": "city-of-edinburgh",
+        "person_key": person_key,
+        "request_key": request_key,
+        "occurred_at": "2020-06-01T00:00:00.000+00:00",
+        "data": data,
+    }
+
+
+ANN = {
+    "given_name": "Margaret",
+    "family_name": "MacLeod",
+    "date_of_birth": "1950-03-14",
+    "postcode": "EH1 1AA",
+    "address_line1": "12 High Street",
+}
+
+
+def test_a_request_that_arrives_before_the_list_is_merged_when_the_person_arrives():
+    form = dict(ANN, given_name="Peggy", address_line1="12 High St")
+    provisional, block, review, merges = resolve([], envelope("e1", form, request_key="R1"), "s")
+    assert merges == [] and review is None and block[0]["provisional"]
+    person, block, _, merges = resolve(block, envelope("e2", ANN, person_key="P-chi"), "s")
+    assert person == "P-chi" and merges == [provisional]
+    assert [p["person_key"] for p in block] == ["P-chi"]
+
+
+def test_a_twin_is_never_merged_into_the_listed_person():
+    twin = dict(ANN, given_name="Morag")
+    _, block, _, _ = resolve([], envelope("e1", twin, request_key="R1"), "s")
+    _, block, _, merges = resolve(block, envelope("e2", ANN, person_key="P-chi"), "s")
+    assert merges == [] and len(block) == 2
+
+
+def test_resolving_the_same_event_again_gives_the_same_person():
+    event = envelope("e1", ANN, request_key="R1")
+    first, block, _, _ = resolve([], dict(event), "s")
+    again, block_again, _, _ = resolve(block, dict(event), "s")
+    assert again == first and block_again == block
+
+
+def test_a_merged_state_replays_into_an_equal_state():
+    state = cases.new_state("P1")
+    state = cases.apply_event(
+        state,
+        {
+            "kind": "request",
+            "event_id": "e1",
+            "request_key": "R1",
+            "source_org": "fife",
+            "occurred_at": "2020-06-01T00:00:00.000+00:00",
+            "match_method": "probabilistic",
+            "data": {
+                "request_id": "R1",
+                "needs": ["FOOD"],
+                "urgency": "ROUTINE",
+                "lives_alone": True,
+            },
+        },
+    )
+    state = cases.apply_event(
+        state,
+        {
+            "kind": "outcome",
+            "event_id": "o1",
+            "request_key": "R1",
+            "source_org": "fife",
+            "occurred_at": "2020-06-02T00:00:00.000+00:00",
+            "data": {"need": "FOOD", "outcome": "NO_ANSWER"},
+        },
+    )
+    target = cases.new_state("P2")
+    for event in cases.events_of(state):
+        target = cases.apply_event(target, event)
+    assert target["requests"] == state["requests"] and target["outcomes"] == state["outcomes"]
