@@ -17,7 +17,7 @@ import requests
 
 from accord.core.kafka import acknowledged_producer, group_lag
 from accord.core.pseudonym import person_key
-from accord.core.serde import unframe
+from accord.core.serde import frame, unframe
 from accord.core.topics import Topics
 from accord.demo.synthetic import chi_for, write_csv
 from accord.ingest.publish import publish_file
@@ -205,16 +205,26 @@ def test_garbage_and_impersonation_on_a_partner_topic_are_quarantined_not_fatal(
         contact_phone=None,
         effective_date=date(2020, 6, 1),
     )
+    good = serde.encode(Topics.subject(topic), "ShieldingListEntry", dict(fake, source_org=LOTHIAN))
+    bad_inputs = [
+        b"\x00garbage that is not avro",  # a header, then nonsense
+        b"\x01" + good[1:],  # wrong magic byte
+        frame(2**31 - 7, good[5:]),  # a schema id the registry never issued
+        good[:20],  # truncated frame
+        good[:5] + bytes(reversed(good[5:])),  # corrupted body
+        b"",  # empty value
+    ]
     producer = acknowledged_producer(settings.bootstrap_servers)
-    producer.send(topic, key=b"x", value=b"\x00garbage that is not avro").get(timeout=30)
-    producer.send(
-        topic, key=b"y", value=serde.encode(Topics.subject(topic), "ShieldingListEntry", fake)
-    ).get(timeout=30)
+    for n, value in enumerate(bad_inputs):
+        producer.send(topic, key=f"bad-{n}".encode(), value=value).get(timeout=30)
+    impersonation = serde.encode(Topics.subject(topic), "ShieldingListEntry", fake)
+    producer.send(topic, key=b"y", value=impersonation).get(timeout=30)
     producer.close()
     worker()
-    entries = wait_for(settings, serde, topics.quarantine, lambda r: len(r) >= 2)
+    entries = wait_for(settings, serde, topics.quarantine, lambda r: len(r) >= len(bad_inputs) + 1)
     codes = sorted(e["reason_code"] for _, e in entries)
-    assert codes == ["undecodable", "wrong_publisher"]
+    assert codes == ["undecodable"] * len(bad_inputs) + ["wrong_publisher"]
+    assert {e["original"] for _, e in entries} >= set(bad_inputs)
     assert all(e["origin"] == "KAFKA" and e["location"].startswith(topic) for _, e in entries)
     # The worker carried on: the good record was shared.
     wait_for(settings, serde, topics.share(EDINBURGH), lambda r: len(r) == 1)

@@ -30,6 +30,8 @@ class FakeRegistry:
         return len(self.by_id)
 
     def schema_by_id(self, schema_id: int) -> str:
+        if schema_id not in self.by_id:  # as the real client turns the registry's 404
+            raise SchemaError(f"schema registry: 40403: Schema {schema_id} not found")
         return self.by_id[schema_id]
 
 

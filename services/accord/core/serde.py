@@ -146,5 +146,7 @@ class AvroSerde:
         parsed = self.reader(schema_id)
         try:
             return schema_id, fastavro.schemaless_reader(io.BytesIO(body), parsed, None)
-        except (EOFError, ValueError, IndexError, UnicodeDecodeError, StopIteration) as exc:
-            raise WireFormatError(f"Avro body does not match schema id {schema_id}: {exc}") from exc
+        except Exception as exc:  # untrusted bytes: any failure to read them means malformed
+            raise WireFormatError(
+                f"Avro body does not match schema id {schema_id}: {type(exc).__name__}: {exc}"
+            ) from exc

@@ -54,6 +54,7 @@ class CouncilFigures:
     matched: int = 0
     new_people: int = 0
     reviews: int = 0
+    closed: int = 0
     urgent: int = 0
     high: int = 0
     withheld_reasons: Counter[str] = field(default_factory=Counter)
@@ -212,15 +213,22 @@ def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
         published_requests = {org: len(r) for org, r in requests.items()}
 
         worker = start_worker(settings, settings.state_dir / "logs" / "demo-worker.log")
+        worker_started = time.monotonic()
         try:
             wait_for_worker(settings, worker, progress)
         finally:
             stop_worker(worker)
+        worker_s = time.monotonic() - worker_started
 
     serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
     decisions = latest_decisions(settings, serde)
     figures = council_figures(settings, serde, rows, decisions, published_requests)
     print_summary(console, figures, reasons)
+    events = len(rows) + sent
+    console.print(
+        f"  the worker took {worker_s:.0f}s for {events} partner events, start-up included: "
+        f"{events / worker_s:.0f} events/s through checking, matching, joining and deciding"
+    )
     print_sample(console, settings, serde)
     console.print(
         f"\n  finished in {time.monotonic() - started:.0f}s; every decision is on "
@@ -239,6 +247,19 @@ def review_counts(settings: Settings) -> Counter[str]:
     return Counter(item["source_org"] for item in latest.values())
 
 
+def closed_counts(settings: Settings) -> Counter[str]:
+    """Closed cases per council (needs met, stopped shielding, opted out, merged)."""
+    latest: dict[bytes, dict] = {}
+    for message in read_topic(settings.bootstrap_servers, Topics(settings).internal("cases")):
+        if message.value is not None:
+            latest[message.key] = json.loads(message.value)
+    return Counter(
+        view["source"]["fields"].get("council_area")
+        for view in latest.values()
+        if view["status"] == "CLOSED"
+    )
+
+
 def council_figures(
     settings: Settings,
     serde: AvroSerde,
@@ -251,7 +272,9 @@ def council_figures(
     secret = settings.pseudonym_key.get_secret_value()
     figures = {council: CouncilFigures() for council in COUNCIL_AREAS}
     reviews = review_counts(settings)
+    closed = closed_counts(settings)
     for council, fig in figures.items():
+        fig.closed = closed.get(council, 0)
         view = shared_view(settings, serde, org_id(council))
         fig.requests = requests.get(org_id(council), 0)
         fig.reviews = reviews.get(org_id(council), 0)
@@ -302,6 +325,7 @@ def print_summary(
         "matched",
         "new",
         "review",
+        "closed",
         "urgent",
         "high",
         "main reason withheld",
@@ -320,6 +344,7 @@ def print_summary(
         "matched",
         "new_people",
         "reviews",
+        "closed",
         "urgent",
         "high",
     )
@@ -335,7 +360,8 @@ def print_summary(
         "list; requests: support requests the council published; cases: open cases on its list; "
         "matched: joined to a listed person without a CHI; new: requests about people not on "
         "the list (returned to the council as its own data); review: uncertain matches held for "
-        "a coordinator, never merged"
+        "a coordinator, never merged; closed: cases whose needs were met, or whose person stopped "
+        "shielding, opted out or was merged"
     )
     console.print(f"  rows quarantined: {sum(reasons.values())}")
     for reason, count in reasons.most_common():
