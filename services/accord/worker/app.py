@@ -180,6 +180,10 @@ def create_app(settings: Settings) -> faust.App:
         table_cleanup_interval=3600,
         # No standby copies: a policy change re-decides each case on its owner only.
         table_standby_replicas=0,
+        # A rebalance must not wait for streams to drain: a take_events buffer holds its
+        # events until the batch is yielded, and waiting for it can stall the group.
+        # Re-processing after a rebalance is harmless (see the module docstring).
+        stream_wait_empty=False,
     )
 
     def topic(name: str, compacted: bool = False) -> faust.TopicT:
