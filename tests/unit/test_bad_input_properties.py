@@ -9,24 +9,12 @@ from hypothesis import strategies as st
 from accord.core.errors import SchemaError
 from accord.core.serde import AvroSerde, frame
 from accord.ingest.pipeline import Accepted, Location, Pipeline, Rejected
-from accord.ingest.validation import RowInvalid, validate_shielding_row
+from accord.ingest.validation import REQUIRED_COLUMNS, RowInvalid, validate_shielding_row
 
 from .test_serde import FakeRegistry, shielding_event
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "avro"
-COLUMNS = (
-    "chi_number",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "address_line1",
-    "postcode",
-    "council_area",
-    "health_board",
-    "clinical_risk_group",
-    "shielding_status",
-    "effective_date",
-)
+COLUMNS = sorted(REQUIRED_COLUMNS)
 SERDE = AvroSerde(FakeRegistry(), SCHEMAS)
 GOOD = SERDE.encode("s-value", "ShieldingListEntry", shielding_event())
 
