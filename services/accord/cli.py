@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from accord.bench.commands import bench
 from accord.coordinator.commands import cases
 from accord.core.errors import AccordError
 from accord.core.logging import configure_logging
@@ -123,6 +124,7 @@ main.add_command(audit)
 main.add_command(match)
 main.add_command(schemas)
 main.add_command(cases)
+main.add_command(bench)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def test_confluent_client_produces_what_our_worker_shares_and_decodes_what_our_h
     topics = Topics(settings)
     partner = topics.partner(LOTHIAN, "shielding-list")
     share = topics.share(EDINBURGH)
-    ensure_topics(settings.bootstrap_servers, {partner: None}, settings.topic_partitions)
+    ensure_topics(settings.bootstrap_servers, {partner: None}, settings.partner_topic_partitions)
     client = SchemaRegistryClient({"url": settings.schema_registry_url})
 
     # The partner registers its contract with the stock client...

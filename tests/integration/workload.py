@@ -149,7 +149,9 @@ def send_native(
     """As a council's own system would: Avro in the wire format straight to its topic."""
     topics = Topics(settings)
     names = {topics.partner(org, dataset) for org, _ in events}
-    ensure_topics(settings.bootstrap_servers, dict.fromkeys(names), settings.topic_partitions)
+    ensure_topics(
+        settings.bootstrap_servers, dict.fromkeys(names), settings.partner_topic_partitions
+    )
     producer = acknowledged_producer(settings.bootstrap_servers)
     futures = []
     for org, event in events:

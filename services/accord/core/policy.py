@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
+import orjson
 from opa_client.opa_async import AsyncOpaClient
 
 from accord.core.errors import PolicyUnavailableError
@@ -27,7 +28,13 @@ DECISIONS_RULE = "decisions"
 
 
 class PolicyClient:
-    def __init__(self, url: str, timeout_s: float = 5.0, revision_ttl_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 5.0,
+        revision_ttl_s: float = 2.0,
+        rules_ttl_s: float = 15.0,
+    ) -> None:
         parsed = urlparse(url)
         self.url = url
         self._client = AsyncOpaClient(
@@ -39,6 +46,8 @@ class PolicyClient:
         )
         self._revision_ttl_s = revision_ttl_s
         self._revision: tuple[float, str] | None = None
+        self._rules_ttl_s = rules_ttl_s
+        self._rules: tuple[float, list[tuple[str, str]]] | None = None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._raw: aiohttp.ClientSession | None = None
 
@@ -58,7 +67,8 @@ class PolicyClient:
         assert self._raw is not None, "use PolicyClient as an async context manager"
         async with self._raw.get(f"{self.url}/v1/{path}") as response:
             response.raise_for_status()
-            return (await response.json()).get("result")
+            # orjson: the policies' ASTs are large, and the stdlib parser showed in profiles.
+            return orjson.loads(await response.read()).get("result")
 
     async def decide(
         self, policy_input: dict[str, Any], package: str = DECISIONS_PACKAGE
@@ -96,16 +106,23 @@ class PolicyClient:
             return decisions
 
     async def revision(self) -> str:
-        """A short hash of the rules and agreements OPA is serving, refreshed every few seconds."""
+        """A short hash of the rules and agreements OPA is serving.
+
+        Agreements (suspensions, new parties) are re-read every `revision_ttl_s`; the rules'
+        text every `rules_ttl_s`, because OPA lists rules only with their syntax trees
+        (half a megabyte to parse) and rules change by deployment, not by the minute.
+        """
         now = time.monotonic()
         if self._revision and now - self._revision[0] < self._revision_ttl_s:
             return self._revision[1]
         try:
-            policies = await self._get("policies")
+            if self._rules is None or now - self._rules[0] >= self._rules_ttl_s:
+                policies = await self._get("policies")
+                self._rules = (now, sorted((p["id"], p["raw"]) for p in policies or []))
             agreements = await self._get("data/agreements")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PolicyUnavailableError(f"OPA at {self.url} did not answer: {exc!r}") from exc
-        texts = sorted((p["id"], p["raw"]) for p in policies or [])
+        texts = self._rules[1]
         digest = hashlib.sha256(
             json.dumps([texts, agreements], sort_keys=True, default=str).encode()
         ).hexdigest()[:16]

@@ -50,7 +50,10 @@ class Settings(BaseSettings):
     opa_version: str = Field("v1.22.3", description="OPA version built with go install.")
     kafka_port: int = Field(19092, description="Local broker port.")
     kafka_controller_port: int = Field(19093, description="Local KRaft controller port.")
-    kafka_heap: str = Field("-Xms256m -Xmx512m", description="JVM heap flags for the broker.")
+    kafka_heap: str = Field(
+        "-Xms512m -Xmx2g",
+        description="JVM heap flags for the broker (hundreds of partitions need more than 512m).",
+    )
     registry_port: int = Field(18081, description="Local schema registry port.")
     opa_port: int = Field(18181, description="Local OPA port.")
     stack_timeout_s: float = Field(90.0, description="Seconds to wait for each component.")
@@ -63,6 +66,11 @@ class Settings(BaseSettings):
     audit_topic: str = Field("hub.audit.decisions", description="Every policy decision.")
     schemas_topic: str = Field("_schemas", description="Compacted topic of the registry.")
     topic_partitions: int = Field(6, description="Partitions for topics the hub creates.")
+    partner_topic_partitions: int = Field(
+        2,
+        description="Partitions of each partner topic: many partners each publish little, and "
+        "the worker repartitions by person, so more would only add fetch work.",
+    )
 
     # Governance.
     pseudonym_key: SecretStr = Field(

@@ -175,9 +175,18 @@ class Publisher:
                 existing = self.admin.list_topics(timeout=self.prepare_timeout_s).topics
                 missing = [name for name in wanted if name not in existing]
                 if missing:
-                    partitions = self.settings.topic_partitions
+                    settings = self.settings
                     futures = self.admin.create_topics(
-                        [NewTopic(name, partitions, 1) for name in missing],
+                        [
+                            NewTopic(
+                                name,
+                                settings.partner_topic_partitions
+                                if name == topic
+                                else settings.topic_partitions,
+                                1,
+                            )
+                            for name in missing
+                        ],
                         operation_timeout=self.prepare_timeout_s,
                     )
                     for future in futures.values():

@@ -261,6 +261,8 @@ def _kafka_config(settings: Settings) -> Path:
                 "share.coordinator.state.topic.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
                 "log.cleaner.backoff.ms=5000",
+                # The cleaner's default 128 MB dedupe buffer is most of a small heap.
+                "log.cleaner.dedupe.buffer.size=33554432",
                 "",
             ]
         )

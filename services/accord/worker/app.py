@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
+import random
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+import orjson
 import requests
 from aiokafka.errors import KafkaError
-from kafka.errors import KafkaError as KafkaPythonError
+from aiokafka.partitioner import murmur2
 
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import COMPACTED, admin_client, ensure_topics
@@ -51,6 +52,23 @@ log = get_logger("accord.worker")
 # State of each stage: date-of-birth block -> people; request -> owner and held
 # outcomes; person -> case state; person -> recipients holding their case.
 TABLES = ("identities", "request-owners", "cases", "released")
+
+
+@functools.lru_cache(maxsize=65536)
+def _key_partition(key: bytes, count: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % count
+
+
+def partition_by_key(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """Kafka's default partitioner (murmur2, as Java clients place keys), remembered per key.
+
+    A person's key is hashed at every stage: into person-events, cases, the tables'
+    changelogs, the audit and the share topics. aiokafka's murmur2 is pure Python and
+    showed in profiles; the cache answers the repeats.
+    """
+    if key is None:
+        return random.choice(available or all_partitions)
+    return all_partitions[_key_partition(key, len(all_partitions))]
 
 
 def faust_broker(bootstrap: str) -> str:
@@ -94,7 +112,9 @@ def partner_topics(settings: Settings) -> list[str]:
     names = {topics.partner(org, dataset) for org in parties for dataset in DATASET_RECORDS}
     # The hub owns partner topics: create every known partner's topics, so what they
     # publish is consumed from the first record whenever they start.
-    ensure_topics(settings.bootstrap_servers, dict.fromkeys(names), settings.topic_partitions)
+    ensure_topics(
+        settings.bootstrap_servers, dict.fromkeys(names), settings.partner_topic_partitions
+    )
     return sorted(names | set(existing_partner_topics(settings)))
 
 
@@ -169,6 +189,7 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger_ms=5,
+        producer_partitioner=partition_by_key,
         broker_commit_every=1000,
         # A killed worker's partitions move to the others after this, not after a minute.
         broker_session_timeout=10,
@@ -234,32 +255,40 @@ def create_app(settings: Settings) -> faust.App:
     person_topic = topic(topics.internal("person-events"))
     cases_topic = topic(topics.internal("cases"), compacted=True)
     review_topic = topic(topics.internal("match.review"), compacted=True)
-    declared: dict[str, faust.TopicT] = {}
+    declared: set[str] = set()
 
     identities, request_owners, case_states, released = (table(name) for name in TABLES)
 
     declaring: dict[str, asyncio.Lock] = {}
 
-    async def declare(name: str) -> faust.TopicT:
-        """The topic, created first if new (share topics compacted), known to the producer."""
+    async def declare(name: str) -> None:
+        """Create the topic if new (share topics compacted) and make it known to the producer."""
         if name not in declared:
             async with declaring.setdefault(name, asyncio.Lock()):
                 if name not in declared:
-                    config = dict(COMPACTED) if name.startswith(topics.prefix + "share.") else None
-                    await asyncio.to_thread(
-                        ensure_topics, settings.bootstrap_servers, {name: config}, partitions
-                    )
-                    await app.producer._ensure_producer().partitions_for(name)
-                    declared[name] = topic(name, compacted=config is not None)
-        return declared[name]
+                    producer = app.producer._ensure_producer()
+                    if name not in producer.client.cluster.topics():
+                        share = name.startswith(topics.prefix + "share.")
+                        config = dict(COMPACTED) if share else None
+                        await asyncio.to_thread(
+                            ensure_topics, settings.bootstrap_servers, {name: config}, partitions
+                        )
+                    await producer.partitions_for(name)
+                    declared.add(name)
 
     async def send(
         name: str, key: bytes, value: bytes | None, headers: list[tuple[str, bytes]] | None = None
     ) -> Awaitable[Any]:
-        return await (await declare(name)).send(key=key, value=value, headers=headers or None)
+        """Queue one record; the returned future resolves when the broker has it.
+
+        Straight to the producer rather than through faust's Topic.send, whose per-message
+        bookkeeping (callbacks, sensors) cost more than the stage's own work.
+        """
+        await declare(name)
+        return await app.producer.send(name, key, value, None, None, headers or None)
 
     def as_json(value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":")).encode()
+        return orjson.dumps(value)
 
     serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
     intake = Intake(serde, topics, secret)
@@ -269,15 +298,17 @@ def create_app(settings: Settings) -> faust.App:
             settings.worker_batch_size, within=settings.worker_batch_timeout_s
         )
 
-    async def put(state: faust.Table, key: bytes, value: Any) -> None:
-        """table[key] = value, once the producer knows the changelog's partitions.
+    async def put(state: faust.Table, key: bytes, value: Any) -> Awaitable[Any]:
+        """table[key] = value; returns the changelog write's acknowledgement to wait for.
 
-        Tables place entries by key (use_partitioner), which reads the producer's metadata
-        for the changelog topic without fetching it; a metadata refresh can leave it out.
+        faust writes a table's changelog in the background (send_soon), so a batch could
+        be committed before its state change reached the broker, and a partition moved to
+        another worker then recovered stale state. Writing the store and the changelog
+        here lets each batch wait for its state like for its other outputs. The record is
+        what faust writes (raw key, JSON value) in the partition its partitioner picks.
         """
-        producer = app.producer._ensure_producer()
-        await producer.partitions_for(state.changelog_topic.get_topic_name())
-        state[key] = value
+        state.data[key] = value
+        return await send(state.changelog_topic.get_topic_name(), key, orjson.dumps(value))
 
     async def run_stage(stream: faust.StreamT, handler: Any, event: str) -> None:
         async for events in batches(stream):
@@ -326,11 +357,11 @@ def create_app(settings: Settings) -> faust.App:
     async def match_batch(events: list[Any]) -> dict[str, int]:
         pending, counts = [], {"events": len(events), "reviews": 0}
         for event in events:
-            key, envelope = event.message.key, json.loads(event.message.value)
+            key, envelope = event.message.key, orjson.loads(event.message.value)
             block = identities.get(key) or []
             person, people, review, merges = resolve(block, envelope, secret)
             if people is not block:
-                await put(identities, key, people)
+                pending.append(await put(identities, key, people))
             pending.extend(await route_by_owner(envelope, person))
             for provisional in merges:
                 counts["merged"] = counts.get("merged", 0) + 1
@@ -349,7 +380,7 @@ def create_app(settings: Settings) -> faust.App:
     async def route_outcome_batch(events: list[Any]) -> dict[str, int]:
         pending, counts = [], {"events": len(events), "held": 0}
         for event in events:
-            key, message = event.message.key, json.loads(event.message.value)
+            key, message = event.message.key, orjson.loads(event.message.value)
             state = request_owners.get(key) or {"person_key": None, "held": {}}
             if message["kind"] == "owner":
                 state["person_key"] = message["person_key"]
@@ -364,7 +395,7 @@ def create_app(settings: Settings) -> faust.App:
                 outcome["person_key"] = state["person_key"]
                 person = state["person_key"].encode()
                 pending.append(await send(person_topic.get_topic_name(), person, as_json(outcome)))
-            await put(request_owners, key, state)
+            pending.append(await put(request_owners, key, state))
         await asyncio.gather(*pending)
         return counts
 
@@ -372,7 +403,7 @@ def create_app(settings: Settings) -> faust.App:
         changed: dict[bytes, dict[str, Any]] = {}
         pending = []
         for event in events:
-            key, envelope = event.message.key, json.loads(event.message.value)
+            key, envelope = event.message.key, orjson.loads(event.message.value)
             state = changed.get(key) or case_states.get(key) or case_rules.new_state(key.decode())
             if state.get("merged_into"):  # a merged provisional person: follow the merge
                 target = state["merged_into"].encode()
@@ -387,7 +418,7 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             changed[key] = case_rules.apply_event(state, envelope)
         for key, state in changed.items():
-            await put(case_states, key, state)
+            pending.append(await put(case_states, key, state))
             view = case_rules.build_case(state, rules)
             if view is not None:
                 pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
@@ -439,14 +470,21 @@ def create_app(settings: Settings) -> faust.App:
     # partner's first records should not wait that long.
     app.topics._resubscribe_sleep_lock_seconds = 2.0
 
+    patterns = [re.compile(topics.partner_pattern(dataset)) for dataset in DATASET_RECORDS]
+
     @app.timer(interval=settings.partner_discovery_interval_s)
     async def subscribe_new_partner_topics() -> None:
-        """Start consuming partner topics created after this worker started."""
+        """Start consuming partner topics created after this worker started.
+
+        Reads the cluster metadata over the producer's own connection: a fresh admin
+        client every few seconds cost more CPU than a stage.
+        """
         try:
-            found = set(await asyncio.to_thread(existing_partner_topics, settings))
-        except KafkaPythonError as exc:
+            metadata = await app.producer._ensure_producer().client.fetch_all_metadata()
+        except KafkaError as exc:
             log.warning("partner_topics_unlisted", error=str(exc))
             return
+        found = {t for t in metadata.topics() if any(p.match(t) for p in patterns)}
         new = sorted(found - set(source.topics))
         if new:
             source.topics = [*source.topics, *new]
@@ -501,7 +539,7 @@ def create_app(settings: Settings) -> faust.App:
             gates.append(gate)
 
             async def enforce_batch(events: list[Any]) -> dict[str, int]:
-                views = [json.loads(e.message.value) for e in events if e.message.value]
+                views = [orjson.loads(e.message.value) for e in events if e.message.value]
                 return await gate.process(views)
 
             await run_stage(stream, enforce_batch, "batch_enforced")

@@ -154,7 +154,7 @@ class Gate:
         policy: PolicyClient,
         send: Send,
         released: Callable[[str], list[str]],
-        set_released: Callable[[str, list[str]], Awaitable[None]],
+        set_released: Callable[[str, list[str]], Awaitable[Awaitable[Any]]],
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings)
@@ -261,7 +261,7 @@ class Gate:
             )
             counts["withdrawn"] += 1
         if holders:
-            await self.set_released(case["case_key"], [])
+            pending.append(await self.set_released(case["case_key"], []))
         return pending
 
     async def _release(
@@ -329,5 +329,5 @@ class Gate:
                 )
                 counts["withdrawn"] += 1
             if now_holding != holders:
-                await self.set_released(key, sorted(now_holding))
+                pending.append(await self.set_released(key, sorted(now_holding)))
         return pending
