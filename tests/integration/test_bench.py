@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from accord.bench.run import run_bench
 from accord.core.kafka import admin_client
@@ -37,8 +38,13 @@ def test_bench_measures_every_mode_and_cleans_up(stack, tmp_path):
     assert 0 <= latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
     assert figures["opa"]["decisions"] > 0
     assert [row["processes"] for row in figures["scale_out"]] == [1]
-    admin = admin_client(stack.bootstrap_servers)
-    try:
-        assert not [t for t in admin.list_topics() if t.startswith("bench-")]
-    finally:
-        admin.close()
+    # Deletion is asynchronous in the broker: give it a little while.
+    deadline, left = time.monotonic() + 60, ["?"]
+    while left and time.monotonic() < deadline:
+        admin = admin_client(stack.bootstrap_servers)
+        try:
+            left = [t for t in admin.list_topics() if t.startswith("bench-")]
+        finally:
+            admin.close()
+        time.sleep(1)
+    assert not left

@@ -165,23 +165,10 @@ def send_native(
 
 
 def worker_topics(settings: Settings) -> list[str]:
-    from kafka import KafkaAdminClient
+    """What the worker reads: its partner topics and its stage topics."""
+    from accord.worker.app import consumed_topics
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        prefix = settings.topic_prefix
-        return [
-            t
-            for t in admin.list_topics()
-            if t.startswith(prefix + "partner.")
-            or t
-            in {
-                prefix + f"hub.{n}"
-                for n in ("identity", "request-events", "person-events", "cases")
-            }
-        ]
-    finally:
-        admin.close()
+    return consumed_topics(settings)
 
 
 def wait_until_quiet(settings: Settings, timeout_s: float = 180.0) -> None:

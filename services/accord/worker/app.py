@@ -5,8 +5,9 @@
     hub.identity ──match_identities──► hub.person-events (by person) ; hub.match.review
                                    └─► hub.request-events (who owns each request)
     hub.request-events ──route_outcomes──► hub.person-events
-    hub.person-events ──join_cases──► hub.cases (compacted, by person)
-    hub.cases ──enforce_agreements──► share.<recipient>.support-list ; hub.audit.decisions
+    hub.person-events ──join_cases──► hub.cases (compacted, by person: the record of each case)
+                                 └─► (the gate, same batch) share.<recipient>.support-list ;
+                                                            hub.audit.decisions
 
 Every stage keeps its state in a faust table backed by a compacted changelog topic and
 partitioned like its input, so workers scale out by partition and recover on restart.
@@ -131,9 +132,7 @@ def existing_partner_topics(settings: Settings) -> list[str]:
 def stage_topics(settings: Settings) -> list[str]:
     """The worker's own stage topics, in the order events flow through them."""
     topics = Topics(settings)
-    return [
-        topics.internal(name) for name in ("identity", "request-events", "person-events", "cases")
-    ]
+    return [topics.internal(name) for name in ("identity", "request-events", "person-events")]
 
 
 def consumed_topics(settings: Settings) -> list[str]:
@@ -312,9 +311,16 @@ def create_app(settings: Settings) -> faust.App:
 
     async def run_stage(stream: faust.StreamT, handler: Any, event: str) -> None:
         async for events in batches(stream):
+            # take_events acknowledges a batch when the loop moves on, also when the batch
+            # was cancelled half-way (a worker stopping). An extra reference per message,
+            # released only once the batch is done, keeps an unfinished batch uncommitted.
+            for each in events:
+                each.message.incref()
             counts = await process_until_done(
                 functools.partial(handler, events), len(events), settings.opa_retry_s
             )
+            for each in events:
+                each.message.decref()
             log.info(event, **counts)
 
     async def route_by_owner(envelope: dict[str, Any], person: str) -> list[Awaitable[Any]]:
@@ -399,9 +405,9 @@ def create_app(settings: Settings) -> faust.App:
         await asyncio.gather(*pending)
         return counts
 
-    async def join_batch(events: list[Any]) -> dict[str, int]:
+    async def join_batch(gate: Gate, events: list[Any]) -> dict[str, int]:
         changed: dict[bytes, dict[str, Any]] = {}
-        pending = []
+        pending, views = [], []
         for event in events:
             key, envelope = event.message.key, orjson.loads(event.message.value)
             state = changed.get(key) or case_states.get(key) or case_rules.new_state(key.decode())
@@ -410,7 +416,9 @@ def create_app(settings: Settings) -> faust.App:
                 pending.append(await send(person_topic.get_topic_name(), target, as_json(envelope)))
                 continue
             if envelope["kind"] == "merge":
-                pending.extend(await merge_person(key, state, envelope["target"]))
+                moved, closed = await merge_person(key, state, envelope["target"])
+                pending.extend(moved)
+                views.extend(closed)
                 changed[key] = {
                     **case_rules.new_state(key.decode()),
                     "merged_into": envelope["target"],
@@ -422,13 +430,19 @@ def create_app(settings: Settings) -> faust.App:
             view = case_rules.build_case(state, rules)
             if view is not None:
                 pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
+                views.append(view)
+        # The case is keyed and partitioned like its events: decide it here, in the same
+        # batch, rather than after one more trip through Kafka.
+        counts = await gate.process(views)
         await asyncio.gather(*pending)
-        return {"events": len(events), "cases": len(pending)}
+        return {"events": len(events), **counts}
 
-    async def merge_person(key: bytes, state: dict[str, Any], target: str) -> list[Awaitable[Any]]:
+    async def merge_person(
+        key: bytes, state: dict[str, Any], target: str
+    ) -> tuple[list[Awaitable[Any]], list[dict[str, Any]]]:
         """Move a provisional person's events to the person they turned out to be, and
         close the provisional case so recipients drop it."""
-        pending = []
+        pending, closed = [], []
         for moved in case_rules.events_of(state):
             pending.append(
                 await send(person_topic.get_topic_name(), target.encode(), as_json(moved))
@@ -442,7 +456,8 @@ def create_app(settings: Settings) -> faust.App:
         if view is not None:
             view.update(status="CLOSED", closed_reason="merged into the case of a listed person")
             pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
-        return pending
+            closed.append(view)
+        return pending, closed
 
     @app.agent(source, name="check_partner_events")
     async def check_partner_events(stream: faust.StreamT) -> None:
@@ -459,12 +474,24 @@ def create_app(settings: Settings) -> faust.App:
         """Send each outcome to the person who owns its request, holding early arrivals."""
         await run_stage(stream, route_outcome_batch, "outcomes_routed")
 
+    gates: list[Gate] = []
+
     @app.agent(person_topic, name="join_cases")
     async def join_cases(stream: faust.StreamT) -> None:
-        """Join each person's events into their support case."""
-        await run_stage(stream, join_batch, "cases_joined")
+        """Join each person's events into their support case, then decide every changed
+        case against the agreements (one OPA query per batch) and release what is allowed."""
+        async with PolicyClient(settings.opa_url, settings.opa_timeout_s) as policy:
+            gate = Gate(
+                settings,
+                serde,
+                policy,
+                send,
+                released=lambda key: list(released.get(key.encode()) or []),
+                set_released=lambda key, holders: put(released, key.encode(), holders),
+            )
+            gates.append(gate)
+            await run_stage(stream, functools.partial(join_batch, gate), "cases_joined")
 
-    gates: list[Gate] = []
     swept: dict[str, str] = {}
     # faust waits 45 s before acting on a subscription change (to batch restarts); a new
     # partner's first records should not wait that long.
@@ -522,27 +549,6 @@ def create_app(settings: Settings) -> faust.App:
                 functools.partial(gate.process, chunk), len(chunk), settings.opa_retry_s
             )
         swept["revision"] = revision
-
-    @app.agent(cases_topic, name="enforce_agreements")
-    async def enforce_agreements(stream: faust.StreamT) -> None:
-        """Decide every case against the agreements, in batches, and release what is allowed."""
-        async with PolicyClient(settings.opa_url, settings.opa_timeout_s) as policy:
-            gate = Gate(
-                settings,
-                serde,
-                policy,
-                send,
-                released=lambda key: list(released.get(key.encode()) or []),
-                set_released=lambda key, holders: put(released, key.encode(), holders),
-            )
-
-            gates.append(gate)
-
-            async def enforce_batch(events: list[Any]) -> dict[str, int]:
-                views = [orjson.loads(e.message.value) for e in events if e.message.value]
-                return await gate.process(views)
-
-            await run_stage(stream, enforce_batch, "batch_enforced")
 
     return app
 
