@@ -187,6 +187,14 @@ def audit_agreement(agreement_id: str, since: str) -> None:
         click.echo("  deny reasons:")
         for reason, count in report.reasons.most_common(10):
             click.echo(f"    {count:>8}  {reason}")
+    if report.clauses:
+        click.echo("  denials by clause:")
+        for clause, count in sorted(report.clauses.items(), key=lambda item: (-item[1], item[0])):
+            click.echo(f"    {count:>8}  {agreement_id} clause {clause}")
+    if report.principles:
+        click.echo("  denials by principle:")
+        for principle, count in report.principles.most_common():
+            click.echo(f"    {count:>8}  {principle}")
 
 
 @audit.command("benchmark")
