@@ -255,6 +255,25 @@ def who_received(db: sqlite3.Connection, subject_key: str) -> tuple[list[Receipt
     return receipts, denied
 
 
+def receipt_lines(subject_key: str, receipts: list[Receipt], denied: Counter) -> list[str]:
+    """`who-received` as lines of text: the pseudonymous key, never an identifier."""
+    lines = [f"person {subject_key[:16]}… (pseudonymous key)"]
+    if not receipts:
+        lines.append("  no organisation received data about this person")
+    for r in receipts:
+        lines.append(
+            f"  {r.recipient:<28} {r.agreement_id} v{r.agreement_version}  "
+            f"{r.first_at:%Y-%m-%d %H:%M:%S}Z .. {r.last_at:%Y-%m-%d %H:%M:%S}Z  "
+            f"{r.times}x  fields: {', '.join(r.fields)}"
+        )
+    if denied:
+        lines.append(
+            "  withheld from: "
+            + ", ".join(f"{org or '(no agreement)'} {n}x" for org, n in sorted(denied.items()))
+        )
+    return lines
+
+
 @dataclass
 class AgreementReport:
     allowed: Counter = field(default_factory=Counter)  # recipient -> decisions

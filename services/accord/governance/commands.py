@@ -161,7 +161,13 @@ def audit_who_received(chi: str) -> None:
     """List which organisations received which fields about one person, when, and under
     which agreement. Prints no identifiers."""
     from accord.core.pseudonym import person_key
-    from accord.governance.audit_index import catch_up, connect, index_path, who_received
+    from accord.governance.audit_index import (
+        catch_up,
+        connect,
+        index_path,
+        receipt_lines,
+        who_received,
+    )
     from accord.ingest.validation import RowInvalid, validate_chi
 
     settings = get_settings()
@@ -176,20 +182,8 @@ def audit_who_received(chi: str) -> None:
         receipts, denied = who_received(db, key)
     finally:
         db.close()
-    click.echo(f"person {key[:16]}… (pseudonymous key)")
-    if not receipts:
-        click.echo("  no organisation received data about this person")
-    for r in receipts:
-        click.echo(
-            f"  {r.recipient:<28} {r.agreement_id} v{r.agreement_version}  "
-            f"{r.first_at:%Y-%m-%d %H:%M:%S}Z .. {r.last_at:%Y-%m-%d %H:%M:%S}Z  "
-            f"{r.times}x  fields: {', '.join(r.fields)}"
-        )
-    if denied:
-        click.echo(
-            "  withheld from: "
-            + ", ".join(f"{org or '(no agreement)'} {n}x" for org, n in sorted(denied.items()))
-        )
+    for line in receipt_lines(key, receipts, denied):
+        click.echo(line)
 
 
 @audit.command("agreement")
