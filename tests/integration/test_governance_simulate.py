@@ -53,7 +53,7 @@ def test_simulation_reports_flips_and_fields_and_writes_nothing(
     agreement.write_text(text.replace("postcode, ", ""))
     sim = simulate(settings, serde, candidate)
     assert sim.records == 8 and sim.skipped == 0
-    assert sim.decisions == 32  # 8 people x 4 councils
+    assert sim.decisions == 40  # 8 people x (4 councils + the food partner, DSA-015)
     withheld = {(r, n): c for (r, n, kind), c in sim.fields.items() if kind == "newly withheld"}
     assert set(withheld) == {
         (org, "postcode")

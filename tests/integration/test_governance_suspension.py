@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from accord.core.kafka import read_topic
 from accord.core.topics import Topics
 from accord.demo.synthetic import write_csv
 from accord.governance.opa import IsolatedOpa
@@ -105,3 +106,82 @@ def test_a_suspended_agreement_stops_sharing_within_two_seconds(
     assert latency < TARGET_S
     assert all("suspended by test" in " ".join(r["reasons"]) for r in suspended)
     assert uuid.UUID(str(shared[0]["decision_id"]))
+
+
+FOOD_PARTNER = "community-food-network"
+FOOD_FIELDS = {
+    "given_name",
+    "family_name",
+    "address_line1",
+    "address_line2",
+    "town",
+    "postcode",
+    "contact_phone",
+}
+
+
+def current(records: list[tuple[bytes, dict | None]]) -> dict[bytes, dict]:
+    """A compacted view: the latest case per key, tombstones removed."""
+    view: dict[bytes, dict] = {}
+    for key, case in records:
+        if case is None:
+            view.pop(key, None)
+        else:
+            view[key] = case
+    return view
+
+
+def test_the_food_partner_gets_delivery_details_only_until_its_agreement_is_suspended(
+    settings, serde, worker, policies_copy, tmp_path
+):
+    rows = people(60)  # Lothian residents, adults, shielding, with a clinical risk group
+    for row in rows:
+        row["contact_phone"] = "07700 900123"
+        row["town"] = "Edinburgh"
+    served = [r for r in rows if r["council_area"] in ("City of Edinburgh", "Midlothian")]
+    path = tmp_path / "lothian.csv"
+    write_csv(rows, path)
+    worker()
+    publish_file(settings, "nhs-lothian", "shielding-list", path)
+    topics = Topics(settings)
+    food, council = topics.share(FOOD_PARTNER), topics.share(EDINBURGH)
+    shared = wait_for(
+        settings, serde, food, lambda r: len(current(r)) >= len(served), timeout_s=180
+    )
+
+    view = current(shared)
+    assert len(view) == len(served)  # residents of the areas it serves, no one else
+    for case in view.values():
+        assert case["agreement_id"] == "DSA-015"
+        assert set(case["fields_released"]) == FOOD_FIELDS - {"address_line2"}  # empty: null
+        assert case["is_shielding"] is None  # not even "is shielding"
+        assert case["date_of_birth"] is None and case["council_area"] is None
+        assert case["given_name"] and case["postcode"] and case["contact_phone"]
+        assert case["needs"]  # what a delivery needs
+    # The council still gets "is shielding" under its own agreement.
+    edinburgh = current(wait_for(settings, serde, council, lambda r: len(r) > 0, timeout_s=60))
+    assert all(case["is_shielding"] is True for case in edinburgh.values())
+
+    changed_at = suspend(policies_copy, "DSA-015")
+    emptied = wait_for(settings, serde, food, lambda r: not current(r), timeout_s=120)
+    withdrawn_at = max(
+        case_time
+        for case_time in (m.timestamp / 1000 for m in read_topic(settings.bootstrap_servers, food))
+    )
+    print(
+        f"\nfood partner: {len(view)} people withdrawn "
+        f"{withdrawn_at - changed_at:.2f} s after DSA-015 was suspended",
+        file=sys.stderr,
+    )
+    assert sum(case is None for _, case in emptied) >= len(view)
+    after = current(decoded(settings, serde, council))  # re-decided, still shared: DSA-010
+    assert set(after) == set(edinburgh)
+    assert {case["agreement_id"] for case in after.values()} == {"DSA-010"}
+
+    audit = [r for _, r in decoded(settings, serde, topics.audit) if r is not None]
+    to_food = [r for r in audit if r["recipient"] == FOOD_PARTNER and not r["allow"]]
+    suspended = [r for r in to_food if "DSA-015 is suspended" in " ".join(r["reasons"])]
+    withdrawals = [r for r in suspended if r["reasons"][0].startswith("withdrawn:")]
+    assert suspended and len(withdrawals) >= len(view)
+    assert {r["agreement_id"] for r in withdrawals} == {"DSA-015"}
+    assert all(r["principles"] == ["lawfulness"] for r in withdrawals)

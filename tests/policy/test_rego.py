@@ -45,7 +45,7 @@ def test_agreements_match_the_agreement_schema():
     from accord.governance.agreements import validate_dir
 
     count, problems = validate_dir(get_settings().policies_dir)
-    assert count == 14
+    assert count == 15
     assert [str(p) for p in problems] == []
 
 

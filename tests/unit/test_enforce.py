@@ -1,6 +1,11 @@
 """The minimisation boundary and the audit record, as pure functions."""
 
+import io
+import json
 from datetime import UTC, date, datetime
+from pathlib import Path
+
+import fastavro
 
 from accord.core.settings import Settings
 from accord.core.topics import Topics
@@ -105,6 +110,43 @@ def test_decision_record_holds_the_pseudonymous_key_and_no_identifiers():
     flat = repr(audit)
     for personal in ("1403521239", "Ann", "Kerr", "EH1 1AA", "+447700900123"):
         assert personal not in flat
+
+
+def audit_of(decision):
+    return decision_record(
+        CASE,
+        decision,
+        decision_id="6f1d2a4e-3b7c-4c1e-9a52-0d6c1f3e8b71",
+        purpose="shielding-support",
+        policy_revision="r1",
+        decided_at=NOW,
+    )
+
+
+def test_decision_record_carries_the_clauses_and_principles_cited():
+    deny = dict(
+        ALLOW,
+        allow=False,
+        reasons=["denied: person lives in Fife, not in City of Edinburgh's area: ..."],
+        clauses=["4.1", "5.3"],
+        principles=["data minimisation", "children merit specific protection"],
+    )
+    audit = audit_of(deny)
+    assert audit["clauses"] == ["4.1", "5.3"]
+    assert audit["principles"] == ["data minimisation", "children merit specific protection"]
+    # A decision without them (an older policy, the fail-closed fallback) cites none.
+    assert (audit_of(ALLOW)["clauses"], audit_of(ALLOW)["principles"]) == ([], [])
+
+
+def test_decision_record_matches_the_avro_schema():
+    schema_path = Path(__file__).parents[2] / "schemas" / "avro" / "DecisionRecord.avsc"
+    schema = fastavro.parse_schema(json.loads(schema_path.read_text()))
+    audit = audit_of(dict(ALLOW, clauses=["2.1"], principles=["lawfulness"]))
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, schema, audit)
+    buffer.seek(0)
+    decoded = fastavro.schemaless_reader(buffer, schema, None)
+    assert (decoded["clauses"], decoded["principles"]) == (["2.1"], ["lawfulness"])
 
 
 def test_decision_ids_are_stable_per_case_version_recipient_and_revision():

@@ -17,7 +17,7 @@ POLICIES = get_settings().policies_dir
 
 def test_shipped_agreements_are_valid():
     count, problems = validate_dir(POLICIES)
-    assert count == 14
+    assert count == 15
     assert problems == []
 
 

@@ -27,6 +27,8 @@ def decision(subject: str, recipient: str, allow: bool, minutes: int, **extra) -
         "fields_released": ["postcode", "given_name"] if allow else [],
         "obligations": ["pseudonymise:subject_key"] if allow else [],
         "reasons": ["shared"] if allow else ["denied: person lives elsewhere, clause 4.1"],
+        "clauses": ["2.1"] if allow else ["4.1"],
+        "principles": ["lawfulness"] if allow else ["data minimisation"],
         "policy_revision": "r1",
         "subject_key": subject,
     }
@@ -43,7 +45,14 @@ def db(tmp_path):
         decision("alice", "west-lothian", False, 0),
         decision("bob", "west-lothian", True, 10, fields_released=["given_name"]),
         decision("bob", "city-of-edinburgh", False, 10),
-        decision("carol", "city-of-edinburgh", False, 60 * 24 * 40),
+        decision(
+            "carol",
+            "city-of-edinburgh",
+            False,
+            60 * 24 * 40,
+            clauses=["2.1", "4.1"],
+            principles=["purpose limitation", "data minimisation"],
+        ),
     ]
     with connection:
         connection.executemany(audit_index.INSERT, [audit_index.row_of(r) for r in rows])
@@ -87,8 +96,37 @@ def test_agreement_report_counts_by_recipient_field_and_reason(db):
     assert ("west-lothian", "postcode") not in report.fields
     assert report.reasons == {"denied: person lives elsewhere, clause 4.1": 3}
     assert report.people == 2
+    assert report.clauses == {"4.1": 3, "2.1": 1}
+    assert report.principles == {"data minimisation": 3, "purpose limitation": 1}
     later = audit_index.agreement_report(db, "DSA-010", T0 + timedelta(days=1))
     assert later.denied == {"city-of-edinburgh": 1} and not later.allowed
+
+
+def test_an_index_built_before_clauses_and_principles_gains_them(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE decisions (decision_id TEXT PRIMARY KEY, decided_at INTEGER NOT NULL, "
+        "source_org TEXT, dataset TEXT, recipient TEXT, purpose TEXT, agreement_id TEXT, "
+        "agreement_version INTEGER, allow INTEGER NOT NULL, fields_released TEXT NOT NULL, "
+        "obligations TEXT NOT NULL, reasons TEXT NOT NULL, policy_revision TEXT, "
+        "subject_key TEXT NOT NULL);"
+        "INSERT INTO decisions VALUES ('d0', 0, 'o', 'd', 'r', 'p', 'DSA-010', 2, 0, '', '', "
+        "'denied', 'r1', 'erin');"
+    )
+    old.commit()
+    old.close()
+    db = audit_index.connect(path)
+    try:
+        with db:  # an old record (no clauses) and a new one side by side
+            db.execute(audit_index.INSERT, audit_index.row_of(decision("erin", "x", False, 1)))
+        report = audit_index.agreement_report(db, "DSA-010", datetime(1970, 1, 1, tzinfo=UTC))
+        assert report.denied == {"r": 1, "x": 1}
+        assert report.clauses == {"4.1": 1}
+    finally:
+        db.close()
 
 
 def test_plain_schema_drops_logical_types_only():

@@ -47,7 +47,7 @@ fixture := {
 # --- the agreements shipped in policies/agreements/ -------------------------
 
 test_shipped_agreements_are_well_formed if {
-	count(agreements.by_id) == 14
+	count(agreements.by_id) == 15
 	print("problems:", agreements.problems)
 	agreements.problems == set()
 }
@@ -60,14 +60,24 @@ test_shipped_agreements_one_per_board_in_order if {
 		"nhs-western-isles",
 	]
 	every i, board in boards {
-		agreements.covering(board, "shielding-list") == [sprintf("DSA-%03d", [i + 1])]
+		agreements.covering(board, "shielding-list")[0] == sprintf("DSA-%03d", [i + 1])
 	}
+}
+
+test_shipped_lothian_also_shares_with_the_food_partner if {
+	agreements.covering("nhs-lothian", "shielding-list") == ["DSA-010", "DSA-015"]
+	agreements.by_id["DSA-015"].recipients == [{
+		"org": "community-food-network", "kind": "third-sector",
+		"council_areas": ["City of Edinburgh", "Midlothian"],
+	}]
+	not "shielding_status" in agreements.fields(agreements.by_id["DSA-015"], "shielding-list", "community-food-network")
 }
 
 test_shipped_agreements_cover_all_32_councils_once if {
 	orgs := [recipient.org |
 		some agreement in agreements.by_id
 		some recipient in agreement.recipients
+		recipient.kind == "council"
 	]
 	count(orgs) == 32
 	count({org | some org in orgs}) == 32
@@ -76,7 +86,7 @@ test_shipped_agreements_cover_all_32_councils_once if {
 test_shipped_orkney_is_draft_and_the_rest_active if {
 	agreements.by_id["DSA-011"].status == "draft"
 	active := {id | some id, agreement in agreements.by_id; agreement.status == "active"}
-	count(active) == 13
+	count(active) == 14
 	not "DSA-011" in active
 }
 

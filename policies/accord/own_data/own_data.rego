@@ -41,6 +41,8 @@ decision(record) := {
 	"fields_released": released(record),
 	"obligations": [],
 	"reasons": [sprintf("returned to %s: its own support request (no sharing with another organisation)", [input.source_org])],
+	"clauses": [],
+	"principles": [],
 } if allow(record)
 
 decision(record) := {
@@ -52,7 +54,25 @@ decision(record) := {
 	"fields_released": [],
 	"obligations": [],
 	"reasons": [reason(record)],
+	"clauses": [],
+	"principles": principles(record),
 } if not allow(record)
+
+# METADATA
+# title: Principles of a denial
+# description: The GDPR principles a denial cites, as the reason words them.
+principles(record) := ["lawfulness", "the right to object"] if opted_out(record)
+
+principles(record) := ["purpose limitation"] if {
+	not opted_out(record)
+	not input.purpose in own_purposes
+}
+
+principles(record) := ["accountability"] if {
+	not opted_out(record)
+	input.purpose in own_purposes
+	not has_source
+}
 
 reason(record) := "denied: the person opted out or withdrew consent (lawfulness, right to object)" if opted_out(record)
 

@@ -23,6 +23,7 @@ test_requester_gets_its_own_non_null_fields if {
 	d.allow
 	d.recipient == "city-of-edinburgh"
 	d.fields_released == ["given_name", "postcode"]
+	d.principles == []
 }
 
 test_opted_out_person_is_not_returned if {
@@ -30,12 +31,14 @@ test_opted_out_person_is_not_returned if {
 	not d.allow
 	d.fields_released == []
 	contains(d.reasons[0], "opted out")
+	d.principles == ["lawfulness", "the right to object"]
 }
 
 test_other_purpose_is_denied if {
 	[d] := own_data.decisions with input as query("marketing", {})
 	not d.allow
 	contains(d.reasons[0], "purpose limitation")
+	d.principles == ["purpose limitation"]
 }
 
 test_missing_source_is_denied if {
@@ -43,4 +46,5 @@ test_missing_source_is_denied if {
 	[d] := own_data.decisions with input as q
 	not d.allow
 	contains(d.reasons[0], "no source organisation")
+	d.principles == ["accountability"]
 }

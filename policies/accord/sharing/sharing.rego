@@ -80,6 +80,7 @@ targets := [target |
 		"recipient": org,
 		"kind": kind,
 		"council_area": object.get(recipient, "council_area", null),
+		"areas": served_areas(recipient),
 		"residence_required": residence,
 		"open": open,
 		"retract": retracting(agreement),
@@ -102,7 +103,10 @@ targets := [target |
 #   The contract with the sharing worker: an array of
 #   {record_id, recipient, agreement_id, agreement_version, allow,
 #   fields_released (sorted), fields_masked, obligations, reasons, clause,
-#   principle, content_independent, retract}. When no agreement covers the
+#   principle, clauses, principles, content_independent, retract}. clause
+#   and principle are the decisive reason's; clauses and principles are
+#   every one the reasons cite, each once, decisive first (clause numbers
+#   of agreement_id, e.g. "4.2"). When no agreement covers the
 #   request, each record gets exactly one deny with recipient "",
 #   agreement_id "" and agreement_version null.
 decisions := [decision |
@@ -136,6 +140,8 @@ decide(record_id, present, area, objection, band, target) := {
 	"reasons": [f.text | some f in result.findings],
 	"clause": result.findings[0].clause,
 	"principle": result.findings[0].principle,
+	"clauses": distinct([f.clause | some f in result.findings]),
+	"principles": distinct([f.principle | some f in result.findings]),
 	"content_independent": closed(target),
 	"retract": retract(target, objection, result.allow),
 } if {
@@ -243,9 +249,20 @@ uncovered(record) := {
 	"reasons": [sprintf("no agreement covers dataset %s from %s: lawfulness", [dataset, source_org])],
 	"clause": "",
 	"principle": "lawfulness",
+	"clauses": [],
+	"principles": ["lawfulness"],
 	"content_independent": true,
 	"retract": false,
 }
+
+# METADATA
+# title: Distinct values
+# description: The non-empty strings of a list, each once, in order of first appearance.
+distinct(values) := [value |
+	some i, value in values
+	value != ""
+	not value in {earlier | some j, earlier in values; j < i}
+]
 
 # An unreadable input.now leaves now_ns undefined: the age is then unknown (fail closed).
 age_band(fields) := ethics.age_band(fields, now_ns)
@@ -374,28 +391,42 @@ condition_denials(_, agreement) := [{
 ]
 
 # METADATA
+# title: Served areas
+# description: |
+#   The council areas a recipient serves: its council_area (a council) and
+#   its council_areas (e.g. a third-sector partner working in several).
+#   Empty when it names none, so a residence condition then denies.
+served_areas(recipient) := {area |
+	some area in array.concat([object.get(recipient, "council_area", null)], object.get(recipient, "council_areas", []))
+	is_string(area)
+}
+
+# METADATA
 # title: Residence condition
 # description: |
-#   When the agreement requires it, the record's council_area must equal
-#   the recipient's. A record without a council_area is denied.
+#   When the agreement requires it, the record's council_area must be one
+#   the recipient serves. A record without a council_area is denied.
 residence_denials(area, target) := [] if {
 	not target.residence_required
 } else := [residence_finding(sprintf(
-	"denied: record has no council_area, so residence in %s's area cannot be shown",
+	"denied: record has no council_area, so residence in %s cannot be shown",
 	[place(target)],
 ))] if {
 	not readable_area(area)
 } else := [] if {
-	area == target.council_area
-} else := [residence_finding(sprintf("denied: person lives in %s, not in %s's area", [area, place(target)]))]
+	area in target.areas
+} else := [residence_finding(sprintf("denied: person lives in %s, not in %s", [area, place(target)]))]
 
 residence_finding(text) := {"text": text, "topic": "residence", "principle": "data minimisation", "rule": ""}
 
 readable_area(area) if trim_space(area) != ""
 
-place(target) := target.council_area if {
+place(target) := sprintf("%s's area", [target.council_area]) if {
 	is_string(target.council_area)
-} else := target.recipient
+	count(target.areas) == 1
+} else := sprintf("the areas %s serves (%s)", [target.recipient, concat(", ", sort(target.areas))]) if {
+	count(target.areas) > 0
+} else := sprintf("%s's area", [target.recipient])
 
 minimisation_findings(target, present) := [{
 	"text": sprintf("%s withheld", [concat(", ", sort(unlisted))]),

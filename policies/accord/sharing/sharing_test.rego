@@ -111,6 +111,8 @@ test_resident_is_shared_with_their_council if {
 		],
 		"clause": "2.1",
 		"principle": "lawfulness",
+		"clauses": ["2.1", "5.1", "4.2"],
+		"principles": ["lawfulness", "data minimisation"],
 		"content_independent": false,
 		"retract": false,
 	}
@@ -463,12 +465,14 @@ test_record_no_agreement_covers_gets_one_deny if {
 				"record_id": "r1", "recipient": "", "agreement_id": "", "agreement_version": null,
 				"allow": false, "fields_released": [], "fields_masked": {}, "obligations": [],
 				"reasons": [reason], "clause": "", "principle": "lawfulness",
+				"clauses": [], "principles": ["lawfulness"],
 				"content_independent": true, "retract": false,
 			},
 			{
 				"record_id": "r2", "recipient": "", "agreement_id": "", "agreement_version": null,
 				"allow": false, "fields_released": [], "fields_masked": {}, "obligations": [],
 				"reasons": [reason], "clause": "", "principle": "lawfulness",
+				"clauses": [], "principles": ["lawfulness"],
 				"content_independent": true, "retract": false,
 			},
 		]
@@ -565,7 +569,7 @@ test_shipped_lothian_agreement_shares_with_edinburgh if {
 		"purpose": "shielding-support",
 		"records": [record("r1", {"given_name": "Ann", "council_area": "City of Edinburgh", "date_of_birth": "1950-01-01", "clinical_risk_group": "SPECIFIC_CANCERS", "postcode": "EH1 1AA"})],
 	}
-	count(ds) == 4
+	count(ds) == 5 # four councils (DSA-010) and the food partner (DSA-015)
 	d := only(ds, "city-of-edinburgh")
 	d.agreement_id == "DSA-010"
 	d.allow
@@ -596,4 +600,99 @@ test_shipped_orkney_agreement_is_draft_so_people_are_withheld if {
 	d.agreement_id == "DSA-011"
 	not d.allow
 	d.reasons == ["denied: agreement DSA-011 is draft, not active: lawfulness, DSA-011"]
+}
+
+test_shipped_food_partner_gets_delivery_details_only if {
+	ds := sharing.decisions with input as {
+		"now": "2026-11-27T18:00:00Z",
+		"source_org": "nhs-lothian",
+		"dataset": "shielding-list",
+		"purpose": "shielding-support",
+		"records": [record("r1", {
+			"given_name": "Ann", "family_name": "Kerr", "council_area": "Midlothian",
+			"date_of_birth": "1950-01-01", "clinical_risk_group": "SPECIFIC_CANCERS",
+			"shielding_status": "SHIELDING", "postcode": "EH22 1AA", "address_line1": "1 Main Street",
+			"town": "Dalkeith", "contact_phone": "+441310000000", "chi_number": "0101011234",
+		})],
+	}
+	d := only(ds, "community-food-network")
+	d.agreement_id == "DSA-015"
+	d.allow
+	d.fields_released == ["address_line1", "contact_phone", "family_name", "given_name", "postcode", "town"]
+	d.clauses == ["2.1", "5.1", "4.2"]
+	d.principles == ["lawfulness", "data minimisation"]
+	"chi_number, council_area, date_of_birth, shielding_status withheld: data minimisation, DSA-015 clause 4.2" in d.reasons
+}
+
+test_shipped_food_partner_serves_only_its_areas if {
+	ds := sharing.decisions with input as {
+		"now": "2026-11-27T18:00:00Z",
+		"source_org": "nhs-lothian",
+		"dataset": "shielding-list",
+		"purpose": "shielding-support",
+		"records": [record("r1", {"given_name": "Ann", "council_area": "West Lothian", "date_of_birth": "1950-01-01"})],
+	}
+	d := only(ds, "community-food-network")
+	not d.allow
+	d.reasons == ["denied: person lives in West Lothian, not in the areas community-food-network serves (City of Edinburgh, Midlothian): data minimisation, DSA-015 clause 4.1"]
+	d.clauses == ["4.1"]
+	d.principles == ["data minimisation"]
+}
+
+test_shipped_food_partner_never_gets_children if {
+	ds := sharing.decisions with input as {
+		"now": "2026-11-27T18:00:00Z",
+		"source_org": "nhs-lothian",
+		"dataset": "shielding-list",
+		"purpose": "shielding-support",
+		"records": [record("r1", {"given_name": "Ann", "council_area": "City of Edinburgh", "date_of_birth": "2015-01-01"})],
+	}
+	not only(ds, "community-food-network").allow
+	only(ds, "community-food-network").principles == ["children merit specific protection"]
+	only(ds, "city-of-edinburgh").allow
+}
+
+# --- clauses and principles ----------------------------------------------------
+
+test_a_deny_cites_each_clause_and_principle_once_decisive_first if {
+	fields := object.union(north_resident, {"council_area": "South Town", "date_of_birth": "2015-01-01"})
+	d := only(decide({"children": {"permitted": false}}, {"purpose": "marketing"}, fields), "north-town")
+	not d.allow
+	d.clause == "2.1"
+	d.principle == "purpose limitation"
+	d.clauses == ["2.1", "4.1", "5.3"]
+	d.principles == ["purpose limitation", "data minimisation", "children merit specific protection"]
+}
+
+test_distinct_keeps_first_appearances_and_drops_empty if {
+	sharing.distinct(["4.2", "", "5.1", "4.2", "2.1", "5.1"]) == ["4.2", "5.1", "2.1"]
+	sharing.distinct([]) == []
+}
+
+# --- recipients serving several areas --------------------------------------------
+
+several_areas := {"recipients": [{"org": "food-bank", "kind": "third-sector", "council_areas": ["North Town", "East Town"]}]}
+
+test_a_recipient_serving_several_areas_gets_their_residents if {
+	d := only(decide(several_areas, {}, north_resident), "food-bank")
+	d.allow
+	d.fields_released == ["council_area", "family_name", "given_name", "postcode"]
+}
+
+test_a_recipient_serving_several_areas_is_denied_other_residents if {
+	fields := object.union(north_resident, {"council_area": "South Town"})
+	d := only(decide(several_areas, {}, fields), "food-bank")
+	not d.allow
+	d.reasons == ["denied: person lives in South Town, not in the areas food-bank serves (East Town, North Town): data minimisation, DSA-900 clause 4.1"]
+}
+
+test_a_recipient_naming_no_area_is_denied_under_a_residence_condition if {
+	overrides := {"recipients": [{"org": "food-bank", "kind": "third-sector"}]}
+	d := only(decide(overrides, {}, north_resident), "food-bank")
+	not d.allow
+
+	# The agreement schema also refuses it (fail closed twice over).
+	"denied: person lives in North Town, not in food-bank's area: data minimisation, DSA-900 clause 4.1" in d.reasons
+	no_area := only(decide(overrides, {}, object.remove(north_resident, ["council_area"])), "food-bank")
+	"denied: record has no council_area, so residence in food-bank's area cannot be shown: data minimisation, DSA-900 clause 4.1" in no_area.reasons
 }

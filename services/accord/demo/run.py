@@ -28,6 +28,7 @@ from accord.core.scotland import COUNCIL_AREAS, HEALTH_BOARDS, org_id
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import Settings
 from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST, Topics
+from accord.demo import governance
 from accord.demo.requests import (
     OUTCOME_COLUMNS,
     REQUEST_COLUMNS,
@@ -35,6 +36,7 @@ from accord.demo.requests import (
     write_rows,
 )
 from accord.demo.synthetic import generate_shielding_list, write_csv
+from accord.governance.opa import IsolatedOpa
 from accord.ingest.publish import publish_file
 from accord.ingest.validation import RowInvalid, validate_shielding_row
 from accord.stack import local
@@ -111,6 +113,7 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
                 **os.environ,
                 "ACCORD_WORKER_ID": settings.worker_id,
                 "ACCORD_TOPIC_PREFIX": settings.topic_prefix,
+                "ACCORD_OPA_URL": settings.opa_url,
                 "ACCORD_LOG_FORMAT": "json",
             },
         )
@@ -174,6 +177,25 @@ def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
     started = time.monotonic()
     console.rule("[bold]Accord demo")
     local.up(settings, lambda line: console.print(f"  {line}"))
+    # The demo's own OPA watches a copy of policies/, so suspending an agreement mid-demo
+    # changes the copy, never the repository's files.
+    policies = governance.demo_policies(settings)
+    log_file = settings.state_dir / "logs" / "demo-opa.log"
+    with IsolatedOpa(settings.opa_binary, policies, watch=True, log_file=log_file) as opa:
+        console.print(f"  the demo's OPA on {opa.url} watches {policies}")
+        demo_settings = settings.model_copy(update={"opa_url": opa.url})
+        run_flow(console, demo_settings, policies, people, bad_rows, seed, started)
+
+
+def run_flow(
+    console: Console,
+    settings: Settings,
+    policies: Path,
+    people: int,
+    bad_rows: int,
+    seed: int,
+    started: float,
+) -> None:
 
     rows = generate_shielding_list(people, seed=seed, bad_rows=bad_rows)
     files = write_board_files(rows, settings.state_dir / "demo")
@@ -212,15 +234,27 @@ def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
             reasons.update(report.reasons)
         published_requests = {org: len(r) for org, r in requests.items()}
 
+        serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
         worker = start_worker(settings, settings.state_dir / "logs" / "demo-worker.log")
         worker_started = time.monotonic()
         try:
             wait_for_worker(settings, worker, progress)
+            worker_s = time.monotonic() - worker_started
+            food_view = governance.view_of(
+                governance.share_log(settings, serde, governance.FOOD_PARTNER)
+            )
+            suspension = governance.run_suspension(
+                settings,
+                serde,
+                policies,
+                governance.trickle_rows(seed),
+                folder,
+                lambda: wait_for_worker(settings, worker, progress),
+            )
         finally:
             stop_worker(worker)
-        worker_s = time.monotonic() - worker_started
+    rows = rows + suspension.published
 
-    serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
     decisions = latest_decisions(settings, serde)
     figures = council_figures(settings, serde, rows, decisions, published_requests)
     print_summary(console, figures, reasons)
@@ -230,6 +264,7 @@ def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
         f"{events / worker_s:.0f} events/s through checking, matching, joining and deciding"
     )
     print_sample(console, settings, serde)
+    governance.print_governance(console, settings, serde, policies, food_view, suspension, rows)
     console.print(
         f"\n  finished in {time.monotonic() - started:.0f}s; every decision is on "
         f"{topics.audit}, rejected rows on {topics.quarantine}, uncertain matches on "

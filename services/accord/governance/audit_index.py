@@ -41,11 +41,17 @@ CREATE TABLE IF NOT EXISTS decisions (
     decision_id TEXT PRIMARY KEY, decided_at INTEGER NOT NULL, source_org TEXT, dataset TEXT,
     recipient TEXT, purpose TEXT, agreement_id TEXT, agreement_version INTEGER,
     allow INTEGER NOT NULL, fields_released TEXT NOT NULL, obligations TEXT NOT NULL,
-    reasons TEXT NOT NULL, policy_revision TEXT, subject_key TEXT NOT NULL);
+    reasons TEXT NOT NULL, policy_revision TEXT, subject_key TEXT NOT NULL,
+    clauses TEXT NOT NULL DEFAULT '', principles TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS decisions_by_subject ON decisions (subject_key, decided_at);
 CREATE INDEX IF NOT EXISTS decisions_by_agreement ON decisions (agreement_id, decided_at);
 """
-INSERT = "INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+INSERT = "INSERT OR REPLACE INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+# Columns added after the first release; an older index gains them (empty) on connect.
+ADDED_COLUMNS = {
+    "clauses": "TEXT NOT NULL DEFAULT ''",
+    "principles": "TEXT NOT NULL DEFAULT ''",
+}
 
 
 def index_path(settings: Settings) -> Path:
@@ -61,6 +67,10 @@ def connect(path: Path) -> sqlite3.Connection:
     # page cache keeps a million-row index build in memory instead of on the disk.
     db.execute("PRAGMA cache_size=-262144")
     db.executescript(SCHEMA)
+    present = {row[1] for row in db.execute("PRAGMA table_info(decisions)")}
+    for name, definition in ADDED_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE decisions ADD COLUMN {name} {definition}")
     return db
 
 
@@ -111,6 +121,9 @@ def row_of(record: dict[str, Any]) -> tuple:
         SEPARATOR.join(record.get("reasons") or ()),
         record.get("policy_revision"),
         record["subject_key"],
+        # Records written before the schema had them decode with the defaults ([]).
+        SEPARATOR.join(record.get("clauses") or ()),
+        SEPARATOR.join(record.get("principles") or ()),
     )
 
 
@@ -242,12 +255,33 @@ def who_received(db: sqlite3.Connection, subject_key: str) -> tuple[list[Receipt
     return receipts, denied
 
 
+def receipt_lines(subject_key: str, receipts: list[Receipt], denied: Counter) -> list[str]:
+    """`who-received` as lines of text: the pseudonymous key, never an identifier."""
+    lines = [f"person {subject_key[:16]}… (pseudonymous key)"]
+    if not receipts:
+        lines.append("  no organisation received data about this person")
+    for r in receipts:
+        lines.append(
+            f"  {r.recipient:<28} {r.agreement_id} v{r.agreement_version}  "
+            f"{r.first_at:%Y-%m-%d %H:%M:%S}Z .. {r.last_at:%Y-%m-%d %H:%M:%S}Z  "
+            f"{r.times}x  fields: {', '.join(r.fields)}"
+        )
+    if denied:
+        lines.append(
+            "  withheld from: "
+            + ", ".join(f"{org or '(no agreement)'} {n}x" for org, n in sorted(denied.items()))
+        )
+    return lines
+
+
 @dataclass
 class AgreementReport:
     allowed: Counter = field(default_factory=Counter)  # recipient -> decisions
     denied: Counter = field(default_factory=Counter)  # recipient -> decisions
     fields: Counter = field(default_factory=Counter)  # (recipient, field) -> releases
     reasons: Counter = field(default_factory=Counter)  # deny reason -> decisions
+    clauses: Counter = field(default_factory=Counter)  # clause cited by denies -> decisions
+    principles: Counter = field(default_factory=Counter)  # principle cited by denies -> decisions
     people: int = 0
 
 
@@ -278,6 +312,15 @@ def agreement_report(db: sqlite3.Connection, agreement_id: str, since: datetime)
     ):
         for reason in split(reasons):
             report.reasons[reason] += count
+    for clauses, principles, count in db.execute(
+        f"SELECT clauses, principles, COUNT(*) FROM decisions {where} AND allow = 0 "
+        "GROUP BY clauses, principles",
+        (agreement_id, since_ms),
+    ):
+        for clause in split(clauses):
+            report.clauses[clause] += count
+        for principle in split(principles):
+            report.principles[principle] += count
     (report.people,) = db.execute(
         f"SELECT COUNT(DISTINCT subject_key) FROM decisions {where} AND allow = 1",
         (agreement_id, since_ms),

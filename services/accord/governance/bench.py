@@ -82,6 +82,8 @@ def run_bench(
                 "reasons": ["shared"]
                 if allow
                 else [f"denied: person lives in area {i % 7}: data minimisation, clause 4.1"],
+                "clauses": ["2.1"] if allow else ["4.1"],
+                "principles": ["lawfulness"] if allow else ["data minimisation"],
                 "policy_revision": "bench",
                 "subject_key": subject,
             }

@@ -101,6 +101,39 @@ def policy_simulate(candidate_dir: Path, since: str | None, as_json: bool) -> No
         click.echo(f"  {recipient:<28} {name:<20} {kind:<15} {change.count:>7}  e.g. {examples}")
 
 
+@policy.command("retention")
+@click.argument("policies_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--check", "mode", flag_value="check", default=True, help="Report only (default).")
+@click.option("--apply", "mode", flag_value="apply", help="Set mismatching topics' retention.")
+def policy_retention(policies_dir: Path | None, mode: str) -> None:
+    """Compare every share topic's retention on the broker with its recipient's agreements
+    (the shortest period when several name it; cleanup.policy=compact,delete, retention.ms
+    = days x 86,400,000). One line per topic that disagrees: topic, broker value,
+    agreement value, agreement id; and one per share topic no agreement names. --check
+    exits 1 when any topic disagrees or is uncovered; --apply fixes what disagrees
+    (IncrementalAlterConfigs) and exits 1 only when an uncovered topic remains."""
+    from accord.governance.retention import agreements_from_dir, apply, check_broker
+
+    settings = get_settings()
+    results = check_broker(settings, agreements_from_dir(policies_dir or settings.policies_dir))
+    mismatched = [r for r in results if not r.ok and not r.uncovered]
+    uncovered = [r for r in results if r.uncovered]
+    for result in mismatched:
+        click.echo(("fixed    " if mode == "apply" else "mismatch ") + result.line())
+    for result in uncovered:
+        click.echo("uncovered " + result.line())
+    if mode == "apply":
+        apply(settings, mismatched)
+    ok = len(results) - len(mismatched) - len(uncovered)
+    verb = "set" if mode == "apply" else "disagree"
+    click.echo(
+        f"{len(results)} share topics: {ok} follow their agreements, {len(mismatched)} {verb}, "
+        f"{len(uncovered)} without an agreement"
+    )
+    failed = bool(uncovered) or (mode == "check" and bool(mismatched))
+    sys.exit(1 if failed else 0)
+
+
 # --- audit ---------------------------------------------------------------------------------
 
 
@@ -128,7 +161,13 @@ def audit_who_received(chi: str) -> None:
     """List which organisations received which fields about one person, when, and under
     which agreement. Prints no identifiers."""
     from accord.core.pseudonym import person_key
-    from accord.governance.audit_index import catch_up, connect, index_path, who_received
+    from accord.governance.audit_index import (
+        catch_up,
+        connect,
+        index_path,
+        receipt_lines,
+        who_received,
+    )
     from accord.ingest.validation import RowInvalid, validate_chi
 
     settings = get_settings()
@@ -143,20 +182,8 @@ def audit_who_received(chi: str) -> None:
         receipts, denied = who_received(db, key)
     finally:
         db.close()
-    click.echo(f"person {key[:16]}… (pseudonymous key)")
-    if not receipts:
-        click.echo("  no organisation received data about this person")
-    for r in receipts:
-        click.echo(
-            f"  {r.recipient:<28} {r.agreement_id} v{r.agreement_version}  "
-            f"{r.first_at:%Y-%m-%d %H:%M:%S}Z .. {r.last_at:%Y-%m-%d %H:%M:%S}Z  "
-            f"{r.times}x  fields: {', '.join(r.fields)}"
-        )
-    if denied:
-        click.echo(
-            "  withheld from: "
-            + ", ".join(f"{org or '(no agreement)'} {n}x" for org, n in sorted(denied.items()))
-        )
+    for line in receipt_lines(key, receipts, denied):
+        click.echo(line)
 
 
 @audit.command("agreement")
@@ -187,6 +214,14 @@ def audit_agreement(agreement_id: str, since: str) -> None:
         click.echo("  deny reasons:")
         for reason, count in report.reasons.most_common(10):
             click.echo(f"    {count:>8}  {reason}")
+    if report.clauses:
+        click.echo("  denials by clause:")
+        for clause, count in sorted(report.clauses.items(), key=lambda item: (-item[1], item[0])):
+            click.echo(f"    {count:>8}  {agreement_id} clause {clause}")
+    if report.principles:
+        click.echo("  denials by principle:")
+        for principle, count in report.principles.most_common():
+            click.echo(f"    {count:>8}  {principle}")
 
 
 @audit.command("benchmark")

@@ -42,6 +42,7 @@ from accord.core.policy import PolicyClient
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import Settings
 from accord.core.topics import DATASET_RECORDS, Topics, is_org_id
+from accord.governance.retention import ensure_share_topics, share_topic_config
 from accord.worker import cases as case_rules
 from accord.worker.enforce import Gate
 from accord.worker.identity import resolve
@@ -239,15 +240,10 @@ def create_app(settings: Settings) -> faust.App:
         # faust would create the tables' changelogs too, but only after the first lookups.
         **{f"{settings.worker_id}-{name}-changelog": dict(COMPACTED) for name in TABLES},
     }
-    # Every agreement recipient's list, so the gate rarely has to create one mid-batch.
-    internal.update(
-        {
-            topics.share(org): dict(COMPACTED)
-            for org in agreement_parties(settings)
-            if not org.startswith("nhs-")
-        }
-    )
     ensure_topics(settings.bootstrap_servers, internal, partitions)
+    # Every agreement recipient's list, with the retention its agreements set (existing
+    # lists brought into line), so the gate rarely has to create one mid-batch.
+    ensure_share_topics(settings, partitions)
     source = app.topic(*partner_topics(settings), key_serializer="raw", value_serializer="raw")
     identity_topic = topic(topics.internal("identity"))
     request_topic = topic(topics.internal("request-events"))
@@ -267,8 +263,9 @@ def create_app(settings: Settings) -> faust.App:
                 if name not in declared:
                     producer = app.producer._ensure_producer()
                     if name not in producer.client.cluster.topics():
-                        share = name.startswith(topics.prefix + "share.")
-                        config = dict(COMPACTED) if share else None
+                        config = None
+                        if name.startswith(topics.prefix + "share."):
+                            config = await asyncio.to_thread(share_topic_config, settings, name)
                         await asyncio.to_thread(
                             ensure_topics, settings.bootstrap_servers, {name: config}, partitions
                         )

@@ -125,6 +125,8 @@ def decision_record(
         "fields_released": sorted(decision.get("fields_released") or ()) if allow else [],
         "obligations": list(decision.get("obligations") or ()),
         "reasons": list(decision.get("reasons") or ()),
+        "clauses": list(decision.get("clauses") or ()),
+        "principles": list(decision.get("principles") or ()),
         "policy_revision": policy_revision,
         "subject_key": case["case_key"],
     }
@@ -232,14 +234,25 @@ class Gate:
         return await self.send(self.topics.audit, case["case_key"].encode(), value, [])
 
     async def _tombstone(
-        self, case: dict[str, Any], recipient: str, reason: str, revision: str, decided_at: datetime
+        self,
+        case: dict[str, Any],
+        recipient: str,
+        reason: str,
+        revision: str,
+        decided_at: datetime,
+        cause: dict[str, Any] | None = None,
     ) -> list[Awaitable[Any]]:
+        """Withdraw the case from the recipient; `cause` is the deny that made it necessary,
+        whose clauses and principles the audit record cites."""
         withdrawal = {
             "recipient": recipient,
-            "agreement_id": "",
+            "agreement_id": (cause or {}).get("agreement_id") or "",
+            "agreement_version": (cause or {}).get("agreement_version"),
             "allow": False,
             "fields_released": [],
             "reasons": [f"withdrawn: {reason}"],
+            "clauses": list((cause or {}).get("clauses") or ()),
+            "principles": list((cause or {}).get("principles") or ()),
         }
         decision_id = derive_decision_id(case, recipient, revision)
         share_topic = self.topics.share(recipient)
@@ -314,7 +327,9 @@ class Gate:
                 elif recipient in holders:
                     reason = (decision.get("reasons") or ["no longer allowed"])[0]
                     pending.extend(
-                        await self._tombstone(case, recipient, reason, revision, decided_at)
+                        await self._tombstone(
+                            case, recipient, reason, revision, decided_at, cause=decision
+                        )
                     )
                     counts["withdrawn"] += 1
                 else:

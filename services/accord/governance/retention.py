@@ -1,0 +1,335 @@
+"""Recipients' share topics keep records only as long as their agreements allow.
+
+An agreement's `retention: {days: N, then: delete}` becomes the broker configuration of
+every recipient's `share.<recipient>.support-list`:
+
+- `cleanup.policy=compact,delete`: the topic stays compacted by person (the latest case
+  per key; tombstones remove people), and whole log segments older than the retention
+  period are deleted as well, even when they hold a key's latest record. A person shared
+  once and never updated therefore leaves the recipient's topic after N days, counted
+  from the record's timestamp (when the hub last shared about them).
+- `retention.ms = N * 86,400,000`.
+- `segment.ms = min(retention.ms, 1 day)`: Kafka deletes by segment and never the active
+  one, so a record can outlive the period until its segment rolls; rolling daily bounds
+  that overrun to about a day (a segment rolls when a record arrives after segment.ms).
+
+A recipient under several agreements gets the shortest period of them all, whatever
+their status: the strictest promise made to any provider holds for everything in the
+topic, since one topic mixes records shared under each. A share topic whose recipient no
+agreement names (e.g. a council receiving only its own requests back) has no period to
+follow; the check reports it rather than guessing.
+
+Pure computation first (unit-tested); broker access below, with librdkafka's admin
+client (DescribeConfigs, IncrementalAlterConfigs: only the named keys change).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from accord.core.errors import InfrastructureError
+from accord.core.kafka import CLIENT_ID, COMPACTED, ensure_topics
+from accord.core.logging import get_logger
+from accord.core.settings import Settings
+from accord.core.topics import SUPPORT_LIST, Topics
+
+log = get_logger("accord.governance.retention")
+
+DAY_MS = 86_400_000
+CLEANUP_POLICY = "compact,delete"
+# The keys the check compares with the agreement; `apply` also sets segment.ms.
+CHECKED_KEYS = ("cleanup.policy", "retention.ms")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """The period a recipient's share topic keeps records, and the agreement setting it."""
+
+    days: int
+    agreement_id: str
+
+    @property
+    def ms(self) -> int:
+        return self.days * DAY_MS
+
+    def config(self) -> dict[str, str]:
+        """The share topic's broker configuration for this period."""
+        return {
+            **COMPACTED,
+            "cleanup.policy": CLEANUP_POLICY,
+            "retention.ms": str(self.ms),
+            "segment.ms": str(min(self.ms, DAY_MS)),
+        }
+
+
+def recipient_retention(agreements: Mapping[str, Any]) -> dict[str, Retention]:
+    """Recipient org -> the shortest retention of every agreement naming it (any status);
+    ties go to the lowest agreement id. Agreements without a readable period are skipped
+    (the agreement schema requires one; OPA denies sharing under a malformed agreement)."""
+    shortest: dict[str, Retention] = {}
+    for agreement_id in sorted(agreements):
+        agreement = agreements[agreement_id]
+        if not isinstance(agreement, Mapping):
+            continue
+        days = (agreement.get("retention") or {}).get("days")
+        if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+            continue
+        for recipient in agreement.get("recipients") or ():
+            org = recipient.get("org") if isinstance(recipient, Mapping) else None
+            if not isinstance(org, str):
+                continue
+            if org not in shortest or days < shortest[org].days:
+                shortest[org] = Retention(days, agreement_id)
+    return shortest
+
+
+def share_topic_configs(topics: Topics, agreements: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Share topic -> its broker configuration, for every recipient an agreement names."""
+    return {
+        topics.share(org): retention.config()
+        for org, retention in recipient_retention(agreements).items()
+    }
+
+
+def _policy_set(value: str | None) -> frozenset[str]:
+    return frozenset(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def differences(broker: Mapping[str, str | None], wanted: Retention) -> dict[str, tuple[str, str]]:
+    """Key -> (broker value, agreement value) for each checked key that disagrees."""
+    expected = wanted.config()
+    found: dict[str, tuple[str, str]] = {}
+    if _policy_set(broker.get("cleanup.policy")) != _policy_set(expected["cleanup.policy"]):
+        found["cleanup.policy"] = (str(broker.get("cleanup.policy")), expected["cleanup.policy"])
+    if str(broker.get("retention.ms")) != expected["retention.ms"]:
+        found["retention.ms"] = (str(broker.get("retention.ms")), expected["retention.ms"])
+    return found
+
+
+@dataclass(frozen=True)
+class TopicCheck:
+    """One share topic: what the broker holds and what its agreements require."""
+
+    topic: str
+    recipient: str
+    broker: dict[str, str | None]
+    wanted: Retention | None
+
+    @property
+    def uncovered(self) -> bool:
+        return self.wanted is None
+
+    @property
+    def differences(self) -> dict[str, tuple[str, str]]:
+        return differences(self.broker, self.wanted) if self.wanted else {}
+
+    @property
+    def ok(self) -> bool:
+        return self.wanted is not None and not self.differences
+
+    def line(self) -> str:
+        """One line for the report: topic, broker value, agreement value, agreement id."""
+        if self.wanted is None:
+            return (
+                f"{self.topic}  broker: cleanup.policy={self.broker.get('cleanup.policy')} "
+                f"retention.ms={self.broker.get('retention.ms')}  "
+                f"no agreement names {self.recipient}: no retention period to follow"
+            )
+        keys = self.differences or dict.fromkeys(CHECKED_KEYS)
+        broker = " ".join(f"{key}={self.broker.get(key)}" for key in keys)
+        wanted = " ".join(f"{key}={self.wanted.config()[key]}" for key in keys)
+        return (
+            f"{self.topic}  broker: {broker}  agreement: {wanted} "
+            f"({self.wanted.days} days)  {self.wanted.agreement_id}"
+        )
+
+
+def check(
+    topics: Topics, agreements: Mapping[str, Any], broker_configs: Mapping[str, Mapping[str, Any]]
+) -> list[TopicCheck]:
+    """Compare each share topic's broker configuration (topic -> config) with its
+    recipient's agreements, in topic order."""
+    wanted = recipient_retention(agreements)
+    results = []
+    for topic in sorted(broker_configs):
+        recipient = share_recipient(topics, topic)
+        if recipient is None:
+            continue
+        config = {key: broker_configs[topic].get(key) for key in CHECKED_KEYS}
+        results.append(TopicCheck(topic, recipient, config, wanted.get(recipient)))
+    return results
+
+
+def share_recipient(topics: Topics, topic: str) -> str | None:
+    """The recipient of a share topic of this deployment (prefix), else None."""
+    pattern = rf"^{re.escape(topics.prefix)}share\.([a-z0-9-]+)\.{re.escape(SUPPORT_LIST)}$"
+    match = re.match(pattern, topic)
+    return match[1] if match else None
+
+
+# --- agreements ----------------------------------------------------------------------------
+
+
+def agreements_from_dir(policies_dir: Path) -> dict[str, Any]:
+    """Every agreement under <policies_dir>/agreements/*.yaml, by id (as OPA loads them)."""
+    agreements: dict[str, Any] = {}
+    for path in sorted((policies_dir / "agreements").glob("*.yaml")):
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(loaded, dict):
+            agreements.update(loaded)
+    return agreements
+
+
+def agreements_from_opa(opa_url: str) -> dict[str, Any]:
+    """The agreements OPA serves (data.agreements); raises when OPA cannot say."""
+    try:
+        response = requests.get(f"{opa_url}/v1/data/agreements", timeout=5)
+        response.raise_for_status()
+        result = response.json().get("result") or {}
+    except (requests.RequestException, ValueError) as exc:
+        raise InfrastructureError(f"OPA at {opa_url} did not list the agreements: {exc}") from exc
+    return result if isinstance(result, dict) else {}
+
+
+# --- the broker ----------------------------------------------------------------------------
+
+
+def _admin(bootstrap: str) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": bootstrap, "client.id": CLIENT_ID})
+
+
+def share_topic_names(bootstrap: str, topics: Topics, timeout_s: float = 15.0) -> list[str]:
+    from confluent_kafka import KafkaException
+
+    try:
+        names = _admin(bootstrap).list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise InfrastructureError(f"Kafka at {bootstrap} unreachable: {exc}") from exc
+    return sorted(name for name in names if share_recipient(topics, name) is not None)
+
+
+def describe(bootstrap: str, names: Iterable[str], timeout_s: float = 15.0) -> dict[str, dict]:
+    """Topic -> {config key: value} as the broker reports them (defaults included).
+
+    A topic created a moment ago (by this process or by another worker starting at the
+    same time) can be unknown to DescribeConfigs for a short while: such topics are asked
+    again until timeout_s has passed."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    pending = sorted(set(names))
+    configs: dict[str, dict] = {}
+    admin = _admin(bootstrap)  # kept referenced: the futures fail once it is collected
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        resources = [ConfigResource(ResourceType.TOPIC, name) for name in pending]
+        futures = admin.describe_configs(resources, request_timeout=timeout_s)
+        unknown = []
+        for resource, future in futures.items():
+            try:
+                entries = future.result()
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                code = error.code() if isinstance(error, KafkaError) else None
+                if code == KafkaError.UNKNOWN_TOPIC_OR_PART and time.monotonic() < deadline:
+                    unknown.append(resource.name)
+                    continue
+                raise InfrastructureError(f"describing {resource.name}: {exc}") from exc
+            configs[resource.name] = {key: entry.value for key, entry in entries.items()}
+        pending = sorted(unknown)
+        if pending:
+            time.sleep(0.5)
+    return configs
+
+
+def alter(
+    bootstrap: str, configs: Mapping[str, Mapping[str, str]], timeout_s: float = 15.0
+) -> None:
+    """Set each topic's named keys (IncrementalAlterConfigs; other keys stay as they are)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            topic,
+            incremental_configs=[
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in config.items()
+            ],
+        )
+        for topic, config in configs.items()
+    ]
+    if not resources:
+        return
+    admin = _admin(bootstrap)  # kept referenced: the futures fail once it is collected
+    futures = admin.incremental_alter_configs(resources, request_timeout=timeout_s)
+    for resource, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise InfrastructureError(f"setting retention of {resource.name}: {exc}") from exc
+        log.info("share_topic_retention_set", topic=resource.name, **configs[resource.name])
+
+
+def check_broker(settings: Settings, agreements: Mapping[str, Any]) -> list[TopicCheck]:
+    """Every share topic of this deployment on the broker, checked against the agreements."""
+    topics = Topics(settings)
+    names = share_topic_names(settings.bootstrap_servers, topics)
+    return check(topics, agreements, describe(settings.bootstrap_servers, names))
+
+
+def apply(settings: Settings, results: Iterable[TopicCheck]) -> list[TopicCheck]:
+    """Bring every mismatching topic into line; returns the ones changed."""
+    changed = [r for r in results if r.wanted is not None and not r.ok]
+    alter(settings.bootstrap_servers, {r.topic: r.wanted.config() for r in changed if r.wanted})
+    return changed
+
+
+def ensure_share_topics(
+    settings: Settings, partitions: int, agreements: Mapping[str, Any] | None = None
+) -> None:
+    """Create every agreement recipient's share topic with its retention, and bring
+    existing ones into line. Agreements default to those OPA serves; when OPA cannot say,
+    nothing is created here (the gate creates a topic when it first shares to it)."""
+    if agreements is None:
+        try:
+            agreements = agreements_from_opa(settings.opa_url)
+        except InfrastructureError as exc:
+            log.warning("agreements_unreadable", opa_url=settings.opa_url, error=str(exc))
+            return
+    topics = Topics(settings)
+    wanted = share_topic_configs(topics, agreements)
+    ensure_topics(settings.bootstrap_servers, wanted, partitions)
+    try:
+        apply(settings, check(topics, agreements, describe(settings.bootstrap_servers, wanted)))
+    except InfrastructureError as exc:
+        # Not a reason to stop sharing: the topics exist; `accord policy retention` reports
+        # and fixes any left out of line.
+        log.warning("share_topic_retention_unaligned", error=str(exc))
+
+
+def share_topic_config(settings: Settings, topic: str) -> dict[str, str]:
+    """The configuration a new share topic is created with: its recipient's retention from
+    the agreements OPA serves; plain compaction when no agreement names the recipient or
+    OPA cannot say (logged; `accord policy retention --check` reports such a topic)."""
+    recipient = share_recipient(Topics(settings), topic)
+    try:
+        retention = recipient_retention(agreements_from_opa(settings.opa_url)).get(recipient or "")
+    except InfrastructureError as exc:
+        log.warning("share_topic_retention_unknown", topic=topic, error=str(exc))
+        return dict(COMPACTED)
+    if retention is None:
+        log.warning("share_topic_retention_unknown", topic=topic, error="no agreement names it")
+        return dict(COMPACTED)
+    return retention.config()
