@@ -90,11 +90,13 @@ def faust_app(settings: Settings, inputs: list[str], batch: int, within_s: float
 
     output = output_topic(settings, "faust")
     relay = Relay(settings, output)
+    datadir = settings.state_dir / "faust" / f"{settings.topic_prefix}bench-faust"
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         f"{settings.topic_prefix}bench-faust",
         broker=faust_broker(settings.bootstrap_servers),
         store="memory://",
-        datadir=str(settings.state_dir / "faust" / f"{settings.topic_prefix}bench-faust"),
+        datadir=str(datadir),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
