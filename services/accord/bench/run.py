@@ -195,10 +195,9 @@ class Bench:
                 self.progress.update(task, completed=done)
                 time.sleep(0.5)
             self.progress.update(task, completed=done)
-            peaks = stop([process])
             span = offsets.first_and_last_ms([output])
         finally:
-            stop([process])
+            peaks = stop([process])
             offsets.close()
         assert span is not None
         return ModeResult(mode, len(events), (span[1] - span[0]) / 1000, 1, peaks)
@@ -447,10 +446,10 @@ def governed(
             figures.latency_rate = latency_rate
             figures.latency_samples = len(samples)
             figures.latency_ms = {f"p{p}_ms": percentile(samples, p / 100) for p in (50, 95, 99)}
-        result.peak_rss_mb = stop(processes)
     finally:
-        stop(processes)
+        peaks = stop(processes)
         offsets.close()
+    result.peak_rss_mb = peaks
     cases = latest_cases(scoped, 5000)
     figures.opa = asyncio.run(opa_cost(scoped, cases, rounds=3)) if cases else {}
 
@@ -463,9 +462,8 @@ def scale(bench: Bench, count: int, events: list[workload.Event], timeout_s: flo
     try:
         bench.wait_caught_up(scoped, processes, f"scale-out: {count} worker(s)", timeout_s)
         start, end = bench.governed_span(scoped, offsets)
-        peaks = stop(processes)
     finally:
-        stop(processes)
+        peaks = stop(processes)
         offsets.close()
     return ModeResult(f"{count} workers", len(events), (end - start) / 1000, count, peaks)
 
