@@ -83,6 +83,25 @@ def test_two_workers_share_partitions_and_one_stops_mid_run(
     assert council_lists(settings, serde) == reference
 
 
+def test_a_worker_stopped_just_after_it_joined_leaves_nothing_behind(
+    settings, serde, worker, tmp_path, reference
+):
+    """Partitions move to the new worker and straight back, mid-batch: records fetched
+    around the two rebalances must still all be processed and committed."""
+    publish_workload(settings, serde, tmp_path, PEOPLE)
+    first, second = worker(), worker()
+    joined = tmp_path / "worker-1.log"
+    deadline = time.monotonic() + 90
+    while "partitions_assigned" not in joined.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the second worker never joined"
+        time.sleep(0.2)
+    second.send_signal(signal.SIGTERM)
+    second.wait(timeout=60)
+    wait_until_quiet(settings)
+    assert first.poll() is None
+    assert council_lists(settings, serde) == reference
+
+
 def test_a_restarted_worker_recovers_its_tables_from_the_changelogs(
     settings, serde, worker, tmp_path
 ):

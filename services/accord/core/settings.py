@@ -89,6 +89,9 @@ class Settings(BaseSettings):
         1.0, description="How often the worker checks for a policy change to re-decide cases."
     )
     opa_retry_s: float = Field(1.0, description="Pause between retries while OPA is down.")
+    skipped_records_check_s: float = Field(
+        5.0, description="How often an idle worker checks for fetched records never processed."
+    )
 
     log_format: str = Field("auto", description="auto, json or console.")
     log_level: str = Field("INFO", description="Log level.")

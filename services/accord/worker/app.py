@@ -22,6 +22,7 @@ batch: nothing is shared, acknowledged or dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import random
@@ -161,6 +162,39 @@ async def process_until_done(
         except Exception:
             log.exception("batch_failed_unexpectedly", records=records)
             os._exit(70)
+
+
+def fetched_in_this_generation(events: list[Any], generation: int, settled: bool) -> list[Any]:
+    """The events a worker may still process and acknowledge: none while a rebalance is
+    under way (not settled), and after it only those fetched in its generation.
+
+    faust forgets its acknowledgements when partitions are revoked, and the new owner
+    reads them again from the committed offset. An acknowledgement that arrives later,
+    from a batch that straddled the rebalance, is kept: if its partition comes back,
+    faust commits that older offset over the newer one another worker committed, then
+    never commits the partition again (it waits for offsets no one will acknowledge).
+    """
+    if not settled:
+        return []
+    return [each for each in events if each.message.generation_id == generation]
+
+
+def records_skipped(
+    ends: dict[Any, int | None], committed: dict[Any, int | None], suspects: dict[Any, int]
+) -> tuple[dict[Any, int], dict[Any, int]]:
+    """(partitions to rewind to their committed offset, partitions to suspect next time).
+
+    A partition is behind when its end is past its committed offset (none committed: 0);
+    it is rewound when it was behind at the same committed offset on the previous check
+    too, so records still being committed are left alone.
+    """
+    behind = {
+        tp: committed.get(tp) or 0
+        for tp, end in ends.items()
+        if end is not None and end > (committed.get(tp) or 0)
+    }
+    rewind = {tp: offset for tp, offset in behind.items() if suspects.get(tp) == offset}
+    return rewind, {tp: offset for tp, offset in behind.items() if tp not in rewind}
 
 
 def incoming(event: Any) -> Incoming:
@@ -306,6 +340,23 @@ def create_app(settings: Settings) -> faust.App:
         state.data[key] = value
         return await send(state.changelog_topic.get_topic_name(), key, orjson.dumps(value))
 
+    # app.rebalancing_count grows when a rebalance starts, before faust forgets anything;
+    # the group has settled when the latest assignment came after the latest start.
+    assigned_after: list[int] = [-1]
+
+    @app.on_partitions_revoked.connect
+    async def log_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        log.info("partitions_revoked", partitions=len(revoked))
+
+    @app.on_partitions_assigned.connect
+    async def log_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
+        assigned_after[0] = app.rebalancing_count
+        log.info("partitions_assigned", partitions=len(assigned))
+
+    def current(events: list[Any]) -> list[Any]:
+        settled = app.rebalancing_count == assigned_after[0]
+        return fetched_in_this_generation(events, app.consumer_generation_id, settled)
+
     async def run_stage(stream: faust.StreamT, handler: Any, event: str) -> None:
         async for events in batches(stream):
             # take_events acknowledges a batch when the loop moves on, also when the batch
@@ -313,10 +364,16 @@ def create_app(settings: Settings) -> faust.App:
             # released only once the batch is done, keeps an unfinished batch uncommitted.
             for each in events:
                 each.message.incref()
+            fresh = current(events)
+            if len(fresh) < len(events):
+                log.info("stale_events_skipped", events=len(events) - len(fresh))
+            if not fresh:
+                continue
             counts = await process_until_done(
-                functools.partial(handler, events), len(events), settings.opa_retry_s
+                functools.partial(handler, fresh), len(fresh), settings.opa_retry_s
             )
-            for each in events:
+            # Released only if no rebalance came in between; see fetched_in_this_generation.
+            for each in current(fresh):
                 each.message.decref()
             log.info(event, **counts)
 
@@ -488,6 +545,45 @@ def create_app(settings: Settings) -> faust.App:
             )
             gates.append(gate)
             await run_stage(stream, functools.partial(join_batch, gate), "cases_joined")
+
+    suspects: dict[Any, int] = {}
+
+    @app.timer(interval=settings.skipped_records_check_s)
+    async def rewind_skipped_records() -> None:
+        """Re-read records faust fetched but never handed to a stream.
+
+        Around a rebalance faust drops fetched records (a generation changed, flow was
+        stopped) after the client has moved past them, and counts on a seek to the
+        committed offset to read them again; the client skips that seek for a partition
+        with nothing committed yet. The records then wait, unprocessed and uncommitted,
+        until the next restart. A worker with nothing in hand whose committed offset
+        stays behind a partition's end on two checks in a row rewinds it.
+        """
+        consumer = app.consumer
+        busy = app.rebalancing or any(
+            not m.acked and m.generation_id == app.consumer_generation_id
+            for m in list(consumer._unacked_messages)
+        )
+        if busy or not app.rebalancing_count == assigned_after[0]:
+            suspects.clear()
+            return
+        ends = {}
+        for tp in consumer.assignment():
+            if not tp.topic.endswith("-changelog"):
+                with contextlib.suppress(Exception):  # a partition revoked meanwhile
+                    ends[tp] = consumer.highwater(tp)
+        rewind, behind = records_skipped(ends, dict(consumer._committed_offset), suspects)
+        suspects.clear()
+        suspects.update(behind)
+        for tp, offset in rewind.items():
+            log.warning(
+                "partition_rewound",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=offset,
+                end=ends[tp],
+            )
+            await consumer.seek(tp, offset)
 
     swept: dict[str, str] = {}
     # faust waits 45 s before acting on a subscription change (to batch restarts); a new

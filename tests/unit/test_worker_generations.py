@@ -1,0 +1,60 @@
+"""A batch that straddled a consumer-group rebalance is neither processed further nor
+acknowledged: its partitions' owners read it again from the committed offsets. Records
+faust fetched but never handed over are read again once the worker is idle."""
+
+from types import SimpleNamespace
+
+from faust.types import TP
+from faust.types.tuples import Message
+
+from accord.worker.app import fetched_in_this_generation, records_skipped
+
+
+def event(offset: int, generation: int) -> SimpleNamespace:
+    message = Message(
+        "t.identity",
+        0,
+        offset,
+        0.0,
+        0,
+        [],
+        b"k",
+        b"v",
+        None,
+        tp=TP("t.identity", 0),
+        generation_id=generation,
+    )
+    return SimpleNamespace(message=message)
+
+
+def test_events_of_the_current_generation_are_kept_in_order():
+    events = [event(1, 7), event(2, 7), event(3, 7)]
+    assert fetched_in_this_generation(events, 7, settled=True) == events
+
+
+def test_events_fetched_before_the_latest_rebalance_are_dropped():
+    old, new = event(1, 6), event(2, 7)
+    assert fetched_in_this_generation([old, new], 7, settled=True) == [new]
+
+
+def test_nothing_is_current_while_the_group_rebalances():
+    assert fetched_in_this_generation([event(1, 7)], 7, settled=False) == []
+
+
+def test_a_partition_behind_on_two_checks_at_the_same_offset_is_rewound():
+    ends, committed = {"p0": 46, "p3": 64}, {"p3": 64}
+    rewind, suspects = records_skipped(ends, committed, {})
+    assert rewind == {} and suspects == {"p0": 0}
+    rewind, suspects = records_skipped(ends, committed, suspects)
+    assert rewind == {"p0": 0} and suspects == {}
+
+
+def test_a_partition_whose_commits_move_on_is_not_rewound():
+    _, suspects = records_skipped({"p1": 90}, {"p1": 40}, {})
+    rewind, suspects = records_skipped({"p1": 90}, {"p1": 70}, suspects)
+    assert rewind == {} and suspects == {"p1": 70}
+
+
+def test_caught_up_or_unknown_partitions_are_never_suspected():
+    rewind, suspects = records_skipped({"p0": 5, "p1": None}, {"p0": 5}, {"p0": 5, "p1": 0})
+    assert rewind == {} and suspects == {}
