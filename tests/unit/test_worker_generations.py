@@ -1,13 +1,22 @@
 """A batch that straddled a consumer-group rebalance is neither processed further nor
 acknowledged: its partitions' owners read it again from the committed offsets. Records
-faust fetched but never handed over are read again once the worker is idle."""
+faust fetched but never handed over are read again once the worker is idle; a batch a
+rebalance overtook writes nothing more."""
 
+import asyncio
 from types import SimpleNamespace
 
+import pytest
 from faust.types import TP
 from faust.types.tuples import Message
 
-from accord.worker.app import fetched_in_this_generation, records_skipped
+from accord.core.errors import InfrastructureError
+from accord.worker.app import (
+    StaleBatch,
+    fetched_in_this_generation,
+    process_until_done,
+    records_skipped,
+)
 
 
 def event(offset: int, generation: int) -> SimpleNamespace:
@@ -58,3 +67,28 @@ def test_a_partition_whose_commits_move_on_is_not_rewound():
 def test_caught_up_or_unknown_partitions_are_never_suspected():
     rewind, suspects = records_skipped({"p0": 5, "p1": None}, {"p0": 5}, {"p0": 5, "p1": 0})
     assert rewind == {} and suspects == {}
+
+
+def test_a_stale_batch_stops_its_work_without_retrying_or_ending_the_process():
+    calls = []
+
+    async def work() -> dict[str, int]:
+        calls.append(1)
+        raise StaleBatch()
+
+    with pytest.raises(StaleBatch):
+        asyncio.run(process_until_done(work, 3, retry_s=0.0))
+    assert calls == [1]
+
+
+def test_infrastructure_failures_are_retried_until_the_batch_is_done():
+    calls = []
+
+    async def work() -> dict[str, int]:
+        calls.append(1)
+        if len(calls) < 3:
+            raise InfrastructureError("OPA is down")
+        return {"records": 3}
+
+    assert asyncio.run(process_until_done(work, 3, retry_s=0.0)) == {"records": 3}
+    assert len(calls) == 3

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import os
 import random
@@ -159,9 +160,25 @@ async def process_until_done(
         except (InfrastructureError, KafkaError) as exc:
             log.warning("batch_retry", error=str(exc), records=records)
             await asyncio.sleep(retry_s)
+        except StaleBatch:
+            raise
         except Exception:
             log.exception("batch_failed_unexpectedly", records=records)
             os._exit(70)
+
+
+class StaleBatch(Exception):
+    """A rebalance began while a batch was being processed: it must write nothing more.
+
+    Its partitions' owners process it again from the committed offsets; a late write
+    from here (a case's state, a share) would land after theirs and undo it.
+    """
+
+
+# The consumer group's rebalance count when the running stage's batch began.
+batch_began: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "batch_began", default=None
+)
 
 
 def fetched_in_this_generation(events: list[Any], generation: int, settled: bool) -> list[Any]:
@@ -195,6 +212,11 @@ def records_skipped(
     }
     rewind = {tp: offset for tp, offset in behind.items() if suspects.get(tp) == offset}
     return rewind, {tp: offset for tp, offset in behind.items() if tp not in rewind}
+
+
+def is_changelog(topic: str) -> bool:
+    """A table's changelog, which faust's recovery reads, not a stream."""
+    return topic.endswith("-changelog")
 
 
 def incoming(event: Any) -> Incoming:
@@ -315,6 +337,9 @@ def create_app(settings: Settings) -> faust.App:
         bookkeeping (callbacks, sensors) cost more than the stage's own work.
         """
         await declare(name)
+        began = batch_began.get()
+        if began is not None and began != app.rebalancing_count:
+            raise StaleBatch()
         return await app.producer.send(name, key, value, None, None, headers or None)
 
     def as_json(value: Any) -> bytes:
@@ -337,8 +362,9 @@ def create_app(settings: Settings) -> faust.App:
         here lets each batch wait for its state like for its other outputs. The record is
         what faust writes (raw key, JSON value) in the partition its partitioner picks.
         """
-        state.data[key] = value
-        return await send(state.changelog_topic.get_topic_name(), key, orjson.dumps(value))
+        written = await send(state.changelog_topic.get_topic_name(), key, orjson.dumps(value))
+        state.data[key] = value  # after the send, which a stale batch is refused
+        return written
 
     # app.rebalancing_count grows when a rebalance starts, before faust forgets anything;
     # the group has settled when the latest assignment came after the latest start.
@@ -352,6 +378,23 @@ def create_app(settings: Settings) -> faust.App:
     async def log_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
         assigned_after[0] = app.rebalancing_count
         log.info("partitions_assigned", partitions=len(assigned))
+
+    @app.on_rebalance_complete.connect
+    async def reread_uncommitted_partitions(app: faust.App, **_: Any) -> None:
+        """Read partitions with nothing committed yet from their beginning again.
+
+        After every rebalance faust seeks each partition to its committed offset so that
+        records it fetched and dropped meanwhile are read again; aiokafka skips that seek
+        where nothing is committed. Records a stale batch left unacknowledged there would
+        then be passed over, and faust (whose gap check needs a committed offset) would
+        commit the later ones over them. Sent before faust resumes its streams.
+        """
+        committed = await app.consumer.seek_to_committed()
+        uncommitted = [
+            tp for tp, offset in committed.items() if not offset and not is_changelog(tp.topic)
+        ]
+        if uncommitted:
+            await app.consumer._thread.seek_to_beginning(*uncommitted)
 
     def current(events: list[Any]) -> list[Any]:
         settled = app.rebalancing_count == assigned_after[0]
@@ -369,9 +412,16 @@ def create_app(settings: Settings) -> faust.App:
                 log.info("stale_events_skipped", events=len(events) - len(fresh))
             if not fresh:
                 continue
-            counts = await process_until_done(
-                functools.partial(handler, fresh), len(fresh), settings.opa_retry_s
-            )
+            began = batch_began.set(app.rebalancing_count)
+            try:
+                counts = await process_until_done(
+                    functools.partial(handler, fresh), len(fresh), settings.opa_retry_s
+                )
+            except StaleBatch:
+                log.info("stale_batch_abandoned", events=len(fresh))
+                continue
+            finally:
+                batch_began.reset(began)
             # Released only if no rebalance came in between; see fetched_in_this_generation.
             for each in current(fresh):
                 each.message.decref()
@@ -569,7 +619,7 @@ def create_app(settings: Settings) -> faust.App:
             return
         ends = {}
         for tp in consumer.assignment():
-            if not tp.topic.endswith("-changelog"):
+            if not is_changelog(tp.topic):
                 with contextlib.suppress(Exception):  # a partition revoked meanwhile
                     ends[tp] = consumer.highwater(tp)
         rewind, behind = records_skipped(ends, dict(consumer._committed_offset), suspects)
