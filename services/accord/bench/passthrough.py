@@ -84,28 +84,13 @@ async def raw_loop(settings: Settings, inputs: list[str], batch: int) -> None:
 
 
 def faust_app(settings: Settings, inputs: list[str], batch: int, within_s: float) -> Any:
-    import faust
 
-    from accord.worker.app import faust_broker
+    from accord.worker.app import faust_app as accord_faust_app
 
     output = output_topic(settings, "faust")
     relay = Relay(settings, output)
-    datadir = settings.state_dir / "faust" / f"{settings.topic_prefix}bench-faust"
-    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-    app = faust.App(
-        f"{settings.topic_prefix}bench-faust",
-        broker=faust_broker(settings.bootstrap_servers),
-        store="memory://",
-        datadir=str(datadir),
-        key_serializer="raw",
-        value_serializer="raw",
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        producer_linger_ms=5,
-        producer_compression_type="lz4",
-        topic_replication_factor=1,
-        stream_wait_empty=False,
+    app = accord_faust_app(
+        settings, f"{settings.topic_prefix}bench-faust", producer_compression_type="lz4"
     )
     source = app.topic(*inputs, key_serializer="raw", value_serializer="raw")
     sink = app.topic(output, key_serializer="raw", value_serializer="raw")

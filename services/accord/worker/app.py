@@ -79,6 +79,32 @@ def faust_broker(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
 
 
+def faust_app(settings: Settings, name: str, **options: Any) -> faust.App:
+    """A faust app as every Accord process runs it (the worker, the bench's faust mode):
+    raw bytes in and out, in-memory tables, reading from the earliest offset, acks=all.
+    """
+    datadir = settings.state_dir / "faust" / name
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+    return faust.App(
+        name,
+        broker=faust_broker(settings.bootstrap_servers),
+        store="memory://",
+        datadir=str(datadir),
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=5,
+        # A rebalance must not wait for streams to drain: a take_events buffer holds its
+        # events until the batch is yielded, and waiting for it can stall the group.
+        # Re-processing after a rebalance is harmless (see the module docstring).
+        stream_wait_empty=False,
+        **options,
+    )
+
+
 def agreement_parties(settings: Settings) -> set[str]:
     """Providers and recipients named by the agreements OPA serves (empty if OPA cannot say)."""
     try:
@@ -229,22 +255,11 @@ def create_app(settings: Settings) -> faust.App:
     partitions = settings.topic_partitions
     secret = settings.pseudonym_key.get_secret_value()
     rules = case_rules.load_priority_rules()
-    datadir = settings.state_dir / "faust" / settings.worker_id
-    datadir.parent.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = faust_app(
+        settings,
         settings.worker_id,
-        broker=faust_broker(settings.bootstrap_servers),
-        store="memory://",
-        datadir=str(datadir),
-        key_serializer="raw",
-        value_serializer="raw",
-        web_enabled=False,
         topic_partitions=partitions,
-        topic_replication_factor=1,
         topic_allow_declare=True,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        producer_linger_ms=5,
         producer_partitioner=partition_by_key,
         broker_commit_every=1000,
         # A killed worker's partitions move to the others after this, not after a minute.
@@ -257,10 +272,6 @@ def create_app(settings: Settings) -> faust.App:
         table_cleanup_interval=3600,
         # No standby copies: a policy change re-decides each case on its owner only.
         table_standby_replicas=0,
-        # A rebalance must not wait for streams to drain: a take_events buffer holds its
-        # events until the batch is yielded, and waiting for it can stall the group.
-        # Re-processing after a rebalance is harmless (see the module docstring).
-        stream_wait_empty=False,
     )
 
     def topic(name: str, compacted: bool = False) -> faust.TopicT:
