@@ -93,6 +93,26 @@ class Settings(BaseSettings):
         5.0, description="How often an idle worker checks for fetched records never processed."
     )
 
+    # Access. Every client signs in; there is no unauthenticated mode.
+    principal: str = Field(
+        "",
+        description="Principal this process signs in as [default: the command's own: the "
+        "worker's for `accord worker`, the organisation's for `accord publish --as`].",
+    )
+    secret: SecretStr | None = Field(None, description="Secret of ACCORD_PRINCIPAL.")
+    secret_file: Path | None = Field(None, description="File holding ACCORD_PRINCIPAL's secret.")
+    credentials_file: Path | None = Field(
+        None, description='JSON file {"principal": ..., "secret": ...} to sign in with.'
+    )
+    credentials_dir: Path | None = Field(
+        None, description="Saved credentials of the local stack [default: <state_dir>/credentials]."
+    )
+    ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle that verifies Kafka's, the registry's and the gateway's TLS "
+        "certificates [default: <state_dir>/tls/ca.pem, the local stack's CA].",
+    )
+
     log_format: str = Field("auto", description="auto, json or console.")
     log_level: str = Field("INFO", description="Log level.")
 
@@ -121,6 +141,14 @@ class Settings(BaseSettings):
                 "ACCORD_PSEUDONYM_KEY must be set to a secret value outside the dev environment"
             )
         return self
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"
+
+    @property
+    def trusted_ca(self) -> Path:
+        return self.ca_file or self.tls_dir / "ca.pem"
 
     @property
     def kafka_dir(self) -> Path:
