@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from accord.bench.commands import bench
 from accord.coordinator.commands import cases
+from accord.core.credentials import ADMIN, WORKER
 from accord.core.errors import AccordError
+from accord.core.kafka import as_principal
 from accord.core.logging import configure_logging
 from accord.core.settings import describe_settings, get_settings
 from accord.gateway.commands import gateway
@@ -40,6 +43,9 @@ def main() -> None:
 
     Configuration comes from ACCORD_* environment variables; `accord settings` lists them.
     """
+    # Whatever Accord writes (exports, demo files, state, logs) may hold personal data or
+    # secrets: readable by its owner only.
+    os.umask(0o077)
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
 
@@ -98,7 +104,7 @@ def worker(loglevel: str) -> None:
     """Run the stream worker that enforces agreements (until SIGTERM or Ctrl-C)."""
     from accord.worker.app import run_worker
 
-    run_worker(get_settings(), loglevel)
+    run_worker(as_principal(get_settings(), WORKER), loglevel)
 
 
 # --- demo ----------------------------------------------------------------------------------
@@ -113,7 +119,7 @@ def demo(people: int, bad_rows: int, seed: int) -> None:
     from accord.demo.run import run_demo
 
     configure_logging(get_settings().log_format, "WARNING")  # the demo reports for itself
-    run_demo(get_settings(), people, bad_rows, seed)
+    run_demo(as_principal(get_settings(), ADMIN), people, bad_rows, seed)
 
 
 # Each area keeps its commands beside its code; they are all registered here.

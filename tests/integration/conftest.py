@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from accord.core.kafka import delete_topics, read_topic
+from accord.access import provision
+from accord.core.credentials import ADMIN
+from accord.core.kafka import as_principal, delete_topics, read_topic
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import Settings, get_settings
 from accord.core.topics import Topics
@@ -30,23 +32,28 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="session")
 def stack() -> Settings:
+    """The stack's settings, signed in as the administrator: tests look at every topic.
+    What they start (workers, publishers, the gateway) signs in as its own principal."""
     settings = get_settings()
     if os.environ.get("ACCORD_TEST_EXTERNAL_STACK") != "1":
         local.up(settings, lambda line: print(line, file=sys.stderr))
-    return settings
+    return as_principal(settings, ADMIN)
 
 
 @contextlib.contextmanager
 def isolated_settings(stack: Settings) -> Iterator[Settings]:
-    """Settings whose every topic and consumer group is unique; topics deleted after."""
+    """Settings whose every topic and consumer group is unique, provisioned as a
+    deployment of its own (topics and ACLs); topics and grants removed after."""
     run = uuid.uuid4().hex[:10]
     isolated = stack.model_copy(
         update={"topic_prefix": f"t{run}.", "worker_id": f"accord-test-{run}"}
     )
+    provision.apply(isolated)
     try:
         yield isolated
     finally:
-        delete_topics(stack.bootstrap_servers, isolated.topic_prefix)
+        delete_topics(stack, isolated.topic_prefix)
+        provision.remove_deployment(isolated)
 
 
 @pytest.fixture
@@ -67,6 +74,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ACCORD_TOPIC_PREFIX": settings.topic_prefix,
         "ACCORD_WORKER_ID": settings.worker_id,
         "ACCORD_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        # Each process the tests start signs in as its own principal (the worker's for
+        # `accord worker`), never as the tests' administrator.
+        "ACCORD_PRINCIPAL": "",
         "ACCORD_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "ACCORD_OPA_URL": settings.opa_url,
         "ACCORD_LOG_FORMAT": "json",
@@ -115,7 +125,7 @@ def decoded(settings: Settings, serde: AvroSerde, topic: str) -> list[tuple[byte
     """(key, record) for every message of a topic, None for tombstones."""
     return [
         (m.key, serde.decode(m.value)[1] if m.value is not None else None)
-        for m in read_topic(settings.bootstrap_servers, topic, idle_timeout_s=1.0)
+        for m in read_topic(settings, topic, idle_timeout_s=1.0)
     ]
 
 

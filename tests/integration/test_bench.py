@@ -41,7 +41,7 @@ def test_bench_measures_every_mode_and_cleans_up(stack, tmp_path):
     # Deletion is asynchronous in the broker: give it a little while.
     deadline, left = time.monotonic() + 60, ["?"]
     while left and time.monotonic() < deadline:
-        admin = admin_client(stack.bootstrap_servers)
+        admin = admin_client(stack)
         try:
             left = [t for t in admin.list_topics() if t.startswith("bench-")]
         finally:

@@ -128,9 +128,7 @@ def test_shared_records_carry_their_decision_and_policy_revision_in_headers(
     publish_workload(settings, serde, tmp_path, 4)
     worker()
     wait_until_quiet(settings)
-    messages = list(
-        read_topic(settings.bootstrap_servers, Topics(settings).share(org_id(EDINBURGH)))
-    )
+    messages = list(read_topic(settings, Topics(settings).share(org_id(EDINBURGH))))
     assert messages
     for message in messages:
         headers = dict(message.headers)

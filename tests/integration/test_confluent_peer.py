@@ -18,7 +18,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from accord.core.kafka import ensure_topics
+from accord.core.kafka import connection
 from accord.core.pseudonym import person_key
 from accord.core.topics import Topics
 from accord.demo.synthetic import chi_for
@@ -58,11 +58,12 @@ def entry(serial: int) -> dict:
     }
 
 
-def consume_all(bootstrap: str, topic: str, expected: int) -> list:
+def consume_all(settings, org: str, topic: str, expected: int) -> list:
+    """The recipient's own consumer: its credential, a group under its own prefix."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"peer-{uuid.uuid4().hex[:8]}",
+            **connection(settings, org).confluent(),
+            "group.id": f"{settings.topic_prefix}{org}.peer-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
@@ -87,7 +88,6 @@ def test_confluent_client_produces_what_our_worker_shares_and_decodes_what_our_h
     topics = Topics(settings)
     partner = topics.partner(LOTHIAN, "shielding-list")
     share = topics.share(EDINBURGH)
-    ensure_topics(settings.bootstrap_servers, {partner: None}, settings.partner_topic_partitions)
     client = SchemaRegistryClient({"url": settings.schema_registry_url})
 
     # The partner registers its contract with the stock client...
@@ -100,7 +100,8 @@ def test_confluent_client_produces_what_our_worker_shares_and_decodes_what_our_h
     record = entry(11)
     value = serializer(record, SerializationContext(partner, MessageField.VALUE))
     assert value[0] == 0 and int.from_bytes(value[1:5], "big") == schema_id
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all"})
+    # The partner signs in as itself: SASL_SSL, SCRAM, the hub's CA.
+    producer = Producer({**connection(settings, LOTHIAN).confluent(), "acks": "all"})
     producer.produce(partner, key=record["event_id"].encode(), value=value)
     assert producer.flush(30) == 0
 
@@ -111,7 +112,7 @@ def test_confluent_client_produces_what_our_worker_shares_and_decodes_what_our_h
     case = next(c for k, c in ours if k == key)
 
     # The stock deserializer reads our hub's SupportCase with the schema our registry holds.
-    (message,) = [m for m in consume_all(settings.bootstrap_servers, share, 1) if m.key() == key]
+    (message,) = [m for m in consume_all(settings, EDINBURGH, share, 1) if m.key() == key]
     deserializer = AvroDeserializer(client)
     theirs = deserializer(message.value(), SerializationContext(share, MessageField.VALUE))
     assert theirs == case

@@ -167,7 +167,7 @@ def test_accepted_records_are_in_the_topic_and_rejected_ones_in_quarantine(
     first = next(record for _, record in published if record["request_id"] == "EDI-7")
     assert first["postcode"] == "EH9 1HB" and first["needs"] == ["FOOD", "WELFARE_CHECK"]
     assert first["source_org"] == EDINBURGH
-    quarantined = [record for _, record in decoded(settings, serde, topics.quarantine)]
+    quarantined = [record for _, record in decoded(settings, serde, topics.rejects(EDINBURGH))]
     assert sorted(record["location"] for record in quarantined) == [
         "HTTP batch record 1",
         "HTTP batch record 2",
@@ -200,7 +200,7 @@ def test_a_token_publishes_only_under_its_own_organisation(
     assert [record["request_id"] for _, record in edinburgh_topic] == ["X-2"]
     assert [record["request_id"] for _, record in fife_topic] == ["F-1"]
     assert {record["source_org"] for _, record in fife_topic} == {FIFE}
-    [impostor] = [record for _, record in decoded(settings, serde, topics.quarantine)]
+    [impostor] = [record for _, record in decoded(settings, serde, topics.rejects(EDINBURGH))]
     assert impostor["source_org"] == EDINBURGH and impostor["reason_code"] == "source_org_mismatch"
 
 
@@ -217,7 +217,7 @@ def test_bad_tokens_publish_nothing(settings: Settings, gateway: tuple[str, Path
         )
         assert response.status_code == 401
     topic = Topics(settings).partner(FIFE, "support-outcome")
-    assert list(read_topic(settings.bootstrap_servers, topic, idle_timeout_s=0.5)) == []
+    assert list(read_topic(settings, topic, idle_timeout_s=0.5)) == []
 
 
 def test_openapi_is_served(gateway: tuple[str, Path]) -> None:

@@ -45,8 +45,8 @@ def decision(subject: str, recipient: str, allow: bool, minutes: int) -> dict:
 
 def send(settings, serde, records) -> None:
     topic = Topics(settings).audit
-    ensure_topics(settings.bootstrap_servers, {topic: None}, settings.topic_partitions)
-    producer = acknowledged_producer(settings.bootstrap_servers)
+    ensure_topics(settings, {topic: None}, settings.topic_partitions)
+    producer = acknowledged_producer(settings)
     for record in records:
         value = serde.encode(Topics.subject(topic), "DecisionRecord", record)
         producer.send(topic, key=record["subject_key"].encode(), value=value)

@@ -31,7 +31,7 @@ def retention_command(settings, *flags: str) -> subprocess.CompletedProcess[str]
 
 def test_check_reports_a_wrong_retention_and_apply_fixes_it(settings):
     topic = Topics(settings).share("city-of-edinburgh")
-    ensure_topics(settings.bootstrap_servers, {topic: {**COMPACTED, "retention.ms": WEEK_MS}}, 1)
+    ensure_topics(settings, {topic: {**COMPACTED, "retention.ms": WEEK_MS}}, 1)
 
     before = retention_command(settings)
     print(before.stdout, file=sys.stderr)
@@ -52,7 +52,7 @@ def test_check_reports_a_wrong_retention_and_apply_fixes_it(settings):
         after.stdout.strip()
         == "1 share topics: 1 follow their agreements, 0 disagree, 0 without an agreement"
     )
-    config = describe(settings.bootstrap_servers, [topic])[topic]
+    config = describe(settings, [topic])[topic]
     assert (config["cleanup.policy"], config["retention.ms"], config["segment.ms"]) == (
         "compact,delete",
         str(365 * DAY_MS),
@@ -62,7 +62,7 @@ def test_check_reports_a_wrong_retention_and_apply_fixes_it(settings):
 
 def test_a_share_topic_no_agreement_names_is_reported(settings):
     topic = Topics(settings).share("no-such-partner")
-    ensure_topics(settings.bootstrap_servers, {topic: dict(COMPACTED)}, 1)
+    ensure_topics(settings, {topic: dict(COMPACTED)}, 1)
     for flags in ((), ("--apply",)):
         out = retention_command(settings, *flags)
         assert out.returncode == 1
@@ -75,14 +75,14 @@ def test_a_share_topic_no_agreement_names_is_reported(settings):
 def test_the_worker_creates_share_topics_with_their_retention_and_aligns_old_ones(settings):
     topics = Topics(settings)
     old = topics.share("midlothian")
-    ensure_topics(settings.bootstrap_servers, {old: dict(COMPACTED)}, 1)  # before retention
+    ensure_topics(settings, {old: dict(COMPACTED)}, 1)  # before retention
 
     ensure_share_topics(settings, 1)  # what the worker does at start-up, with the stack's OPA
 
     food, council = topics.share("community-food-network"), topics.share("city-of-edinburgh")
     deadline = time.monotonic() + 10  # an altered config reaches DescribeConfigs shortly after
     while True:
-        configs = describe(settings.bootstrap_servers, [food, council, old])
+        configs = describe(settings, [food, council, old])
         if configs[old]["retention.ms"] != WEEK_MS or time.monotonic() > deadline:
             break
         time.sleep(0.2)

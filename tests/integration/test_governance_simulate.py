@@ -8,9 +8,8 @@ import shutil
 import uuid
 
 import pytest
-from kafka import KafkaAdminClient
 
-from accord.core.kafka import CLIENT_ID
+from accord.core.kafka import admin_client
 from accord.core.topics import Topics
 from accord.demo.synthetic import write_csv
 from accord.governance.simulate import simulate
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def hub_topics(settings) -> set[str]:
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=CLIENT_ID)
+    admin = admin_client(settings)
     try:
         return {t for t in admin.list_topics() if t.startswith(settings.topic_prefix)}
     finally:

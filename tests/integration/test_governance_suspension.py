@@ -165,8 +165,7 @@ def test_the_food_partner_gets_delivery_details_only_until_its_agreement_is_susp
     changed_at = suspend(policies_copy, "DSA-015")
     emptied = wait_for(settings, serde, food, lambda r: not current(r), timeout_s=120)
     withdrawn_at = max(
-        case_time
-        for case_time in (m.timestamp / 1000 for m in read_topic(settings.bootstrap_servers, food))
+        case_time for case_time in (m.timestamp / 1000 for m in read_topic(settings, food))
     )
     print(
         f"\nfood partner: {len(view)} people withdrawn "

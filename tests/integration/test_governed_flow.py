@@ -15,7 +15,7 @@ import fastavro
 import pytest
 import requests
 
-from accord.core.kafka import acknowledged_producer, group_lag
+from accord.core.kafka import acknowledged_producer, connection, group_lag
 from accord.core.pseudonym import person_key
 from accord.core.serde import frame, unframe
 from accord.core.topics import Topics
@@ -122,7 +122,7 @@ def test_a_resident_reaches_their_council_with_only_the_agreed_fields(
 def decoded_raw(settings, topic):
     from accord.core.kafka import read_topic
 
-    return [m.value for m in read_topic(settings.bootstrap_servers, topic, idle_timeout_s=1.0)]
+    return [m.value for m in read_topic(settings, topic, idle_timeout_s=1.0)]
 
 
 def test_a_resident_of_another_council_is_not_shared_and_the_deny_is_audited(
@@ -167,7 +167,7 @@ def test_an_invalid_chi_goes_to_quarantine_with_its_line_and_reason(settings, se
     )
     report = publish(settings, tmp_path, [good, bad])
     assert (report.published, report.quarantined) == (1, 1)
-    [(key, entry)] = decoded(settings, serde, Topics(settings).quarantine)
+    [(key, entry)] = decoded(settings, serde, Topics(settings).rejects(LOTHIAN))
     assert entry["line_number"] == 3 and entry["origin"] == "FILE"
     assert entry["field"] == "chi_number" and entry["reason_code"] in {
         "chi_check_digit",
@@ -214,14 +214,16 @@ def test_garbage_and_impersonation_on_a_partner_topic_are_quarantined_not_fatal(
         good[:5] + bytes(reversed(good[5:])),  # corrupted body
         b"",  # empty value
     ]
-    producer = acknowledged_producer(settings.bootstrap_servers)
+    producer = acknowledged_producer(connection(settings, LOTHIAN))  # the partner itself
     for n, value in enumerate(bad_inputs):
         producer.send(topic, key=f"bad-{n}".encode(), value=value).get(timeout=30)
     impersonation = serde.encode(Topics.subject(topic), "ShieldingListEntry", fake)
     producer.send(topic, key=b"y", value=impersonation).get(timeout=30)
     producer.close()
     worker()
-    entries = wait_for(settings, serde, topics.quarantine, lambda r: len(r) >= len(bad_inputs) + 1)
+    entries = wait_for(
+        settings, serde, topics.rejects(LOTHIAN), lambda r: len(r) >= len(bad_inputs) + 1
+    )
     codes = sorted(e["reason_code"] for _, e in entries)
     assert codes == ["undecodable"] * len(bad_inputs) + ["wrong_publisher"]
     assert {e["original"] for _, e in entries} >= set(bad_inputs)
@@ -244,7 +246,7 @@ def test_with_opa_stopped_nothing_is_shared_and_after_restart_everything_is_shar
         assert decoded(settings, serde, topics.share(EDINBURGH)) == []
         assert decoded(settings, serde, topics.audit) == []
         assert (
-            group_lag(settings.bootstrap_servers, settings.worker_id, gate_input) == 20
+            group_lag(settings, settings.worker_id, gate_input) == 20
         )  # the gate acknowledged nothing
     finally:
         local.up(stack, lambda _: None, only=["opa"])
@@ -253,12 +255,9 @@ def test_with_opa_stopped_nothing_is_shared_and_after_restart_everything_is_shar
     )
     assert {k for k, _ in shared} == {key_of(settings, r) for r in rows}
     deadline = time.monotonic() + 30
-    while (
-        group_lag(settings.bootstrap_servers, settings.worker_id, gate_input)
-        and time.monotonic() < deadline
-    ):
+    while group_lag(settings, settings.worker_id, gate_input) and time.monotonic() < deadline:
         time.sleep(1)
-    assert group_lag(settings.bootstrap_servers, settings.worker_id, gate_input) == 0
+    assert group_lag(settings, settings.worker_id, gate_input) == 0
     # Exactly once in the compacted view: one case per person.
     latest = {k: c for k, c in decoded(settings, serde, topics.share(EDINBURGH))}
     assert len(latest) == 20

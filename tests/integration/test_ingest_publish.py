@@ -104,7 +104,7 @@ def test_csv_jsonl_and_xlsx_publish_the_same_events_once_each(
     }
     assert {record["source_org"] for _, record in published} == {"nhs-lothian"}
 
-    quarantined = [record for _, record in decoded(settings, serde, topics.quarantine)]
+    quarantined = [record for _, record in decoded(settings, serde, topics.rejects("nhs-lothian"))]
     assert len(quarantined) == 3 * len(bad_lines)
     by_file: dict[str, list[int]] = {}
     for record in quarantined:
@@ -126,7 +126,7 @@ def test_dry_run_sends_nothing(settings: Settings, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "would be published" in result.stdout
     topic = Topics(settings).partner("nhs-fife", "shielding-list")
-    assert list(read_topic(settings.bootstrap_servers, topic, idle_timeout_s=0.5)) == []
+    assert list(read_topic(settings, topic, idle_timeout_s=0.5)) == []
 
 
 def test_requests_and_outcomes_from_a_council_export(
@@ -173,7 +173,8 @@ def test_requests_and_outcomes_from_a_council_export(
     assert outcome["outcome"] == "DELIVERED"
 
     quarantined = {
-        record["reason_code"]: record for _, record in decoded(settings, serde, topics.quarantine)
+        record["reason_code"]: record
+        for _, record in decoded(settings, serde, topics.rejects("city-of-edinburgh"))
     }
     assert set(quarantined) == {"identity_missing", "source_org_mismatch"}
     assert quarantined["identity_missing"]["location"] == "helpline.csv line 4"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from accord.core.kafka import confluent_config
 from accord.core.pseudonym import person_key
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
@@ -33,10 +34,10 @@ BAD_ROWS = 700
 ORG = "nhs-lothian"
 
 
-def read_all(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
+def read_all(settings, topic: str) -> list[tuple[bytes, bytes]]:
     """(key, value) of every message in `topic`, from the beginning to its current end."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "accord-count", "enable.auto.commit": False}
+        confluent_config(settings, **{"group.id": "accord-count", "enable.auto.commit": False})
     )
     try:
         metadata = consumer.list_topics(topic, timeout=10)
@@ -114,7 +115,7 @@ def test_100k_rows_survive_a_broker_restart_once_each(
 
     topics = Topics(settings)
     topic = topics.partner(ORG, "shielding-list")
-    messages = read_all(settings.bootstrap_servers, topic)
+    messages = read_all(settings, topic)
     event_ids = {str(serde.decode(value)[1]["event_id"]) for _, value in messages}
     keys = {key for key, _ in messages}
     secret = settings.pseudonym_key.get_secret_value()
@@ -122,10 +123,7 @@ def test_100k_rows_survive_a_broker_restart_once_each(
     assert len(messages) == len(valid)  # the idempotent producer wrote nothing twice
     assert keys == {person_key(secret, row["chi_number"]).encode() for row in valid}
 
-    quarantine = [
-        serde.decode(value)[1]
-        for _, value in read_all(settings.bootstrap_servers, topics.quarantine)
-    ]
+    quarantine = [serde.decode(value)[1] for _, value in read_all(settings, topics.rejects(ORG))]
     assert len(quarantine) == BAD_ROWS
     assert {entry["line_number"] for entry in quarantine} == bad_lines
     assert {entry["origin"] for entry in quarantine} == {"FILE"}
@@ -135,13 +133,13 @@ def test_100k_rows_survive_a_broker_restart_once_each(
     again = publish_file(settings, ORG, "shielding-list", path)
     republish_s = time.monotonic() - republish_started
     assert (again.published, again.quarantined) == (ROWS - BAD_ROWS, BAD_ROWS)
-    messages = read_all(settings.bootstrap_servers, topic)
+    messages = read_all(settings, topic)
     assert len(messages) == 2 * len(valid)
     assert {str(serde.decode(value)[1]["event_id"]) for _, value in messages} == event_ids
     assert {key for key, _ in messages} == keys
     quarantine_ids = {
         str(serde.decode(value)[1]["quarantine_id"])
-        for _, value in read_all(settings.bootstrap_servers, topics.quarantine)
+        for _, value in read_all(settings, topics.rejects(ORG))
     }
     assert len(quarantine_ids) == BAD_ROWS  # quarantine ids are stable too
 

@@ -149,10 +149,8 @@ def send_native(
     """As a council's own system would: Avro in the wire format straight to its topic."""
     topics = Topics(settings)
     names = {topics.partner(org, dataset) for org, _ in events}
-    ensure_topics(
-        settings.bootstrap_servers, dict.fromkeys(names), settings.partner_topic_partitions
-    )
-    producer = acknowledged_producer(settings.bootstrap_servers)
+    ensure_topics(settings, dict.fromkeys(names), settings.partner_topic_partitions)
+    producer = acknowledged_producer(settings)
     futures = []
     for org, event in events:
         topic = topics.partner(org, dataset)
@@ -175,15 +173,12 @@ def wait_until_quiet(settings: Settings, timeout_s: float = 180.0) -> None:
     """Until the worker's group has committed everything in every topic it reads, thrice."""
     deadline, quiet = time.monotonic() + timeout_s, 0
     while time.monotonic() < deadline:
-        lag = group_lag(settings.bootstrap_servers, settings.worker_id, worker_topics(settings))
+        lag = group_lag(settings, settings.worker_id, worker_topics(settings))
         quiet = quiet + 1 if lag == 0 else 0
         if quiet >= 3:
             return
         time.sleep(1.0)
-    lags = {
-        t: group_lag(settings.bootstrap_servers, settings.worker_id, [t])
-        for t in worker_topics(settings)
-    }
+    lags = {t: group_lag(settings, settings.worker_id, [t]) for t in worker_topics(settings)}
     raise AssertionError(f"the worker did not catch up in {timeout_s}s: {lags}")
 
 

@@ -89,7 +89,12 @@ def test_tokens_file_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 def with_client(store: TokenStore, body: Callable[[TestClient], Awaitable[Any]]) -> Any:
     """Run `body` against the app. Kafka is pointed at a closed port: these requests must
     be answered without it."""
-    settings = Settings(bootstrap_servers="127.0.0.1:9", schema_registry_url="http://127.0.0.1:9")
+    settings = Settings(
+        bootstrap_servers="127.0.0.1:9",
+        schema_registry_url="http://127.0.0.1:9",
+        principal="accord-gateway",
+        secret="not-a-real-secret",
+    )
 
     async def go() -> Any:
         async with TestClient(TestServer(create_app(settings, store))) as client:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from accord.core.credentials import ADMIN
+from accord.core.kafka import as_principal
 from accord.core.logging import configure_logging
 from accord.core.settings import get_settings
 
@@ -73,7 +75,7 @@ def bench(
         raise click.BadParameter(f"unknown mode(s) {', '.join(unknown)}", param_hint="--modes")
     if events < 1:
         raise click.BadParameter("must be at least 1", param_hint="--events")
-    settings = get_settings()
+    settings = as_principal(get_settings(), ADMIN)
     configure_logging(settings.log_format, "WARNING")  # the bench reports for itself
     run_bench(
         settings,

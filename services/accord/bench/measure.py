@@ -6,9 +6,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
-from accord.core.kafka import CLIENT_ID
+from accord.core.kafka import Connectable, consumer
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:
@@ -35,10 +35,8 @@ def peak_rss_mb(pid: int) -> float | None:
 class Offsets:
     """End offsets and first/last record timestamps of topics, from one consumer."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, client_id=CLIENT_ID, enable_auto_commit=False
-        )
+    def __init__(self, target: Connectable) -> None:
+        self.consumer = consumer(target, enable_auto_commit=False)
 
     def close(self) -> None:
         self.consumer.close()

@@ -17,6 +17,7 @@ import asyncio
 import sys
 from typing import Any
 
+from accord.core.kafka import connection
 from accord.core.logging import configure_logging
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import Settings
@@ -50,16 +51,17 @@ async def raw_loop(settings: Settings, inputs: list[str], batch: int) -> None:
 
     output = output_topic(settings, "raw")
     relay = Relay(settings, output)
+    conn = connection(settings)
     consumer = AIOKafkaConsumer(
         *inputs,
-        bootstrap_servers=settings.bootstrap_servers,
+        **conn.aiokafka(),
         group_id=f"{settings.topic_prefix}bench-raw",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_poll_records=batch,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **conn.aiokafka(),
         acks="all",
         enable_idempotence=True,
         linger_ms=5,

@@ -28,10 +28,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from accord.access import provision
 from accord.bench import workload
 from accord.bench.measure import Offsets, peak_rss_mb, percentile
 from accord.bench.passthrough import output_topic
+from accord.core.credentials import ADMIN, WORKER
 from accord.core.errors import InfrastructureError
+from accord.core.kafka import consumer as kafka_consumer
 from accord.core.kafka import delete_topics, ensure_topics, group_lag, read_topic
 from accord.core.policy import PolicyClient
 from accord.core.serde import AvroSerde, SchemaRegistryClient
@@ -168,9 +171,7 @@ class Bench:
     def publish(self, scoped: Settings, events: list[workload.Event], label: str) -> float:
         """Publish to fresh partner topics; returns events/s."""
         topics = workload.partner_topics(scoped, events)
-        ensure_topics(
-            scoped.bootstrap_servers, dict.fromkeys(topics), scoped.partner_topic_partitions
-        )
+        ensure_topics(scoped, dict.fromkeys(topics), scoped.partner_topic_partitions)
         task = self.progress.add_task(label, total=len(events))
         started = time.monotonic()
         workload.publish(scoped, events, progress=lambda n: self.progress.advance(task, n))
@@ -181,14 +182,16 @@ class Bench:
     def passthrough(self, scoped: Settings, mode: str, events: list[workload.Event]) -> ModeResult:
         inputs = ",".join(workload.partner_topics(scoped, events))
         output = output_topic(scoped, mode)
-        ensure_topics(scoped.bootstrap_servers, {output: None}, scoped.topic_partitions)
-        env = child_env(self.settings, scoped.topic_prefix, scoped.topic_partitions)
+        ensure_topics(scoped, {output: None}, scoped.topic_partitions)
+        env = child_env(
+            self.settings, scoped.topic_prefix, scoped.topic_partitions, ACCORD_PRINCIPAL=ADMIN
+        )
         log_path = self.logs / f"{mode}.log"
         process = spawn(["-m", "accord.bench.passthrough", mode, inputs], env, log_path)
         task = self.progress.add_task(
             f"({'a' if mode == 'raw' else 'b'}) {mode} pass-through", total=len(events)
         )
-        offsets = Offsets(scoped.bootstrap_servers)
+        offsets = Offsets(scoped)
         try:
             while (done := offsets.records([output])) < len(events):
                 check_alive([process], log_path)
@@ -203,11 +206,15 @@ class Bench:
         return ModeResult(mode, len(events), (span[1] - span[0]) / 1000, 1, peaks)
 
     def start_workers(self, scoped: Settings, count: int) -> list[subprocess.Popen[bytes]]:
+        worker_id = f"{scoped.topic_prefix}worker"
+        # The worker may create no topic and read only what its ACLs give it, as deployed.
+        provision.apply(scoped.model_copy(update={"worker_id": worker_id}))
         env = child_env(
             self.settings,
             scoped.topic_prefix,
             scoped.topic_partitions,
-            ACCORD_WORKER_ID=f"{scoped.topic_prefix}worker",
+            ACCORD_WORKER_ID=worker_id,
+            ACCORD_PRINCIPAL=WORKER,
         )
         return [
             spawn(
@@ -229,7 +236,7 @@ class Bench:
         deadline, quiet, most = time.monotonic() + timeout_s, 0, 0
         while time.monotonic() < deadline:
             check_alive(workers, self.logs)
-            lag = group_lag(scoped.bootstrap_servers, group, consumed_topics(scoped))
+            lag = group_lag(scoped, group, consumed_topics(scoped))
             most = max(most, lag)
             self.progress.update(task, total=most, completed=most - lag)
             quiet = quiet + 1 if lag == 0 else 0
@@ -252,7 +259,7 @@ class Bench:
 def share_topics(scoped: Settings) -> list[str]:
     from accord.core.kafka import admin_client
 
-    admin = admin_client(scoped.bootstrap_servers)
+    admin = admin_client(scoped)
     try:
         head = f"{scoped.topic_prefix}share."
         return sorted(t for t in admin.list_topics() if t.startswith(head))
@@ -265,7 +272,7 @@ def latencies(
 ) -> list[float]:
     """Milliseconds from publishing each event to the first decision naming it as source."""
     first: dict[str, int] = {}
-    for message in read_topic(scoped.bootstrap_servers, Topics(scoped).audit, max_wait_s=300):
+    for message in read_topic(scoped, Topics(scoped).audit, max_wait_s=300):
         if message.offset < skip.get(message.partition, 0):
             continue
         _, decision = serde.decode(message.value)
@@ -276,9 +283,9 @@ def latencies(
 
 
 def audit_ends(scoped: Settings) -> dict[int, int]:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=scoped.bootstrap_servers)
+    consumer = kafka_consumer(scoped)
     try:
         topic = Topics(scoped).audit
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -330,7 +337,7 @@ async def opa_cost(scoped: Settings, cases: list[dict[str, Any]], rounds: int) -
 
 def latest_cases(scoped: Settings, limit: int) -> list[dict[str, Any]]:
     latest: dict[bytes, dict[str, Any]] = {}
-    for message in read_topic(scoped.bootstrap_servers, Topics(scoped).internal("cases")):
+    for message in read_topic(scoped, Topics(scoped).internal("cases")):
         if message.value is not None:
             latest[message.key] = json.loads(message.value)
         if len(latest) >= limit:
@@ -396,7 +403,11 @@ def run_bench(
     finally:
         if not keep:
             for prefix in bench.prefixes:
-                delete_topics(settings.bootstrap_servers, prefix)
+                delete_topics(settings, prefix)
+                scoped = settings.model_copy(
+                    update={"topic_prefix": prefix, "worker_id": f"{prefix}worker"}
+                )
+                provision.remove_deployment(scoped)
     report(console, figures)
     if json_path is not None:
         json_path.write_text(json.dumps(figures.as_json(), indent=2) + "\n")
@@ -417,7 +428,7 @@ def governed(
     timeout_s: float,
 ) -> None:
     processes = bench.start_workers(scoped, workers)
-    offsets = Offsets(scoped.bootstrap_servers)
+    offsets = Offsets(scoped)
     try:
         bench.wait_caught_up(scoped, processes, "(c) governed pipeline", timeout_s)
         start, end = bench.governed_span(scoped, offsets)
@@ -458,7 +469,7 @@ def scale(bench: Bench, count: int, events: list[workload.Event], timeout_s: flo
     scoped = bench.scoped(f"scale{count}", 12)
     bench.publish(scoped, events, f"scale-out: publishing for {count} worker(s)")
     processes = bench.start_workers(scoped, count)
-    offsets = Offsets(scoped.bootstrap_servers)
+    offsets = Offsets(scoped)
     try:
         bench.wait_caught_up(scoped, processes, f"scale-out: {count} worker(s)", timeout_s)
         start, end = bench.governed_span(scoped, offsets)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException, Producer
 
 from accord.core.errors import InfrastructureError
+from accord.core.kafka import confluent_config
 from accord.core.scotland import org_id
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import Settings
@@ -104,14 +105,16 @@ def load(
 def producer(settings: Settings) -> Producer:
     try:
         return Producer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "client.id": "accord-bench",
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 5,
-                "compression.type": "lz4",
-            }
+            confluent_config(
+                settings,
+                **{
+                    "client.id": "accord-bench",
+                    "acks": "all",
+                    "enable.idempotence": True,
+                    "linger.ms": 5,
+                    "compression.type": "lz4",
+                },
+            )
         )
     except KafkaException as exc:
         raise InfrastructureError(f"cannot create a Kafka producer: {exc}") from exc

@@ -9,6 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from accord.core.credentials import CONSOLE
+from accord.core.kafka import as_principal
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import get_settings
 
@@ -39,7 +41,7 @@ def cases(council: str, csv_path: Path | None, follow: bool, limit: int) -> None
     contact fields its agreements allow (blank where a field is not released)."""
     from accord.coordinator import views
 
-    settings = get_settings()
+    settings = as_principal(get_settings(), CONSOLE)
     try:
         recipient = views.recipient_for(council)
     except ValueError as exc:

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
-from accord.core.kafka import CLIENT_ID, read_topic
+from accord.core.kafka import consumer as kafka_consumer
+from accord.core.kafka import read_topic
 from accord.core.scotland import COUNCIL_AREAS, org_id
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
@@ -64,7 +65,7 @@ def apply(
 
 def current_list(settings: Settings, serde: AvroSerde, recipient: str) -> dict[str, dict[str, Any]]:
     view: dict[str, dict[str, Any]] = {}
-    for message in read_topic(settings.bootstrap_servers, Topics(settings).share(recipient)):
+    for message in read_topic(settings, Topics(settings).share(recipient)):
         apply(view, message.key, message.value, serde)
     return view
 
@@ -114,9 +115,7 @@ def follow(
 ) -> Iterator[tuple[str, dict[str, Any] | None]]:
     """Updates after the current end of the topic, as (case key, case or None if removed)."""
     topic = Topics(settings).share(recipient)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, client_id=CLIENT_ID, enable_auto_commit=False
-    )
+    consumer = kafka_consumer(settings, enable_auto_commit=False)
     try:
         partitions = [
             TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())

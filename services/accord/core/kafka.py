@@ -1,9 +1,20 @@
-"""Kafka helpers shared by the CLI tools: topic creation, acknowledged producers, readers."""
+"""Kafka connections and the helpers shared by the CLI tools.
+
+`connection(settings)` is the one place every Kafka client in the project gets its
+connection settings from: SASL_SSL with SCRAM-SHA-512, the broker's certificate verified
+against `settings.trusted_ca`, and the credential of the process's principal. Each client
+library spells them its own way; `KafkaConnection` has one method per library
+(kafka-python, confluent-kafka/librdkafka, aiokafka, faust), so no client is ever built
+without them.
+"""
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -15,26 +26,133 @@ from kafka.errors import (
     TopicAlreadyExistsError,
 )
 
+from accord.core.credentials import Credential, CredentialError, held_credential
 from accord.core.errors import InfrastructureError
+from accord.core.settings import Settings
 
 COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 CLIENT_ID = "accord"
+SECURITY_PROTOCOL = "SASL_SSL"
+SASL_MECHANISM = "SCRAM-SHA-512"
 
 
-def admin_client(bootstrap: str, timeout_ms: int = 15000) -> KafkaAdminClient:
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Where Kafka is and who signs in to it."""
+
+    bootstrap: str
+    credential: Credential
+    ca_file: Path
+
+    @property
+    def principal(self) -> str:
+        return self.credential.principal
+
+    def _password(self) -> str:
+        return self.credential.secret.get_secret_value()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        # Verifies the broker's certificate and host name; TLS 1.2 at least.
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    def kafka_python(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": SECURITY_PROTOCOL,
+            "sasl_mechanism": SASL_MECHANISM,
+            "sasl_plain_username": self.principal,
+            "sasl_plain_password": self._password(),
+            "ssl_context": self.ssl_context(),
+        }
+
+    def confluent(self) -> dict[str, Any]:
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": SECURITY_PROTOCOL,
+            "sasl.mechanism": SASL_MECHANISM,
+            "sasl.username": self.principal,
+            "sasl.password": self._password(),
+            "ssl.ca.location": str(self.ca_file),
+            "ssl.endpoint.identification.algorithm": "https",
+        }
+
+    def aiokafka(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": SECURITY_PROTOCOL,
+            "sasl_mechanism": SASL_MECHANISM,
+            "sasl_plain_username": self.principal,
+            "sasl_plain_password": self._password(),
+            "ssl_context": self.ssl_context(),
+        }
+
+    def faust(self) -> dict[str, Any]:
+        """`broker` and `broker_credentials` for faust.App."""
+        import faust  # the worker's dependency; the CLI tools need not import it
+
+        return {
+            "broker": ";".join(f"kafka://{s.strip()}" for s in self.bootstrap.split(",")),
+            "broker_credentials": faust.SASLCredentials(
+                username=self.principal,
+                password=self._password(),
+                ssl_context=self.ssl_context(),
+                mechanism=SASL_MECHANISM,
+            ),
+        }
+
+
+def connection(settings: Settings, principal: str | None = None) -> KafkaConnection:
+    """The connection of this process: as `principal` when given (a tool acting for a
+    named principal), else as the one the settings hold (ACCORD_PRINCIPAL, ACCORD_CREDENTIALS_FILE,
+    or the principal a command set with `as_principal`)."""
+    if principal is not None:
+        settings = settings.model_copy(
+            update={"principal": principal, "secret": None, "secret_file": None}
+        )
+    if not settings.principal and settings.credentials_file is None:
+        raise CredentialError(
+            "no Kafka principal chosen: set ACCORD_PRINCIPAL (with ACCORD_SECRET_FILE) or "
+            "ACCORD_CREDENTIALS_FILE"
+        )
+    credential = held_credential(settings, settings.principal)
+    return KafkaConnection(settings.bootstrap_servers, credential, settings.trusted_ca)
+
+
+def as_principal(settings: Settings, principal: str) -> Settings:
+    """Settings that sign in as `principal`, unless the environment already chose one."""
+    if settings.principal or settings.credentials_file is not None:
+        return settings
+    return settings.model_copy(update={"principal": principal})
+
+
+Connectable = Settings | KafkaConnection
+
+
+def _conn(target: Connectable) -> KafkaConnection:
+    return target if isinstance(target, KafkaConnection) else connection(target)
+
+
+def admin_client(target: Connectable, timeout_ms: int = 15000) -> KafkaAdminClient:
+    conn = _conn(target)
     try:
         return KafkaAdminClient(
-            bootstrap_servers=bootstrap, client_id=CLIENT_ID, request_timeout_ms=timeout_ms
+            **conn.kafka_python(), client_id=CLIENT_ID, request_timeout_ms=timeout_ms
         )
     except KafkaError as exc:
-        raise InfrastructureError(f"Kafka at {bootstrap} unreachable: {exc}") from exc
+        raise InfrastructureError(f"Kafka at {conn.bootstrap} unreachable: {exc}") from exc
+
+
+def consumer(target: Connectable, **options: Any) -> KafkaConsumer:
+    return KafkaConsumer(**_conn(target).kafka_python(), client_id=CLIENT_ID, **options)
 
 
 def ensure_topics(
-    bootstrap: str, topics: dict[str, dict[str, str] | None], partitions: int
+    target: Connectable, topics: dict[str, dict[str, str] | None], partitions: int
 ) -> None:
     """Create each topic (name -> configs) if missing; existing topics are left as they are."""
-    admin = admin_client(bootstrap)
+    admin = admin_client(target)
     try:
         existing = set(admin.list_topics())
         missing = {
@@ -53,9 +171,9 @@ def ensure_topics(
         admin.close()
 
 
-def delete_topics(bootstrap: str, prefix: str) -> None:
+def delete_topics(target: Connectable, prefix: str) -> None:
     """Delete every topic whose name starts with `prefix` (test clean-up)."""
-    admin = admin_client(bootstrap)
+    admin = admin_client(target)
     try:
         doomed = [t for t in admin.list_topics() if t.startswith(prefix)]
         if doomed:
@@ -64,10 +182,11 @@ def delete_topics(bootstrap: str, prefix: str) -> None:
         admin.close()
 
 
-def acknowledged_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
+def acknowledged_producer(target: Connectable, **overrides: Any) -> KafkaProducer:
     """A producer whose sends count only once every in-sync replica has them."""
+    conn = _conn(target)
     config: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
+        **conn.kafka_python(),
         "client_id": CLIENT_ID,
         "acks": "all",
         "enable_idempotence": True,
@@ -78,42 +197,41 @@ def acknowledged_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
     try:
         return KafkaProducer(**config)
     except KafkaError as exc:
-        raise InfrastructureError(f"Kafka at {bootstrap} unreachable: {exc}") from exc
+        raise InfrastructureError(f"Kafka at {conn.bootstrap} unreachable: {exc}") from exc
 
 
 def read_topic(
-    bootstrap: str, topic: str, idle_timeout_s: float = 2.0, max_wait_s: float = 60.0
+    target: Connectable, topic: str, idle_timeout_s: float = 2.0, max_wait_s: float = 60.0
 ) -> Iterator[Any]:
     """Every record of `topic` from the beginning to its current end, then stop."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        client_id=CLIENT_ID,
+    reader = consumer(
+        target,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         consumer_timeout_ms=int(idle_timeout_s * 1000),
     )
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = reader.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
             return
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
+        reader.assign(tps)
+        reader.seek_to_beginning(*tps)
+        end = reader.end_offsets(tps)
         deadline = time.monotonic() + max_wait_s
         remaining = {tp for tp in tps if end[tp] > 0}
         while remaining and time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=500, max_records=5000)
+            batch = reader.poll(timeout_ms=500, max_records=5000)
             for tp, records in batch.items():
                 for record in records:
                     yield record
                     if record.offset + 1 >= end[tp]:
                         remaining.discard(tp)
             for tp in list(remaining):
-                if consumer.position(tp) >= end[tp]:
+                if reader.position(tp) >= end[tp]:
                     remaining.discard(tp)
     finally:
-        consumer.close()
+        reader.close()
 
 
 def _committed_offsets(
@@ -131,19 +249,20 @@ def _committed_offsets(
             time.sleep(0.5)
 
 
-def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
+def group_lag(target: Connectable, group_id: str, topics: list[str]) -> int:
     """Records in `topics` not yet committed by consumer group `group_id`."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id=CLIENT_ID)
-    admin = admin_client(bootstrap)
+    conn = _conn(target)
+    reader = consumer(conn)
+    admin = admin_client(conn)
     try:
         tps = [
             TopicPartition(topic, p)
             for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
+            for p in sorted(reader.partitions_for_topic(topic) or ())
         ]
         if not tps:
             return 0
-        end = consumer.end_offsets(tps)
+        end = reader.end_offsets(tps)
         committed = _committed_offsets(admin, group_id, tps)
         lag = 0
         for tp in tps:
@@ -152,5 +271,17 @@ def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
             lag += max(0, end[tp] - done)
         return lag
     finally:
-        consumer.close()
+        reader.close()
         admin.close()
+
+
+def confluent_admin(target: Connectable, **options: Any) -> Any:
+    """librdkafka's admin client (ACLs, SCRAM credentials, configs), connected like the rest."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({**_conn(target).confluent(), "client.id": CLIENT_ID, **options})
+
+
+def confluent_config(target: Connectable, **options: Any) -> dict[str, Any]:
+    """Configuration of a librdkafka producer or consumer: the connection, then `options`."""
+    return {**_conn(target).confluent(), "client.id": CLIENT_ID, **options}

@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     quarantine_topic: str = Field("hub.quarantine", description="Rejected input, with reasons.")
     audit_topic: str = Field("hub.audit.decisions", description="Every policy decision.")
     schemas_topic: str = Field("_schemas", description="Compacted topic of the registry.")
+    audit_retention_ms: int = Field(
+        -1,
+        description="How long the audit topic keeps decisions, in ms; -1 keeps them forever "
+        "(set it to what the law requires of you, never shorter).",
+    )
+    rejects_retention_ms: int = Field(
+        30 * 86_400_000, description="How long rejected input is kept for its publisher, in ms."
+    )
     topic_partitions: int = Field(6, description="Partitions for topics the hub creates.")
     partner_topic_partitions: int = Field(
         2,

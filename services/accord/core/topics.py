@@ -27,6 +27,13 @@ def is_org_id(value: str) -> bool:
     return bool(_ORG_ID.match(value))
 
 
+# The worker's own topics under hub. (besides the audit and quarantine topics).
+HUB_STAGE_TOPICS = ("identity", "request-events", "person-events")
+HUB_COMPACTED_TOPICS = ("cases", "match.review")
+# The worker's tables; each has a changelog topic `<worker id>-<table>-changelog`.
+WORKER_TABLES = ("identities", "request-owners", "cases", "released")
+
+
 class Topics:
     """Topic names for one deployment (one prefix)."""
 
@@ -40,6 +47,14 @@ class Topics:
 
     def share(self, recipient: str, dataset: str = SUPPORT_LIST) -> str:
         return f"{self.prefix}share.{recipient}.{dataset}"
+
+    def rejects(self, org: str) -> str:
+        """An organisation's rejected input, with reasons; only that organisation reads it."""
+        return f"{self.prefix}rejects.{org}"
+
+    def parse_rejects(self, topic: str) -> str | None:
+        rest = topic.removeprefix(self.prefix).split(".")
+        return rest[1] if len(rest) == 2 and rest[0] == "rejects" else None
 
     def internal(self, name: str) -> str:
         """Topics between the worker's stages, e.g. hub.cases."""

@@ -68,7 +68,7 @@ class Share:
 
 def share_log(settings: Settings, serde: AvroSerde, recipient: str) -> list[Share]:
     log = []
-    for message in read_topic(settings.bootstrap_servers, Topics(settings).share(recipient)):
+    for message in read_topic(settings, Topics(settings).share(recipient)):
         case = serde.decode(message.value)[1] if message.value is not None else None
         log.append(Share(message.key.decode(), message.timestamp / 1000, case))
     return log

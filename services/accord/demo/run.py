@@ -112,6 +112,7 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
             env={
                 **os.environ,
                 "ACCORD_WORKER_ID": settings.worker_id,
+                "ACCORD_PRINCIPAL": "",  # the worker signs in as itself, not as the demo
                 "ACCORD_TOPIC_PREFIX": settings.topic_prefix,
                 "ACCORD_OPA_URL": settings.opa_url,
                 "ACCORD_LOG_FORMAT": "json",
@@ -132,7 +133,7 @@ def wait_for_worker(
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise InfrastructureError(f"the worker exited with code {worker.returncode}")
-        lag = group_lag(settings.bootstrap_servers, settings.worker_id, consumed_topics(settings))
+        lag = group_lag(settings, settings.worker_id, consumed_topics(settings))
         most = max(most, lag)
         progress.update(task, total=most, completed=most - lag)
         quiet = quiet + 1 if lag == 0 else 0
@@ -154,7 +155,7 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> None:
 def latest_decisions(settings: Settings, serde: AvroSerde) -> dict[tuple[str, str], dict]:
     """The latest decision per (person key, recipient), from the audit topic."""
     latest: dict[tuple[str, str], dict] = {}
-    for message in read_topic(settings.bootstrap_servers, Topics(settings).audit):
+    for message in read_topic(settings, Topics(settings).audit):
         _, decision = serde.decode(message.value)
         latest[(decision["subject_key"], decision["recipient"] or "")] = decision
     return latest
@@ -163,7 +164,7 @@ def latest_decisions(settings: Settings, serde: AvroSerde) -> dict[tuple[str, st
 def shared_view(settings: Settings, serde: AvroSerde, recipient: str) -> dict[str, dict]:
     """A recipient's compacted list: the latest case per key, tombstones removed."""
     view: dict[str, dict] = {}
-    for message in read_topic(settings.bootstrap_servers, Topics(settings).share(recipient)):
+    for message in read_topic(settings, Topics(settings).share(recipient)):
         key = message.key.decode()
         if message.value is None:
             view.pop(key, None)
@@ -275,9 +276,7 @@ def run_flow(
 def review_counts(settings: Settings) -> Counter[str]:
     """Uncertain matches waiting for a coordinator, per council that sent the request."""
     latest: dict[bytes, dict] = {}
-    for message in read_topic(
-        settings.bootstrap_servers, Topics(settings).internal("match.review")
-    ):
+    for message in read_topic(settings, Topics(settings).internal("match.review")):
         latest[message.key] = json.loads(message.value)
     return Counter(item["source_org"] for item in latest.values())
 
@@ -285,7 +284,7 @@ def review_counts(settings: Settings) -> Counter[str]:
 def closed_counts(settings: Settings) -> Counter[str]:
     """Closed cases per council (needs met, stopped shielding, opted out, merged)."""
     latest: dict[bytes, dict] = {}
-    for message in read_topic(settings.bootstrap_servers, Topics(settings).internal("cases")):
+    for message in read_topic(settings, Topics(settings).internal("cases")):
         if message.value is not None:
             latest[message.key] = json.loads(message.value)
     return Counter(

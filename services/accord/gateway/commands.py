@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from accord.core.credentials import GATEWAY
+from accord.core.kafka import as_principal
 from accord.core.settings import get_settings
 
 
@@ -22,7 +24,7 @@ def gateway(ctx: click.Context, host: str, port: int) -> None:
     from accord.gateway.app import run_gateway
     from accord.gateway.tokens import TokenStore, tokens_file
 
-    settings = get_settings()
+    settings = as_principal(get_settings(), GATEWAY)
     run_gateway(settings, TokenStore(tokens_file(settings)), host, port)
 
 

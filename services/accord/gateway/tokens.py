@@ -98,6 +98,21 @@ class TokenStore:
         except OSError as exc:
             raise TokenError(f"cannot write the token file {self.path}: {exc}") from exc
 
+    def revoke_org(self, org: str) -> int:
+        """Forget every token of `org`; returns how many there were."""
+        with self._lock:
+            entries = self._read()
+            kept = {k: v for k, v in entries.items() if v.get("org") != org}
+            if len(kept) != len(entries):
+                self._write(kept)
+        return len(entries) - len(kept)
+
+    def count_by_org(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for entry in self._read().values():
+            counts[entry["org"]] = counts.get(entry["org"], 0) + 1
+        return counts
+
     def org_for(self, token: str) -> str | None:
         """The organisation of a valid token, or None (unknown, malformed or wrong secret)."""
         parts = token.split("_", 2)

@@ -25,7 +25,7 @@ import fastavro
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from accord.core.errors import AccordError, InfrastructureError
-from accord.core.kafka import CLIENT_ID
+from accord.core.kafka import confluent_config
 from accord.core.logging import get_logger
 from accord.core.serde import AvroSerde, unframe
 from accord.core.settings import Settings
@@ -142,15 +142,16 @@ def _consumer(settings: Settings) -> Consumer:
     # librdkafka's consumer reads a million small records in seconds, where the pure-Python
     # client takes minutes; offsets are ours (in SQLite), so the group id is never used.
     return Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "client.id": CLIENT_ID,
-            "group.id": "accord-audit-index",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        }
+        confluent_config(
+            settings,
+            **{
+                "group.id": "accord-audit-index",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "fetch.max.bytes": 64 * 1024 * 1024,
+                "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            },
+        )
     )
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import Producer
 
 from accord.core.errors import InfrastructureError
-from accord.core.kafka import delete_topics, ensure_topics
+from accord.core.kafka import confluent_config, delete_topics, ensure_topics
 from accord.core.pseudonym import person_key
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
@@ -47,19 +47,21 @@ def run_bench(
     secret = bench.pseudonym_key.get_secret_value()
     known = person_key(secret, BENCH_CHI)
     db_path = audit_index.index_path(bench)
-    ensure_topics(bench.bootstrap_servers, {topic: None}, bench.topic_partitions)
+    ensure_topics(bench, {topic: None}, bench.topic_partitions)
     rng = random.Random(5)
     start = datetime(2026, 3, 1, tzinfo=UTC)
     try:
         t0 = time.monotonic()
         producer = Producer(
-            {
-                "bootstrap.servers": bench.bootstrap_servers,
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 50,
-                "queue.buffering.max.messages": 500_000,
-            }
+            confluent_config(
+                bench,
+                **{
+                    "acks": "all",
+                    "enable.idempotence": True,
+                    "linger.ms": 50,
+                    "queue.buffering.max.messages": 500_000,
+                },
+            )
         )
         recipients = [f"council-{n:02d}" for n in range(32)]
         for i in range(records):
@@ -121,6 +123,6 @@ def run_bench(
         db.close()
         return BenchResult(records, generate_s, index_s, who_s, agreement_s, noop_s, len(receipts))
     finally:
-        delete_topics(bench.bootstrap_servers, bench.topic_prefix)
+        delete_topics(bench, bench.topic_prefix)
         for suffix in ("", "-wal", "-shm"):
             db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)

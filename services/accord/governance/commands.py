@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from accord.core.credentials import ADMIN, AUDIT, WORKER
+from accord.core.kafka import as_principal
 from accord.core.settings import get_settings
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -81,7 +83,8 @@ def policy_simulate(candidate_dir: Path, since: str | None, as_json: bool) -> No
     and field. Nothing is shared or audited during a simulation."""
     from accord.governance.simulate import simulate
 
-    settings = get_settings()
+    # A simulation replays partner input as the worker does, so it reads as the worker.
+    settings = as_principal(get_settings(), WORKER)
     log_file = settings.state_dir / "logs" / "simulate-opa.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     sim = simulate(settings, _serde(), candidate_dir, parse_since(since), log_file)
@@ -114,7 +117,7 @@ def policy_retention(policies_dir: Path | None, mode: str) -> None:
     (IncrementalAlterConfigs) and exits 1 only when an uncovered topic remains."""
     from accord.governance.retention import agreements_from_dir, apply, check_broker
 
-    settings = get_settings()
+    settings = as_principal(get_settings(), ADMIN)
     results = check_broker(settings, agreements_from_dir(policies_dir or settings.policies_dir))
     mismatched = [r for r in results if not r.ok and not r.uncovered]
     uncovered = [r for r in results if r.uncovered]
@@ -148,7 +151,7 @@ def audit_index_command(follow: bool) -> None:
     """Fold hub.audit.decisions into the audit index (remembers its offsets)."""
     from accord.governance.audit_index import catch_up, index_path
 
-    settings = get_settings()
+    settings = as_principal(get_settings(), AUDIT)
     run = catch_up(settings, _serde(), follow=follow)
     click.echo(
         f"indexed {run.indexed} decisions in {run.seconds:.1f} s into {index_path(settings)}"
@@ -170,7 +173,7 @@ def audit_who_received(chi: str) -> None:
     )
     from accord.ingest.validation import RowInvalid, validate_chi
 
-    settings = get_settings()
+    settings = as_principal(get_settings(), AUDIT)
     try:
         digits = validate_chi(chi)
     except RowInvalid as exc:
@@ -193,7 +196,7 @@ def audit_agreement(agreement_id: str, since: str) -> None:
     """Counts of decisions under one agreement by recipient and field, and deny reasons."""
     from accord.governance.audit_index import agreement_report, catch_up, connect, index_path
 
-    settings = get_settings()
+    settings = as_principal(get_settings(), AUDIT)
     start = parse_since(since)
     catch_up(settings, _serde())
     db = connect(index_path(settings))
@@ -231,7 +234,7 @@ def audit_benchmark(records: int) -> None:
     throw-away topic, deleted afterwards)."""
     from accord.governance.bench import run_bench
 
-    result = run_bench(get_settings(), _serde(), records, click.echo)
+    result = run_bench(as_principal(get_settings(), ADMIN), _serde(), records, click.echo)
     click.echo(
         f"{result.records} records: generate {result.generate_s:.1f} s, index "
         f"{result.index_s:.1f} s, catch-up with nothing new {result.catch_up_noop_s:.2f} s, "

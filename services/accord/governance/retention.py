@@ -36,7 +36,7 @@ import requests
 import yaml
 
 from accord.core.errors import InfrastructureError
-from accord.core.kafka import CLIENT_ID, COMPACTED, ensure_topics
+from accord.core.kafka import COMPACTED, Connectable, confluent_admin, ensure_topics
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
 from accord.core.topics import SUPPORT_LIST, Topics
@@ -202,23 +202,21 @@ def agreements_from_opa(opa_url: str) -> dict[str, Any]:
 # --- the broker ----------------------------------------------------------------------------
 
 
-def _admin(bootstrap: str) -> Any:
-    from confluent_kafka.admin import AdminClient
-
-    return AdminClient({"bootstrap.servers": bootstrap, "client.id": CLIENT_ID})
+def _admin(target: Connectable) -> Any:
+    return confluent_admin(target)
 
 
-def share_topic_names(bootstrap: str, topics: Topics, timeout_s: float = 15.0) -> list[str]:
+def share_topic_names(target: Connectable, topics: Topics, timeout_s: float = 15.0) -> list[str]:
     from confluent_kafka import KafkaException
 
     try:
-        names = _admin(bootstrap).list_topics(timeout=timeout_s).topics
+        names = _admin(target).list_topics(timeout=timeout_s).topics
     except KafkaException as exc:
-        raise InfrastructureError(f"Kafka at {bootstrap} unreachable: {exc}") from exc
+        raise InfrastructureError(f"Kafka unreachable: {exc}") from exc
     return sorted(name for name in names if share_recipient(topics, name) is not None)
 
 
-def describe(bootstrap: str, names: Iterable[str], timeout_s: float = 15.0) -> dict[str, dict]:
+def describe(target: Connectable, names: Iterable[str], timeout_s: float = 15.0) -> dict[str, dict]:
     """Topic -> {config key: value} as the broker reports them (defaults included).
 
     A topic created a moment ago (by this process or by another worker starting at the
@@ -229,7 +227,7 @@ def describe(bootstrap: str, names: Iterable[str], timeout_s: float = 15.0) -> d
 
     pending = sorted(set(names))
     configs: dict[str, dict] = {}
-    admin = _admin(bootstrap)  # kept referenced: the futures fail once it is collected
+    admin = _admin(target)  # kept referenced: the futures fail once it is collected
     deadline = time.monotonic() + timeout_s
     while pending:
         resources = [ConfigResource(ResourceType.TOPIC, name) for name in pending]
@@ -253,7 +251,7 @@ def describe(bootstrap: str, names: Iterable[str], timeout_s: float = 15.0) -> d
 
 
 def alter(
-    bootstrap: str, configs: Mapping[str, Mapping[str, str]], timeout_s: float = 15.0
+    target: Connectable, configs: Mapping[str, Mapping[str, str]], timeout_s: float = 15.0
 ) -> None:
     """Set each topic's named keys (IncrementalAlterConfigs; other keys stay as they are)."""
     from confluent_kafka import KafkaException
@@ -272,7 +270,7 @@ def alter(
     ]
     if not resources:
         return
-    admin = _admin(bootstrap)  # kept referenced: the futures fail once it is collected
+    admin = _admin(target)  # kept referenced: the futures fail once it is collected
     futures = admin.incremental_alter_configs(resources, request_timeout=timeout_s)
     for resource, future in futures.items():
         try:
@@ -285,14 +283,14 @@ def alter(
 def check_broker(settings: Settings, agreements: Mapping[str, Any]) -> list[TopicCheck]:
     """Every share topic of this deployment on the broker, checked against the agreements."""
     topics = Topics(settings)
-    names = share_topic_names(settings.bootstrap_servers, topics)
-    return check(topics, agreements, describe(settings.bootstrap_servers, names))
+    names = share_topic_names(settings, topics)
+    return check(topics, agreements, describe(settings, names))
 
 
 def apply(settings: Settings, results: Iterable[TopicCheck]) -> list[TopicCheck]:
     """Bring every mismatching topic into line; returns the ones changed."""
     changed = [r for r in results if r.wanted is not None and not r.ok]
-    alter(settings.bootstrap_servers, {r.topic: r.wanted.config() for r in changed if r.wanted})
+    alter(settings, {r.topic: r.wanted.config() for r in changed if r.wanted})
     return changed
 
 
@@ -310,9 +308,9 @@ def ensure_share_topics(
             return
     topics = Topics(settings)
     wanted = share_topic_configs(topics, agreements)
-    ensure_topics(settings.bootstrap_servers, wanted, partitions)
+    ensure_topics(settings, wanted, partitions)
     try:
-        apply(settings, check(topics, agreements, describe(settings.bootstrap_servers, wanted)))
+        apply(settings, check(topics, agreements, describe(settings, wanted)))
     except InfrastructureError as exc:
         # Not a reason to stop sharing: the topics exist; `accord policy retention` reports
         # and fixes any left out of line.

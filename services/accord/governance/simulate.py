@@ -19,10 +19,9 @@ from typing import Any
 
 import requests
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from kafka import KafkaAdminClient
 
 from accord.core.errors import InfrastructureError
-from accord.core.kafka import CLIENT_ID
+from accord.core.kafka import admin_client, confluent_config
 from accord.core.logging import get_logger
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
@@ -81,7 +80,7 @@ class Simulation:
 
 def partner_topics(settings: Settings) -> list[str]:
     topics = Topics(settings)
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=CLIENT_ID)
+    admin = admin_client(settings)
     try:
         names = admin.list_topics()
     finally:
@@ -110,13 +109,15 @@ def retained(settings: Settings, topics: list[str], since: datetime | None) -> I
     """Every retained message of `topics` (from `since`, if given) up to their current end,
     in offset order per partition. librdkafka reads every codec partners may use."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "client.id": CLIENT_ID,
-            "group.id": "accord-simulate",  # never committed: offsets are not ours to move
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-        }
+        confluent_config(
+            settings,
+            **{
+                # never committed: offsets are not ours to move
+                "group.id": f"{settings.worker_id}-simulate",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+            },
+        )
     )
     try:
         metadata = consumer.list_topics(timeout=10).topics

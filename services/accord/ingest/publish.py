@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
 from accord.core.errors import InfrastructureError
+from accord.core.kafka import connection
 from accord.core.logging import get_logger
 from accord.core.serde import AvroSerde, SchemaRegistryClient, encode_body, parse_schema_text
 from accord.core.serde import load_schema_text as _load_schema_text
@@ -132,13 +133,14 @@ class Publisher:
         self, settings: Settings, *, prepare_timeout_s: float = 15.0, **producer_config: Any
     ) -> None:
         self.settings = settings
+        self.principal = connection(settings).principal
         self.prepare_timeout_s = prepare_timeout_s
         self.topics = Topics(settings)
         self.serde = AvroSerde(
             SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir
         )
         config = {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **connection(settings).confluent(),
             "client.id": "accord-publish",
             "acks": "all",
             "enable.idempotence": True,
@@ -152,16 +154,17 @@ class Publisher:
         kafka_log = logging.getLogger("accord.librdkafka")
         try:
             self.producer = Producer(config, logger=kafka_log)
-            self.admin = AdminClient(
-                {"bootstrap.servers": settings.bootstrap_servers}, logger=kafka_log
-            )
+            self.admin = AdminClient(connection(settings).confluent(), logger=kafka_log)
         except KafkaException as exc:
             raise InfrastructureError(f"cannot create a Kafka producer: {exc}") from exc
         self._ready: set[str] = set()
         self._ready_lock = threading.Lock()
 
     def prepare(self, org: str, dataset: str) -> str:
-        """Create the partner topic and quarantine if needed; return the partner topic.
+        """Check that the partner topic and the organisation's rejects exist and may be
+        written; return the partner topic. Only the administrator creates topics (`accord
+        partner add` makes an organisation's), and a principal sees only the topics it may
+        use, so a topic missing here is either not made or not this publisher's.
 
         Uses librdkafka's admin client so that a missing broker is reported within
         `prepare_timeout_s` (the gateway answers 503 in seconds, not half a minute).
@@ -170,42 +173,27 @@ class Publisher:
         with self._ready_lock:
             if topic in self._ready:
                 return topic
-            wanted = [topic, self.topics.quarantine]
+            wanted = [topic, self.topics.rejects(org)]
             try:
                 existing = self.admin.list_topics(timeout=self.prepare_timeout_s).topics
-                missing = [name for name in wanted if name not in existing]
-                if missing:
-                    settings = self.settings
-                    futures = self.admin.create_topics(
-                        [
-                            NewTopic(
-                                name,
-                                settings.partner_topic_partitions
-                                if name == topic
-                                else settings.topic_partitions,
-                                1,
-                            )
-                            for name in missing
-                        ],
-                        operation_timeout=self.prepare_timeout_s,
-                    )
-                    for future in futures.values():
-                        try:
-                            future.result(timeout=self.prepare_timeout_s * 2)
-                        except KafkaException as exc:
-                            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                                raise
             except KafkaException as exc:
                 raise InfrastructureError(
                     f"Kafka at {self.settings.bootstrap_servers} unreachable: {exc}"
                 ) from exc
+            missing = [name for name in wanted if name not in existing]
+            if missing:
+                raise PublishInputError(
+                    f"{missing[0]} does not exist or {self.principal} may not write to it: "
+                    f"is {org} registered (`accord partner add {org}`)?"
+                )
             self._ready.add(topic)
         return topic
 
     def send(
         self, org: str, dataset: str, outcome: Accepted | Rejected, deliveries: Deliveries
     ) -> None:
-        """Queue one outcome: an event to its partner topic, a rejection to quarantine."""
+        """Queue one outcome: an event to its partner topic, a rejection to the
+        organisation's rejects."""
         if isinstance(outcome, Accepted):
             topic = self.topics.partner(org, dataset)
             value = self.serde.encode(
@@ -213,7 +201,7 @@ class Publisher:
             )
             key = outcome.key
         else:
-            topic = self.topics.quarantine
+            topic = self.topics.rejects(org)
             record = outcome.quarantine
             value = self.serde.encode(Topics.subject(topic), "QuarantinedRecord", record)
             key = outcome.quarantine["quarantine_id"].encode()
@@ -242,6 +230,24 @@ class Publisher:
 
     def close(self) -> None:
         self.producer.flush(10)
+
+
+def signed_in_as(settings: Settings, org: str) -> Settings:
+    """Settings that publish as `org` with a credential this process holds.
+
+    The organisation is who signs in, never a flag: `--as` only picks which of the held
+    credentials to use. A process given one credential (ACCORD_SECRET, ACCORD_SECRET_FILE
+    or ACCORD_CREDENTIALS_FILE) holds only that one; otherwise it holds the files in the
+    credentials directory."""
+    if settings.secret or settings.secret_file or settings.credentials_file:
+        held = connection(settings).principal
+        if held != org:
+            raise PublishInputError(
+                f"the credential held is {held}'s, not {org}'s: publish as {held}, or sign "
+                f"in as {org}"
+            )
+        return settings
+    return settings.model_copy(update={"principal": org})
 
 
 def _check_inputs(org: str, dataset: str) -> None:
@@ -296,7 +302,7 @@ def publish_file(
             )
 
     report = PublishReport(topic=Topics(settings).partner(org, dataset), dry_run=dry_run)
-    publisher = None if dry_run else Publisher(settings)
+    publisher = None if dry_run else Publisher(signed_in_as(settings, org))
     encode_locally = _local_encoder(settings, dataset) if dry_run else None
     deliveries = Deliveries()
 

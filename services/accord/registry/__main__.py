@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from accord.core.credentials import REGISTRY
+from accord.core.kafka import as_principal
 from accord.core.logging import configure_logging
 from accord.core.settings import get_settings
 from accord.registry.app import serve
 
 
 def main() -> None:
-    settings = get_settings()
+    settings = as_principal(get_settings(), REGISTRY)
     parser = argparse.ArgumentParser(prog="accord.registry")
     parser.add_argument(
         "--host", default="127.0.0.1", help="Listen address (0.0.0.0 in containers)."

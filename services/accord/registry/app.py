@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from accord.core.errors import SchemaError
-from accord.core.kafka import COMPACTED, acknowledged_producer, ensure_topics, read_topic
+from accord.core.kafka import acknowledged_producer, connection, read_topic
 from accord.core.logging import get_logger
 from accord.core.serde import REGISTRY_CONTENT_TYPE, parse_schema_text
 from accord.core.settings import Settings
@@ -142,15 +142,16 @@ class Registry:
         self._producer = None
 
     def load(self) -> None:
-        bootstrap = self.settings.bootstrap_servers
-        ensure_topics(bootstrap, {self.topic: COMPACTED}, partitions=1)
+        # The administrator creates the topic (accord.access.provision); the registry's
+        # principal may only read and write it.
+        conn = connection(self.settings)
         count = 0
-        for record in read_topic(bootstrap, self.topic):
+        for record in read_topic(conn, self.topic):
             key = json.loads(record.key) if record.key else {}
             value = json.loads(record.value) if record.value else None
             self.store.apply(key, value)
             count += 1
-        self._producer = acknowledged_producer(bootstrap, linger_ms=0, compression_type=None)
+        self._producer = acknowledged_producer(conn, linger_ms=0, compression_type=None)
         log.info(
             "registry_loaded",
             records=count,

@@ -26,12 +26,25 @@ import requests
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from accord.core.credentials import (
+    ADMIN,
+    Credential,
+    CredentialError,
+    credential_file,
+    ensure_credential,
+    private_dir,
+    write_private,
+)
 from accord.core.errors import MissingToolError, PortInUseError, StackError
+from accord.core.kafka import connection
 from accord.core.settings import Settings
+from accord.stack.tls import TlsFiles, ensure_tls
 
 Report = Callable[[str], None]
 
 OPA_MODULE = "github.com/open-policy-agent/opa"
+# The broker's own certificate on the controller listener (see accord.stack.tls).
+CONTROLLER_PRINCIPAL = "CN=accord-controller,O=Accord local stack"
 
 
 @dataclass(frozen=True)
@@ -97,15 +110,17 @@ def _spawn(
     settings: Settings, component: Component, argv: list[str], env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     log_path = component.log_file(settings)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    component.pid_file(settings).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    private_dir(log_path.parent)
+    private_dir(component.pid_file(settings).parent)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "ab") as log:
         process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # outlives `accord stack up`
+            umask=0o077,  # data, logs and state readable by their owner only
             env={**os.environ, **(env or {})},
             cwd=settings.home,
         )
@@ -215,13 +230,16 @@ def ensure_opa(settings: Settings, report: Report) -> Path:
 # --- Kafka -----------------------------------------------------------------------------
 
 
-def kafka_ready(bootstrap: str) -> bool:
+def kafka_ready(settings: Settings) -> bool:
+    """A real metadata request, signed in as the administrator."""
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # refusals are expected while starting
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=3000, client_id="accord-stack"
+            **connection(settings, ADMIN).kafka_python(),
+            request_timeout_ms=3000,
+            client_id="accord-stack",
         )
-    except (KafkaError, OSError, ValueError):
+    except (KafkaError, OSError, ValueError, CredentialError):
         return False
     try:
         admin.describe_cluster()
@@ -232,24 +250,49 @@ def kafka_ready(bootstrap: str) -> bool:
         admin.close()
 
 
-def _kafka_config(settings: Settings) -> Path:
+def _kafka_config(settings: Settings, admin: Credential, tls: TlsFiles) -> Path:
+    """server.properties: SASL_SSL (SCRAM-SHA-512) for every client, the controller on
+    mutual TLS that only the broker's own certificate passes, the StandardAuthorizer with
+    no access where no ACL grants it, and the administrator the only super user."""
     data_dir = settings.state_dir / "kafka" / "data"
     config = settings.state_dir / "kafka" / "server.properties"
-    config.parent.mkdir(parents=True, exist_ok=True)
     host = "127.0.0.1"
-    config.write_text(
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    password = admin.secret.get_secret_value()
+    write_private(
+        config,
         "\n".join(
             [
                 "# Written by `accord stack up`; edit deploy/ or ACCORD_* settings instead.",
+                "# Holds the administrator's secret (inter-broker sign-in): kept 0600.",
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.bootstrap.servers={host}:{settings.kafka_controller_port}",
-                f"listeners=PLAINTEXT://{host}:{settings.kafka_port},"
+                f"listeners=SASL_SSL://{host}:{settings.kafka_port},"
                 f"CONTROLLER://{host}:{settings.kafka_controller_port}",
-                f"advertised.listeners=PLAINTEXT://{host}:{settings.kafka_port}",
+                f"advertised.listeners=SASL_SSL://{host}:{settings.kafka_port}",
                 "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                "inter.broker.listener.name=SASL_SSL",
+                "listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL",
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+                f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram} required "
+                f'username="{admin.principal}" password="{password}";',
+                # Clients re-authenticate hourly, so a deleted credential ends their session.
+                "connections.max.reauth.ms=3600000",
+                "ssl.enabled.protocols=TLSv1.3,TLSv1.2",
+                "ssl.keystore.type=PEM",
+                f"ssl.keystore.location={tls.server_pem}",
+                "ssl.truststore.type=PEM",
+                f"ssl.truststore.location={tls.ca}",
+                "listener.name.controller.ssl.keystore.type=PEM",
+                f"listener.name.controller.ssl.keystore.location={tls.controller_pem}",
+                "listener.name.controller.ssl.truststore.type=PEM",
+                f"listener.name.controller.ssl.truststore.location={tls.ca}",
+                "listener.name.controller.ssl.client.auth=required",
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "allow.everyone.if.no.acl.found=false",
+                f"super.users=User:{admin.principal};User:{CONTROLLER_PRINCIPAL}",
                 f"log.dirs={data_dir}",
                 f"num.partitions={settings.topic_partitions}",
                 "auto.create.topics.enable=false",
@@ -265,7 +308,7 @@ def _kafka_config(settings: Settings) -> Path:
                 "log.cleaner.dedupe.buffer.size=33554432",
                 "",
             ]
-        )
+        ),
     )
     return config
 
@@ -291,9 +334,20 @@ def _kafka_cluster_id() -> str:
 
 def start_kafka(settings: Settings, report: Report) -> None:
     libs = ensure_kafka_jars(settings, report)
-    config = _kafka_config(settings)
+    private_dir(settings.state_dir)
+    tls = ensure_tls(settings)
     data_dir = settings.state_dir / "kafka" / "data"
-    if not (data_dir / "meta.properties").exists():
+    formatted = (data_dir / "meta.properties").exists()
+    admin_file = credential_file(settings, ADMIN)
+    if formatted and not admin_file.exists():
+        raise StackError(
+            f"the Kafka data in {data_dir} was made without authentication (or its "
+            f"administrator's credentials {admin_file} are gone); remove {settings.state_dir} "
+            "(`make clean`) to start afresh"
+        )
+    admin = ensure_credential(settings, ADMIN)
+    config = _kafka_config(settings, admin, tls)
+    if not formatted:
         report("formatting Kafka storage (first run only)")
         result = subprocess.run(
             _java_argv(
@@ -306,6 +360,11 @@ def start_kafka(settings: Settings, report: Report) -> None:
                 _kafka_cluster_id(),
                 "-c",
                 str(config),
+                # The first administrator's credential goes in with the metadata; every
+                # other principal is created through the admin API (accord.access).
+                "--add-scram",
+                f"SCRAM-SHA-512=[name={admin.principal},"
+                f"password={admin.secret.get_secret_value()}]",
             ),
             capture_output=True,
             text=True,
@@ -318,7 +377,7 @@ def start_kafka(settings: Settings, report: Report) -> None:
     process = _spawn(settings, component, _java_argv(settings, libs, "kafka.Kafka", str(config)))
     _wait(
         # The port check is cheap; the metadata request is the real readiness test.
-        lambda: port_in_use(settings.kafka_port) and kafka_ready(settings.bootstrap_servers),
+        lambda: port_in_use(settings.kafka_port) and kafka_ready(settings),
         f"Kafka on {settings.bootstrap_servers}",
         settings.stack_timeout_s,
         component.log_file(settings),
@@ -379,7 +438,7 @@ STARTERS = {"kafka": start_kafka, "opa": start_opa, "registry": start_registry}
 
 def healthy(settings: Settings, component: Component) -> bool:
     if component.name == "kafka":
-        return kafka_ready(settings.bootstrap_servers)
+        return kafka_ready(settings)
     if component.name == "opa":
         return http_ok(f"{settings.opa_url}/health")
     return http_ok(f"{settings.schema_registry_url}/subjects")
@@ -390,6 +449,7 @@ def healthy(settings: Settings, component: Component) -> bool:
 
 def up(settings: Settings, report: Report, only: list[str] | None = None) -> None:
     require_tool("java", "to run the Kafka broker (Java 17 or newer)")
+    provisioned = False
     for component in components(settings):
         if only and component.name not in only:
             continue
@@ -410,6 +470,18 @@ def up(settings: Settings, report: Report, only: list[str] | None = None) -> Non
         started = time.monotonic()
         STARTERS[component.name](settings, report)
         report(f"{component.name:<9} started in {time.monotonic() - started:4.1f}s  {where}")
+        if component.name == "kafka":
+            provision(settings, report)
+            provisioned = True
+    if (not only or "kafka" in only) and not provisioned:
+        provision(settings, report)
+
+
+def provision(settings: Settings, report: Report) -> None:
+    """Principals, topics and ACLs (idempotent), before anything else signs in."""
+    from accord.access.provision import apply
+
+    apply(settings, report)
 
 
 def status(settings: Settings) -> list[tuple[str, str, str, str]]:

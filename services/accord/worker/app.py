@@ -28,6 +28,7 @@ import functools
 import os
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,13 +39,19 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from accord.core.errors import InfrastructureError
-from accord.core.kafka import COMPACTED, admin_client, ensure_topics
+from accord.core.kafka import COMPACTED, admin_client, connection
 from accord.core.logging import get_logger
 from accord.core.policy import PolicyClient
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import Settings
-from accord.core.topics import DATASET_RECORDS, Topics, is_org_id
-from accord.governance.retention import ensure_share_topics, share_topic_config
+from accord.core.topics import (
+    DATASET_RECORDS,
+    HUB_COMPACTED_TOPICS,
+    HUB_STAGE_TOPICS,
+    WORKER_TABLES,
+    Topics,
+    is_org_id,
+)
 from accord.worker import cases as case_rules
 from accord.worker.enforce import Gate
 from accord.worker.identity import resolve
@@ -55,7 +62,7 @@ log = get_logger("accord.worker")
 
 # State of each stage: date-of-birth block -> people; request -> owner and held
 # outcomes; person -> case state; person -> recipients holding their case.
-TABLES = ("identities", "request-owners", "cases", "released")
+TABLES = WORKER_TABLES
 
 
 @functools.lru_cache(maxsize=65536)
@@ -75,10 +82,6 @@ def partition_by_key(key: bytes | None, all_partitions: list[int], available: li
     return all_partitions[_key_partition(key, len(all_partitions))]
 
 
-def faust_broker(bootstrap: str) -> str:
-    return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
-
-
 def faust_app(settings: Settings, name: str, **options: Any) -> faust.App:
     """A faust app as every Accord process runs it (the worker, the bench's faust mode):
     raw bytes in and out, in-memory tables, reading from the earliest offset, acks=all.
@@ -87,7 +90,7 @@ def faust_app(settings: Settings, name: str, **options: Any) -> faust.App:
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     return faust.App(
         name,
-        broker=faust_broker(settings.bootstrap_servers),
+        **connection(settings).faust(),
         store="memory://",
         datadir=str(datadir),
         key_serializer="raw",
@@ -134,28 +137,55 @@ def partner_topics(settings: Settings) -> list[str]:
     every registered partner, plus any other existing partner topic, so a partner without
     an agreement is still decided (denied) and audited rather than ignored.
 
-    faust's pattern subscriptions do not subscribe in this version, so the list is
-    explicit; `subscribe_new_partner_topics` adds partner topics created later.
+    The administrator creates every registered partner's topics (`accord security
+    apply`); the worker may not create topics. faust's pattern subscriptions do not
+    subscribe in this version, so the list is explicit; `subscribe_new_partner_topics`
+    adds partner topics created later.
     """
     topics = Topics(settings)
     parties = agreement_parties(settings) | registered_partners(settings)
     names = {topics.partner(org, dataset) for org in parties for dataset in DATASET_RECORDS}
-    # The hub owns partner topics: create every known partner's topics, so what they
-    # publish is consumed from the first record whenever they start.
-    ensure_topics(
-        settings.bootstrap_servers, dict.fromkeys(names), settings.partner_topic_partitions
-    )
-    return sorted(names | set(existing_partner_topics(settings)))
+    existing = set(existing_partner_topics(settings))
+    missing = sorted(names - existing)
+    if missing:
+        log.warning("partner_topics_missing", topics=len(missing), first=missing[0])
+    return sorted(existing)
 
 
 def existing_partner_topics(settings: Settings) -> list[str]:
     topics = Topics(settings)
     patterns = [re.compile(topics.partner_pattern(dataset)) for dataset in DATASET_RECORDS]
-    admin = admin_client(settings.bootstrap_servers)
+    admin = admin_client(settings)
     try:
         return sorted(t for t in admin.list_topics() if any(p.match(t) for p in patterns))
     finally:
         admin.close()
+
+
+def require_topics(settings: Settings) -> None:
+    """Stop with one clear line when the administrator has not made the worker's topics."""
+    topics = Topics(settings)
+    needed = [
+        *(topics.internal(n) for n in (*HUB_STAGE_TOPICS, *HUB_COMPACTED_TOPICS)),
+        topics.audit,
+        topics.quarantine,
+        *(f"{settings.worker_id}-{name}-changelog" for name in TABLES),
+        f"{settings.worker_id}-__assignor-__leader",
+    ]
+    admin = admin_client(settings)
+    deadline = time.monotonic() + 30  # topics just made take a moment to be everywhere
+    try:
+        while missing := sorted(set(needed) - set(admin.list_topics())):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        admin.close()
+    if missing:
+        raise InfrastructureError(
+            f"{len(missing)} of the worker's topics do not exist (e.g. {missing[0]}): the "
+            "administrator creates them with `accord security apply`"
+        )
 
 
 def stage_topics(settings: Settings) -> list[str]:
@@ -259,7 +289,9 @@ def create_app(settings: Settings) -> faust.App:
         settings,
         settings.worker_id,
         topic_partitions=partitions,
-        topic_allow_declare=True,
+        # Only the administrator creates topics (accord.access.provision makes the
+        # worker's, the changelogs and faust's assignor topic included).
+        topic_allow_declare=False,
         producer_partitioner=partition_by_key,
         broker_commit_every=1000,
         # A killed worker's partitions move to the others after this, not after a minute.
@@ -295,22 +327,9 @@ def create_app(settings: Settings) -> faust.App:
             use_partitioner=True,
         )
 
-    # Stage topics must exist before the consumer subscribes, or it would not see them.
-    internal = {
-        topics.internal("identity"): None,
-        topics.internal("request-events"): None,
-        topics.internal("person-events"): None,
-        topics.internal("cases"): dict(COMPACTED),
-        topics.internal("match.review"): dict(COMPACTED),
-        topics.audit: None,
-        topics.quarantine: None,
-        # faust would create the tables' changelogs too, but only after the first lookups.
-        **{f"{settings.worker_id}-{name}-changelog": dict(COMPACTED) for name in TABLES},
-    }
-    ensure_topics(settings.bootstrap_servers, internal, partitions)
-    # Every agreement recipient's list, with the retention its agreements set (existing
-    # lists brought into line), so the gate rarely has to create one mid-batch.
-    ensure_share_topics(settings, partitions)
+    # Stage topics must exist before the consumer subscribes, or it would not see them;
+    # the administrator made them (the worker may not create topics).
+    require_topics(settings)
     source = app.topic(*partner_topics(settings), key_serializer="raw", value_serializer="raw")
     identity_topic = topic(topics.internal("identity"))
     request_topic = topic(topics.internal("request-events"))
@@ -324,18 +343,18 @@ def create_app(settings: Settings) -> faust.App:
     declaring: dict[str, asyncio.Lock] = {}
 
     async def declare(name: str) -> None:
-        """Create the topic if new (share topics compacted) and make it known to the producer."""
+        """Make the topic known to the producer. The worker creates no topic: one the
+        administrator has not made (a recipient no provisioning knows) fails the send,
+        and the batch is held, not lost, until it exists."""
         if name not in declared:
             async with declaring.setdefault(name, asyncio.Lock()):
                 if name not in declared:
                     producer = app.producer._ensure_producer()
                     if name not in producer.client.cluster.topics():
-                        config = None
-                        if name.startswith(topics.prefix + "share."):
-                            config = await asyncio.to_thread(share_topic_config, settings, name)
-                        await asyncio.to_thread(
-                            ensure_topics, settings.bootstrap_servers, {name: config}, partitions
-                        )
+                        await producer.client.force_metadata_update()
+                    if name not in producer.client.cluster.topics():
+                        log.error("topic_missing", topic=name, fix="accord security apply")
+                        raise InfrastructureError(f"topic {name} does not exist")
                     await producer.partitions_for(name)
                     declared.add(name)
 
@@ -448,6 +467,19 @@ def create_app(settings: Settings) -> faust.App:
             pending.append(await send(request_topic.get_topic_name(), key, as_json(owner)))
         return pending
 
+    unregistered: set[str] = set()
+
+    async def rejects_topic(owner: str | None) -> str:
+        """The publisher's rejects topic; the hub's quarantine for a topic whose owner has
+        none (not a registered organisation)."""
+        if owner and owner not in unregistered:
+            try:
+                await declare(topics.rejects(owner))
+                return topics.rejects(owner)
+            except InfrastructureError:
+                unregistered.add(owner)
+        return topics.quarantine
+
     async def check_batch(events: list[Any]) -> dict[str, int]:
         pending, counts = [], {"records": len(events), "quarantined": 0}
         for message in map(incoming, events):
@@ -455,10 +487,12 @@ def create_app(settings: Settings) -> faust.App:
                 envelope = intake.check(message)
             except Rejected as exc:
                 record = quarantine_record(message, topics, exc.code, exc.reason, exc.field)
-                subject = Topics.subject(topics.quarantine)
+                # The topic's owner reads its rejects; it is who published the record.
+                rejects = await rejects_topic(record["source_org"])
+                subject = Topics.subject(rejects)
                 value = serde.encode(subject, "QuarantinedRecord", record)
                 key = message.location.encode()
-                pending.append(await send(topics.quarantine, key, value))
+                pending.append(await send(rejects, key, value))
                 log.warning("record_quarantined", location=message.location, reason_code=exc.code)
                 counts["quarantined"] += 1
                 continue
