@@ -8,6 +8,7 @@ code as `accord stack up` (idempotent: a running stack is reused).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -18,11 +19,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
+from accord.core.credentials import ADMIN, held_credential
 from accord.core.kafka import delete_topics, read_topic
-from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.scotland import COUNCIL_AREAS, HEALTH_BOARDS, org_id
+from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings, get_settings
 from accord.core.topics import Topics
+from accord.governance.retention import agreements_from_dir
+from accord.registry.users import provision_organisations
 from accord.stack import local
 
 pytestmark = pytest.mark.integration
@@ -33,7 +39,32 @@ def stack() -> Settings:
     settings = get_settings()
     if os.environ.get("ACCORD_TEST_EXTERNAL_STACK") != "1":
         local.up(settings, lambda line: print(line, file=sys.stderr))
+        provision_organisations(settings, known_organisations(settings))
     return settings
+
+
+def registry_session(settings: Settings, principal: str = ADMIN) -> requests.Session:
+    """requests against the registry, signed in as `principal`, verifying the stack's CA."""
+    credential = held_credential(settings, principal)
+    session = requests.Session()
+    session.auth = (credential.principal, credential.secret.get_secret_value())
+    session.verify = str(settings.trusted_ca)
+    return session
+
+
+@functools.cache
+def admin_http() -> requests.Session:
+    """The administrator's registry session, for tests that drive the REST API directly."""
+    return registry_session(get_settings())
+
+
+def known_organisations(settings: Settings) -> set[str]:
+    """Every board and council, and every party to an agreement: who tests publish as."""
+    orgs = {org_id(name) for name in (*COUNCIL_AREAS, *HEALTH_BOARDS)}
+    for agreement in agreements_from_dir(settings.policies_dir).values():
+        orgs.update(agreement.get("providers") or ())
+        orgs.update(r["org"] for r in agreement.get("recipients") or () if isinstance(r, dict))
+    return orgs
 
 
 @contextlib.contextmanager
@@ -58,7 +89,7 @@ def settings(stack: Settings) -> Iterator[Settings]:
 
 @pytest.fixture
 def serde(stack: Settings) -> AvroSerde:
-    return AvroSerde(SchemaRegistryClient(stack.schema_registry_url), stack.schemas_dir)
+    return AvroSerde(registry_client(stack, ADMIN), stack.schemas_dir)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

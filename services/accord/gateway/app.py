@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from accord.core.credentials import GATEWAY
 from accord.core.errors import InfrastructureError
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
@@ -65,7 +66,9 @@ def _publisher(app: web.Application) -> Publisher:
     Kafka and answers 503 until Kafka is there."""
     state = app[STATE_KEY]
     if state.get("publisher") is None:
-        state["publisher"] = Publisher(app[SETTINGS_KEY], prepare_timeout_s=3.0, **PRODUCER_CONFIG)
+        state["publisher"] = Publisher(
+            app[SETTINGS_KEY], principal=GATEWAY, prepare_timeout_s=3.0, **PRODUCER_CONFIG
+        )
     return state["publisher"]
 
 

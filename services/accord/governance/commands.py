@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from accord.core.credentials import AUDIT
 from accord.core.settings import get_settings
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -31,10 +32,10 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 def _serde():
-    from accord.core.serde import AvroSerde, SchemaRegistryClient
+    from accord.core.serde import AvroSerde, registry_client
 
     settings = get_settings()
-    return AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
+    return AvroSerde(registry_client(settings, AUDIT), settings.schemas_dir)
 
 
 # --- policy --------------------------------------------------------------------------------

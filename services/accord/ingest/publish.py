@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from accord.core.errors import InfrastructureError
 from accord.core.logging import get_logger
-from accord.core.serde import AvroSerde, SchemaRegistryClient, encode_body, parse_schema_text
+from accord.core.serde import AvroSerde, encode_body, parse_schema_text, registry_client
 from accord.core.serde import load_schema_text as _load_schema_text
 from accord.core.settings import Settings
 from accord.core.topics import DATASET_RECORDS, Topics, is_org_id
@@ -129,14 +129,19 @@ class Publisher:
     """
 
     def __init__(
-        self, settings: Settings, *, prepare_timeout_s: float = 15.0, **producer_config: Any
+        self,
+        settings: Settings,
+        *,
+        principal: str,
+        prepare_timeout_s: float = 15.0,
+        **producer_config: Any,
     ) -> None:
+        """`principal` signs in to the schema registry: the organisation for
+        `accord publish --as <org>`, the gateway's own for the gateway."""
         self.settings = settings
         self.prepare_timeout_s = prepare_timeout_s
         self.topics = Topics(settings)
-        self.serde = AvroSerde(
-            SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir
-        )
+        self.serde = AvroSerde(registry_client(settings, principal), settings.schemas_dir)
         config = {
             "bootstrap.servers": settings.bootstrap_servers,
             "client.id": "accord-publish",
@@ -296,7 +301,7 @@ def publish_file(
             )
 
     report = PublishReport(topic=Topics(settings).partner(org, dataset), dry_run=dry_run)
-    publisher = None if dry_run else Publisher(settings)
+    publisher = None if dry_run else Publisher(settings, principal=org)
     encode_locally = _local_encoder(settings, dataset) if dry_run else None
     deliveries = Deliveries()
 
