@@ -49,6 +49,7 @@ def registry_session(settings: Settings, principal: str = ADMIN) -> requests.Ses
     session = requests.Session()
     session.auth = (credential.principal, credential.secret.get_secret_value())
     session.verify = str(settings.trusted_ca)
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE would override `verify`
     return session
 
 

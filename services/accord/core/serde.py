@@ -80,12 +80,13 @@ class SchemaRegistryClient:
         self._session = requests.Session()
         self._session.headers["Content-Type"] = REGISTRY_CONTENT_TYPE
         self._session.auth = (credential.principal, credential.secret.get_secret_value())
-        self._session.verify = str(ca) if ca is not None else True
+        # Passed on every call: a session's own `verify` loses to REQUESTS_CA_BUNDLE.
+        self._verify: str | bool = str(ca) if ca is not None else True
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._session.request(
-                method, self.url + path, timeout=self.timeout_s, **kwargs
+                method, self.url + path, timeout=self.timeout_s, verify=self._verify, **kwargs
             )
         except requests.RequestException as exc:
             raise InfrastructureError(f"schema registry at {self.url} unreachable: {exc}") from exc

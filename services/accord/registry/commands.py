@@ -38,13 +38,14 @@ class RegistryHistory:
         self.timeout_s = timeout_s
         self.session = requests.Session()
         self.session.auth = (credential.principal, credential.secret.get_secret_value())
-        self.session.verify = str(ca) if ca is not None else True
+        # Passed on every call: a session's own `verify` loses to REQUESTS_CA_BUNDLE.
+        self.verify: str | bool = str(ca) if ca is not None else True
         self.session.headers["Content-Type"] = REGISTRY_CONTENT_TYPE
 
     def _call(self, method: str, path: str, **kwargs) -> object:
         try:
             response = self.session.request(
-                method, self.url + path, timeout=self.timeout_s, **kwargs
+                method, self.url + path, timeout=self.timeout_s, verify=self.verify, **kwargs
             )
         except requests.RequestException as exc:
             raise RegistryUnavailable(f"{self.url} unreachable ({type(exc).__name__})") from exc
