@@ -20,7 +20,6 @@ import asyncio
 import base64
 import binascii
 import json
-import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +33,7 @@ from accord.core.settings import Settings
 from accord.registry import access, compatibility
 from accord.registry.modes import DEFAULT_LEVEL, INVALID_LEVEL_MESSAGE, parse_level
 from accord.registry.users import UserStore
+from accord.stack.tls import server_tls
 
 log = get_logger("accord.registry")
 
@@ -627,17 +627,6 @@ class Registry:
             ]
         )
         return app
-
-
-def server_tls(settings: Settings) -> ssl.SSLContext:
-    """TLS 1.2+ with the stack's server certificate (`accord.stack.tls`)."""
-    from accord.stack.tls import ensure_tls
-
-    files = ensure_tls(settings)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(files.server_cert, files.server_key)
-    return context
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
