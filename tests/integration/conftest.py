@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from accord.core.credentials import ADMIN, held_credential
+from accord.core.credentials import ADMIN, credentials_dir, held_credential
 from accord.core.kafka import delete_topics, read_topic
 from accord.core.scotland import COUNCIL_AREAS, HEALTH_BOARDS, org_id
 from accord.core.serde import AvroSerde, registry_client
@@ -101,6 +101,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ACCORD_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "ACCORD_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "ACCORD_OPA_URL": settings.opa_url,
+        # Pinned, so a test that moves the state dir still signs in with the stack's.
+        "ACCORD_CREDENTIALS_DIR": str(credentials_dir(settings)),
+        "ACCORD_CA_FILE": str(settings.trusted_ca),
+        "ACCORD_OPA_TOKEN_FILE": str(settings.opa_token_path),
         "ACCORD_LOG_FORMAT": "json",
     }
 
