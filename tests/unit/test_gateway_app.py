@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog.testing
 from aiohttp.test_utils import TestClient, TestServer
 
 from accord.core.settings import Settings
+from accord.gateway import app as gateway_app
 from accord.gateway.app import MAX_BODY_BYTES, MAX_RECORDS, create_app, openapi_document
 from accord.gateway.limits import RateLimiter, nesting_depth, retry_after
 from accord.gateway.tokens import (
@@ -285,9 +285,21 @@ def test_the_settings_driven_functions_list_without_secrets(
 # --- failed sign-ins, rate limits, nesting -------------------------------------------------
 
 
+class RecordingLog:
+    """Stands in for the gateway's structlog logger: keeps (event, fields) of each call."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    def __getattr__(self, level: str) -> Callable[..., None]:
+        return lambda event, **fields: self.entries.append({"event": event, **fields})
+
+
 def test_failed_sign_ins_are_counted_by_reason_and_logged_without_the_token(
-    store: TokenStore,
+    store: TokenStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    recording = RecordingLog()
+    monkeypatch.setattr(gateway_app, "log", recording)
     token = store.issue("fife")
     forged = token[:-2] + ("zz" if not token.endswith("zz") else "yy")
 
@@ -299,8 +311,8 @@ def test_failed_sign_ins_are_counted_by_reason_and_logged_without_the_token(
             assert response.status == 401
         return await (await client.get("/health")).json()
 
-    with structlog.testing.capture_logs() as logs:
-        health = with_client(store, call)
+    health = with_client(store, call)
+    logs = recording.entries
     assert health["auth_failures"] == 3
     assert health["auth_failures_by_reason"] == {"missing": 1, "wrong_secret": 1, "malformed": 1}
     failures = [entry for entry in logs if entry["event"] == "gateway_auth_failed"]
