@@ -8,6 +8,7 @@ code as `accord stack up` (idempotent: a running stack is reused).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -18,11 +19,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from accord.access import provision
-from accord.core.credentials import ADMIN
+from accord.core.credentials import ADMIN, credentials_dir, held_credential
 from accord.core.kafka import as_principal, delete_topics, read_topic
-from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings, get_settings
 from accord.core.topics import Topics
 from accord.stack import local
@@ -38,6 +40,22 @@ def stack() -> Settings:
     if os.environ.get("ACCORD_TEST_EXTERNAL_STACK") != "1":
         local.up(settings, lambda line: print(line, file=sys.stderr))
     return as_principal(settings, ADMIN)
+
+
+def registry_session(settings: Settings, principal: str = ADMIN) -> requests.Session:
+    """requests against the registry, signed in as `principal`, verifying the stack's CA."""
+    credential = held_credential(settings, principal)
+    session = requests.Session()
+    session.auth = (credential.principal, credential.secret.get_secret_value())
+    session.verify = str(settings.trusted_ca)
+    session.trust_env = False  # else REQUESTS_CA_BUNDLE would override `verify`
+    return session
+
+
+@functools.cache
+def admin_http() -> requests.Session:
+    """The administrator's registry session, for tests that drive the REST API directly."""
+    return registry_session(get_settings())
 
 
 @contextlib.contextmanager
@@ -65,7 +83,7 @@ def settings(stack: Settings) -> Iterator[Settings]:
 
 @pytest.fixture
 def serde(stack: Settings) -> AvroSerde:
-    return AvroSerde(SchemaRegistryClient(stack.schema_registry_url), stack.schemas_dir)
+    return AvroSerde(registry_client(stack, ADMIN), stack.schemas_dir)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -79,6 +97,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ACCORD_PRINCIPAL": "",
         "ACCORD_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
         "ACCORD_OPA_URL": settings.opa_url,
+        # Pinned, so a test that moves the state dir still signs in with the stack's.
+        "ACCORD_CREDENTIALS_DIR": str(credentials_dir(settings)),
+        "ACCORD_CA_FILE": str(settings.trusted_ca),
+        "ACCORD_OPA_TOKEN_FILE": str(settings.opa_token_path),
         "ACCORD_LOG_FORMAT": "json",
     }
 

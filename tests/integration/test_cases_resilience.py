@@ -13,8 +13,9 @@ import time
 
 import pytest
 
+from accord.core.credentials import ADMIN
 from accord.core.scotland import org_id
-from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.serde import AvroSerde, registry_client
 from accord.core.topics import Topics
 
 from .conftest import decoded, isolated_settings, workers
@@ -27,7 +28,7 @@ PEOPLE = 160
 @pytest.fixture(scope="module")
 def reference(stack, tmp_path_factory):
     """The lists from a run without faults, computed once for the module."""
-    serde = AvroSerde(SchemaRegistryClient(stack.schema_registry_url), stack.schemas_dir)
+    serde = AvroSerde(registry_client(stack, ADMIN), stack.schemas_dir)
     with isolated_settings(stack) as settings:
         publish_workload(settings, serde, tmp_path_factory.mktemp("ref"), PEOPLE)
         with workers(settings, tmp_path_factory.mktemp("ref-logs")) as start:

@@ -18,8 +18,10 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from accord.core.credentials import ADMIN, held_credential
 from accord.core.kafka import connection
 from accord.core.pseudonym import person_key
+from accord.core.settings import Settings
 from accord.core.topics import Topics
 from accord.demo.synthetic import chi_for
 
@@ -82,13 +84,25 @@ def consume_all(settings, org: str, topic: str, expected: int) -> list:
     return messages
 
 
+def confluent_registry(settings: Settings, principal: str) -> SchemaRegistryClient:
+    """The stock client as a partner configures it: basic auth and the hub's CA."""
+    credential = held_credential(settings, principal)
+    return SchemaRegistryClient(
+        {
+            "url": settings.schema_registry_url,
+            "basic.auth.user.info": f"{principal}:{credential.secret.get_secret_value()}",
+            "ssl.ca.location": str(settings.trusted_ca),
+        }
+    )
+
+
 def test_confluent_client_produces_what_our_worker_shares_and_decodes_what_our_hub_wrote(
     settings, serde, worker
 ):
     topics = Topics(settings)
     partner = topics.partner(LOTHIAN, "shielding-list")
     share = topics.share(EDINBURGH)
-    client = SchemaRegistryClient({"url": settings.schema_registry_url})
+    client = confluent_registry(settings, LOTHIAN)
 
     # The partner registers its contract with the stock client...
     schema_text = (settings.schemas_dir / "ShieldingListEntry.avsc").read_text()
@@ -113,18 +127,20 @@ def test_confluent_client_produces_what_our_worker_shares_and_decodes_what_our_h
 
     # The stock deserializer reads our hub's SupportCase with the schema our registry holds.
     (message,) = [m for m in consume_all(settings, EDINBURGH, share, 1) if m.key() == key]
-    deserializer = AvroDeserializer(client)
+    deserializer = AvroDeserializer(confluent_registry(settings, EDINBURGH))
     theirs = deserializer(message.value(), SerializationContext(share, MessageField.VALUE))
     assert theirs == case
     assert theirs["case_key"] == key.decode() and theirs["recipient"] == EDINBURGH
     assert (theirs["given_name"], theirs["postcode"]) == ("Morag", "EH6 8AA")
     assert record["chi_number"] not in repr(theirs)  # minimised: no identifier leaves
-    writer = client.get_schema(int.from_bytes(message.value()[1:5], "big"))
+    writer = confluent_registry(settings, EDINBURGH).get_schema(
+        int.from_bytes(message.value()[1:5], "big")
+    )
     assert '"SupportCase"' in writer.schema_str
 
 
 def test_confluent_registry_client_calls_behave_as_against_confluent(stack):
-    client = SchemaRegistryClient({"url": stack.schema_registry_url})
+    client = confluent_registry(stack, ADMIN)
     subject = f"t{uuid.uuid4().hex[:10]}.peer-value"
     base = (stack.schemas_dir / "ShieldingListEntry.avsc").read_text()
     try:

@@ -7,6 +7,7 @@ rejected in quarantine; and a partner's token never reaches another partner's to
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ import pytest
 import requests
 
 from accord.core.kafka import read_topic
-from accord.core.settings import Settings
+from accord.core.settings import Settings, get_settings
 from accord.core.topics import Topics
 
 from .conftest import decoded, settings_env
@@ -28,6 +29,10 @@ from .conftest import decoded, settings_env
 pytestmark = pytest.mark.integration
 
 EDINBURGH, FIFE = "city-of-edinburgh", "fife"
+CA = str(get_settings().trusted_ca)  # the gateway serves the stack's certificate
+# verify= given on each call, so REQUESTS_CA_BUNDLE in the environment cannot override it
+https_get = functools.partial(requests.get, verify=CA)
+https_post = functools.partial(requests.post, verify=CA)
 
 
 def free_port() -> int:
@@ -67,11 +72,11 @@ def gateway(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+            if https_get(f"{url}/health", timeout=1).status_code == 200:
                 break
         except requests.ConnectionError:
             time.sleep(0.2)
@@ -102,7 +107,7 @@ def outcome(request_id: str, **overrides: object) -> dict[str, object]:
 
 
 def post(url: str, token: str, dataset: str, body: object) -> requests.Response:
-    return requests.post(
+    return https_post(
         f"{url}/v1/datasets/{dataset}/records",
         json=body,
         headers={"Authorization": f"Bearer {token}"},
@@ -209,7 +214,7 @@ def test_bad_tokens_publish_nothing(settings: Settings, gateway: tuple[str, Path
     token = issue(settings, tokens, FIFE)
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     for headers in ({}, {"Authorization": f"Bearer {forged}"}, {"Authorization": token}):
-        response = requests.post(
+        response = https_post(
             f"{url}/v1/datasets/support-outcome/records",
             json=[outcome("Z-1")],
             headers=headers,
@@ -222,7 +227,7 @@ def test_bad_tokens_publish_nothing(settings: Settings, gateway: tuple[str, Path
 
 def test_openapi_is_served(gateway: tuple[str, Path]) -> None:
     url, _ = gateway
-    spec = requests.get(f"{url}/openapi.json", timeout=10).json()
+    spec = https_get(f"{url}/openapi.json", timeout=10).json()
     assert "/v1/datasets/{dataset}/records" in spec["paths"]
 
 
@@ -239,10 +244,10 @@ def test_503_when_kafka_is_unreachable(settings: Settings, tmp_path: Path) -> No
         stderr=subprocess.DEVNULL,
     )
     try:
-        url = f"http://127.0.0.1:{port}"
+        url = f"https://127.0.0.1:{port}"
         for _ in range(100):
             try:
-                requests.get(f"{url}/health", timeout=1)
+                https_get(f"{url}/health", timeout=1)
                 break
             except requests.ConnectionError:
                 time.sleep(0.2)
@@ -253,3 +258,39 @@ def test_503_when_kafka_is_unreachable(settings: Settings, tmp_path: Path) -> No
     finally:
         os.kill(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
+
+
+def test_a_revoked_token_is_refused_at_once_and_failures_are_counted(
+    settings: Settings, gateway: tuple[str, Path]
+) -> None:
+    url, tokens = gateway
+    token = issue(settings, tokens, FIFE)
+    assert post(url, token, "support-outcome", [outcome("R-1")]).json()["accepted"] == 1
+    revoked = subprocess.run(
+        [sys.executable, "-m", "accord", "gateway", "revoke", "--as", FIFE],
+        env=gateway_env(settings, tokens),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "revoked 1 token(s)" in revoked.stdout
+    refused = post(url, token, "support-outcome", [outcome("R-2")])
+    assert refused.status_code == 401
+    health = https_get(f"{url}/health", timeout=10).json()
+    assert health["auth_failures"] >= 1 and health["auth_failures_by_reason"]["unknown"] >= 1
+    listing = subprocess.run(
+        [sys.executable, "-m", "accord", "gateway", "tokens"],
+        env=gateway_env(settings, tokens),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert FIFE not in listing.stdout and token.split("_", 2)[2] not in listing.stdout
+
+
+def test_plain_http_is_not_served(gateway: tuple[str, Path]) -> None:
+    url, _ = gateway
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url.replace("https://", "http://") + "/health", timeout=5)

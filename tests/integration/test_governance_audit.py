@@ -57,6 +57,7 @@ def send(settings, serde, records) -> None:
 def test_index_resumes_and_who_received_prints_organisations_not_identifiers(
     settings, serde, tmp_path
 ):
+    stack_settings = settings  # whose credentials, CA and OPA token the commands use
     settings = settings.model_copy(update={"state_dir": tmp_path / "state"})
     chi = people(1)[0]["chi_number"]
     key = person_key(settings.pseudonym_key.get_secret_value(), chi)
@@ -71,7 +72,7 @@ def test_index_resumes_and_who_received_prints_organisations_not_identifiers(
     send(settings, serde, [decision(key, "city-of-edinburgh", True, 5)])
     assert audit_index.catch_up(settings, serde).indexed == 1  # resumed, not re-read
 
-    env = {**settings_env(settings), "ACCORD_STATE_DIR": str(settings.state_dir)}
+    env = {**settings_env(stack_settings), "ACCORD_STATE_DIR": str(settings.state_dir)}
     out = subprocess.run(
         [sys.executable, "-m", "accord", "audit", "who-received", "--chi", chi],
         env=env,

@@ -36,9 +36,7 @@ def policies_copy(tmp_path):
 
 @pytest.fixture
 def watched_opa(stack, policies_copy, tmp_path):
-    with IsolatedOpa(
-        stack.opa_binary, policies_copy, watch=True, log_file=tmp_path / "opa.log"
-    ) as opa:
+    with IsolatedOpa(stack, policies_copy, watch=True, log_file=tmp_path / "opa.log") as opa:
         yield opa
 
 

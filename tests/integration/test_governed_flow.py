@@ -13,8 +13,8 @@ from pathlib import Path
 
 import fastavro
 import pytest
-import requests
 
+from accord.core.credentials import WORKER
 from accord.core.kafka import acknowledged_producer, connection, group_lag
 from accord.core.pseudonym import person_key
 from accord.core.serde import frame, unframe
@@ -23,7 +23,7 @@ from accord.demo.synthetic import chi_for, write_csv
 from accord.ingest.publish import publish_file
 from accord.stack import local
 
-from .conftest import decoded, wait_for
+from .conftest import admin_http, decoded, registry_session, wait_for
 
 pytestmark = pytest.mark.integration
 LOTHIAN = "nhs-lothian"
@@ -112,9 +112,11 @@ def test_a_resident_reaches_their_council_with_only_the_agreed_fields(
     # A standard consumer decodes it with the schema the registry holds for its id.
     message = next(iter(decoded_raw(settings, share)))
     schema_id, body = unframe(message)
-    schema = requests.get(
-        f"{settings.schema_registry_url}/schemas/ids/{schema_id}", timeout=5
-    ).json()["schema"]
+    schema = (
+        registry_session(settings, WORKER)
+        .get(f"{settings.schema_registry_url}/schemas/ids/{schema_id}", timeout=5)
+        .json()["schema"]
+    )
     plain = fastavro.schemaless_reader(io.BytesIO(body), fastavro.parse_schema(json.loads(schema)))
     assert plain["case_key"] == key.decode()
 
@@ -274,21 +276,21 @@ def test_the_registry_keeps_schemas_across_a_restart(stack):
         }
     )
     url = stack.schema_registry_url
-    created = requests.post(
+    created = admin_http().post(
         f"{url}/subjects/{subject}/versions", json={"schema": schema}, timeout=10
     )
     assert created.status_code == 200
     schema_id = created.json()["id"]
     local.down(stack, lambda _: None, only=["registry"])
     local.up(stack, lambda _: None, only=["registry"])
-    assert requests.get(f"{url}/subjects/{subject}/versions", timeout=5).json() == [1]
+    assert admin_http().get(f"{url}/subjects/{subject}/versions", timeout=5).json() == [1]
     assert (
-        json.loads(requests.get(f"{url}/schemas/ids/{schema_id}", timeout=5).json()["schema"])[
+        json.loads(admin_http().get(f"{url}/schemas/ids/{schema_id}", timeout=5).json()["schema"])[
             "name"
         ]
         == "Probe"
     )
-    missing = requests.get(f"{url}/subjects/nope-{subject}/versions", timeout=5)
+    missing = admin_http().get(f"{url}/subjects/nope-{subject}/versions", timeout=5)
     assert missing.status_code == 404 and missing.json()["error_code"] == 40401
 
 

@@ -12,6 +12,8 @@ import requests
 from accord.core.settings import Settings
 from accord.stack import local
 
+from .conftest import registry_session
+
 pytestmark = pytest.mark.integration
 
 
@@ -35,17 +37,18 @@ NO_DEFAULT = probe({"name": "note", "type": "string", "doc": "A note."})
 class Api:
     """requests against the registry, returning (status, body)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, session: requests.Session) -> None:
         self.url = url
+        self.session = session
 
     def __call__(self, method: str, path: str, body: object = None) -> tuple[int, object]:
-        response = requests.request(method, self.url + path, json=body, timeout=30)
+        response = self.session.request(method, self.url + path, json=body, timeout=30)
         return response.status_code, response.json()
 
 
 @pytest.fixture
 def api(stack: Settings) -> Api:
-    return Api(stack.schema_registry_url)
+    return Api(stack.schema_registry_url, registry_session(stack))
 
 
 @pytest.fixture

@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from accord.core.settings import Settings
 
-from .conftest import settings_env
+from .conftest import admin_http, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +35,10 @@ def registered(stack: Settings) -> Iterator[str]:
     url = stack.schema_registry_url
     subject = f"t{uuid.uuid4().hex[:10]}.partner.nhs-lothian.shielding-list.v1-value"
     text = (stack.schemas_dir / "ShieldingListEntry.avsc").read_text()
-    requests.post(f"{url}/subjects/{subject}/versions", json={"schema": text}, timeout=30)
+    admin_http().post(f"{url}/subjects/{subject}/versions", json={"schema": text}, timeout=30)
     yield subject
-    requests.delete(f"{url}/subjects/{subject}", timeout=10)
-    requests.delete(f"{url}/subjects/{subject}?permanent=true", timeout=10)
+    admin_http().delete(f"{url}/subjects/{subject}", timeout=10)
+    admin_http().delete(f"{url}/subjects/{subject}?permanent=true", timeout=10)
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-import requests
 
 from accord.core.settings import Settings
+
+from .conftest import admin_http
 
 pytestmark = pytest.mark.integration
 
@@ -63,9 +64,9 @@ def subject(stack: Settings) -> Iterator[str]:
     url = stack.schema_registry_url
     name = f"t{uuid.uuid4().hex[:10]}.partner.nhs-lothian.shielding-list.v1-value"
     yield name
-    requests.delete(f"{url}/config/{name}", timeout=10)
-    requests.delete(f"{url}/subjects/{name}", timeout=10)
-    requests.delete(f"{url}/subjects/{name}?permanent=true", timeout=10)
+    admin_http().delete(f"{url}/config/{name}", timeout=10)
+    admin_http().delete(f"{url}/subjects/{name}", timeout=10)
+    admin_http().delete(f"{url}/subjects/{name}?permanent=true", timeout=10)
 
 
 @pytest.mark.parametrize(
@@ -106,15 +107,19 @@ def subject(stack: Settings) -> Iterator[str]:
 def test_evolution_is_decided_by_avros_checker(stack, subject, level, change, refused_because):
     url = stack.schema_registry_url
     base = (stack.schemas_dir / "ShieldingListEntry.avsc").read_text()
-    assert requests.post(f"{url}/subjects/{subject}/versions", json={"schema": base}, timeout=30).ok
-    requests.put(
+    assert (
+        admin_http()
+        .post(f"{url}/subjects/{subject}/versions", json={"schema": base}, timeout=30)
+        .ok
+    )
+    admin_http().put(
         f"{url}/config/{subject}", json={"compatibility": level}, timeout=30
     ).raise_for_status()
 
-    response = requests.post(
+    response = admin_http().post(
         f"{url}/subjects/{subject}/versions", json={"schema": changed(base, change)}, timeout=30
     )
-    versions = requests.get(f"{url}/subjects/{subject}/versions", timeout=10).json()
+    versions = admin_http().get(f"{url}/subjects/{subject}/versions", timeout=10).json()
     if refused_because is None:
         assert response.status_code == 200, response.text
         assert versions == [1, 2]
@@ -140,15 +145,19 @@ def test_transitive_means_every_old_version_not_just_the_latest(stack, subject):
 
     v3 = changed(base, health_board_as_int)
     for schema in (base, v2):
-        assert requests.post(
-            f"{url}/subjects/{subject}/versions", json={"schema": schema}, timeout=30
-        ).ok
+        assert (
+            admin_http()
+            .post(f"{url}/subjects/{subject}/versions", json={"schema": schema}, timeout=30)
+            .ok
+        )
     check = f"{url}/compatibility/subjects/{subject}/versions"
-    latest_only = requests.post(f"{check}/latest", json={"schema": v3}, timeout=30).json()
+    latest_only = admin_http().post(f"{check}/latest", json={"schema": v3}, timeout=30).json()
     assert latest_only == {"is_compatible": True}
-    every = requests.post(f"{check}?verbose=true", json={"schema": v3}, timeout=30).json()
+    every = admin_http().post(f"{check}?verbose=true", json={"schema": v3}, timeout=30).json()
     assert every["is_compatible"] is False
     (problem,) = every["messages"]
     assert "TYPE_MISMATCH" in problem and "health_board" in problem and "version 1" in problem
-    refused = requests.post(f"{url}/subjects/{subject}/versions", json={"schema": v3}, timeout=30)
+    refused = admin_http().post(
+        f"{url}/subjects/{subject}/versions", json={"schema": v3}, timeout=30
+    )
     assert refused.status_code == 409

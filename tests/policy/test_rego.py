@@ -80,3 +80,21 @@ def test_accord_policy_test_fails_on_a_broken_copy(opa, tmp_path):
     assert not steps["agreement schema"].ok
     assert "DSA-007.yaml" in steps["agreement schema"].detail
     assert "status" in steps["agreement schema"].detail
+
+
+@pytest.mark.parametrize("step", [("fmt", "--list", "--fail"), ("check", "--strict")])
+def test_the_opa_api_authorisation_policy_is_clean(opa, step):
+    result = run(opa, *step, "deploy/opa")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_opa_api_authorisation_policy_tests_pass_with_full_coverage(opa):
+    result = run(opa, "test", "deploy/opa", "--coverage", "--format", "json")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert json.loads(result.stdout)["coverage"] == 100
+
+
+def test_policies_use_no_builtin_the_hubs_opa_withholds(opa):
+    from accord.stack.opa import check_capabilities
+
+    check_capabilities(get_settings(), get_settings().policies_dir)  # raises on refusal

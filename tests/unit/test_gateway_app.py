@@ -10,6 +10,7 @@ import asyncio
 import json
 import stat
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,19 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from accord.core.settings import Settings
+from accord.gateway import app as gateway_app
 from accord.gateway.app import MAX_BODY_BYTES, MAX_RECORDS, create_app, openapi_document
-from accord.gateway.tokens import TOKENS_FILE_ENV, TokenError, TokenStore, tokens_file
+from accord.gateway.limits import RateLimiter, nesting_depth, retry_after
+from accord.gateway.tokens import (
+    TOKENS_FILE_ENV,
+    TokenError,
+    TokenStore,
+    issue_token,
+    list_tokens,
+    revoke_tokens,
+    rotate_token,
+    tokens_file,
+)
 from accord.ingest.datasets import DATASETS
 
 
@@ -38,7 +50,7 @@ def test_issued_token_names_its_org_and_only_a_hash_is_stored(store: TokenStore)
     assert secret not in text and token not in text
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     [entry] = json.loads(text)["tokens"].values()
-    assert set(entry) == {"org", "salt", "hash", "issued_at"}
+    assert set(entry) == {"org", "salt", "hash", "issued_at", "expires_at"}
 
 
 def test_each_partner_has_its_own_token(store: TokenStore) -> None:
@@ -86,14 +98,17 @@ def test_tokens_file_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 # --- requests refused before anything reaches Kafka -------------------------------------
 
 
-def with_client(store: TokenStore, body: Callable[[TestClient], Awaitable[Any]]) -> Any:
+def with_client(
+    store: TokenStore, body: Callable[[TestClient], Awaitable[Any]], **overrides: Any
+) -> Any:
     """Run `body` against the app. Kafka is pointed at a closed port: these requests must
     be answered without it."""
     settings = Settings(
         bootstrap_servers="127.0.0.1:9",
-        schema_registry_url="http://127.0.0.1:9",
+        schema_registry_url="https://127.0.0.1:9",
         principal="accord-gateway",
         secret="not-a-real-secret",
+        **overrides,
     )
 
     async def go() -> Any:
@@ -187,7 +202,7 @@ def test_health_and_openapi_are_served(store: TokenStore) -> None:
         return health.status, await health.json(), spec.status, await spec.json()
 
     health_status, health, spec_status, spec = with_client(store, call)
-    assert (health_status, health) == (200, {"status": "ok"})
+    assert health_status == 200 and health["status"] == "ok" and health["auth_failures"] == 0
     assert spec_status == 200 and spec == json.loads(json.dumps(openapi_document()))
 
 
@@ -195,7 +210,7 @@ def test_openapi_document_describes_the_endpoint_and_every_dataset() -> None:
     spec = openapi_document()
     assert spec["openapi"].startswith("3.")
     post_op = spec["paths"]["/v1/datasets/{dataset}/records"]["post"]
-    assert set(post_op["responses"]) == {"200", "400", "401", "404", "413", "503"}
+    assert set(post_op["responses"]) == {"200", "400", "401", "404", "413", "429", "503"}
     assert post_op["security"] == [{"bearerAuth": []}]
     assert post_op["parameters"][0]["schema"]["enum"] == sorted(DATASETS)
     schemas = spec["components"]["schemas"]
@@ -209,3 +224,158 @@ def test_openapi_document_describes_the_endpoint_and_every_dataset() -> None:
     text = json.dumps(spec)
     for ref in {part.split('"')[0] for part in text.split('"$ref": "#/components/schemas/')[1:]}:
         assert ref in schemas, ref
+
+
+# --- expiry, revocation, rotation, listing ------------------------------------------------
+
+
+def test_an_expired_token_is_refused(store: TokenStore) -> None:
+    token = store.issue("fife", timedelta(days=1))
+    assert store.org_for(token) == "fife"
+    tomorrow = datetime.now(UTC) + timedelta(days=1, seconds=1)
+    assert store.check(token, tomorrow).reason == "expired"
+    assert store.org_for(token, tomorrow) is None
+
+
+def test_a_token_without_an_expiry_is_refused(store: TokenStore) -> None:
+    token = store.issue("fife")
+    document = json.loads(store.path.read_text())
+    for entry in document["tokens"].values():
+        del entry["expires_at"]
+    store.path.write_text(json.dumps(document))
+    assert store.check(token).reason == "expired"
+
+
+def test_revocation_and_rotation_take_effect_at_once(store: TokenStore) -> None:
+    first, other = store.issue("fife"), store.issue("angus")
+    gateway_view = TokenStore(store.path)
+    assert gateway_view.org_for(first) == "fife"
+    second = store.issue("fife", replace=True)  # a rotation
+    assert gateway_view.org_for(first) is None and gateway_view.org_for(second) == "fife"
+    assert store.revoke("fife") == 1
+    assert gateway_view.org_for(second) is None
+    assert gateway_view.org_for(other) == "angus"
+
+
+def test_zero_or_negative_lifetimes_are_refused(store: TokenStore) -> None:
+    with pytest.raises(TokenError):
+        store.issue("fife", timedelta(0))
+
+
+def test_the_settings_driven_functions_list_without_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(TOKENS_FILE_ENV, raising=False)
+    settings = Settings(state_dir=tmp_path / "state", gateway_token_ttl_days=7)
+    token = issue_token(settings, "fife")
+    rotated = rotate_token(settings, "fife", timedelta(days=1))
+    issue_token(settings, "angus")
+    listed = list_tokens(settings)
+    assert [info.org for info in listed] == ["angus", "fife"]
+    assert all(info.token_id not in (token, rotated) for info in listed)
+    assert token.split("_", 2)[2] not in repr(listed) and rotated.split("_", 2)[2] not in repr(
+        listed
+    )
+    fife = next(info for info in listed if info.org == "fife")
+    lifetime = datetime.fromisoformat(fife.expires_at) - datetime.fromisoformat(fife.issued_at)
+    assert lifetime == timedelta(days=1)
+    angus = next(info for info in listed if info.org == "angus")
+    lifetime = datetime.fromisoformat(angus.expires_at) - datetime.fromisoformat(angus.issued_at)
+    assert lifetime == timedelta(days=7)
+    assert revoke_tokens(settings, "fife") == 1 and revoke_tokens(settings, "fife") == 0
+    assert [info.org for info in list_tokens(settings)] == ["angus"]
+
+
+# --- failed sign-ins, rate limits, nesting -------------------------------------------------
+
+
+class RecordingLog:
+    """Stands in for the gateway's structlog logger: keeps (event, fields) of each call."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+
+    def __getattr__(self, level: str) -> Callable[..., None]:
+        return lambda event, **fields: self.entries.append({"event": event, **fields})
+
+
+def test_failed_sign_ins_are_counted_by_reason_and_logged_without_the_token(
+    store: TokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recording = RecordingLog()
+    monkeypatch.setattr(gateway_app, "log", recording)
+    token = store.issue("fife")
+    forged = token[:-2] + ("zz" if not token.endswith("zz") else "yy")
+
+    async def call(client: TestClient) -> dict:
+        for header in ({}, {"Authorization": f"Bearer {forged}"}, {"Authorization": "Bearer x"}):
+            response = await client.post(
+                "/v1/datasets/support-outcome/records", data="[]", headers=header
+            )
+            assert response.status == 401
+        return await (await client.get("/health")).json()
+
+    health = with_client(store, call)
+    logs = recording.entries
+    assert health["auth_failures"] == 3
+    assert health["auth_failures_by_reason"] == {"missing": 1, "wrong_secret": 1, "malformed": 1}
+    failures = [entry for entry in logs if entry["event"] == "gateway_auth_failed"]
+    assert [entry["reason"] for entry in failures] == ["missing", "wrong_secret", "malformed"]
+    logged = repr(logs)
+    assert forged.split("_", 2)[2] not in logged and token.split("_", 2)[2] not in logged
+
+
+def test_a_token_over_its_rate_gets_429_with_retry_after(store: TokenStore) -> None:
+    token, other = store.issue("fife"), store.issue("angus")
+
+    async def call(client: TestClient) -> list[tuple[int, str | None]]:
+        answers = []
+        for bearer in (token, token, token, other):
+            response = await client.post(  # an unknown dataset: answered without Kafka
+                "/v1/datasets/weather/records",
+                data="[]",
+                headers={"Authorization": f"Bearer {bearer}"},
+            )
+            answers.append((response.status, response.headers.get("Retry-After")))
+        return answers
+
+    answers = with_client(store, call, gateway_rate_per_s=0.1, gateway_rate_burst=2)
+    assert answers[:2] == [(404, None), (404, None)]
+    assert answers[2][0] == 429 and 1 <= int(answers[2][1]) <= 10
+    assert answers[3] == (404, None)  # the limit is per token
+
+
+@pytest.mark.parametrize("depth", [17, 100, 5000, 200_000])
+def test_deeply_nested_json_is_400_not_500(store: TokenStore, depth: int) -> None:
+    token = store.issue("fife")
+    body = "[" * depth + "]" * depth
+    status, answer, _ = with_client(store, post(token, body))
+    assert status == 400 and answer["error"] == "too_deep"
+
+
+def test_nesting_at_the_limit_passes_the_depth_check(store: TokenStore) -> None:
+    token = store.issue("fife")
+    body = '{"rows": ' + "[" * 15 + "]" * 15 + "}"  # 16 levels: then judged on its shape
+    status, answer, _ = with_client(store, post(token, body))
+    assert status == 400 and answer["error"] == "bad_shape"
+
+
+def test_the_rate_limiter_refills_at_its_rate() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2.0, 3, clock=lambda: now[0])
+    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a") == pytest.approx(0.5)
+    now[0] = 0.5
+    assert limiter.take("a") == 0.0 and limiter.take("a") > 0
+    now[0] = 100.0
+    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]  # never above the burst
+    assert limiter.take("a") > 0 and limiter.take("b") == 0.0
+    assert retry_after(0.01) == "1" and retry_after(2.2) == "3"
+
+
+@pytest.mark.parametrize(
+    ("value", "depth"),
+    [(1, 0), ([], 1), ({"a": [1, {"b": "x"}]}, 3), ([[[[]]]], 4), ({"a": {}}, 2)],
+)
+def test_nesting_depth(value: Any, depth: int) -> None:
+    assert nesting_depth(value) == depth

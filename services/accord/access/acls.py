@@ -85,6 +85,7 @@ def service_grants(topics: Topics, schemas_topic: str) -> list[Grant]:
     p = topics.prefix
     return [
         *_grants(principals.REGISTRY, TOPIC, schemas_topic, LITERAL, (READ, WRITE, DESCRIBE)),
+        *_grants(principals.REGISTRY, GROUP, principals.REGISTRY, PREFIXED, (READ,)),
         *_grants(principals.GATEWAY, TOPIC, f"{p}partner.", PREFIXED, (WRITE, DESCRIBE)),
         *_grants(principals.GATEWAY, TOPIC, f"{p}rejects.", PREFIXED, (WRITE, DESCRIBE)),
         *_grants(principals.CONSOLE, TOPIC, f"{p}share.", PREFIXED, (READ, DESCRIBE)),
@@ -121,6 +122,7 @@ def namespace(
         schemas_topic,
         f"{p}{principals.CONSOLE}",
         principals.AUDIT,
+        principals.REGISTRY,
         *(f"{p}{org}." for org in orgs),
     )
 

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from accord.access import acls, provision
 from accord.core import credentials as principals
 from accord.core.credentials import Credential, read_credential_file
+from accord.core.errors import InfrastructureError
 from accord.core.kafka import KafkaConnection, confluent_admin, connection, delete_topics
 from accord.core.settings import Settings
 from accord.core.topics import Topics
@@ -139,24 +140,29 @@ class Client:
         return False
 
 
-def probe_produce(client: Client, topic: str) -> tuple[bool, str]:
+def probe_produce(client: Client, topics: list[str]) -> dict[str, tuple[bool, str]]:
+    """One record to partition 0 of each topic; each topic's delivery report."""
     from confluent_kafka import Producer
 
-    outcome: list[Any] = []
+    outcome: dict[str, tuple[bool, str]] = {}
+
+    def delivered(error: Any, message: Any) -> None:
+        outcome[message.topic()] = (True, "delivered") if error is None else (False, error.name())
+
     producer = Producer({**client.config, "message.timeout.ms": 8000, "acks": "all"})
-    producer.produce(
-        topic, key=b"matrix-probe", value=b"probe", on_delivery=lambda e, _m: outcome.append(e)
-    )
-    client.wait(lambda: producer.flush(0.2) == 0 and bool(outcome))
-    if client.refused() and not outcome:
-        return False, client.refused() or ""
-    error = outcome[0] if outcome else "no delivery report"
-    if error is None:
-        return True, "delivered"
-    return False, error.name() if hasattr(error, "name") else str(error)
+    for topic in topics:
+        producer.produce(
+            topic, key=b"matrix-probe", value=b"probe", partition=0, on_delivery=delivered
+        )
+    client.wait(lambda: producer.flush(0.2) == 0 and len(outcome) == len(topics), 10)
+    refused = client.refused() or "no delivery report"
+    return {t: outcome.get(t, (False, refused)) for t in topics}
 
 
-def probe_consume(client: Client, topic: str, group_prefix: str) -> tuple[bool, str]:
+def probe_consume(
+    client: Client, topics: list[str], group_prefix: str
+) -> dict[str, tuple[bool, str]]:
+    """Partition 0 of each topic from the beginning: a record read, or the error."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer(
@@ -164,70 +170,78 @@ def probe_consume(client: Client, topic: str, group_prefix: str) -> tuple[bool, 
             **client.config,
             "group.id": f"{group_prefix}matrix-{uuid.uuid4().hex[:6]}",
             "enable.auto.commit": False,
+            "enable.partition.eof": True,
         }
     )
-    result: list[tuple[bool, str]] = []
+    result: dict[str, tuple[bool, str]] = {}
 
     def step() -> bool:
         message = consumer.poll(0.2)
-        if message is None:
-            return False
-        if message.error() is None:
-            result.append((True, "read a record"))
-        elif message.error().name() != "_PARTITION_EOF":
-            result.append((False, message.error().name()))
-        return bool(result)
+        if message is not None and message.topic() not in result:
+            error = message.error()
+            if error is None:
+                result[message.topic()] = (True, "read a record")
+            elif error.name() != "_PARTITION_EOF":
+                result[message.topic()] = (False, error.name())
+        return len(result) == len(topics)
 
     try:
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        client.wait(step)
+        consumer.assign([TopicPartition(t, 0, OFFSET_BEGINNING) for t in topics])
+        client.wait(step, 10)
     finally:
         consumer.close()
-    if result:
-        return result[0]
-    return False, client.refused() or "nothing read"
+    refused = client.refused() or "nothing read"
+    return {t: result.get(t, (False, refused)) for t in topics}
 
 
-def probe_describe(client: Client, admin: Any, topic: str) -> tuple[bool, str]:
+def probe_describe(client: Client, admin: Any, topics: list[str]) -> dict[str, tuple[bool, str]]:
     from confluent_kafka import KafkaException
 
     try:
-        metadata = admin.list_topics(topic=topic, timeout=2 if client.refused() else 8)
+        metadata = admin.list_topics(timeout=8).topics
     except KafkaException as exc:
-        return False, _error_code(exc)
-    found = metadata.topics.get(topic)
-    if found is None:
-        return False, "absent"
-    if found.error is not None:
-        return False, found.error.name()
-    return True, f"{len(found.partitions)} partitions"
+        return dict.fromkeys(topics, (False, _error_code(exc)))
+    result = {}
+    for topic in topics:
+        found = metadata.get(topic)
+        if found is None:
+            result[topic] = (False, "not visible")
+        elif found.error is not None:
+            result[topic] = (False, found.error.name())
+        else:
+            result[topic] = (True, f"{len(found.partitions)} partitions")
+    return result
 
 
-def probe_create(admin: Any, topic: str, timeout_s: float = 8.0) -> tuple[bool, str]:
+def _settle(futures: dict[str, Any], done: str) -> dict[str, tuple[bool, str]]:
     from confluent_kafka import KafkaException
+
+    result = {}
+    for topic, future in futures.items():
+        try:
+            future.result()
+            result[topic] = (True, done)
+        except KafkaException as exc:
+            result[topic] = (False, _error_code(exc))
+    return result
+
+
+def probe_create(
+    admin: Any, topics: list[str], timeout_s: float = 8.0
+) -> dict[str, tuple[bool, str]]:
     from confluent_kafka.admin import NewTopic
 
-    try:
-        future = admin.create_topics(
-            [NewTopic(topic, 1, 1)], operation_timeout=timeout_s, request_timeout=timeout_s
-        )[topic]
-        future.result()
-        return True, "created"
-    except KafkaException as exc:
-        return False, _error_code(exc)
+    futures = admin.create_topics(
+        [NewTopic(t, 1, 1) for t in topics], operation_timeout=timeout_s, request_timeout=timeout_s
+    )
+    return _settle(futures, "created")
 
 
-def probe_delete(admin: Any, topic: str, timeout_s: float = 8.0) -> tuple[bool, str]:
-    from confluent_kafka import KafkaException
-
-    try:
-        future = admin.delete_topics(
-            [topic], operation_timeout=timeout_s, request_timeout=timeout_s
-        )[topic]
-        future.result()
-        return True, "deleted"
-    except KafkaException as exc:
-        return False, _error_code(exc)
+def probe_delete(
+    admin: Any, topics: list[str], timeout_s: float = 8.0
+) -> dict[str, tuple[bool, str]]:
+    futures = admin.delete_topics(topics, operation_timeout=timeout_s, request_timeout=timeout_s)
+    return _settle(futures, "deleted")
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -253,8 +267,13 @@ def run(settings: Settings, report: Callable[[str], None] | None = None) -> Matr
     say = report or (lambda _line: None)
     started = time.monotonic()
     run_id = uuid.uuid4().hex[:8]
+    # A deployment of its own, down to the registry's store, so nothing real is touched.
     scoped = settings.model_copy(
-        update={"topic_prefix": f"matrix{run_id}.", "worker_id": f"matrix{run_id}-worker"}
+        update={
+            "topic_prefix": f"matrix{run_id}.",
+            "worker_id": f"matrix{run_id}-worker",
+            "schemas_topic": f"matrix{run_id}._schemas",
+        }
     )
     provision.apply(scoped)
     topics = Topics(scoped)
@@ -263,54 +282,47 @@ def run(settings: Settings, report: Callable[[str], None] | None = None) -> Matr
     matrix = Matrix()
     seed = connection(scoped, principals.ADMIN)
     seeder = confluent_admin(seed)
-    doomed = [f"{fam.topic}.matrix-doomed" for fam in fams]
+    names = [fam.topic for fam in fams]
+    doomed = [f"{name}.matrix-doomed" for name in names]
+    fresh = [f"{name}.matrix-new" for name in names]
+    # A record to read in each, and a topic to try deleting beside each.
+    seeded = probe_produce(Client(seed, scoped), names)
+    if not all(ok for ok, _ in seeded.values()):
+        raise InfrastructureError(f"the access matrix could not seed its topics: {seeded}")
+    probe_create(seeder, doomed)
     try:
-        seed_client = Client(seed, scoped)
-        for fam in fams:
-            if fam.topic != scoped.schemas_topic:  # never write into the registry's store
-                probe_produce(seed_client, fam.topic)
-        for name, conn in subjects(scoped):
+        # The administrator last: it alone may delete the doomed topics.
+        for name, conn in sorted(subjects(scoped), key=lambda s: s[0] == principals.ADMIN):
             say(f"matrix: {name}")
             client = Client(conn, scoped)
             from confluent_kafka.admin import AdminClient
 
             admin = AdminClient(client.config)
             principal = conn.principal if conn is not None and name != IMPOSTOR else name
-            group_prefix = (
-                f"{topics.prefix}{principal}." if principal in (BOARD, COUNCIL) else principal
-            )
+            if principal in (BOARD, COUNCIL, principals.CONSOLE):
+                group_prefix = f"{topics.prefix}{principal}."
+            elif principal == principals.WORKER:
+                group_prefix = scoped.worker_id
+            else:
+                group_prefix = principal
+            quick = 3.0 if conn is None or name == IMPOSTOR else 8.0
+            found = {
+                "produce": probe_produce(client, names),
+                "consume": probe_consume(client, names, group_prefix),
+                "describe": probe_describe(client, admin, names),
+                "create": dict(zip(names, probe_create(admin, fresh, quick).values(), strict=True)),
+                "delete": dict(
+                    zip(names, probe_delete(admin, doomed, quick).values(), strict=True)
+                ),
+            }
             for fam in fams:
                 for operation in OPERATIONS:
+                    allowed, detail = found[operation][fam.topic]
                     promised = expected(grants, principal, fam.topic, operation)
-                    if (
-                        fam.topic == scoped.schemas_topic
-                        and principal == principals.ADMIN
-                        and (operation in ("produce", "delete"))
-                    ):
-                        # The administrator may; the matrix leaves the real store alone.
-                        matrix.cells.append(Cell(name, fam.label, operation, True, True, "skipped"))
-                        continue
-                    quick = 2.0 if client.refused() else 8.0
-                    if operation == "produce":
-                        allowed, detail = probe_produce(client, fam.topic)
-                    elif operation == "consume":
-                        allowed, detail = probe_consume(client, fam.topic, group_prefix)
-                    elif operation == "describe":
-                        allowed, detail = probe_describe(client, admin, fam.topic)
-                    elif operation == "create":
-                        allowed, detail = probe_create(admin, f"{fam.topic}.matrix-new", quick)
-                        if allowed:
-                            probe_delete(seeder, f"{fam.topic}.matrix-new")
-                    else:
-                        target = f"{fam.topic}.matrix-doomed"
-                        probe_create(seeder, target)
-                        allowed, detail = probe_delete(admin, target, quick)
                     matrix.cells.append(Cell(name, fam.label, operation, promised, allowed, detail))
     finally:
         for prefix in (scoped.topic_prefix, scoped.worker_id):
             delete_topics(seed, prefix)
-        left = [t for t in doomed if not t.startswith((scoped.topic_prefix, scoped.worker_id))]
-        seeder.delete_topics(left + [f"{scoped.schemas_topic}.matrix-new"], operation_timeout=8)
         provision.remove_deployment(scoped)
     matrix.seconds = time.monotonic() - started
     return matrix

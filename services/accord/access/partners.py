@@ -9,6 +9,7 @@ practice well within a second; `accord security matrix` and the tests measure it
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from accord.access import provision
@@ -22,7 +23,8 @@ from accord.core.credentials import (
 from accord.core.kafka import confluent_admin
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
-from accord.gateway.tokens import TokenStore, tokens_file
+from accord.gateway.tokens import list_tokens, revoke_tokens, rotate_token
+from accord.registry.users import remove_user, set_user
 
 log = get_logger("accord.access.partners")
 
@@ -56,9 +58,8 @@ def _new_access(settings: Settings, org: str) -> Access:
     credential = create_credential(settings, org)
     admin = confluent_admin(provision.admin_connection(settings))
     provision.set_scram(admin, [credential])
-    store = TokenStore(tokens_file(settings))
-    store.revoke_org(org)
-    token = store.issue(org)
+    set_user(settings, org, credential.secret.get_secret_value())
+    token = rotate_token(settings, org)
     return Access(org, credential, token)
 
 
@@ -89,7 +90,8 @@ def revoke_partner(settings: Settings, org: str) -> int:
     own = [g for g in provision.broker_grants(admin) if g.principal == org]
     removed = provision.remove_grants(admin, own)
     provision.delete_scram(admin, org)
-    TokenStore(tokens_file(settings)).revoke_org(org)
+    revoke_tokens(settings, org)
+    remove_user(settings, org)
     credential_file(settings, org).unlink(missing_ok=True)
     log.info("partner_revoked", org=org, grants=removed)
     return removed
@@ -100,7 +102,7 @@ def partner_status(settings: Settings) -> list[PartnerStatus]:
     scram = provision.scram_users(admin)
     grants = provision.broker_grants(admin)
     gone = provision.revoked(settings)
-    tokens = TokenStore(tokens_file(settings)).count_by_org()
+    tokens = Counter(info.org for info in list_tokens(settings))
     orgs = sorted(set(registered_organisations(settings)) | gone)
     return [
         PartnerStatus(

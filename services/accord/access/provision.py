@@ -43,6 +43,7 @@ from accord.core.topics import (
     Topics,
 )
 from accord.governance.retention import agreements_from_dir, share_topic_configs
+from accord.registry.users import provision_organisations
 
 log = get_logger("accord.access")
 Report = Callable[[str], None]
@@ -327,6 +328,8 @@ def apply(settings: Settings, report: Report | None = None) -> Applied:
         if principal not in known or not existed:
             missing.append(credential)
     set_scram(admin, [c for c in missing if c.principal != principals.ADMIN])
+    # The same name and secret sign in to the schema registry.
+    provision_organisations(settings, everyone)
 
     # ACLs before topics: the broker applies metadata in order, and hundreds of new
     # partitions ahead of them would hold the grants back for seconds.

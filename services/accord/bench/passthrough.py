@@ -17,9 +17,10 @@ import asyncio
 import sys
 from typing import Any
 
+from accord.core.credentials import WORKER
 from accord.core.kafka import connection
 from accord.core.logging import configure_logging
-from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import DATASET_RECORDS, Topics
 
@@ -33,9 +34,7 @@ class Relay:
 
     def __init__(self, settings: Settings, output: str) -> None:
         self.topics = Topics(settings)
-        self.serde = AvroSerde(
-            SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir
-        )
+        self.serde = AvroSerde(registry_client(settings, WORKER), settings.schemas_dir)
         self.output = output
 
     def __call__(self, topic: str, value: bytes) -> bytes:

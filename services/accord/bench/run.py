@@ -36,8 +36,8 @@ from accord.core.credentials import ADMIN, WORKER
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import consumer as kafka_consumer
 from accord.core.kafka import delete_topics, ensure_topics, group_lag, read_topic
-from accord.core.policy import PolicyClient
-from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.policy import PolicyClient, opa_token
+from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import SUPPORT_REQUEST, Topics
 from accord.stack import local
@@ -318,7 +318,7 @@ async def opa_cost(scoped: Settings, cases: list[dict[str, Any]], rounds: int) -
                 )
             )
     decisions = records = 0
-    async with PolicyClient(scoped.opa_url, timeout_s=60) as policy:
+    async with PolicyClient(scoped.opa_url, timeout_s=60, token=opa_token(scoped)) as policy:
         started = time.perf_counter()
         for _ in range(rounds):
             for package, policy_input in inputs:
@@ -366,7 +366,7 @@ def run_bench(
     console.rule("[bold]Accord bench")
     local.up(settings, lambda line: console.print(f"  {line}"))
     figures = Figures(events=0, partitions=partitions, cores=os.cpu_count() or 0)
-    serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
+    serde = AvroSerde(registry_client(settings, ADMIN), settings.schemas_dir)
     progress = Progress(
         TextColumn("{task.description:<40}"),
         BarColumn(),

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
 
+from accord.core.credentials import ADMIN
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import confluent_config
 from accord.core.scotland import org_id
-from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import (
     DATASET_RECORDS,
@@ -92,7 +93,7 @@ def load(
         with path.open("rb") as handle:
             return pickle.load(handle)
     progress(f"generating {events:,} events (cached for later runs)")
-    serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
+    serde = AvroSerde(registry_client(settings, ADMIN), settings.schemas_dir)
     workload = build(settings, serde, events, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")

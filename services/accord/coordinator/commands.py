@@ -11,7 +11,7 @@ from rich.table import Table
 
 from accord.core.credentials import CONSOLE
 from accord.core.kafka import as_principal
-from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import get_settings
 
 SHOWN = (
@@ -46,7 +46,7 @@ def cases(council: str, csv_path: Path | None, follow: bool, limit: int) -> None
         recipient = views.recipient_for(council)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--council") from exc
-    serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
+    serde = AvroSerde(registry_client(settings, CONSOLE), settings.schemas_dir)
     view = views.current_list(settings, serde, recipient)
     ordered = views.ordered(view)
     console = Console(width=None if sys.stdout.isatty() else 160)

@@ -3,6 +3,11 @@
 OPA answering is a precondition for releasing anything. `decide` raises
 PolicyUnavailableError when OPA cannot answer; `decide_when_available` waits and retries
 so the caller holds its records (unacknowledged) until OPA is back: fail closed.
+
+Every OPA of the hub takes API calls only with the hub's bearer token
+(`accord.stack.opa`). `opa_token` is the one place a client finds it: ACCORD_OPA_TOKEN,
+else the file ACCORD_OPA_TOKEN_FILE, else `<state dir>/opa/token` (what `accord stack
+up` generates). `PolicyClient`, `opa_session` and `opa_headers` all send it.
 """
 
 from __future__ import annotations
@@ -16,15 +21,48 @@ from urllib.parse import urlparse
 
 import aiohttp
 import orjson
+import requests
 from opa_client.opa_async import AsyncOpaClient
 
+from accord.core.credentials import CredentialError
 from accord.core.errors import PolicyUnavailableError
 from accord.core.logging import get_logger
+from accord.core.settings import Settings
 
 log = get_logger("accord.policy")
 
 DECISIONS_PACKAGE = "accord.sharing"
 DECISIONS_RULE = "decisions"
+
+
+def opa_token(settings: Settings) -> str:
+    """The bearer token this process sends to OPA (never logged)."""
+    if settings.opa_token is not None:
+        return settings.opa_token.get_secret_value()
+    path = settings.opa_token_path
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        raise CredentialError(
+            f"no OPA token at {path}: run `accord stack up`, or set ACCORD_OPA_TOKEN "
+            "or ACCORD_OPA_TOKEN_FILE"
+        ) from None
+    except OSError as exc:
+        raise CredentialError(f"OPA token file {path} is unreadable: {exc.strerror}") from None
+    if not token:
+        raise CredentialError(f"OPA token file {path} is empty")
+    return token
+
+
+def opa_headers(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {opa_token(settings)}"}
+
+
+def opa_session(settings: Settings) -> requests.Session:
+    """A requests session that sends the hub's OPA token on every call."""
+    session = requests.Session()
+    session.headers.update(opa_headers(settings))
+    return session
 
 
 class PolicyClient:
@@ -34,15 +72,19 @@ class PolicyClient:
         timeout_s: float = 5.0,
         revision_ttl_s: float = 2.0,
         rules_ttl_s: float = 15.0,
+        *,
+        token: str,
     ) -> None:
         parsed = urlparse(url)
         self.url = url
+        self._headers = {"Authorization": f"Bearer {token}"}
         self._client = AsyncOpaClient(
             host=parsed.hostname or "127.0.0.1",
             port=parsed.port or 8181,
             ssl=parsed.scheme == "https",
             timeout=timeout_s,
             retries=0,  # retrying is ours to decide: see decide_when_available
+            token=token,
         )
         self._revision_ttl_s = revision_ttl_s
         self._revision: tuple[float, str] | None = None
@@ -55,7 +97,7 @@ class PolicyClient:
         await self._client.__aenter__()
         # The client library summarises policies without their text; the revision needs
         # the text, so it is read over a second kept-alive session.
-        self._raw = aiohttp.ClientSession(timeout=self._timeout)
+        self._raw = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -18,7 +18,9 @@ from typing import Any
 import fastavro
 import requests
 
+from accord.core.credentials import Credential, held_credential
 from accord.core.errors import InfrastructureError, SchemaError, WireFormatError
+from accord.core.settings import Settings
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
@@ -64,18 +66,27 @@ def unframe(data: bytes | None) -> tuple[int, bytes]:
 
 
 class SchemaRegistryClient:
-    """The few calls of the Confluent Schema Registry REST API that the hub needs."""
+    """The few calls of the Confluent Schema Registry REST API that the hub needs.
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    Signs in with HTTP basic auth as `credential` and verifies the registry's TLS
+    certificate against `ca` (build it with `registry_client`)."""
+
+    def __init__(
+        self, url: str, timeout_s: float = 10.0, *, credential: Credential, ca: Path | None
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.principal = credential.principal
         self._session = requests.Session()
         self._session.headers["Content-Type"] = REGISTRY_CONTENT_TYPE
+        self._session.auth = (credential.principal, credential.secret.get_secret_value())
+        # Passed on every call: a session's own `verify` loses to REQUESTS_CA_BUNDLE.
+        self._verify: str | bool = str(ca) if ca is not None else True
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._session.request(
-                method, self.url + path, timeout=self.timeout_s, **kwargs
+                method, self.url + path, timeout=self.timeout_s, verify=self._verify, **kwargs
             )
         except requests.RequestException as exc:
             raise InfrastructureError(f"schema registry at {self.url} unreachable: {exc}") from exc
@@ -101,6 +112,16 @@ class SchemaRegistryClient:
 
     def versions(self, subject: str) -> list[int]:
         return self._call("GET", f"/subjects/{subject}/versions")
+
+
+def registry_client(settings: Settings, principal: str) -> SchemaRegistryClient:
+    """The registry client of a command whose own principal is `principal` (overridden
+    by ACCORD_PRINCIPAL / ACCORD_CREDENTIALS_FILE, see `held_credential`)."""
+    return SchemaRegistryClient(
+        settings.schema_registry_url,
+        credential=held_credential(settings, principal),
+        ca=settings.trusted_ca,
+    )
 
 
 class AvroSerde:

@@ -41,7 +41,9 @@ class Settings(BaseSettings):
         "", description="Kafka bootstrap servers [default: 127.0.0.1:<kafka_port>]."
     )
     schema_registry_url: str = Field(
-        "", description="Confluent-compatible schema registry [default: local registry_port]."
+        "",
+        description="Confluent-compatible schema registry, over TLS "
+        "[default: https://127.0.0.1:<registry_port>].",
     )
     opa_url: str = Field("", description="OPA server URL [default: local opa_port].")
 
@@ -121,6 +123,29 @@ class Settings(BaseSettings):
         "certificates [default: <state_dir>/tls/ca.pem, the local stack's CA].",
     )
 
+    opa_token: SecretStr | None = Field(
+        None, description="Bearer token every OPA client sends [default: read from opa_token_file]."
+    )
+    opa_token_file: Path | None = Field(
+        None,
+        description="File holding the OPA token [default: <state_dir>/opa/token, which "
+        "`accord stack up` generates 0600].",
+    )
+    registry_users_file: Path | None = Field(
+        None,
+        description="The registry's user store (scrypt hashes) "
+        "[default: <state_dir>/registry/users.json].",
+    )
+    gateway_token_ttl_days: float = Field(
+        90.0, description="Lifetime of a newly issued gateway token, in days."
+    )
+    gateway_rate_per_s: float = Field(
+        20.0, description="Requests per second each gateway token may make, on average."
+    )
+    gateway_rate_burst: int = Field(
+        40, description="Requests a gateway token may make at once before being limited."
+    )
+
     log_format: str = Field("auto", description="auto, json or console.")
     log_level: str = Field("INFO", description="Log level.")
 
@@ -136,7 +161,7 @@ class Settings(BaseSettings):
             values.get("bootstrap_servers") or f"127.0.0.1:{ports['kafka_port']}"
         )
         values["schema_registry_url"] = (
-            values.get("schema_registry_url") or f"http://127.0.0.1:{ports['registry_port']}"
+            values.get("schema_registry_url") or f"https://127.0.0.1:{ports['registry_port']}"
         )
         values["opa_url"] = values.get("opa_url") or f"http://127.0.0.1:{ports['opa_port']}"
         return values
@@ -157,6 +182,14 @@ class Settings(BaseSettings):
     @property
     def trusted_ca(self) -> Path:
         return self.ca_file or self.tls_dir / "ca.pem"
+
+    @property
+    def opa_token_path(self) -> Path:
+        return self.opa_token_file or self.state_dir / "opa" / "token"
+
+    @property
+    def registry_users_path(self) -> Path:
+        return self.registry_users_file or self.state_dir / "registry" / "users.json"
 
     @property
     def kafka_dir(self) -> Path:

@@ -21,11 +21,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from accord.core.credentials import ADMIN
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import group_lag, read_topic
 from accord.core.pseudonym import person_key
 from accord.core.scotland import COUNCIL_AREAS, HEALTH_BOARDS, org_id
-from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST, Topics
 from accord.demo import governance
@@ -182,7 +183,7 @@ def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
     # changes the copy, never the repository's files.
     policies = governance.demo_policies(settings)
     log_file = settings.state_dir / "logs" / "demo-opa.log"
-    with IsolatedOpa(settings.opa_binary, policies, watch=True, log_file=log_file) as opa:
+    with IsolatedOpa(settings, policies, watch=True, log_file=log_file) as opa:
         console.print(f"  the demo's OPA on {opa.url} watches {policies}")
         demo_settings = settings.model_copy(update={"opa_url": opa.url})
         run_flow(console, demo_settings, policies, people, bad_rows, seed, started)
@@ -208,6 +209,7 @@ def run_flow(
     topics = Topics(settings)
     reasons: Counter[str] = Counter()
     published = 0
+    requests, outcomes = generate_requests(valid_rows(rows), seed=seed)
     with progress_bar(console) as progress:
         task = progress.add_task("boards publishing their lists", total=len(rows))
         for org, path in files.items():
@@ -217,7 +219,6 @@ def run_flow(
             published += report.published
             reasons.update(report.reasons)
 
-        requests, outcomes = generate_requests(valid_rows(rows), seed=seed)
         folder = settings.state_dir / "demo"
         sent = sum(len(r) for r in requests.values()) + sum(len(o) for o in outcomes.values())
         task = progress.add_task("councils publishing requests", total=sent)
@@ -235,7 +236,7 @@ def run_flow(
             reasons.update(report.reasons)
         published_requests = {org: len(r) for org, r in requests.items()}
 
-        serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
+        serde = AvroSerde(registry_client(settings, ADMIN), settings.schemas_dir)
         worker = start_worker(settings, settings.state_dir / "logs" / "demo-worker.log")
         worker_started = time.monotonic()
         try:

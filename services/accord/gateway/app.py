@@ -16,27 +16,38 @@ written again with the same id and key, which compacted views absorb.
 
 Limits: at most MAX_RECORDS records and MAX_BODY_BYTES bytes per request (413 beyond).
 Status codes: 200 batch processed (see each record's outcome), 400 malformed JSON or
-shape, 401 missing or unknown token, 404 unknown dataset, 413 too large, 503 Kafka or the
-schema registry unavailable.
+shape or nesting deeper than MAX_DEPTH, 401 missing, unknown, expired or revoked token,
+404 unknown dataset, 413 too large, 429 over the token's rate (Retry-After says when to
+come back), 503 Kafka or the schema registry unavailable.
+
+The gateway serves HTTPS only, with the stack's certificate (`accord.stack.tls`).
+Failed sign-ins are counted by reason (GET /health shows the counts) and logged as
+`gateway_auth_failed` with the reason and, when known, the token's id, never its secret.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
+from collections import Counter
 from typing import Any, Final
 
 from aiohttp import web
 
+from accord.core.credentials import GATEWAY
 from accord.core.errors import InfrastructureError
+from accord.core.kafka import as_principal
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
+from accord.gateway.limits import MAX_DEPTH, RateLimiter, nesting_depth, retry_after
 from accord.gateway.tokens import TokenStore
 from accord.ingest.datasets import DATASETS, Dataset
 from accord.ingest.pipeline import Accepted, Location, Pipeline, Rejected
 from accord.ingest.publish import Deliveries, Publisher
 from accord.ingest.validation import FieldError, FieldRule
+from accord.stack.tls import server_tls
 
 log = get_logger("accord.gateway")
 
@@ -50,6 +61,8 @@ PRODUCER_CONFIG: Final = {"delivery.timeout.ms": 10000, "linger.ms": 5}
 SETTINGS_KEY: Final = web.AppKey("settings", Settings)
 TOKENS_KEY: Final = web.AppKey("tokens", TokenStore)
 STATE_KEY: Final = web.AppKey("state", dict)
+LIMITER_KEY: Final = web.AppKey("limiter", RateLimiter)
+COUNTS_KEY: Final = web.AppKey("counts", Counter)
 
 
 class Unavailable(Exception):
@@ -65,7 +78,8 @@ def _publisher(app: web.Application) -> Publisher:
     Kafka and answers 503 until Kafka is there."""
     state = app[STATE_KEY]
     if state.get("publisher") is None:
-        state["publisher"] = Publisher(app[SETTINGS_KEY], prepare_timeout_s=3.0, **PRODUCER_CONFIG)
+        settings = as_principal(app[SETTINGS_KEY], GATEWAY)
+        state["publisher"] = Publisher(settings, prepare_timeout_s=3.0, **PRODUCER_CONFIG)
     return state["publisher"]
 
 
@@ -121,13 +135,29 @@ async def post_records(request: web.Request) -> web.Response:
     app = request.app
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    org = app[TOKENS_KEY].org_for(token.strip()) if scheme.lower() == "bearer" else None
-    if org is None:
+    if scheme.lower() == "bearer" and token.strip():
+        verdict = app[TOKENS_KEY].check(token.strip())
+        reason, token_id, org = verdict.reason, verdict.token_id, verdict.org
+    else:
+        reason, token_id, org = ("missing" if not header else "malformed"), None, None
+    if org is None or token_id is None:
+        app[COUNTS_KEY][f"auth_failed_{reason}"] += 1
+        log.warning("gateway_auth_failed", reason=reason, token_id=token_id)
         return _error(
             401,
             "unauthorised",
-            "Send 'Authorization: Bearer <token>' with your organisation's API token.",
+            "Send 'Authorization: Bearer <token>' with your organisation's valid API token.",
             **{"WWW-Authenticate": 'Bearer realm="accord"'},
+        )
+    wait = app[LIMITER_KEY].take(token_id)
+    if wait > 0:
+        app[COUNTS_KEY]["rate_limited"] += 1
+        log.warning("gateway_rate_limited", org=org, token_id=token_id)
+        return _error(
+            429,
+            "rate_limited",
+            "Too many requests for this token; retry after the time in Retry-After.",
+            **{"Retry-After": retry_after(wait)},
         )
     dataset = request.match_info["dataset"]
     if dataset not in DATASETS:
@@ -140,6 +170,15 @@ async def post_records(request: web.Request) -> web.Response:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return _error(400, "malformed_json", "The body is not valid JSON.")
+    except RecursionError:
+        payload = None  # nested beyond what the parser follows: too deep, below
+        depth = MAX_DEPTH + 1
+    else:
+        depth = nesting_depth(payload)
+    if depth > MAX_DEPTH:
+        return _error(
+            400, "too_deep", f"JSON may nest at most {MAX_DEPTH} levels of arrays and objects."
+        )
     records = payload.get("records") if isinstance(payload, dict) else payload
     if not isinstance(records, list):
         return _error(
@@ -184,7 +223,19 @@ async def post_records(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """Liveness, with the counts of refused sign-ins (by reason) and rate-limited calls."""
+    counts = request.app[COUNTS_KEY]
+    failures = {
+        k.removeprefix("auth_failed_"): v for k, v in counts.items() if k.startswith("auth_failed_")
+    }
+    return web.json_response(
+        {
+            "status": "ok",
+            "auth_failures": sum(failures.values()),
+            "auth_failures_by_reason": dict(sorted(failures.items())),
+            "rate_limited": counts["rate_limited"],
+        }
+    )
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -313,10 +364,11 @@ def openapi_document() -> dict[str, Any]:
                                 "content": {"application/json": {"schema": error}},
                             }
                             for code, text in (
-                                ("400", "Malformed JSON, or not an array of records"),
-                                ("401", "Missing or unknown API token"),
+                                ("400", "Malformed JSON, wrong shape, or nested too deeply"),
+                                ("401", "Missing, unknown, expired or revoked API token"),
                                 ("404", "Unknown dataset"),
                                 ("413", "Too many records or too many bytes"),
+                                ("429", "Over this token's request rate; see Retry-After"),
                                 ("503", "Kafka unavailable; nothing was accepted"),
                             )
                         },
@@ -398,6 +450,8 @@ def create_app(settings: Settings, tokens: TokenStore) -> web.Application:
     app[SETTINGS_KEY] = settings
     app[TOKENS_KEY] = tokens
     app[STATE_KEY] = {}
+    app[LIMITER_KEY] = RateLimiter(settings.gateway_rate_per_s, settings.gateway_rate_burst)
+    app[COUNTS_KEY] = Counter()
     app.router.add_post("/v1/datasets/{dataset}/records", post_records)
     app.router.add_get("/health", health)
     app.router.add_get("/openapi.json", openapi)
@@ -406,6 +460,14 @@ def create_app(settings: Settings, tokens: TokenStore) -> web.Application:
 
 
 def run_gateway(settings: Settings, tokens: TokenStore, host: str, port: int) -> None:
-    """Serve until SIGTERM or Ctrl-C."""
-    log.info("gateway_started", host=host, port=port, tokens_file=str(tokens.path))
-    web.run_app(create_app(settings, tokens), host=host, port=port, print=None, access_log=None)
+    """Serve HTTPS until SIGTERM or Ctrl-C."""
+    context: ssl.SSLContext = server_tls(settings)
+    log.info("gateway_started", host=host, port=port, tls=True, tokens_file=str(tokens.path))
+    web.run_app(
+        create_app(settings, tokens),
+        host=host,
+        port=port,
+        ssl_context=context,
+        print=None,
+        access_log=None,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import click
 
 from accord.core.credentials import GATEWAY
@@ -14,7 +16,7 @@ from accord.core.settings import get_settings
 @click.option("--port", default=18090, show_default=True, type=int, envvar="ACCORD_GATEWAY_PORT")
 @click.pass_context
 def gateway(ctx: click.Context, host: str, port: int) -> None:
-    """Run the HTTP ingest gateway: POST /v1/datasets/{dataset}/records with a partner's
+    """Run the HTTPS ingest gateway: POST /v1/datasets/{dataset}/records with a partner's
     API token (until SIGTERM or Ctrl-C). OpenAPI description at /openapi.json.
 
     Tokens live in $ACCORD_GATEWAY_TOKENS_FILE (default <state dir>/gateway-tokens.json).
@@ -30,14 +32,48 @@ def gateway(ctx: click.Context, host: str, port: int) -> None:
 
 @gateway.command("token")
 @click.option("--as", "org", required=True, help="The organisation the token publishes as.")
-def token(org: str) -> None:
+@click.option(
+    "--ttl-days",
+    type=float,
+    default=None,
+    help="Days until the token expires [default: ACCORD_GATEWAY_TOKEN_TTL_DAYS, 90].",
+)
+@click.option("--rotate", is_flag=True, help="Revoke ORG's earlier tokens with this one.")
+def token(org: str, ttl_days: float | None, rotate: bool) -> None:
     """Issue an API token for ORG and print it once; only its salted hash is stored."""
-    from accord.gateway.tokens import TokenStore, tokens_file
+    from accord.gateway.tokens import TokenError, issue_token, rotate_token, tokens_file
 
-    store = TokenStore(tokens_file(get_settings()))
-    issued = store.issue(org)
+    settings = get_settings()
+    ttl = timedelta(days=ttl_days) if ttl_days is not None else None
+    try:
+        issued = (rotate_token if rotate else issue_token)(settings, org, ttl)
+    except TokenError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(issued)
     click.echo(
-        f"Token for {org} stored (hashed) in {store.path}. It is shown only this once.",
+        f"Token for {org} stored (hashed) in {tokens_file(settings)}. It is shown only this once.",
         err=True,
     )
+
+
+@gateway.command("tokens")
+def tokens() -> None:
+    """List every token: id, organisation, issued, expires (never a secret)."""
+    from accord.gateway.tokens import list_tokens
+
+    now = datetime.now(UTC)
+    for info in list_tokens(get_settings()):
+        state = "expired" if info.expired(now) else "valid"
+        click.echo(
+            f"{info.token_id}  {info.org:<36} issued {info.issued_at}  "
+            f"expires {info.expires_at or '-'}  {state}"
+        )
+
+
+@gateway.command("revoke")
+@click.option("--as", "org", required=True, help="The organisation whose tokens to revoke.")
+def revoke(org: str) -> None:
+    """Revoke every token of ORG; a running gateway refuses them from the next request."""
+    from accord.gateway.tokens import revoke_tokens
+
+    click.echo(f"revoked {revoke_tokens(get_settings(), org)} token(s) of {org}")

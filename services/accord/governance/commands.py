@@ -33,10 +33,10 @@ def parse_since(value: str | None) -> datetime | None:
 
 
 def _serde():
-    from accord.core.serde import AvroSerde, SchemaRegistryClient
+    from accord.core.serde import AvroSerde, registry_client
 
     settings = get_settings()
-    return AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
+    return AvroSerde(registry_client(settings, AUDIT), settings.schemas_dir)
 
 
 # --- policy --------------------------------------------------------------------------------

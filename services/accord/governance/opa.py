@@ -1,5 +1,9 @@
 """An OPA of our own: a throw-away `opa run --server` on a free 127.0.0.1 port, for
-candidate policies (simulation) and for measurements that must not touch the stack's OPA."""
+candidate policies (simulation) and for measurements that must not touch the stack's OPA.
+
+It runs exactly as the stack's OPA does (`accord.stack.opa.server_argv`): the hub's token
+only, no API writes, and policies using http.send, net.* or opa.runtime refused before
+it starts."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import requests
 
 from accord.core.errors import InfrastructureError
 from accord.core.logging import get_logger
+from accord.core.settings import Settings
+from accord.stack.opa import server_argv
 
 log = get_logger("accord.governance.opa")
 DECISIONS_PATH = "v1/data/accord/sharing/decisions"
@@ -25,12 +31,18 @@ def free_port() -> int:
 
 
 class IsolatedOpa:
-    """`with IsolatedOpa(binary, policies_dir) as opa:` serves policies_dir on opa.url."""
+    """`with IsolatedOpa(settings, policies_dir) as opa:` serves policies_dir on opa.url."""
 
     def __init__(
-        self, binary: Path, policies_dir: Path, *, watch: bool = False, log_file: Path | None = None
+        self,
+        settings: Settings,
+        policies_dir: Path,
+        *,
+        watch: bool = False,
+        log_file: Path | None = None,
     ) -> None:
-        self.binary, self.policies_dir, self.watch = binary, policies_dir, watch
+        self.settings, self.policies_dir, self.watch = settings, policies_dir, watch
+        self.binary = settings.opa_binary
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = log_file
@@ -39,11 +51,9 @@ class IsolatedOpa:
     def __enter__(self) -> IsolatedOpa:
         if not self.binary.exists():
             raise InfrastructureError(f"OPA is not built at {self.binary}; run `accord stack up`")
-        argv = [str(self.binary), "run", "--server", "--skip-version-check"]
-        argv += ["--addr", f"127.0.0.1:{self.port}", "--log-level", "error"]
-        if self.watch:
-            argv.append("--watch")
-        argv.append(str(self.policies_dir))
+        argv = server_argv(
+            self.settings, f"127.0.0.1:{self.port}", self.policies_dir, watch=self.watch
+        )
         out = open(self.log_file, "wb") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

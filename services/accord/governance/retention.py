@@ -35,9 +35,11 @@ from typing import Any
 import requests
 import yaml
 
+from accord.core.credentials import CredentialError
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import COMPACTED, Connectable, confluent_admin, ensure_topics
 from accord.core.logging import get_logger
+from accord.core.policy import opa_session
 from accord.core.settings import Settings
 from accord.core.topics import SUPPORT_LIST, Topics
 
@@ -188,13 +190,14 @@ def agreements_from_dir(policies_dir: Path) -> dict[str, Any]:
     return agreements
 
 
-def agreements_from_opa(opa_url: str) -> dict[str, Any]:
+def agreements_from_opa(settings: Settings) -> dict[str, Any]:
     """The agreements OPA serves (data.agreements); raises when OPA cannot say."""
+    opa_url = settings.opa_url
     try:
-        response = requests.get(f"{opa_url}/v1/data/agreements", timeout=5)
+        response = opa_session(settings).get(f"{opa_url}/v1/data/agreements", timeout=5)
         response.raise_for_status()
         result = response.json().get("result") or {}
-    except (requests.RequestException, ValueError) as exc:
+    except (requests.RequestException, ValueError, CredentialError) as exc:
         raise InfrastructureError(f"OPA at {opa_url} did not list the agreements: {exc}") from exc
     return result if isinstance(result, dict) else {}
 
@@ -302,7 +305,7 @@ def ensure_share_topics(
     nothing is created here (the gate creates a topic when it first shares to it)."""
     if agreements is None:
         try:
-            agreements = agreements_from_opa(settings.opa_url)
+            agreements = agreements_from_opa(settings)
         except InfrastructureError as exc:
             log.warning("agreements_unreadable", opa_url=settings.opa_url, error=str(exc))
             return
@@ -323,7 +326,7 @@ def share_topic_config(settings: Settings, topic: str) -> dict[str, str]:
     OPA cannot say (logged; `accord policy retention --check` reports such a topic)."""
     recipient = share_recipient(Topics(settings), topic)
     try:
-        retention = recipient_retention(agreements_from_opa(settings.opa_url)).get(recipient or "")
+        retention = recipient_retention(agreements_from_opa(settings)).get(recipient or "")
     except InfrastructureError as exc:
         log.warning("share_topic_retention_unknown", topic=topic, error=str(exc))
         return dict(COMPACTED)

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import admin_client, confluent_config
 from accord.core.logging import get_logger
+from accord.core.policy import opa_session
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
 from accord.core.topics import DATASET_RECORDS, SUPPORT_REQUEST, Topics
@@ -226,8 +226,8 @@ def simulate(
     started = time.monotonic()
     sim = Simulation()
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    session = requests.Session()
-    with IsolatedOpa(settings.opa_binary, candidate_dir, log_file=log_file) as candidate:
+    session = opa_session(settings)
+    with IsolatedOpa(settings, candidate_dir, log_file=log_file) as candidate:
         messages = retained(settings, partner_topics(settings), since)
         cases, sim.records, sim.skipped = replayed_cases(settings, serde, messages)
         groups: dict[tuple[str, str], list[dict]] = defaultdict(list)

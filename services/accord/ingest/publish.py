@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import connection
 from accord.core.logging import get_logger
-from accord.core.serde import AvroSerde, SchemaRegistryClient, encode_body, parse_schema_text
+from accord.core.serde import AvroSerde, encode_body, parse_schema_text, registry_client
 from accord.core.serde import load_schema_text as _load_schema_text
 from accord.core.settings import Settings
 from accord.core.topics import DATASET_RECORDS, Topics, is_org_id
@@ -130,15 +130,19 @@ class Publisher:
     """
 
     def __init__(
-        self, settings: Settings, *, prepare_timeout_s: float = 15.0, **producer_config: Any
+        self,
+        settings: Settings,
+        *,
+        prepare_timeout_s: float = 15.0,
+        **producer_config: Any,
     ) -> None:
+        """Signs in to Kafka and the registry as the settings' principal: the
+        organisation for `accord publish --as <org>`, the gateway's own for the gateway."""
         self.settings = settings
         self.principal = connection(settings).principal
         self.prepare_timeout_s = prepare_timeout_s
         self.topics = Topics(settings)
-        self.serde = AvroSerde(
-            SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir
-        )
+        self.serde = AvroSerde(registry_client(settings, self.principal), settings.schemas_dir)
         config = {
             **connection(settings).confluent(),
             "client.id": "accord-publish",

@@ -7,11 +7,18 @@ global and the same schema text under two subjects shares an id, as standard ser
 expect. New versions are checked with Apache Avro's own compatibility checker against the
 versions the subject's level requires (default BACKWARD_TRANSITIVE); errors carry
 Confluent's error codes and messages so standard clients understand them.
+
+It serves HTTPS only (the stack's certificate, `accord.stack.tls`), and every route but
+`GET /` (a liveness probe that says nothing) needs HTTP basic auth checked against the
+user store (`accord.registry.users`); what each principal may do is
+`accord.registry.access`. 401 means not signed in, 403 signed in but not allowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +30,10 @@ from accord.core.kafka import acknowledged_producer, connection, read_topic
 from accord.core.logging import get_logger
 from accord.core.serde import REGISTRY_CONTENT_TYPE, parse_schema_text
 from accord.core.settings import Settings
-from accord.registry import compatibility
+from accord.registry import access, compatibility
 from accord.registry.modes import DEFAULT_LEVEL, INVALID_LEVEL_MESSAGE, parse_level
+from accord.registry.users import UserStore
+from accord.stack.tls import server_tls
 
 log = get_logger("accord.registry")
 
@@ -129,6 +138,38 @@ async def confluent_errors(request: web.Request, handler: Any) -> web.StreamResp
         )
 
 
+PRINCIPAL_KEY = "accord.principal"
+OPEN_ROUTES = {("GET", "/")}
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """(user, password) from an `Authorization: Basic ...` header, or None."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, sep, password = (
+            base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        )
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return (user, password) if sep and user else None
+
+
+def unauthorised() -> web.Response:
+    return web.json_response(
+        {"error_code": 40101, "message": "Unauthorized: sign in with HTTP basic auth"},
+        status=401,
+        content_type=REGISTRY_CONTENT_TYPE,
+        headers={"WWW-Authenticate": 'Basic realm="accord-registry"'},
+    )
+
+
+def forbidden(principal: str, action: str, subject: str | None) -> RegistryError:
+    target = f"subject '{subject}'" if subject else "this registry"
+    return RegistryError(403, 40301, f"User {principal} is denied operation {action} on {target}")
+
+
 def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "false").lower() == "true"
 
@@ -140,15 +181,84 @@ class Registry:
         self.store = SchemaStore()
         self._lock = asyncio.Lock()
         self._producer = None
+        self.users = UserStore(settings.registry_users_path)
+
+    def _action(self, request: web.Request) -> tuple[str, str | None] | None:
+        """(action, subject) a request needs, or None for schema-id routes."""
+        route = request.match_info.route.resource
+        template = route.canonical if route is not None else request.path
+        method = request.method
+        subject = request.match_info.get("subject")
+        if template.startswith("/schemas/ids/"):
+            return None
+        if template.startswith("/config"):
+            return (access.READ if method == "GET" else access.ADMINISTER), subject
+        if method == "DELETE":
+            return access.ADMINISTER, subject
+        if method == "POST" and template == "/subjects/{subject}/versions":
+            return access.REGISTER, subject
+        return access.READ, subject
+
+    def _may_read_id(self, principal: str, raw_id: str) -> bool:
+        if access.reads_everything(principal):
+            return True
+        try:
+            schema_id = int(raw_id)
+        except ValueError:
+            return False
+        uses = {
+            subject
+            for table in (self.store.subjects, self.store.deleted)
+            for subject, versions in table.items()
+            if schema_id in versions.values()
+        }
+        return any(access.may(principal, access.READ, subject) for subject in uses)
+
+    @web.middleware
+    async def authorise(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if (request.method, request.path) in OPEN_ROUTES:
+            return await handler(request)
+        credentials = basic_credentials(request.headers.get("Authorization", ""))
+        if credentials is None or not await asyncio.get_running_loop().run_in_executor(
+            None, self.users.verify, *credentials
+        ):
+            log.warning(
+                "registry_unauthenticated",
+                principal=credentials[0][:64] if credentials else None,
+                method=request.method,
+                path=request.path[:200],
+            )
+            return unauthorised()
+        principal = credentials[0]
+        request[PRINCIPAL_KEY] = principal
+        needed = self._action(request)
+        if needed is None:
+            allowed = self._may_read_id(principal, request.match_info.get("id", ""))
+            needed = (access.READ, None)
+        else:
+            allowed = access.may(principal, *needed)
+        if not allowed:
+            log.warning("registry_denied", principal=principal, action=needed[0], subject=needed[1])
+            raise forbidden(principal, *needed)
+        return await handler(request)
 
     def load(self) -> None:
         # The administrator creates the topic (accord.access.provision); the registry's
         # principal may only read and write it.
         conn = connection(self.settings)
-        count = 0
+        count = skipped = 0
         for record in read_topic(conn, self.topic):
-            key = json.loads(record.key) if record.key else {}
-            value = json.loads(record.value) if record.value else None
+            try:
+                key = json.loads(record.key) if record.key else {}
+                value = json.loads(record.value) if record.value else None
+                if not isinstance(key, dict) or not isinstance(value, dict | None):
+                    raise ValueError("not a registry record")
+            except ValueError:
+                # Not ours (only the registry may write here, but a store must not be
+                # stopped by one bad record): skipped, and counted.
+                skipped += 1
+                log.warning("schema_store_record_skipped", offset=record.offset)
+                continue
             self.store.apply(key, value)
             count += 1
         self._producer = acknowledged_producer(conn, linger_ms=0, compression_type=None)
@@ -273,7 +383,11 @@ class Registry:
         names = {s for s, v in self.store.subjects.items() if v}
         if _flag(request, "deleted"):
             names |= {s for s, v in self.store.deleted.items() if v}
-        return ok(sorted(names))
+        return ok(sorted(s for s in names if self._readable(request, s)))
+
+    @staticmethod
+    def _readable(request: web.Request, subject: str) -> bool:
+        return access.may(request[PRINCIPAL_KEY], access.READ, subject)
 
     async def list_versions(self, request: web.Request) -> web.Response:
         return ok(sorted(self._live(request.match_info["subject"])))
@@ -408,11 +522,12 @@ class Registry:
         )
 
     async def get_schema_versions(self, request: web.Request) -> web.Response:
-        uses = self._uses(self._schema_id(request))
+        uses = [u for u in self._uses(self._schema_id(request)) if self._readable(request, u[0])]
         return ok([{"subject": s, "version": v} for s, v in uses])
 
     async def get_schema_subjects(self, request: web.Request) -> web.Response:
-        return ok(sorted({s for s, _ in self._uses(self._schema_id(request))}))
+        uses = self._uses(self._schema_id(request))
+        return ok(sorted({s for s, _ in uses if self._readable(request, s)}))
 
     async def get_schema_types(self, request: web.Request) -> web.Response:
         return ok(["AVRO"])
@@ -492,7 +607,7 @@ class Registry:
         return ok({"compatibilityLevel": old})
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[confluent_errors])
+        app = web.Application(middlewares=[confluent_errors, self.authorise])
         app.add_routes(
             [
                 web.get("/", lambda r: ok({})),
@@ -527,5 +642,12 @@ class Registry:
 def serve(settings: Settings, host: str, port: int) -> None:
     registry = Registry(settings)
     registry.load()
-    log.info("registry_listening", address=f"{host}:{port}")
-    web.run_app(registry.app(), host=host, port=port, print=None, access_log=None)
+    log.info("registry_listening", address=f"{host}:{port}", tls=True)
+    web.run_app(
+        registry.app(),
+        host=host,
+        port=port,
+        ssl_context=server_tls(settings),
+        print=None,
+        access_log=None,
+    )

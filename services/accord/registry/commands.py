@@ -18,6 +18,7 @@ from urllib.parse import quote
 import click
 import requests
 
+from accord.core.credentials import ADMIN, Credential, held_credential
 from accord.core.serde import REGISTRY_CONTENT_TYPE
 from accord.core.settings import get_settings
 from accord.registry.conventions import Violation, check_file, full_name
@@ -30,16 +31,21 @@ class RegistryUnavailable(Exception):
 class RegistryHistory:
     """Read-only view of a registry: which subjects carry which record, and checks."""
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, timeout_s: float = 10.0, *, credential: Credential, ca: Path | None
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self.session = requests.Session()
+        self.session.auth = (credential.principal, credential.secret.get_secret_value())
+        # Passed on every call: a session's own `verify` loses to REQUESTS_CA_BUNDLE.
+        self.verify: str | bool = str(ca) if ca is not None else True
         self.session.headers["Content-Type"] = REGISTRY_CONTENT_TYPE
 
     def _call(self, method: str, path: str, **kwargs) -> object:
         try:
             response = self.session.request(
-                method, self.url + path, timeout=self.timeout_s, **kwargs
+                method, self.url + path, timeout=self.timeout_s, verify=self.verify, **kwargs
             )
         except requests.RequestException as exc:
             raise RegistryUnavailable(f"{self.url} unreachable ({type(exc).__name__})") from exc
@@ -161,7 +167,15 @@ def check(schemas_dir: Path | None, registry_url: str | None, offline: bool) -> 
     """
     settings = get_settings()
     schemas_dir = schemas_dir or settings.schemas_dir
-    history = None if offline else RegistryHistory(registry_url or settings.schema_registry_url)
+    history = (
+        None
+        if offline
+        else RegistryHistory(
+            registry_url or settings.schema_registry_url,
+            credential=held_credential(settings, ADMIN),
+            ca=settings.trusted_ca,
+        )
+    )
     reports, note = check_schemas(schemas_dir, history)
     if not reports:
         raise click.ClickException(f"no .avsc files in {schemas_dir}")

@@ -35,9 +35,11 @@ from accord.core.credentials import (
     private_dir,
     write_private,
 )
-from accord.core.errors import MissingToolError, PortInUseError, StackError
+from accord.core.errors import InfrastructureError, MissingToolError, PortInUseError, StackError
 from accord.core.kafka import connection
 from accord.core.settings import Settings
+from accord.registry.users import provision_services
+from accord.stack import opa
 from accord.stack.tls import TlsFiles, ensure_tls
 
 Report = Callable[[str], None]
@@ -388,28 +390,22 @@ def start_kafka(settings: Settings, report: Report) -> None:
 # --- OPA and the registry ------------------------------------------------------------------
 
 
-def http_ok(url: str) -> bool:
+def http_ok(url: str, ca: Path | None = None) -> bool:
     try:
-        return requests.get(url, timeout=2).status_code == 200
+        return requests.get(url, timeout=2, verify=str(ca) if ca else True).status_code == 200
     except requests.RequestException:
         return False
 
 
 def start_opa(settings: Settings, report: Report) -> None:
-    binary = ensure_opa(settings, report)
+    ensure_opa(settings, report)
     component = components(settings)[1]
-    argv = [
-        str(binary),
-        "run",
-        "--server",
-        "--addr",
-        f"127.0.0.1:{settings.opa_port}",
-        "--skip-version-check",  # never phone home
-        "--log-level",
-        "error",
-        "--watch",
-        str(settings.policies_dir),
-    ]
+    try:
+        argv = opa.server_argv(
+            settings, f"127.0.0.1:{settings.opa_port}", settings.policies_dir, watch=True
+        )
+    except InfrastructureError as exc:
+        raise StackError(str(exc)) from None
     process = _spawn(settings, component, argv)
     _wait(
         lambda: http_ok(f"{settings.opa_url}/health"),
@@ -420,12 +416,20 @@ def start_opa(settings: Settings, report: Report) -> None:
     )
 
 
+def registry_ok(settings: Settings) -> bool:
+    """`GET /` over TLS, verified against the stack's CA (the one route without sign-in)."""
+    return http_ok(f"{settings.schema_registry_url}/", settings.trusted_ca)
+
+
 def start_registry(settings: Settings, report: Report) -> None:
     component = components(settings)[2]
+    ensure_tls(settings)
+    # The hub's services sign in to the registry with their own credentials.
+    provision_services(settings)
     argv = [sys.executable, "-m", "accord.registry", "--port", str(settings.registry_port)]
     process = _spawn(settings, component, argv, env={"ACCORD_LOG_FORMAT": "json"})
     _wait(
-        lambda: http_ok(f"{settings.schema_registry_url}/subjects"),
+        lambda: registry_ok(settings),
         f"schema registry on {settings.schema_registry_url}",
         settings.stack_timeout_s,
         component.log_file(settings),
@@ -441,7 +445,7 @@ def healthy(settings: Settings, component: Component) -> bool:
         return kafka_ready(settings)
     if component.name == "opa":
         return http_ok(f"{settings.opa_url}/health")
-    return http_ok(f"{settings.schema_registry_url}/subjects")
+    return registry_ok(settings)
 
 
 # --- commands -------------------------------------------------------------------------------

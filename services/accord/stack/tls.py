@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,3 +186,13 @@ def ensure_tls(settings: Settings) -> TlsFiles:
     )
     write_private(files.ca, ca)  # written last: its presence means the set is complete
     return files
+
+
+def server_tls(settings: Settings) -> ssl.SSLContext:
+    """A TLS 1.2+ server context with the stack's certificate, for the registry and the
+    gateway (made on first use)."""
+    files = ensure_tls(settings)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(files.server_cert, files.server_key)
+    return context

@@ -38,11 +38,12 @@ import requests
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
+from accord.core.credentials import WORKER, CredentialError
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import COMPACTED, admin_client, connection
 from accord.core.logging import get_logger
-from accord.core.policy import PolicyClient
-from accord.core.serde import AvroSerde, SchemaRegistryClient
+from accord.core.policy import PolicyClient, opa_session, opa_token
+from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import (
     DATASET_RECORDS,
@@ -111,9 +112,10 @@ def faust_app(settings: Settings, name: str, **options: Any) -> faust.App:
 def agreement_parties(settings: Settings) -> set[str]:
     """Providers and recipients named by the agreements OPA serves (empty if OPA cannot say)."""
     try:
-        response = requests.get(f"{settings.opa_url}/v1/data/agreements", timeout=5)
+        response = opa_session(settings).get(f"{settings.opa_url}/v1/data/agreements", timeout=5)
+        response.raise_for_status()
         agreements = response.json().get("result") or {}
-    except (requests.RequestException, ValueError):
+    except (requests.RequestException, ValueError, CredentialError):
         log.warning("agreements_unreadable", opa_url=settings.opa_url)
         return set()
     parties = set()
@@ -375,7 +377,7 @@ def create_app(settings: Settings) -> faust.App:
     def as_json(value: Any) -> bytes:
         return orjson.dumps(value)
 
-    serde = AvroSerde(SchemaRegistryClient(settings.schema_registry_url), settings.schemas_dir)
+    serde = AvroSerde(registry_client(settings, WORKER), settings.schemas_dir)
     intake = Intake(serde, topics, secret)
 
     def batches(stream: faust.StreamT) -> Any:
@@ -629,7 +631,9 @@ def create_app(settings: Settings) -> faust.App:
     async def join_cases(stream: faust.StreamT) -> None:
         """Join each person's events into their support case, then decide every changed
         case against the agreements (one OPA query per batch) and release what is allowed."""
-        async with PolicyClient(settings.opa_url, settings.opa_timeout_s) as policy:
+        async with PolicyClient(
+            settings.opa_url, settings.opa_timeout_s, token=opa_token(settings)
+        ) as policy:
             gate = Gate(
                 settings,
                 serde,
