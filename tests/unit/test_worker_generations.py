@@ -13,6 +13,7 @@ from faust.types.tuples import Message
 from accord.core.errors import InfrastructureError
 from accord.worker.app import (
     StaleBatch,
+    failure_reason,
     fetched_in_this_generation,
     process_until_done,
     records_skipped,
@@ -92,3 +93,13 @@ def test_infrastructure_failures_are_retried_until_the_batch_is_done():
 
     assert asyncio.run(process_until_done(work, 3, retry_s=0.0)) == {"records": 3}
     assert len(calls) == 3
+
+
+def test_an_unforeseen_error_is_raised_for_the_stage_to_set_the_record_aside():
+    async def work() -> dict[str, int]:
+        raise TypeError("Type is not JSON serializable: bytes b'Ann Kerr'")
+
+    with pytest.raises(TypeError):
+        asyncio.run(process_until_done(work, 3, retry_s=0.0))
+    reason = failure_reason("check_partner_events", TypeError("Ann Kerr"))
+    assert "TypeError" in reason and "check_partner_events" in reason and "Ann" not in reason

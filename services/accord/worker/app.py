@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import os
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -177,8 +176,8 @@ async def process_until_done(
 
     take_events acknowledges a batch once the loop body returns or raises, so the body
     must not return before the batch is done. A retried batch re-sends outputs with the
-    same keys, which the compacted topics absorb. An error we did not foresee ends the
-    process before its offsets can be committed: better restarted than lost.
+    same keys, which the compacted topics absorb. Any other error is the batch's own (a
+    record no stage foresaw): it is raised for the caller to find and reject the record.
     """
     while True:
         try:
@@ -186,11 +185,12 @@ async def process_until_done(
         except (InfrastructureError, KafkaError) as exc:
             log.warning("batch_retry", error=str(exc), records=records)
             await asyncio.sleep(retry_s)
-        except StaleBatch:
-            raise
-        except Exception:
-            log.exception("batch_failed_unexpectedly", records=records)
-            os._exit(70)
+
+
+def failure_reason(stage: str, exc: BaseException) -> str:
+    """A rejects reason for a record a stage failed on: the stage and the error's type,
+    never its message, which could quote the record."""
+    return f"the {stage} stage failed on this record ({type(exc).__name__}); it was set aside"
 
 
 class StaleBatch(Exception):
@@ -425,9 +425,19 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             began = batch_began.set(app.rebalancing_count)
             try:
-                counts = await process_until_done(
-                    functools.partial(handler, fresh), len(fresh), settings.opa_retry_s
-                )
+                try:
+                    counts = await process_until_done(
+                        functools.partial(handler, fresh), len(fresh), settings.opa_retry_s
+                    )
+                except StaleBatch:
+                    raise
+                except Exception as exc:
+                    # One record no stage foresaw must not stop the hub: process the batch
+                    # one record at a time and set aside the ones that still fail.
+                    log.warning(
+                        "batch_failed", stage=event, records=len(fresh), error=type(exc).__name__
+                    )
+                    counts = await record_by_record(handler, fresh, event)
             except StaleBatch:
                 log.info("stale_batch_abandoned", events=len(fresh))
                 continue
@@ -437,6 +447,35 @@ def create_app(settings: Settings) -> faust.App:
             for each in current(fresh):
                 each.message.decref()
             log.info(event, **counts)
+
+    async def record_by_record(handler: Any, events: list[Any], stage: str) -> dict[str, int]:
+        counts: dict[str, int] = {"records": len(events), "set_aside": 0}
+        for each in events:
+            try:
+                await process_until_done(
+                    functools.partial(handler, [each]), 1, settings.opa_retry_s
+                )
+            except StaleBatch:
+                raise
+            except Exception as exc:
+                await process_until_done(
+                    functools.partial(set_aside, incoming(each), stage, exc),
+                    1,
+                    settings.opa_retry_s,
+                )
+                counts["set_aside"] += 1
+        return counts
+
+    async def set_aside(message: Incoming, stage: str, exc: BaseException) -> dict[str, int]:
+        """Send a record a stage failed on to the rejects place, with the reason."""
+        await reject(message, "stage_failed", failure_reason(stage, exc), None)
+        return {}
+
+    async def reject(message: Incoming, code: str, reason: str, field: str | None) -> None:
+        record = quarantine_record(message, topics, code, reason, field)
+        value = serde.encode(Topics.subject(topics.quarantine), "QuarantinedRecord", record)
+        await (await send(topics.quarantine, message.location.encode(), value))
+        log.warning("record_quarantined", location=message.location, reason_code=code)
 
     async def route_by_owner(envelope: dict[str, Any], person: str) -> list[Awaitable[Any]]:
         """The person-events message, and for a request the note of who owns it."""
@@ -699,9 +738,23 @@ def create_app(settings: Settings) -> faust.App:
         size = settings.worker_batch_size
         for start in range(0, len(views), size):
             chunk = views[start : start + size]
-            await process_until_done(
-                functools.partial(gate.process, chunk), len(chunk), settings.opa_retry_s
-            )
+            try:
+                await process_until_done(
+                    functools.partial(gate.process, chunk), len(chunk), settings.opa_retry_s
+                )
+            except Exception as exc:  # a case the gate cannot decide: decide the rest
+                log.warning("policy_sweep_failed", cases=len(chunk), error=type(exc).__name__)
+                for view in chunk:
+                    try:
+                        await process_until_done(
+                            functools.partial(gate.process, [view]), 1, settings.opa_retry_s
+                        )
+                    except Exception as each:
+                        log.warning(
+                            "case_not_redecided",
+                            case_key=view["case_key"],
+                            error=type(each).__name__,
+                        )
         swept["revision"] = revision
 
     return app
