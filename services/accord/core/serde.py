@@ -122,6 +122,7 @@ class AvroSerde:
         self._readers: dict[int, Any] = {}
         self._hub_readers: dict[str, Any] = {}
         self._subjects: set[tuple[int, str]] = set()
+        self._same: dict[tuple[int, str], bool] = {}
         self._lock = threading.Lock()
 
     def writer(self, subject: str, record_name: str) -> tuple[int, Any]:
@@ -196,10 +197,11 @@ class AvroSerde:
             kind = kind if isinstance(kind, str) else type(kind).__name__
             raise SchemaError(f"schema id {schema_id} is a {kind} schema, not a record")
         hub = self._hub_reader(record_name)
+        same = self._same.get((schema_id, record_name))
+        if same is None:  # compared once per schema id: the parsed schemas are large
+            same = self._same[(schema_id, record_name)] = writer == hub
         try:
-            record = fastavro.schemaless_reader(
-                io.BytesIO(body), writer, None if writer == hub else hub
-            )
+            record = fastavro.schemaless_reader(io.BytesIO(body), writer, None if same else hub)
         except Exception as exc:  # untrusted bytes; fastavro's messages may quote values
             raise WireFormatError(
                 f"Avro body of schema id {schema_id} cannot be read as {record_name} "
