@@ -122,7 +122,9 @@ def test_each_poison_message_is_quarantined_and_the_next_good_record_is_shared(
     producer.close()
     process = worker()
 
-    shared = wait_for(settings, serde, topics.share(EDINBURGH), lambda r: len(r) >= 2)
+    shared = wait_for(
+        settings, serde, topics.share(EDINBURGH), lambda r: len(r) >= 2, timeout_s=180
+    )
     names = sorted(case["family_name"] for _, case in shared if case)
     assert names == ["Poison41", "Poison42"]  # the evolved record too, its photo dropped
     entries = wait_for(settings, serde, topics.quarantine, lambda r: len(r) >= len(poison))
