@@ -193,6 +193,28 @@ def failure_reason(stage: str, exc: BaseException) -> str:
     return f"the {stage} stage failed on this record ({type(exc).__name__}); it was set aside"
 
 
+async def record_by_record(
+    handler: Callable[[list[Any]], Awaitable[dict[str, int]]],
+    events: list[Any],
+    stage: str,
+    set_aside: Callable[[Any, str, BaseException], Awaitable[dict[str, int]]],
+    retry_s: float,
+) -> dict[str, int]:
+    """A batch a stage failed on, again one record at a time: each record that still fails
+    (not for infrastructure, which is retried) is set aside with the reason, the others
+    are processed. Replayed records rewrite the same keys (see the module docstring)."""
+    counts: dict[str, int] = {"records": len(events), "set_aside": 0}
+    for each in events:
+        try:
+            await process_until_done(functools.partial(handler, [each]), 1, retry_s)
+        except StaleBatch:
+            raise
+        except Exception as exc:
+            await process_until_done(functools.partial(set_aside, each, stage, exc), 1, retry_s)
+            counts["set_aside"] += 1
+    return counts
+
+
 class StaleBatch(Exception):
     """A rebalance began while a batch was being processed: it must write nothing more.
 
@@ -437,7 +459,9 @@ def create_app(settings: Settings) -> faust.App:
                     log.warning(
                         "batch_failed", stage=event, records=len(fresh), error=type(exc).__name__
                     )
-                    counts = await record_by_record(handler, fresh, event)
+                    counts = await record_by_record(
+                        handler, fresh, event, set_aside, settings.opa_retry_s
+                    )
             except StaleBatch:
                 log.info("stale_batch_abandoned", events=len(fresh))
                 continue
@@ -448,27 +472,9 @@ def create_app(settings: Settings) -> faust.App:
                 each.message.decref()
             log.info(event, **counts)
 
-    async def record_by_record(handler: Any, events: list[Any], stage: str) -> dict[str, int]:
-        counts: dict[str, int] = {"records": len(events), "set_aside": 0}
-        for each in events:
-            try:
-                await process_until_done(
-                    functools.partial(handler, [each]), 1, settings.opa_retry_s
-                )
-            except StaleBatch:
-                raise
-            except Exception as exc:
-                await process_until_done(
-                    functools.partial(set_aside, incoming(each), stage, exc),
-                    1,
-                    settings.opa_retry_s,
-                )
-                counts["set_aside"] += 1
-        return counts
-
-    async def set_aside(message: Incoming, stage: str, exc: BaseException) -> dict[str, int]:
+    async def set_aside(event: Any, stage: str, exc: BaseException) -> dict[str, int]:
         """Send a record a stage failed on to the rejects place, with the reason."""
-        await reject(message, "stage_failed", failure_reason(stage, exc), None)
+        await reject(incoming(event), "stage_failed", failure_reason(stage, exc), None)
         return {}
 
     async def reject(message: Incoming, code: str, reason: str, field: str | None) -> None:
