@@ -20,7 +20,7 @@ from accord.governance.opa import IsolatedOpa
 from accord.ingest.publish import publish_file
 
 from .conftest import decoded, wait_for
-from .workload import people
+from .workload import people, requests_for, send_native
 
 pytestmark = pytest.mark.integration
 EDINBURGH = "city-of-edinburgh"
@@ -136,26 +136,36 @@ def test_the_food_partner_gets_delivery_details_only_until_its_agreement_is_susp
     for row in rows:
         row["contact_phone"] = "07700 900123"
         row["town"] = "Edinburgh"
-    served = [r for r in rows if r["council_area"] in ("City of Edinburgh", "Midlothian")]
+    served_areas = ("City of Edinburgh", "Midlothian")
+    served = [r for r in rows if r["council_area"] in served_areas]
     path = tmp_path / "lothian.csv"
     write_csv(rows, path)
+    # Support requests (food, some medicine too) for two in three of the people asked.
+    asked = [request for n, request in enumerate(requests_for(rows)) if n % 3]
+    wanted = {r["request_id"] for _, r in asked if r["council_area"] in served_areas}
     worker()
     publish_file(settings, "nhs-lothian", "shielding-list", path)
+    send_native(settings, serde, "support-request", "SupportRequest", asked)
     topics = Topics(settings)
     food, council = topics.share(FOOD_PARTNER), topics.share(EDINBURGH)
     shared = wait_for(
-        settings, serde, food, lambda r: len(current(r)) >= len(served), timeout_s=180
+        settings, serde, food, lambda r: len(current(r)) >= len(wanted), timeout_s=180
     )
 
     view = current(shared)
-    assert len(view) == len(served)  # residents of the areas it serves, no one else
+    # Residents of the areas it serves with a need a delivery meets, no one else: a
+    # shielding person without a request is owed a welfare check, which would tell it
+    # that they shield.
+    assert len(view) == len(wanted) < len(served)
     for case in view.values():
         assert case["agreement_id"] == "DSA-015"
-        assert set(case["fields_released"]) == FOOD_FIELDS - {"address_line2"}  # empty: null
+        released = FOOD_FIELDS - {"address_line2"} | {"needs"}  # address_line2 empty: null
+        assert set(case["fields_released"]) == released
         assert case["is_shielding"] is None  # not even "is shielding"
         assert case["date_of_birth"] is None and case["council_area"] is None
         assert case["given_name"] and case["postcode"] and case["contact_phone"]
-        assert case["needs"]  # what a delivery needs
+        assert case["needs"] and "WELFARE_CHECK" not in case["needs"]  # what a delivery needs
+        assert case["priority"] is None and case["priority_reasons"] == []
     # The council still gets "is shielding" under its own agreement.
     edinburgh = current(wait_for(settings, serde, council, lambda r: len(r) > 0, timeout_s=60))
     assert all(case["is_shielding"] is True for case in edinburgh.values())

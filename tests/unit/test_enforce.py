@@ -54,7 +54,16 @@ ALLOW = {
     "agreement_id": "DSA-010",
     "agreement_version": 1,
     "allow": True,
-    "fields_released": ["council_area", "family_name", "given_name", "shielding_status"],
+    "fields_released": [
+        "council_area",
+        "family_name",
+        "given_name",
+        "needs",
+        "opened_at",
+        "priority",
+        "priority_reasons",
+        "shielding_status",
+    ],
     "obligations": [],
     "reasons": ["shared under DSA-010 clause 2.1"],
 }
@@ -151,6 +160,9 @@ def test_decision_record_matches_the_avro_schema():
 
 def test_decision_ids_are_stable_per_case_version_recipient_and_revision():
     a = derive_decision_id(CASE, "city-of-edinburgh", "r1")
+    # Two agreements naming one recipient decide apart: their ids differ.
+    b = derive_decision_id(CASE, "city-of-edinburgh", "r1", "DSA-010")
+    assert b != derive_decision_id(CASE, "city-of-edinburgh", "r1", "DSA-015") and a != b
     assert a == derive_decision_id(dict(CASE), "city-of-edinburgh", "r1")
     assert a != derive_decision_id(CASE, "midlothian", "r1")
     assert a != derive_decision_id(CASE, "city-of-edinburgh", "r2")

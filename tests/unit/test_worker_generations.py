@@ -13,8 +13,10 @@ from faust.types.tuples import Message
 from accord.core.errors import InfrastructureError
 from accord.worker.app import (
     StaleBatch,
+    failure_reason,
     fetched_in_this_generation,
     process_until_done,
+    record_by_record,
     records_skipped,
 )
 
@@ -92,3 +94,37 @@ def test_infrastructure_failures_are_retried_until_the_batch_is_done():
 
     assert asyncio.run(process_until_done(work, 3, retry_s=0.0)) == {"records": 3}
     assert len(calls) == 3
+
+
+def test_an_unforeseen_error_is_raised_for_the_stage_to_set_the_record_aside():
+    async def work() -> dict[str, int]:
+        raise TypeError("Type is not JSON serializable: bytes b'Ann Kerr'")
+
+    with pytest.raises(TypeError):
+        asyncio.run(process_until_done(work, 3, retry_s=0.0))
+    reason = failure_reason("check_partner_events", TypeError("Ann Kerr"))
+    assert "TypeError" in reason and "check_partner_events" in reason and "Ann" not in reason
+
+
+def test_a_batch_with_a_poison_record_sets_it_aside_and_processes_the_rest():
+    done, aside = [], []
+
+    async def handler(events):
+        if "poison" in events:
+            raise TypeError("Type is not JSON serializable: bytes")
+        if "flaky" in events and "flaky" not in done:
+            done.append("flaky")
+            raise InfrastructureError("broker away")  # retried, not set aside
+        done.extend(events)
+        return {}
+
+    async def set_aside(event, stage, exc):
+        aside.append((event, failure_reason(stage, exc)))
+        return {}
+
+    counts = asyncio.run(
+        record_by_record(handler, ["a", "poison", "flaky", "b"], "join_cases", set_aside, 0.0)
+    )
+    assert counts == {"records": 4, "set_aside": 1}
+    assert done == ["a", "flaky", "flaky", "b"]
+    assert aside == [("poison", failure_reason("join_cases", TypeError()))]

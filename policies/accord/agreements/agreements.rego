@@ -119,6 +119,21 @@ fields(agreement, dataset, org) := {field |
 }
 
 # METADATA
+# title: Derived attributes for a recipient
+# description: |
+#   The attributes the hub derives for a case (needs, priority, priority_reasons,
+#   latest_outcome, opened_at, open_requests, match_method) that the agreement
+#   permits for the dataset and recipient: datasets.<d>.recipient_derived.<org>
+#   when given, else datasets.<d>.derived; empty when none (all withheld).
+derived(agreement, dataset, org) := {name |
+	some name in agreement.datasets[dataset].recipient_derived[org]
+} if {
+	is_array(agreement.datasets[dataset].recipient_derived[org])
+} else := {name |
+	some name in object.get(agreement, ["datasets", dataset, "derived"], [])
+}
+
+# METADATA
 # title: Masked fields
 # description: Field -> masking method for the dataset; such fields leave only in masked form.
 masks(agreement, dataset) := object.get(agreement, ["datasets", dataset, "mask"], {})

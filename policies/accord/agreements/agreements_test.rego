@@ -201,3 +201,18 @@ test_problems_reported if {
 test_schema_missing_fails_closed if {
 	agreements.schema_errors(fixture["DSA-101"]) == ["the agreement schema (data.schemas.agreement) is not loaded"] with data.schemas as {}
 }
+
+test_derived_per_recipient if {
+	a := {"datasets": {"shielding-list": {"fields": [], "derived": ["needs", "priority"], "recipient_derived": {"village": ["needs"]}}}}
+	agreements.derived(a, "shielding-list", "town") == {"needs", "priority"}
+	agreements.derived(a, "shielding-list", "village") == {"needs"}
+	agreements.derived(a, "other", "town") == set()
+}
+
+test_food_partner_gets_needs_and_no_other_derived_attribute if {
+	agreements.derived(agreements.by_id["DSA-015"], "shielding-list", "community-food-network") == {"needs"}
+	agreements.derived(agreements.by_id["DSA-007"], "shielding-list", "fife") == {
+		"needs", "priority", "priority_reasons", "latest_outcome",
+		"opened_at", "open_requests", "match_method",
+	}
+}

@@ -3,7 +3,8 @@
 # description: |
 #   Entry point of Accord's policy: POST /v1/data/accord/sharing/decisions.
 #   Input: {"now"?, "source_org", "dataset", "purpose", "records": [
-#   {"record_id", "subject_key", "fields": {...},
+#   {"record_id", "subject_key", "fields": {...} (source fields, and the
+#    case's derived attributes such as needs and priority when it has them),
 #    "subject"?: {"opted_out"?: bool, "consent_withdrawn"?: bool}}]}.
 #   Result: one decision per (record, recipient) for every recipient of every
 #   agreement, whatever its status, that names source_org as a provider and
@@ -71,7 +72,9 @@ targets := [target |
 	some recipient in agreement.recipients
 	org := object.get(recipient, "org", "")
 	kind := object.get(recipient, "kind", "")
-	listed := agreements.fields(agreement, dataset, org)
+
+	# Derived attributes (needs, priority, ...) are released like fields: only when listed.
+	listed := agreements.fields(agreement, dataset, org) | agreements.derived(agreement, dataset, org)
 	withheld := ethics.withheld_fields(kind)
 	target := {
 		"agreement_id": id,

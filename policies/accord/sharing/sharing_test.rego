@@ -696,3 +696,29 @@ test_a_recipient_naming_no_area_is_denied_under_a_residence_condition if {
 	no_area := only(decide(overrides, {}, object.remove(north_resident, ["council_area"])), "food-bank")
 	"denied: record has no council_area, so residence in food-bank's area cannot be shown: data minimisation, DSA-900 clause 4.1" in no_area.reasons
 }
+
+# --- derived attributes (needs, priority, ...) ---------------------------------
+
+with_derived := object.union(north_resident, {"needs": ["FOOD"], "priority": "MEDIUM", "match_method": "chi"})
+
+test_derived_attributes_are_released_only_when_listed if {
+	d := only(decide({}, {}, with_derived), "north-town")
+	d.allow
+	not "needs" in d.fields_released
+	not "priority" in d.fields_released
+	some reason in d.reasons
+	contains(reason, "date_of_birth, match_method, needs, priority withheld: data minimisation")
+	datasets := {"shielding-list": {"fields": ["given_name"], "derived": ["needs"]}}
+	d2 := only(decide({"datasets": datasets}, {}, with_derived), "north-town")
+	d2.fields_released == ["given_name", "needs"]
+}
+
+test_recipient_derived_replaces_the_dataset_list if {
+	datasets := {"shielding-list": {
+		"fields": ["given_name"], "derived": ["needs", "priority"],
+		"recipient_derived": {"south-town": []},
+	}}
+	south := object.union(with_derived, {"council_area": "South Town"})
+	only(decide({"datasets": datasets}, {}, south), "south-town").fields_released == ["given_name"]
+	only(decide({"datasets": datasets}, {}, with_derived), "north-town").fields_released == ["given_name", "needs", "priority"]
+}

@@ -33,3 +33,7 @@ class SchemaError(AccordError):
 
 class WireFormatError(SchemaError):
     """Bytes are not in the Confluent wire format (magic byte, schema id, Avro body)."""
+
+
+class ForeignSchemaError(SchemaError):
+    """A message's schema id is not registered under its topic's subject (`<topic>-value`)."""

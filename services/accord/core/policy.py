@@ -88,6 +88,8 @@ class PolicyClient:
         )
         self._revision_ttl_s = revision_ttl_s
         self._revision: tuple[float, str] | None = None
+        # The agreements OPA served with the latest revision (data.agreements).
+        self.agreements: dict[str, Any] = {}
         self._rules_ttl_s = rules_ttl_s
         self._rules: tuple[float, list[tuple[str, str]]] | None = None
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -120,11 +122,16 @@ class PolicyClient:
             body = await self._client.query_rule(policy_input, package, DECISIONS_RULE)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PolicyUnavailableError(f"OPA at {self.url} did not answer: {exc!r}") from exc
-        if "result" not in body:
+        if not isinstance(body, dict) or "result" not in body:
             # Undefined result: the policy is missing or broken. Deciding nothing is safer
             # than guessing, so treat it as unavailable.
             raise PolicyUnavailableError(
                 f"OPA at {self.url} has no {package}.{DECISIONS_RULE} rule loaded"
+            )
+        if not isinstance(body["result"], list):
+            raise PolicyUnavailableError(
+                f"OPA at {self.url} answered {package}.{DECISIONS_RULE} with a "
+                f"{type(body['result']).__name__}, not a list of decisions"
             )
         return list(body["result"])
 
@@ -169,4 +176,9 @@ class PolicyClient:
             json.dumps([texts, agreements], sort_keys=True, default=str).encode()
         ).hexdigest()[:16]
         self._revision = (now, digest)
+        self.agreements = agreements if isinstance(agreements, dict) else {}
         return digest
+
+    def forget_revision(self) -> None:
+        """Read the agreements (and the revision) again on the next call."""
+        self._revision = None

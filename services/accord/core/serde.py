@@ -19,7 +19,12 @@ import fastavro
 import requests
 
 from accord.core.credentials import Credential, held_credential
-from accord.core.errors import InfrastructureError, SchemaError, WireFormatError
+from accord.core.errors import (
+    ForeignSchemaError,
+    InfrastructureError,
+    SchemaError,
+    WireFormatError,
+)
 from accord.core.settings import Settings
 
 MAGIC_BYTE = 0
@@ -113,6 +118,10 @@ class SchemaRegistryClient:
     def versions(self, subject: str) -> list[int]:
         return self._call("GET", f"/subjects/{subject}/versions")
 
+    def subjects_of(self, schema_id: int) -> list[str]:
+        """The subjects under which the schema with this id is registered."""
+        return self._call("GET", f"/schemas/ids/{schema_id}/subjects")
+
 
 def registry_client(settings: Settings, principal: str) -> SchemaRegistryClient:
     """The registry client of a command whose own principal is `principal` (overridden
@@ -132,6 +141,9 @@ class AvroSerde:
         self.schemas_dir = schemas_dir
         self._writers: dict[tuple[str, str], tuple[int, Any]] = {}
         self._readers: dict[int, Any] = {}
+        self._hub_readers: dict[str, Any] = {}
+        self._subjects: set[tuple[int, str]] = set()
+        self._same: dict[tuple[int, str], bool] = {}
         self._lock = threading.Lock()
 
     def writer(self, subject: str, record_name: str) -> tuple[int, Any]:
@@ -160,6 +172,65 @@ class AvroSerde:
             with self._lock:
                 self._readers[schema_id] = parsed
         return parsed
+
+    def _registered_under(self, schema_id: int, subject: str) -> bool:
+        with self._lock:
+            if (schema_id, subject) in self._subjects:
+                return True
+        # Asked again each time when not (yet) registered there: a partner may register
+        # the schema later. A schema id unknown to the registry is a SchemaError.
+        if subject not in self.registry.subjects_of(schema_id):
+            return False
+        with self._lock:
+            self._subjects.add((schema_id, subject))
+        return True
+
+    def _hub_reader(self, record_name: str) -> Any:
+        with self._lock:
+            parsed = self._hub_readers.get(record_name)
+        if parsed is None:
+            parsed = parse_schema_text(load_schema_text(self.schemas_dir, record_name))
+            with self._lock:
+                self._hub_readers[record_name] = parsed
+        return parsed
+
+    def decode_as(
+        self, data: bytes | None, subject: str, record_name: str
+    ) -> tuple[int, dict[str, Any]]:
+        """(schema id, record) of a message published under `subject`, read as the hub's
+        own `record_name` schema reads it.
+
+        The schema id must be registered under `subject` (a partner's topic carries only
+        its own subject's schemas) and be a record schema; the body is resolved against
+        the hub's schema (Avro schema resolution), so fields added by an evolved schema
+        are dropped and defaults fill the ones it lacks. Raises SchemaError (or its
+        WireFormatError) for the message, InfrastructureError when the registry fails.
+        Messages name the schema id and subject, never a value from the body.
+        """
+        schema_id, body = unframe(data)
+        if not self._registered_under(schema_id, subject):
+            raise ForeignSchemaError(
+                f"schema id {schema_id} is not registered under subject {subject}"
+            )
+        writer = self.reader(schema_id)
+        if not isinstance(writer, dict) or writer.get("type") != "record":
+            kind = writer.get("type") if isinstance(writer, dict) else writer
+            kind = kind if isinstance(kind, str) else type(kind).__name__
+            raise SchemaError(f"schema id {schema_id} is a {kind} schema, not a record")
+        hub = self._hub_reader(record_name)
+        same = self._same.get((schema_id, record_name))
+        if same is None:  # compared once per schema id: the parsed schemas are large
+            same = self._same[(schema_id, record_name)] = writer == hub
+        try:
+            record = fastavro.schemaless_reader(io.BytesIO(body), writer, None if same else hub)
+        except Exception as exc:  # untrusted bytes; fastavro's messages may quote values
+            raise WireFormatError(
+                f"Avro body of schema id {schema_id} cannot be read as {record_name} "
+                f"({type(exc).__name__})"
+            ) from exc
+        if not isinstance(record, dict):
+            raise SchemaError(f"schema id {schema_id} did not yield a record")
+        return schema_id, record
 
     def decode(self, data: bytes | None) -> tuple[int, dict[str, Any]]:
         """(schema id, record) from wire-format bytes; raises WireFormatError or SchemaError."""

@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import os
 import random
 import re
 import time
@@ -209,8 +208,8 @@ async def process_until_done(
 
     take_events acknowledges a batch once the loop body returns or raises, so the body
     must not return before the batch is done. A retried batch re-sends outputs with the
-    same keys, which the compacted topics absorb. An error we did not foresee ends the
-    process before its offsets can be committed: better restarted than lost.
+    same keys, which the compacted topics absorb. Any other error is the batch's own (a
+    record no stage foresaw): it is raised for the caller to find and reject the record.
     """
     while True:
         try:
@@ -218,11 +217,34 @@ async def process_until_done(
         except (InfrastructureError, KafkaError) as exc:
             log.warning("batch_retry", error=str(exc), records=records)
             await asyncio.sleep(retry_s)
+
+
+def failure_reason(stage: str, exc: BaseException) -> str:
+    """A rejects reason for a record a stage failed on: the stage and the error's type,
+    never its message, which could quote the record."""
+    return f"the {stage} stage failed on this record ({type(exc).__name__}); it was set aside"
+
+
+async def record_by_record(
+    handler: Callable[[list[Any]], Awaitable[dict[str, int]]],
+    events: list[Any],
+    stage: str,
+    set_aside: Callable[[Any, str, BaseException], Awaitable[dict[str, int]]],
+    retry_s: float,
+) -> dict[str, int]:
+    """A batch a stage failed on, again one record at a time: each record that still fails
+    (not for infrastructure, which is retried) is set aside with the reason, the others
+    are processed. Replayed records rewrite the same keys (see the module docstring)."""
+    counts: dict[str, int] = {"records": len(events), "set_aside": 0}
+    for each in events:
+        try:
+            await process_until_done(functools.partial(handler, [each]), 1, retry_s)
         except StaleBatch:
             raise
-        except Exception:
-            log.exception("batch_failed_unexpectedly", records=records)
-            os._exit(70)
+        except Exception as exc:
+            await process_until_done(functools.partial(set_aside, each, stage, exc), 1, retry_s)
+            counts["set_aside"] += 1
+    return counts
 
 
 class StaleBatch(Exception):
@@ -446,9 +468,21 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             began = batch_began.set(app.rebalancing_count)
             try:
-                counts = await process_until_done(
-                    functools.partial(handler, fresh), len(fresh), settings.opa_retry_s
-                )
+                try:
+                    counts = await process_until_done(
+                        functools.partial(handler, fresh), len(fresh), settings.opa_retry_s
+                    )
+                except StaleBatch:
+                    raise
+                except Exception as exc:
+                    # One record no stage foresaw must not stop the hub: process the batch
+                    # one record at a time and set aside the ones that still fail.
+                    log.warning(
+                        "batch_failed", stage=event, records=len(fresh), error=type(exc).__name__
+                    )
+                    counts = await record_by_record(
+                        handler, fresh, event, set_aside, settings.opa_retry_s
+                    )
             except StaleBatch:
                 log.info("stale_batch_abandoned", events=len(fresh))
                 continue
@@ -458,6 +492,20 @@ def create_app(settings: Settings) -> faust.App:
             for each in current(fresh):
                 each.message.decref()
             log.info(event, **counts)
+
+    async def set_aside(event: Any, stage: str, exc: BaseException) -> dict[str, int]:
+        """Send a record a stage failed on to the rejects place, with the reason."""
+        await reject(incoming(event), "stage_failed", failure_reason(stage, exc), None)
+        return {}
+
+    async def reject(message: Incoming, code: str, reason: str, field: str | None) -> None:
+        """The record to its publisher's rejects (the topic's owner: it is who published
+        it), or to the hub's quarantine when it came from no partner's topic."""
+        record = quarantine_record(message, topics, code, reason, field)
+        rejects = await rejects_topic(record["source_org"])
+        value = serde.encode(Topics.subject(rejects), "QuarantinedRecord", record)
+        await (await send(rejects, message.location.encode(), value))
+        log.warning("record_quarantined", location=message.location, reason_code=code)
 
     async def route_by_owner(envelope: dict[str, Any], person: str) -> list[Awaitable[Any]]:
         """The person-events message, and for a request the note of who owns it."""
@@ -488,14 +536,7 @@ def create_app(settings: Settings) -> faust.App:
             try:
                 envelope = intake.check(message)
             except Rejected as exc:
-                record = quarantine_record(message, topics, exc.code, exc.reason, exc.field)
-                # The topic's owner reads its rejects; it is who published the record.
-                rejects = await rejects_topic(record["source_org"])
-                subject = Topics.subject(rejects)
-                value = serde.encode(subject, "QuarantinedRecord", record)
-                key = message.location.encode()
-                pending.append(await send(rejects, key, value))
-                log.warning("record_quarantined", location=message.location, reason_code=exc.code)
+                await reject(message, exc.code, exc.reason, exc.field)
                 counts["quarantined"] += 1
                 continue
             if envelope["kind"] == "outcome":
@@ -737,9 +778,23 @@ def create_app(settings: Settings) -> faust.App:
         size = settings.worker_batch_size
         for start in range(0, len(views), size):
             chunk = views[start : start + size]
-            await process_until_done(
-                functools.partial(gate.process, chunk), len(chunk), settings.opa_retry_s
-            )
+            try:
+                await process_until_done(
+                    functools.partial(gate.process, chunk), len(chunk), settings.opa_retry_s
+                )
+            except Exception as exc:  # a case the gate cannot decide: decide the rest
+                log.warning("policy_sweep_failed", cases=len(chunk), error=type(exc).__name__)
+                for view in chunk:
+                    try:
+                        await process_until_done(
+                            functools.partial(gate.process, [view]), 1, settings.opa_retry_s
+                        )
+                    except Exception as each:
+                        log.warning(
+                            "case_not_redecided",
+                            case_key=view["case_key"],
+                            error=type(each).__name__,
+                        )
         swept["revision"] = revision
 
     return app

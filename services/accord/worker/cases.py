@@ -277,6 +277,72 @@ def last_event_at(state: dict[str, Any]) -> str:
     return max(times)
 
 
+# Derived attributes of a case (what the hub computes, as opposed to source fields); each
+# is released to a recipient only when its agreement names it and the decision releases it.
+DERIVED_ATTRIBUTES = (
+    "needs",
+    "priority",
+    "priority_reasons",
+    "latest_outcome",
+    "opened_at",
+    "open_requests",
+    "match_method",
+)
+# The source field whose value (being asked to shield) feeds needs and priority.
+SHIELDING_FIELD = "shielding_status"
+WITHOUT_SHIELDING = "without_shielding_status"
+
+
+def derived_attributes(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """Needs, priority, outcome and timing of a case, computed from `state` alone."""
+    open_needs = open_needs_by_request(state)
+    priority, reasons = assess_priority(state, open_needs, rules, last_event_at(state))
+    outcomes = sorted(state["outcomes"].values(), key=lambda o: o["occurred_at"])
+    return {
+        "needs": sorted({need for values in open_needs.values() for need in values}),
+        "priority": priority,
+        "priority_reasons": reasons,
+        "latest_outcome": outcomes[-1]["outcome"] if outcomes else None,
+        "latest_outcome_at": outcomes[-1]["occurred_at"] if outcomes else None,
+        "opened_at": opened_at(state),
+        "open_requests": sum(1 for key in open_needs if key != ENTRY_REQUEST),
+        "match_method": state.get("match_method"),
+    }
+
+
+def without_shielding_status(state: dict[str, Any]) -> dict[str, Any]:
+    """The state as a recipient that may not learn whether the person shields sees it:
+    the shielding list's entry without its shielding status (so no welfare check is owed
+    for it, it opens nothing and no priority rule reads it)."""
+    entry = state["entry"]
+    if entry is None or SHIELDING_FIELD not in entry["fields"]:
+        return state
+    fields = {name: v for name, v in entry["fields"].items() if name != SHIELDING_FIELD}
+    return {**state, "entry": {**entry, "fields": fields}}
+
+
+def restricted_views(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """Derived attributes for recipients that see less than the whole case:
+    - WITHOUT_SHIELDING: computed without the person's shielding status;
+    - "own:<org>": only from the support requests (and their outcomes) of one requester,
+      without the shielding list, for returning a requester's own data to it."""
+    views: dict[str, Any] = {
+        WITHOUT_SHIELDING: derived_attributes(without_shielding_status(state), rules)
+    }
+    for org in sorted({r["source_org"] for r in state["requests"].values()}):
+        keys = {k for k, r in state["requests"].items() if r["source_org"] == org}
+        own = {
+            **state,
+            "entry": None,
+            "requests": {k: r for k, r in state["requests"].items() if k in keys},
+            "outcomes": {
+                i: o for i, o in state["outcomes"].items() if o.get("request_key") in keys
+            },
+        }
+        views[f"own:{org}"] = derived_attributes(own, rules)
+    return views
+
+
 def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The case view of a state, or None when the person has no case (yet).
 
@@ -328,4 +394,5 @@ def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, 
         "source": source,
         "subject": {"opted_out": opted_out(state)},
         "as_of": as_of,
+        "restricted": restricted_views(state, rules),
     }

@@ -10,6 +10,7 @@ the case get a tombstone, so their compacted views drop the person.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,8 @@ from accord.core.logging import get_logger
 from accord.core.policy import PolicyClient
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
-from accord.core.topics import SUPPORT_REQUEST, Topics
+from accord.core.topics import SUPPORT_REQUEST, Topics, is_org_id
+from accord.worker.cases import DERIVED_ATTRIBUTES, SHIELDING_FIELD, WITHOUT_SHIELDING
 
 log = get_logger("accord.worker")
 
@@ -56,6 +58,31 @@ def instant(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+def derived_basis(case: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any] | None:
+    """The derived attributes (needs, priority, ...) as computed from what the decision
+    covers, or None when the case has no such view (then nothing derived leaves).
+
+    A requester's own data (no agreement) is derived from its own requests only; a
+    recipient not released the shielding status gets them computed without it, so no
+    welfare check owed for shielding and no priority reason that reads it.
+    """
+    restricted = case.get("restricted") or {}
+    if not decision.get("agreement_id"):
+        return restricted.get(f"own:{decision.get('recipient')}")
+    if SHIELDING_FIELD in set(decision.get("fields_released") or ()):
+        return {name: case.get(name) for name in (*DERIVED_ATTRIBUTES, "latest_outcome_at")}
+    return restricted.get(WITHOUT_SHIELDING)
+
+
+def visible_to_recipient(case: dict[str, Any], decision: dict[str, Any]) -> bool:
+    """Whether the case is open as the recipient may see it: with a need derived from the
+    data its decision covers. A case open only for a fact the recipient may not learn
+    (a welfare check owed because the person shields) is not shared at all, since its
+    mere presence on the list would tell the withheld fact."""
+    basis = derived_basis(case, decision)
+    return basis is not None and bool(basis.get("needs"))
+
+
 def project_case(
     case: dict[str, Any],
     decision: dict[str, Any],
@@ -64,10 +91,11 @@ def project_case(
     policy_revision: str,
     updated_at: datetime,
 ) -> dict[str, Any]:
-    """The SupportCase a recipient gets: only the source fields the decision released.
+    """The SupportCase a recipient gets: only the fields and derived attributes the
+    decision released, derived ones computed from what the decision covers.
 
     This is the one minimisation boundary: every outbound case is built here, and no
-    source field is copied unless the decision lists it.
+    source field or derived attribute is copied unless the decision lists it.
     """
     fields = case["source"]["fields"]
     released = set(decision.get("fields_released") or ())
@@ -76,20 +104,27 @@ def project_case(
     }
     if isinstance(projected["date_of_birth"], str):
         projected["date_of_birth"] = date.fromisoformat(projected["date_of_birth"])
-    status = fields.get("shielding_status")
-    shielding_released = "shielding_status" in released and status
+    status = fields.get(SHIELDING_FIELD)
+    shielding_released = SHIELDING_FIELD in released and status
+    derived = derived_basis(case, decision) or {}
+
+    def given(name: str, default: Any) -> Any:
+        value = derived.get(name) if name in released else None
+        return default if value is None else value
+
+    outcome_released = "latest_outcome" in released and derived.get("latest_outcome")
     projected.update(
         case_key=case["case_key"],
         recipient=decision["recipient"],
         is_shielding=(status == "SHIELDING") if shielding_released else None,
-        needs=list(case["needs"]),
-        priority=case["priority"],
-        priority_reasons=list(case["priority_reasons"]),
-        latest_outcome=case["latest_outcome"],
-        latest_outcome_at=instant(case["latest_outcome_at"]),
-        opened_at=instant(case["opened_at"]),
-        open_requests=case["open_requests"],
-        match_method=case["match_method"],
+        needs=list(given("needs", [])),
+        priority=given("priority", None),
+        priority_reasons=list(given("priority_reasons", [])),
+        latest_outcome=given("latest_outcome", None),
+        latest_outcome_at=instant(derived.get("latest_outcome_at")) if outcome_released else None,
+        opened_at=instant(given("opened_at", None)),
+        open_requests=int(given("open_requests", 0)),
+        match_method=given("match_method", None),
         fields_released=sorted(released),
         agreement_id=decision.get("agreement_id") or "own-data",
         policy_revision=policy_revision,
@@ -110,7 +145,7 @@ def decision_record(
     decided_at: datetime,
 ) -> dict[str, Any]:
     """The audit record of one decision; holds the pseudonymous key, never identifiers."""
-    allow = bool(decision.get("allow"))
+    allow = decision.get("allow") is True
     return {
         "decision_id": decision_id,
         "decided_at": decided_at,
@@ -132,19 +167,169 @@ def decision_record(
     }
 
 
-def derive_decision_id(case: dict[str, Any], recipient: str, revision: str) -> str:
+def derive_decision_id(
+    case: dict[str, Any], recipient: str, revision: str, agreement_id: str = ""
+) -> str:
+    """The same case version decided for the same recipient under the same agreement and
+    policy revision always gets the same id; two agreements naming one recipient never
+    share an id (one would overwrite the other in the audit index)."""
     version = f"{case['source']['event_id']}|{case['as_of']}|{case['status']}"
-    return str(
-        uuid.uuid5(DECISION_NAMESPACE, f"{case['case_key']}|{version}|{recipient}|{revision}")
-    )
+    name = f"{case['case_key']}|{version}|{recipient}|{agreement_id or ''}|{revision}"
+    return str(uuid.uuid5(DECISION_NAMESPACE, name))
 
 
 def policy_input_record(case: dict[str, Any]) -> dict[str, Any]:
+    """What the policy decides on: the case's source fields and its derived attributes
+    (those the case has), so that the decision releases derived attributes by name too."""
+    fields = dict(case["source"]["fields"])
+    for name in DERIVED_ATTRIBUTES:
+        value = case.get(name)
+        if value is not None and value != [] and value != 0:
+            fields[name] = value
     return {
         "record_id": case["case_key"],
         "subject_key": case["case_key"],
-        "fields": case["source"]["fields"],
+        "fields": fields,
         "subject": case["subject"],
+    }
+
+
+# --- what the gate accepts from OPA -----------------------------------------------
+
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_LIST_KEYS = ("fields_released", "reasons", "obligations", "clauses", "principles")
+
+
+def _safe(value: Any) -> str:
+    """A name from a policy result, fit for a log line: org ids and field names as they
+    are, anything else (which could be record content) only by its type."""
+    if isinstance(value, str) and (_FIELD_NAME.match(value) or is_org_id(value)):
+        return value
+    if isinstance(value, str) and re.match(r"^DSA-[0-9]{3,}$", value):
+        return value
+    return f"<{type(value).__name__}>"
+
+
+def agreement_fields(agreement: dict[str, Any], dataset: str, recipient: str) -> set[str]:
+    """Fields and derived attributes the agreement lets `recipient` have from `dataset`
+    (the same reading as the policy's accord.agreements.fields and .derived)."""
+    spec = (agreement.get("datasets") or {}).get(dataset)
+    if not isinstance(spec, dict):
+        return set()
+    names: set[str] = set()
+    for list_key, per_recipient in (
+        ("fields", "recipient_fields"),
+        ("derived", "recipient_derived"),
+    ):
+        own = (spec.get(per_recipient) or {}).get(recipient)
+        chosen = own if isinstance(own, list) else spec.get(list_key) or []
+        names.update(n for n in chosen if isinstance(n, str))
+    return names
+
+
+def agreement_recipients(agreement: dict[str, Any]) -> set[str]:
+    return {
+        r.get("org")
+        for r in agreement.get("recipients") or ()
+        if isinstance(r, dict) and isinstance(r.get("org"), str)
+    }
+
+
+def check_decisions(
+    decisions: Any,
+    records: dict[str, dict[str, Any]],
+    agreements: dict[str, Any],
+    *,
+    source_org: str,
+    dataset: str,
+    own_data: bool,
+) -> list[str]:
+    """Problems with a policy result, empty when the gate may act on it.
+
+    The gate trusts nothing it did not check: every decision must be an object with a
+    boolean `allow`, about a record of the query, with lists where lists belong. An
+    allow must name a recipient that an active agreement served to the worker names for
+    this provider and dataset, and release only fields that agreement lists for it (a
+    requester's own data: only the requester, only the fields its record has). The
+    problems name keys, types, agreements and recipients, never a value from a record.
+    """
+    if not isinstance(decisions, list):
+        return [f"result is a {type(decisions).__name__}, not a list of decisions"]
+    problems = []
+    for number, decision in enumerate(decisions):
+        where = f"decision {number}"
+        if not isinstance(decision, dict):
+            problems.append(f"{where} is a {type(decision).__name__}, not an object")
+            continue
+        if not isinstance(decision.get("record_id"), str) or decision["record_id"] not in records:
+            problems.append(f"{where} is about no record of the query")
+            continue
+        allow = decision.get("allow")
+        if not isinstance(allow, bool):
+            problems.append(f"{where}: allow is a {type(allow).__name__}, not a boolean")
+            continue
+        recipient = decision.get("recipient")
+        agreement_id = decision.get("agreement_id")
+        if not isinstance(recipient, str) or not isinstance(agreement_id, str):
+            problems.append(f"{where}: recipient and agreement_id must be strings")
+            continue
+        bad_lists = [
+            key
+            for key in _LIST_KEYS
+            if (key in decision or key in ("fields_released", "reasons"))
+            and not (
+                isinstance(decision.get(key), list)
+                and all(isinstance(item, str) for item in decision[key])
+            )
+        ]
+        if bad_lists:
+            problems.append(f"{where}: {', '.join(bad_lists)} must be lists of strings")
+            continue
+        if not allow:
+            continue
+        released = set(decision["fields_released"])
+        if own_data:
+            present = {n for n, v in records[decision["record_id"]].items() if v is not None}
+            if agreement_id or recipient != source_org:
+                problems.append(
+                    f"{where}: own data returned to {_safe(recipient)}, not to the requester"
+                )
+            elif not released <= present:
+                extra = ", ".join(sorted(_safe(n) for n in released - present))
+                problems.append(f"{where}: releases {extra}, which the record does not have")
+            continue
+        agreement = agreements.get(agreement_id)
+        label = f"{where} (agreement {_safe(agreement_id)}, recipient {_safe(recipient)})"
+        if not isinstance(agreement, dict):
+            problems.append(f"{label}: allows under an agreement the worker is not served")
+        elif agreement.get("status") != "active":
+            problems.append(f"{label}: allows under an agreement that is not active")
+        elif not recipient or recipient not in agreement_recipients(agreement):
+            problems.append(f"{label}: allows a recipient the agreement does not name")
+        elif source_org not in (agreement.get("providers") or ()):
+            problems.append(f"{label}: the agreement does not name the provider")
+        elif not released <= agreement_fields(agreement, dataset, recipient):
+            extra = released - agreement_fields(agreement, dataset, recipient)
+            problems.append(
+                f"{label}: releases {', '.join(sorted(_safe(n) for n in extra))}, "
+                "which the agreement does not list"
+            )
+    return problems
+
+
+def withheld_from_view(decision: dict[str, Any]) -> dict[str, Any]:
+    """The deny the gate records when the policy allows a case that, as the recipient may
+    see it, has no open need (see visible_to_recipient)."""
+    return {
+        **decision,
+        "allow": False,
+        "fields_released": [],
+        "obligations": [],
+        "reasons": [
+            "withheld: no open need derived from the data the agreement releases "
+            "to this recipient: data minimisation"
+        ],
+        "principles": ["data minimisation"],
     }
 
 
@@ -187,14 +372,52 @@ class Gate:
                 "purpose": self.settings.purpose,
                 "records": [policy_input_record(case) for case in batch],
             }
-            package = OWN_DATA_PACKAGE if dataset == SUPPORT_REQUEST else SHARING_PACKAGE
+            decisions, revision = await self._decide(policy_input)
+            pending.extend(await self._release(batch, decisions, revision, counts))
+        await asyncio.gather(*pending)  # done only when the broker has everything
+        return counts
+
+    async def _decide(self, policy_input: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """OPA's decisions for a group of cases and the revision they were checked against.
+
+        A result the gate cannot trust (see check_decisions) is treated as deny-and-hold:
+        nothing of the group is released, the query is asked again, like OPA being down,
+        and the problems are logged once, without record content.
+        """
+        org, dataset = policy_input["source_org"], policy_input["dataset"]
+        own_data = dataset == SUPPORT_REQUEST
+        package = OWN_DATA_PACKAGE if own_data else SHARING_PACKAGE
+        records = {r["record_id"]: r["fields"] for r in policy_input["records"]}
+        held_since = None
+        while True:
             decisions = await self.policy.decide_when_available(
                 policy_input, self.settings.opa_retry_s, package=package
             )
             revision = await self._revision()
-            pending.extend(await self._release(batch, decisions, revision, counts))
-        await asyncio.gather(*pending)  # done only when the broker has everything
-        return counts
+            problems = check_decisions(
+                decisions,
+                records,
+                self.policy.agreements,
+                source_org=org,
+                dataset=dataset,
+                own_data=own_data,
+            )
+            if not problems:
+                if held_since is not None:
+                    log.info("policy_result_accepted", source_org=org, dataset=dataset)
+                return decisions, revision
+            if held_since is None:
+                held_since = now_utc()
+                log.warning(
+                    "policy_result_rejected",
+                    source_org=org,
+                    dataset=dataset,
+                    held=len(records),
+                    problems=len(problems),
+                    first=problems[:3],
+                )
+            self.policy.forget_revision()  # ask for the agreements again, too
+            await asyncio.sleep(self.settings.opa_retry_s)
 
     async def _revision(self) -> str:
         logged = False
@@ -254,9 +477,9 @@ class Gate:
             "clauses": list((cause or {}).get("clauses") or ()),
             "principles": list((cause or {}).get("principles") or ()),
         }
-        decision_id = derive_decision_id(case, recipient, revision)
+        decision_id = derive_decision_id(case, recipient, revision, withdrawal["agreement_id"])
         share_topic = self.topics.share(recipient)
-        headers = self._headers(decision_id, revision, "")
+        headers = self._headers(decision_id, revision, withdrawal["agreement_id"])
         return [
             await self.send(share_topic, case["case_key"].encode(), None, headers),
             await self._audit(case, withdrawal, decision_id, revision, decided_at),
@@ -306,8 +529,13 @@ class Gate:
             now_holding = set()
             for decision in case_decisions:
                 recipient = decision.get("recipient") or ""
-                decision_id = derive_decision_id(case, recipient, revision)
-                allowed = bool(decision.get("allow")) and bool(recipient)
+                decision_id = derive_decision_id(
+                    case, recipient, revision, decision.get("agreement_id") or ""
+                )
+                allowed = decision.get("allow") is True and bool(recipient)
+                if allowed and not visible_to_recipient(case, decision):
+                    decision = withheld_from_view(decision)
+                    allowed = False
                 if allowed:
                     projected = project_case(
                         case,

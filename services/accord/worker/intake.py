@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from accord.core.errors import AccordError
+from accord.core.errors import (
+    AccordError,
+    ForeignSchemaError,
+    InfrastructureError,
+    SchemaError,
+    WireFormatError,
+)
 from accord.core.logging import get_logger
 from accord.core.pseudonym import person_key
 from accord.core.serde import AvroSerde
@@ -125,11 +131,20 @@ class Intake:
         if dataset not in DATASET_RECORDS:
             raise Rejected("unknown_dataset", f"dataset {dataset} is not one the hub knows")
         try:
-            _, record = self.serde.decode(message.value)
-        except AccordError as exc:
+            _, record = self.serde.decode_as(
+                message.value, Topics.subject(message.topic), DATASET_RECORDS[dataset]
+            )
+        except InfrastructureError:
+            raise  # the registry is away: hold the batch, reject nothing
+        except ForeignSchemaError as exc:
+            raise Rejected("foreign_schema", str(exc)) from exc
+        except WireFormatError as exc:
             raise Rejected(
                 "undecodable", f"not a valid Avro message in the wire format: {exc}"
             ) from exc
+        except SchemaError as exc:
+            # Unknown to the registry, or not a record schema.
+            raise Rejected("unknown_schema", f"schema not usable for {dataset}: {exc}") from exc
         if record.get("source_org") != org:
             raise Rejected(
                 "wrong_publisher",

@@ -1,0 +1,218 @@
+"""The gate trusts nothing it did not check: malformed policy results hold the batch."""
+
+import asyncio
+import copy
+
+import pytest
+
+from accord.core.settings import Settings
+from accord.worker.enforce import Gate, check_decisions
+
+KEY = "ab" * 32
+AGREEMENTS = {
+    "DSA-010": {
+        "id": "DSA-010",
+        "status": "active",
+        "providers": ["nhs-lothian"],
+        "recipients": [{"org": "city-of-edinburgh", "kind": "council"}],
+        "datasets": {
+            "shielding-list": {
+                "fields": ["given_name", "postcode", "shielding_status"],
+                "derived": ["needs"],
+            }
+        },
+    },
+    "DSA-015": {
+        "id": "DSA-015",
+        "status": "suspended",
+        "providers": ["nhs-lothian"],
+        "recipients": [{"org": "community-food-network", "kind": "third-sector"}],
+        "datasets": {"shielding-list": {"fields": ["given_name"]}},
+    },
+}
+GOOD = {
+    "record_id": KEY,
+    "recipient": "city-of-edinburgh",
+    "agreement_id": "DSA-010",
+    "agreement_version": 1,
+    "allow": True,
+    "fields_released": ["given_name", "needs", "shielding_status"],
+    "obligations": [],
+    "reasons": ["shared"],
+    "clauses": ["2.1"],
+    "principles": ["lawfulness"],
+}
+RECORDS = {
+    KEY: {"given_name": "Ann", "postcode": "EH1 1AA", "needs": ["FOOD"], "shielding_status": "S"}
+}
+
+
+def problems(decisions, own_data=False, source_org="nhs-lothian"):
+    return check_decisions(
+        decisions,
+        RECORDS,
+        AGREEMENTS,
+        source_org=source_org,
+        dataset="support-request" if own_data else "shielding-list",
+        own_data=own_data,
+    )
+
+
+def test_a_well_formed_result_is_accepted():
+    deny = dict(GOOD, allow=False, recipient="", agreement_id="", fields_released=[])
+    assert problems([GOOD, deny]) == []
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"allow": "false"}, "allow is a str, not a boolean"),
+        ({"allow": "true"}, "allow is a str, not a boolean"),
+        ({"allow": 1}, "allow is a int, not a boolean"),
+        ({"allow": None}, "allow is a NoneType, not a boolean"),
+        ({"record_id": "someone-else"}, "is about no record of the query"),
+        ({"recipient": None}, "recipient and agreement_id must be strings"),
+        ({"fields_released": "given_name"}, "fields_released must be lists of strings"),
+        ({"reasons": [1]}, "reasons must be lists of strings"),
+        ({"clauses": {"2.1": True}}, "clauses must be lists of strings"),
+        ({"recipient": "rogue-partner"}, "allows a recipient the agreement does not name"),
+        ({"recipient": ""}, "allows a recipient the agreement does not name"),
+        ({"agreement_id": "DSA-999"}, "an agreement the worker is not served"),
+        ({"agreement_id": ""}, "an agreement the worker is not served"),
+        (
+            {"agreement_id": "DSA-015", "recipient": "community-food-network"},
+            "an agreement that is not active",
+        ),
+        (
+            {"fields_released": ["given_name", "contact_phone", "priority"]},
+            "releases contact_phone, priority, which the agreement does not list",
+        ),
+    ],
+)
+def test_malformed_or_untrusted_decisions_are_refused(change, expected):
+    found = problems([dict(GOOD, **change)])
+    assert len(found) == 1 and expected in found[0], found
+
+
+@pytest.mark.parametrize("key", ["allow", "record_id", "recipient", "fields_released", "reasons"])
+def test_a_decision_missing_a_required_key_is_refused(key):
+    decision = {k: v for k, v in GOOD.items() if k != key}
+    assert problems([decision])
+
+
+@pytest.mark.parametrize("result", [None, "allow", {"allow": True}, 3, [["allow"]], ["x"]])
+def test_a_result_that_is_not_a_list_of_objects_is_refused(result):
+    assert problems(result)
+
+
+def test_a_denial_needs_no_agreement_but_still_its_shape():
+    assert problems([dict(GOOD, allow=False, recipient="rogue", agreement_id="DSA-999")]) == []
+    assert problems([dict(GOOD, allow=0)])
+
+
+def test_the_provider_must_be_named_by_the_agreement():
+    assert "does not name the provider" in problems([GOOD], source_org="nhs-fife")[0]
+
+
+def test_own_data_goes_back_to_the_requester_only_with_its_own_fields():
+    own = dict(GOOD, agreement_id="", recipient="city-of-edinburgh")
+    assert problems([own], own_data=True, source_org="city-of-edinburgh") == []
+    assert problems([own], own_data=True, source_org="fife")
+    assert problems(
+        [dict(own, agreement_id="DSA-010")], own_data=True, source_org="city-of-edinburgh"
+    )
+    extra = dict(own, fields_released=["given_name", "contact_phone"])
+    assert (
+        "which the record does not have"
+        in problems([extra], own_data=True, source_org="city-of-edinburgh")[0]
+    )
+
+
+def test_problems_never_quote_record_content():
+    leaky = dict(GOOD, allow="Ann Kerr EH1 1AA", recipient="Ann Kerr")
+    leaky2 = dict(GOOD, fields_released=["given_name", "Ann Kerr 0101011234"])
+    text = repr(problems([leaky, leaky2]))
+    assert "Ann" not in text and "0101011234" not in text
+
+
+# --- the gate holds a malformed result, like OPA being down ------------------------
+
+
+class FakePolicy:
+    """Answers from a script of results; serves AGREEMENTS as OPA would."""
+
+    def __init__(self, results):
+        self.results = list(results)
+        self.asked = 0
+        self.agreements = {}
+
+    async def decide_when_available(self, policy_input, retry_s, package):
+        self.asked += 1
+        return copy.deepcopy(self.results.pop(0) if len(self.results) > 1 else self.results[0])
+
+    async def revision(self):
+        self.agreements = AGREEMENTS
+        return "r1"
+
+    def forget_revision(self):
+        pass
+
+
+class FakeSerde:
+    def encode(self, subject, record_name, record):
+        return repr((record_name, record)).encode()
+
+
+def run_gate(results):
+    from accord.worker import cases
+
+    state = cases.new_state(KEY)
+    state = cases.apply_event(
+        state,
+        {
+            "kind": "entry",
+            "event_id": "6a8f7f3e-4a57-4c0e-8d0c-1f0f7a8d2b11",
+            "occurred_at": "2020-06-01T00:00:00.000+00:00",
+            "source_org": "nhs-lothian",
+            "match_method": "chi",
+            "data": {"given_name": "Ann", "shielding_status": "SHIELDING"},
+        },
+    )
+    view = cases.build_case(state, cases.load_priority_rules())
+    sent = []
+
+    async def send(topic, key, value, headers):
+        sent.append((topic, value))
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    async def set_released(key, holders):
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    policy = FakePolicy(results)
+    gate = Gate(
+        Settings(opa_retry_s=0.0),
+        FakeSerde(),
+        policy,
+        send,
+        released=lambda key: [],
+        set_released=set_released,
+    )
+    counts = asyncio.run(gate.process([view]))
+    return policy, counts, sent
+
+
+def test_a_string_allow_is_held_and_asked_again_until_well_formed():
+    policy, counts, sent = run_gate([[dict(GOOD, allow="false")], [GOOD]])
+    assert policy.asked == 2 and counts["allowed"] == 1
+    assert [t for t, _ in sent] == ["share.city-of-edinburgh.support-list", "hub.audit.decisions"]
+
+
+def test_an_unknown_recipient_is_never_shared_to_while_held():
+    rogue = dict(GOOD, recipient="rogue-partner")
+    policy, counts, sent = run_gate([[rogue], [rogue], [dict(GOOD, allow=False)]])
+    assert policy.asked == 3 and counts["allowed"] == 0
+    assert not any("rogue" in topic for topic, _ in sent)
