@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from accord.access.commands import partner, security
 from accord.bench.commands import bench
 from accord.coordinator.commands import cases
 from accord.core.credentials import ADMIN, WORKER
@@ -131,6 +132,8 @@ main.add_command(match)
 main.add_command(schemas)
 main.add_command(cases)
 main.add_command(bench)
+main.add_command(partner)
+main.add_command(security)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def request_without_chi(row, request_id, **changes):
 
 
 def key_of(settings, row) -> str:
-    return person_key(settings.pseudonym_key.get_secret_value(), row["chi_number"])
+    return person_key(settings.require_pseudonym_key(), row["chi_number"])
 
 
 def test_requests_without_chi_join_the_right_person_or_go_to_review(

@@ -121,7 +121,7 @@ def test_confluent_client_produces_what_our_worker_shares_and_decodes_what_our_h
 
     # Our worker decodes it, asks OPA, and shares it with the council.
     worker()
-    key = person_key(settings.pseudonym_key.get_secret_value(), record["chi_number"]).encode()
+    key = person_key(settings.require_pseudonym_key(), record["chi_number"]).encode()
     ours = wait_for(settings, serde, share, lambda r: any(k == key for k, _ in r), timeout_s=90)
     case = next(c for k, c in ours if k == key)
 

@@ -60,7 +60,7 @@ def test_index_resumes_and_who_received_prints_organisations_not_identifiers(
     stack_settings = settings  # whose credentials, CA and OPA token the commands use
     settings = settings.model_copy(update={"state_dir": tmp_path / "state"})
     chi = people(1)[0]["chi_number"]
-    key = person_key(settings.pseudonym_key.get_secret_value(), chi)
+    key = person_key(settings.require_pseudonym_key(), chi)
     send(
         settings,
         serde,

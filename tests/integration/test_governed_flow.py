@@ -74,7 +74,7 @@ def publish(settings, tmp_path: Path, rows: list[dict[str, str]], org: str = LOT
 
 
 def key_of(settings, row) -> bytes:
-    return person_key(settings.pseudonym_key.get_secret_value(), row["chi_number"]).encode()
+    return person_key(settings.require_pseudonym_key(), row["chi_number"]).encode()
 
 
 def test_stack_status_reports_every_component_running(stack):

@@ -63,7 +63,7 @@ def test_any_row_is_valid_or_invalid_with_reasons(row):
 @given(st.dictionaries(st.text(max_size=20), row_text, max_size=12))
 def test_the_pipeline_accepts_or_rejects_any_record(raw):
     for dataset in ("shielding-list", "support-request", "support-outcome", "consent-change"):
-        outcome = Pipeline("city-of-edinburgh", dataset, "secret").process(
+        outcome = Pipeline("city-of-edinburgh", dataset).process(
             raw, Location("HTTP", "batch record 1", "record 1"), b"{}"
         )
         assert isinstance(outcome, Accepted | Rejected)

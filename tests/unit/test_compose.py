@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from accord.core.settings import DEV_PSEUDONYM_KEY, Settings
+from accord.core.settings import RETIRED_PSEUDONYM_KEYS, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -200,7 +200,7 @@ def test_worker_takes_the_pseudonym_key_from_the_environment(services: dict) -> 
         assert value is None or REQUIRED_KEY.match(value), f"{name} sets a literal key"
     for path in (COMPOSE_FILE, DOCKERFILE):
         text = path.read_text()
-        assert DEV_PSEUDONYM_KEY not in text
+        assert not any(key in text for key in RETIRED_PSEUDONYM_KEYS)
         code = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
         assert not [line for line in code if "ACCORD_PSEUDONYM_KEY=" in line], path.name
 

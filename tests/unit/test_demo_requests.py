@@ -22,7 +22,7 @@ def test_generated_requests_and_outcomes_pass_validation():
     requests, outcomes = generate_requests(rows, seed=3)
     for datasets, dataset in ((requests, "support-request"), (outcomes, "support-outcome")):
         for org, org_rows in datasets.items():
-            pipeline = Pipeline(org, dataset, "secret")
+            pipeline = Pipeline(org, dataset)
             for n, row in enumerate(org_rows, start=2):
                 outcome = pipeline.process(row, Location("FILE", f"line {n}", f"row {n}", n), b"")
                 assert isinstance(outcome, Accepted), (dataset, org, n, outcome)

@@ -11,7 +11,6 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from accord.core.pseudonym import person_key
 from accord.core.topics import DATASET_RECORDS
 from accord.ingest.pipeline import (
     MAX_ORIGINAL_BYTES,
@@ -87,7 +86,7 @@ RAW = {
 
 
 def process(dataset: str, raw: dict, org: str = "nhs-lothian") -> Accepted | Rejected:
-    return Pipeline(org, dataset, SECRET, CLOCK).process(raw, HERE, b"original bytes")
+    return Pipeline(org, dataset, CLOCK).process(raw, HERE, b"original bytes")
 
 
 def accepted(dataset: str, raw: dict, org: str = "nhs-lothian") -> Accepted:
@@ -181,36 +180,24 @@ def test_source_org_comes_from_the_publisher() -> None:
 # --- keys ---
 
 
-def test_keys_are_hmac_person_keys_never_identifiers() -> None:
-    shielding = accepted("shielding-list", SHIELDING)
-    assert shielding.key == person_key(SECRET, "1403521239").encode()
-    consent = accepted("consent-change", CONSENT)
-    assert consent.key == person_key(SECRET, "9434765919", "nhs").encode()
-    with_chi = accepted("support-request", dict(REQUEST, chi_number="1403521239"))
-    assert with_chi.key == shielding.key  # the request lands beside the person's entry
-    for outcome in (shielding, consent, with_chi):
-        assert len(outcome.key) == 64 and b"1403521239" not in outcome.key
-        assert b"9434765919" not in outcome.key
-
-
-def test_requests_without_identifiers_share_a_key_with_their_outcomes() -> None:
-    request = accepted("support-request", REQUEST, "city-of-edinburgh")
-    outcome = accepted("support-outcome", OUTCOME, "city-of-edinburgh")
-    assert request.key == outcome.key
-    assert request.key == person_key(SECRET, "city-of-edinburgh|EDI-42", "request").encode()
-    by_volunteers = accepted(
-        "support-outcome", dict(OUTCOME, request_org="city-of-edinburgh"), "edinburgh-volunteers"
-    )
-    assert by_volunteers.key == request.key
-    assert b"EDI-42" not in request.key
-
-
-def test_consent_without_identifiers_is_keyed_by_hashed_demographics() -> None:
-    raw = {k: v for k, v in CONSENT.items() if k != "nhs_number"}
-    raw.update(family_name="Kerr", given_name="Ann", postcode="eh1 1aa")
-    key = accepted("consent-change", raw).key
-    assert key == accepted("consent-change", dict(raw, family_name="KERR", postcode="EH11AA")).key
-    assert b"Kerr" not in key and b"EH1" not in key
+@pytest.mark.parametrize(
+    ("dataset", "raw", "org"),
+    [
+        ("shielding-list", SHIELDING, "nhs-lothian"),
+        ("consent-change", CONSENT, "nhs-lothian"),
+        ("support-request", REQUEST, "city-of-edinburgh"),
+        ("support-outcome", OUTCOME, "city-of-edinburgh"),
+    ],
+)
+def test_partner_records_are_keyed_by_their_event_id_never_by_an_identifier(
+    dataset: str, raw: dict, org: str
+) -> None:
+    """A partner computes its records' keys without the hub's secret; no identifier or
+    name is in them (the hub pseudonymises inside the worker)."""
+    outcome = accepted(dataset, raw, org)
+    assert outcome.key == outcome.event_id.encode()
+    for value in ("1403521239", "9434765919", "EDI-42", "Kerr"):
+        assert value.encode() not in outcome.key
 
 
 # --- quarantine entries ---
@@ -218,7 +205,7 @@ def test_consent_without_identifiers_is_keyed_by_hashed_demographics() -> None:
 
 def test_rejection_becomes_a_quarantine_entry_with_everything_to_fix_it() -> None:
     bad = dict(SHIELDING, chi_number="1403521230", postcode="EH9 1H")
-    outcome = Pipeline("nhs-lothian", "shielding-list", SECRET, CLOCK).process(
+    outcome = Pipeline("nhs-lothian", "shielding-list", CLOCK).process(
         bad, HERE, b"1403521230,Siobhan,..."
     )
     assert isinstance(outcome, Rejected)
@@ -230,14 +217,14 @@ def test_rejection_becomes_a_quarantine_entry_with_everything_to_fix_it() -> Non
     assert "1403521230" not in entry["reason"]
     decoded = avro_round_trip("QuarantinedRecord", entry)
     assert decoded["original"] == b"1403521230,Siobhan,..."
-    again = Pipeline("nhs-lothian", "shielding-list", SECRET, CLOCK).process(
+    again = Pipeline("nhs-lothian", "shielding-list", CLOCK).process(
         bad, HERE, b"1403521230,Siobhan,..."
     )
     assert again.quarantine["quarantine_id"] == entry["quarantine_id"]  # stable across retries
 
 
 def test_huge_originals_are_kept_truncated_and_say_so() -> None:
-    pipeline = Pipeline("nhs-lothian", "shielding-list", SECRET, CLOCK)
+    pipeline = Pipeline("nhs-lothian", "shielding-list", CLOCK)
     huge = b"x" * (MAX_ORIGINAL_BYTES + 10)
     outcome = pipeline.process({}, HERE, huge)
     assert isinstance(outcome, Rejected)
@@ -247,7 +234,7 @@ def test_huge_originals_are_kept_truncated_and_say_so() -> None:
 
 def test_http_rejections_are_located_by_batch_index() -> None:
     location = Location("HTTP", "HTTP batch record 3", "record 3")
-    outcome = Pipeline("fife", "support-outcome", SECRET, CLOCK).process({}, location, b"{}")
+    outcome = Pipeline("fife", "support-outcome", CLOCK).process({}, location, b"{}")
     assert isinstance(outcome, Rejected)
     assert outcome.quarantine["origin"] == "HTTP"
     assert outcome.quarantine["location"] == "HTTP batch record 3"
@@ -256,7 +243,7 @@ def test_http_rejections_are_located_by_batch_index() -> None:
 
 def test_unknown_dataset_is_refused() -> None:
     with pytest.raises(ValueError):
-        Pipeline("fife", "weather", SECRET)
+        Pipeline("fife", "weather")
 
 
 # --- validate_event: native Kafka producers ---

@@ -1,24 +1,4 @@
-import pytest
-from pydantic import ValidationError
-
-from accord.core.settings import DEV_PSEUDONYM_KEY, Settings
-
-
-def test_dev_runs_with_the_placeholder_key():
-    assert Settings(env="dev").pseudonym_key.get_secret_value() == DEV_PSEUDONYM_KEY
-
-
-@pytest.mark.parametrize("key", [DEV_PSEUDONYM_KEY, ""])
-def test_outside_dev_a_placeholder_or_empty_key_refuses_to_start(key):
-    with pytest.raises(ValidationError, match="ACCORD_PSEUDONYM_KEY"):
-        Settings(env="prod", pseudonym_key=key)
-
-
-def test_secret_is_masked_when_printed():
-    settings = Settings(env="prod", pseudonym_key="s3cret-value")
-    assert "s3cret-value" not in repr(settings) and "s3cret-value" not in str(
-        settings.pseudonym_key
-    )
+from accord.core.settings import Settings
 
 
 def test_settings_come_from_accord_environment_variables(monkeypatch):

@@ -68,12 +68,11 @@ def _rows(events: int, seed: int) -> list[tuple[str, str, dict[str, str]]]:
 
 def build(settings: Settings, serde: AvroSerde, events: int, seed: int) -> list[Event]:
     """At most `events` valid, encoded events (the generator's mix, trimmed to size)."""
-    secret = settings.pseudonym_key.get_secret_value()
     topics = Topics(settings)
     pipelines: dict[tuple[str, str], Pipeline] = {}
     encoded: list[Event] = []
     for org, dataset, row in _rows(events, seed):
-        pipeline = pipelines.setdefault((org, dataset), Pipeline(org, dataset, secret))
+        pipeline = pipelines.setdefault((org, dataset), Pipeline(org, dataset))
         outcome = pipeline.process(row, Location("BENCH", "generated", "row"), b"")
         if not isinstance(outcome, Accepted):
             continue

@@ -7,6 +7,10 @@ class AccordError(Exception):
     """Root of every error Accord raises on purpose."""
 
 
+class ConfigurationError(AccordError):
+    """A setting is missing or unusable; the process refuses to start."""
+
+
 class StackError(AccordError):
     """The local stack could not be set up, started or reached."""
 

@@ -13,11 +13,13 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from accord.core.errors import ConfigurationError
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
-# Used only in the `dev` environment so the demo runs from a clean clone; any other
-# environment refuses to start with it.
-DEV_PSEUDONYM_KEY = "dev-only-pseudonym-key-not-for-real-data"
+# The key of a well-known placeholder that earlier versions shipped; refused outright.
+RETIRED_PSEUDONYM_KEYS = frozenset({"dev-only-pseudonym-key-not-for-real-data"})
+MIN_PSEUDONYM_KEY_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -83,9 +85,14 @@ class Settings(BaseSettings):
     )
 
     # Governance.
-    pseudonym_key: SecretStr = Field(
-        SecretStr(DEV_PSEUDONYM_KEY),
-        description="HMAC key for pseudonymous person keys. Required outside dev.",
+    pseudonym_key: SecretStr | None = Field(
+        None,
+        description="HMAC key of pseudonymous person keys: at least 32 random bytes, e.g. "
+        "`openssl rand -hex 32`. No default: the hub refuses to start without one (only "
+        "`accord demo` makes a throwaway key of its own).",
+    )
+    pseudonym_key_file: Path | None = Field(
+        None, description="File holding ACCORD_PSEUDONYM_KEY (instead of the variable)."
     )
     purpose: str = Field("shielding-support", description="Purpose the worker shares for.")
     worker_id: str = Field("accord-worker", description="Consumer group id of the worker.")
@@ -166,14 +173,31 @@ class Settings(BaseSettings):
         values["opa_url"] = values.get("opa_url") or f"http://127.0.0.1:{ports['opa_port']}"
         return values
 
-    @model_validator(mode="after")
-    def _refuse_placeholder_key_outside_dev(self) -> Settings:
-        key = self.pseudonym_key.get_secret_value()
-        if self.env != "dev" and (not key or key == DEV_PSEUDONYM_KEY):
-            raise ValueError(
-                "ACCORD_PSEUDONYM_KEY must be set to a secret value outside the dev environment"
+    def require_pseudonym_key(self) -> str:
+        """The pseudonymisation key, or a startup failure saying what to set. A guessable
+        or short key would make person keys reversible by anyone who can list CHIs."""
+        key = self.pseudonym_key.get_secret_value() if self.pseudonym_key else ""
+        if not key and self.pseudonym_key_file is not None:
+            try:
+                key = self.pseudonym_key_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"ACCORD_PSEUDONYM_KEY_FILE {self.pseudonym_key_file} is unreadable: "
+                    f"{exc.strerror}"
+                ) from None
+        if not key:
+            raise ConfigurationError(
+                "no pseudonymisation key: set ACCORD_PSEUDONYM_KEY or ACCORD_PSEUDONYM_KEY_FILE "
+                "to at least 32 random bytes (e.g. `openssl rand -hex 32`)"
             )
-        return self
+        if key in RETIRED_PSEUDONYM_KEYS or len(set(key)) < 8:
+            raise ConfigurationError("ACCORD_PSEUDONYM_KEY is a placeholder, not a secret")
+        if len(key.encode()) < MIN_PSEUDONYM_KEY_BYTES:
+            raise ConfigurationError(
+                f"ACCORD_PSEUDONYM_KEY is {len(key.encode())} bytes; at least "
+                f"{MIN_PSEUDONYM_KEY_BYTES} random bytes are needed"
+            )
+        return key
 
     @property
     def tls_dir(self) -> Path:

@@ -183,7 +183,7 @@ def sample_person(
     settings: Settings, rows: list[dict[str, str]], food_keys: set[str]
 ) -> tuple[str, str] | None:
     """A synthetic person the food partner received: (CHI, pseudonymous key)."""
-    secret = settings.pseudonym_key.get_secret_value()
+    secret = settings.require_pseudonym_key()
     for row in rows:
         try:
             record = validate_shielding_row(row)

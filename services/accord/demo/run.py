@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,8 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from accord.core.credentials import ADMIN
-from accord.core.errors import InfrastructureError
+from accord.core.credentials import ADMIN, write_private
+from accord.core.errors import ConfigurationError, InfrastructureError
 from accord.core.kafka import group_lag, read_topic
 from accord.core.pseudonym import person_key
 from accord.core.scotland import COUNCIL_AREAS, HEALTH_BOARDS, org_id
@@ -114,6 +115,11 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
                 **os.environ,
                 "ACCORD_WORKER_ID": settings.worker_id,
                 "ACCORD_PRINCIPAL": "",  # the worker signs in as itself, not as the demo
+                **(
+                    {"ACCORD_PSEUDONYM_KEY_FILE": str(settings.pseudonym_key_file)}
+                    if settings.pseudonym_key_file
+                    else {}
+                ),
                 "ACCORD_TOPIC_PREFIX": settings.topic_prefix,
                 "ACCORD_OPA_URL": settings.opa_url,
                 "ACCORD_LOG_FORMAT": "json",
@@ -174,11 +180,31 @@ def shared_view(settings: Settings, serde: AvroSerde, recipient: str) -> dict[st
     return view
 
 
+def with_demo_key(settings: Settings, console: Console) -> Settings:
+    """The demo's settings with a pseudonymisation key: the one configured, or else a
+    throwaway key made for the demo's synthetic data and kept beside it (0600). The demo
+    is the only run that may make its own; everything else refuses to start without one."""
+    try:
+        settings.require_pseudonym_key()
+        return settings
+    except ConfigurationError:
+        pass
+    path = settings.state_dir / "demo" / "pseudonym-key"
+    if not path.exists():
+        write_private(path, secrets.token_hex(32) + "\n")
+    console.print(
+        f"  [yellow]no ACCORD_PSEUDONYM_KEY set: the demo uses a throwaway key of its own "
+        f"({path}), for its synthetic data only[/yellow]"
+    )
+    return settings.model_copy(update={"pseudonym_key_file": path})
+
+
 def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
     console = Console(width=None if sys.stdout.isatty() else 150)
     started = time.monotonic()
     console.rule("[bold]Accord demo")
     local.up(settings, lambda line: console.print(f"  {line}"))
+    settings = with_demo_key(settings, console)
     # The demo's own OPA watches a copy of policies/, so suspending an agreement mid-demo
     # changes the copy, never the repository's files.
     policies = governance.demo_policies(settings)
@@ -304,7 +330,7 @@ def council_figures(
 ) -> dict[str, CouncilFigures]:
     """Per council: its residents on the list, what the hub decided for that council, and
     the cases on its support list."""
-    secret = settings.pseudonym_key.get_secret_value()
+    secret = settings.require_pseudonym_key()
     figures = {council: CouncilFigures() for council in COUNCIL_AREAS}
     reviews = review_counts(settings)
     closed = closed_counts(settings)

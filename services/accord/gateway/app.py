@@ -86,8 +86,7 @@ def _publisher(app: web.Application) -> Publisher:
 def _outcomes(
     app: web.Application, org: str, dataset: str, records: list[Any]
 ) -> list[Accepted | Rejected]:
-    settings = app[SETTINGS_KEY]
-    pipeline = Pipeline(org, dataset, settings.pseudonym_key.get_secret_value())
+    pipeline = Pipeline(org, dataset)
     outcomes: list[Accepted | Rejected] = []
     for index, record in enumerate(records):
         location = Location("HTTP", f"HTTP batch record {index}", f"record {index}")

@@ -44,7 +44,7 @@ def run_bench(
 ) -> BenchResult:
     bench = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:8]}."})
     topic = Topics(bench).audit
-    secret = bench.pseudonym_key.get_secret_value()
+    secret = bench.require_pseudonym_key()
     known = person_key(secret, BENCH_CHI)
     db_path = audit_index.index_path(bench)
     ensure_topics(bench, {topic: None}, bench.topic_partitions)

@@ -178,7 +178,7 @@ def audit_who_received(chi: str) -> None:
         digits = validate_chi(chi)
     except RowInvalid as exc:
         raise click.BadParameter("not a valid CHI number", param_hint="--chi") from exc
-    key = person_key(settings.pseudonym_key.get_secret_value(), digits)
+    key = person_key(settings.require_pseudonym_key(), digits)
     catch_up(settings, _serde())
     db = connect(index_path(settings))
     try:

@@ -164,7 +164,7 @@ def replayed_cases(
     identity matching, which depends on its tables; they are counted, not replayed.
     Closed cases get no decision (the worker withdraws them), so they are left out.
     """
-    intake = Intake(serde, Topics(settings), settings.pseudonym_key.get_secret_value())
+    intake = Intake(serde, Topics(settings), settings.require_pseudonym_key())
     states: dict[str, dict[str, Any]] = {}
     read = skipped = 0
     for message in messages:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any, Final
 
-from accord.core.pseudonym import person_key
 from accord.core.topics import (
     CONSENT_CHANGE,
     DATASET_RECORDS,
@@ -172,41 +171,6 @@ def shielding_occurred_at(payload: Mapping[str, Any], clock: Clock) -> datetime:
     return min(start, clock.now.replace(microsecond=0))
 
 
-def _person_or(secret: str, payload: Mapping[str, Any], fallback: tuple[str, str]) -> str:
-    if payload.get("chi_number"):
-        return person_key(secret, payload["chi_number"], "chi")
-    if payload.get("nhs_number"):
-        return person_key(secret, payload["nhs_number"], "nhs")
-    identifier, scheme = fallback
-    return person_key(secret, identifier, scheme)
-
-
-def _key_shielding(secret: str, org: str, payload: Mapping[str, Any]) -> str:
-    return person_key(secret, payload["chi_number"])
-
-
-def _key_request(secret: str, org: str, payload: Mapping[str, Any]) -> str:
-    return _person_or(secret, payload, (f"{org}|{payload['request_id']}", "request"))
-
-
-def _key_outcome(secret: str, org: str, payload: Mapping[str, Any]) -> str:
-    owner = payload.get("request_org") or org
-    return person_key(secret, f"{owner}|{payload['request_id']}", "request")
-
-
-def _key_consent(secret: str, org: str, payload: Mapping[str, Any]) -> str:
-    dob = payload.get("date_of_birth")
-    demographics = "|".join(
-        [
-            (payload.get("family_name") or "").casefold(),
-            (payload.get("given_name") or "").casefold(),
-            dob.isoformat() if dob else "",
-            payload.get("postcode") or "",
-        ]
-    )
-    return _person_or(secret, payload, (demographics, "person"))
-
-
 @dataclass(frozen=True)
 class Dataset:
     """What the pipeline needs to know about one partner dataset."""
@@ -215,7 +179,6 @@ class Dataset:
     record_name: str
     rules: tuple[FieldRule, ...]
     validate: Callable[[Mapping[str, Any], Clock], dict[str, Any]]
-    key: Callable[[str, str, Mapping[str, Any]], str]
     # Datasets whose rows carry no recording time derive one from the payload.
     derive_occurred_at: Callable[[Mapping[str, Any], Clock], datetime] | None = None
 
@@ -240,7 +203,6 @@ DATASETS: Final[dict[str, Dataset]] = {
         DATASET_RECORDS[SHIELDING_LIST],
         SHIELDING_RULES,
         validate_shielding,
-        _key_shielding,
         shielding_occurred_at,
     ),
     SUPPORT_REQUEST: Dataset(
@@ -248,21 +210,18 @@ DATASETS: Final[dict[str, Dataset]] = {
         DATASET_RECORDS[SUPPORT_REQUEST],
         SUPPORT_REQUEST_RULES,
         validate_support_request,
-        _key_request,
     ),
     SUPPORT_OUTCOME: Dataset(
         SUPPORT_OUTCOME,
         DATASET_RECORDS[SUPPORT_OUTCOME],
         SUPPORT_OUTCOME_RULES,
         validate_support_outcome,
-        _key_outcome,
     ),
     CONSENT_CHANGE: Dataset(
         CONSENT_CHANGE,
         DATASET_RECORDS[CONSENT_CHANGE],
         CONSENT_CHANGE_RULES,
         validate_consent_change,
-        _key_consent,
     ),
 }
 """Every partner dataset by name; the keys are exactly those of DATASET_RECORDS."""

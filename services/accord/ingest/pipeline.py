@@ -7,7 +7,7 @@ same rules whichever way it arrived.
 For each raw record (text from a file, or JSON values) the pipeline returns either
 
 * `Accepted`: the complete Avro record (envelope + normalised payload), its stable
-  event id and its Kafka key (an HMAC person key, see `accord.ingest.datasets`); or
+  event id and its Kafka key (the event id: partners need none of the hub's secrets); or
 * `Rejected`: every problem found, and the `QuarantinedRecord` that keeps the original
   bytes, where they came from (file and line, or HTTP batch index), the first rule that
   failed and a plain-words reason.
@@ -138,12 +138,11 @@ def _source_org_errors(org: str, value: Any) -> list[FieldError]:
 class Pipeline:
     """Judges one partner's records of one dataset; holds no connection to anything."""
 
-    def __init__(self, org: str, dataset: str, secret: str, clock: Clock | None = None) -> None:
+    def __init__(self, org: str, dataset: str, clock: Clock | None = None) -> None:
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}")
         self.org = org
         self.dataset: Dataset = DATASETS[dataset]
-        self.secret = secret
         self._clock = clock
 
     @property
@@ -193,8 +192,9 @@ class Pipeline:
             "schema_version": SCHEMA_VERSION,
             **payload,
         }
-        key = self.dataset.key(self.secret, self.org, payload).encode()
-        return Accepted(event_id, key, event, location)
+        # Keyed by what the partner can compute itself: the event id. People are keyed
+        # by their pseudonym only inside the hub, which alone holds the secret.
+        return Accepted(event_id, event_id.encode(), event, location)
 
     def reject(
         self,

@@ -292,7 +292,7 @@ def publish_file(
     if not path.is_file():
         raise PublishInputError(f"no such file: {path}")
     file_format = format_of(path, fmt)
-    pipeline = Pipeline(org, dataset, settings.pseudonym_key.get_secret_value(), clock)
+    pipeline = Pipeline(org, dataset, clock)
     mapping_file = mapping if mapping is not None else mapping_path(settings.home / "partners", org)
     columns = load_mapping(mapping_file, dataset, pipeline.dataset.fields, required=bool(mapping))
     table = open_table(path, file_format)

@@ -307,7 +307,7 @@ def incoming(event: Any) -> Incoming:
 def create_app(settings: Settings) -> faust.App:
     topics = Topics(settings)
     partitions = settings.topic_partitions
-    secret = settings.pseudonym_key.get_secret_value()
+    secret = settings.require_pseudonym_key()
     rules = case_rules.load_priority_rules()
     app = faust_app(
         settings,

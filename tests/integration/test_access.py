@@ -1,0 +1,81 @@
+"""Access that binds, tried for real on the secure broker: the access matrix (every
+principal x topic family x operation, with real credentials and with none), and an
+organisation's revocation reaching a client that is already connected."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from confluent_kafka import KafkaException, Producer
+
+from accord.access import matrix, partners, provision
+from accord.core.kafka import connection
+from accord.core.topics import Topics
+
+pytestmark = pytest.mark.integration
+
+FOOD = "community-food-network"
+
+
+def test_every_cell_of_the_access_matrix_behaves_as_promised(stack):
+    result = matrix.run(stack)
+    print(
+        f"\naccess matrix: {len(result.cells)} cells, {result.as_promised} as promised "
+        f"({result.seconds:.0f}s)",
+        file=sys.stderr,
+    )
+    assert len(result.cells) == 12 * 10 * 5
+    assert result.failures() == []
+    cell = {(c.principal, c.family, c.operation): c for c in result.cells}
+    # The probes the issue named, each refused by the broker itself.
+    assert not cell[(matrix.NOBODY, "partner.<board>", "consume")].allowed
+    assert not cell[(matrix.BOARD, "partner.<council>", "produce")].allowed
+    assert not cell[(matrix.COUNCIL, "share.<other council>", "consume")].allowed
+    assert not cell[("accord-worker", "audit", "consume")].allowed
+    assert not cell[("accord-worker", "share.<council>", "create")].allowed
+    # ...while what each may do works.
+    assert cell[(matrix.COUNCIL, "share.<council>", "consume")].allowed
+    assert cell[(matrix.BOARD, "partner.<board>", "produce")].allowed
+    assert cell[("accord-audit", "audit", "consume")].allowed
+
+
+def test_a_revoked_partner_is_refused_within_seconds_even_while_connected(settings):
+    topic = Topics(settings).partner(FOOD, "support-outcome")
+    held = connection(settings, FOOD)
+    producer = Producer({**held.confluent(), "acks": "all"})
+
+    def send() -> str | None:
+        outcome: list = []
+        producer.produce(topic, value=b"probe", on_delivery=lambda e, _m: outcome.append(e))
+        producer.flush(10)
+        error = outcome[0] if outcome else "no delivery report"
+        return None if error is None else str(error)
+
+    assert send() is None  # connected, signed in, allowed
+    try:
+        revoked_at = time.monotonic()
+        partners.revoke_partner(settings, FOOD)
+        error = send()
+        while error is None and time.monotonic() - revoked_at < 30:
+            time.sleep(0.1)
+            error = send()
+        refused_after = time.monotonic() - revoked_at
+        print(
+            f"\nrevocation: a connected producer refused after {refused_after:.2f}s",
+            file=sys.stderr,
+        )
+        assert error is not None and "AUTHORIZATION" in error.upper()
+        assert refused_after < 5
+        with pytest.raises(KafkaException):  # and it cannot sign in again
+            Producer(held.confluent()).list_topics(timeout=5)
+    finally:
+        partners.add_partner(settings, FOOD)
+        provision.apply(settings)
+    # Restored: a new secret, the same access.
+    fresh = Producer({**connection(settings, FOOD).confluent(), "acks": "all"})
+    outcome: list = []
+    fresh.produce(topic, value=b"probe", on_delivery=lambda e, _m: outcome.append(e))
+    fresh.flush(10)
+    assert outcome == [None]
