@@ -5,19 +5,21 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test unit lint format stack-up stack-status stack-down clean
+.PHONY: help demo test unit lint format lock stack-up stack-status stack-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Every dependency comes from requirements.lock, pinned and checked against its hashes;
+# the package itself is installed without resolving anything more.
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP) ## start the stack and run the whole flow on synthetic data
@@ -42,6 +44,10 @@ format: $(STAMP) ## format Python and Rego files in place
 	$(BIN)/ruff format services tests
 	$(BIN)/ruff check --fix services tests
 	.cache/opa/*/opa fmt -w policies
+
+lock: $(STAMP) ## re-pin every dependency (with hashes) after changing pyproject.toml
+	echo "setuptools>=68" | $(BIN)/uv pip compile pyproject.toml - --extra test --generate-hashes \
+		--python-version 3.11 --universal --quiet -o requirements.lock
 
 stack-up: $(STAMP) ## start Kafka, OPA and the schema registry (idempotent)
 	$(BIN)/accord stack up
