@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from accord.core.credentials import credentials_dir
 from accord.core.kafka import acknowledged_producer, ensure_topics
 from accord.core.pseudonym import person_key
 from accord.core.topics import Topics
@@ -58,7 +59,14 @@ def test_index_resumes_and_who_received_prints_organisations_not_identifiers(
     settings, serde, tmp_path
 ):
     stack_settings = settings  # whose credentials, CA and OPA token the commands use
-    settings = settings.model_copy(update={"state_dir": tmp_path / "state"})
+    # Its own state dir (so its own audit index), signing in with the stack's credentials.
+    settings = settings.model_copy(
+        update={
+            "state_dir": tmp_path / "state",
+            "credentials_dir": credentials_dir(stack_settings),
+            "ca_file": stack_settings.trusted_ca,
+        }
+    )
     chi = people(1)[0]["chi_number"]
     key = person_key(settings.require_pseudonym_key(), chi)
     send(
@@ -74,8 +82,9 @@ def test_index_resumes_and_who_received_prints_organisations_not_identifiers(
 
     env = {**settings_env(stack_settings), "ACCORD_STATE_DIR": str(settings.state_dir)}
     out = subprocess.run(
-        [sys.executable, "-m", "accord", "audit", "who-received", "--chi", chi],
+        [sys.executable, "-m", "accord", "audit", "who-received"],
         env=env,
+        input=f"{chi}\n",  # on stdin, as a pipe gives it: never on the command line
         capture_output=True,
         text=True,
         timeout=120,
@@ -101,12 +110,28 @@ def test_index_resumes_and_who_received_prints_organisations_not_identifiers(
 
 def test_who_received_refuses_an_invalid_chi(settings):
     out = subprocess.run(
-        [sys.executable, "-m", "accord", "audit", "who-received", "--chi", "1234567890"],
+        [sys.executable, "-m", "accord", "audit", "who-received"],
         env=settings_env(settings),
+        input="1234567890\n",
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert out.returncode != 0
+    assert out.returncode == 2
     assert "not a valid CHI number" in out.stderr
-    assert "1234567890" not in out.stdout
+    assert "1234567890" not in out.stdout + out.stderr
+
+
+def test_who_received_refuses_a_chi_on_the_command_line(settings):
+    chi = people(1)[0]["chi_number"]
+    out = subprocess.run(
+        [sys.executable, "-m", "accord", "audit", "who-received", "--chi", chi],
+        env=settings_env(settings),
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "--chi is not accepted" in out.stderr
+    assert chi not in out.stdout + out.stderr

@@ -158,3 +158,63 @@ def test_parse_since_relative_and_bad():
     assert parse_since(None) is None
     with pytest.raises(click.BadParameter):
         parse_since("last tuesday")
+
+
+# --- who-received: the CHI never on the command line ---
+
+VALID_CHI = "1403521239"
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["--chi", VALID_CHI], "", "--chi is not accepted"),
+        (["--chi", "1234567890"], "", "--chi is not accepted"),
+        ([], "1403521230\n", "not a valid CHI number: CHI number's check digit is wrong"),
+        ([], "1234567890\n", "not a valid CHI number: The first six digits"),
+        ([], "14035212\n", "not a valid CHI number: CHI number must have exactly 10 digits"),
+        ([], "\n", "not a valid CHI number: CHI number is required"),
+        ([], "", "not a valid CHI number: CHI number is required"),
+        ([], "9" * 100 + "\n", "not a valid CHI number: over 64 characters"),
+    ],
+)
+def test_who_received_refuses_without_echoing(args, stdin, message):
+    from click.testing import CliRunner
+
+    from accord.cli import main
+
+    result = CliRunner().invoke(main, ["audit", "who-received", *args], input=stdin)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    given = (args[1] if args else stdin).strip()
+    if given:
+        assert given not in result.output
+
+
+def test_who_received_reads_stdin_when_not_a_terminal():
+    import io
+
+    from accord.governance.commands import read_chi
+
+    stream = io.StringIO(f"{VALID_CHI}\nthe rest is not read\n")
+    assert read_chi(stream, interactive=False) == f"{VALID_CHI}\n"
+    long_line = io.StringIO("1" * 10_000)
+    assert len(read_chi(long_line, interactive=False)) == 65  # bounded, not read whole
+
+
+def test_who_received_prompts_with_hidden_input_on_a_terminal(monkeypatch):
+    import io
+
+    import click
+
+    from accord.governance import commands
+
+    asked = {}
+
+    def prompt(text, **kwargs):
+        asked.update(kwargs, text=text)
+        return VALID_CHI
+
+    monkeypatch.setattr(click, "prompt", prompt)
+    assert commands.read_chi(io.StringIO("ignored"), interactive=True) == VALID_CHI
+    assert asked["hide_input"] is True and asked["err"] is True

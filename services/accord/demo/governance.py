@@ -281,12 +281,13 @@ def print_governance(
         sample = sample_person(settings, rows, set(food_view))
         if sample is None:
             return
-        chi, key = sample
+        _, key = sample
         receipts, denied = audit_index.who_received(db, key)
     finally:
         db.close()
     console.print(
-        f"  accord audit who-received --chi {chi}   (a synthetic CHI this demo generated)"
+        "  accord audit who-received   (one synthetic person this demo generated; the CHI is "
+        "given at a hidden prompt or on stdin, never on the command line)"
     )
     for line in audit_index.receipt_lines(key, receipts, denied):
         console.print(f"    {line}")

@@ -7,6 +7,7 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -158,11 +159,45 @@ def audit_index_command(follow: bool) -> None:
     )
 
 
+CHI_PROMPT = "CHI number (not shown)"
+# Far longer than any way of writing a CHI; a line past it is not read whole.
+_CHI_LINE_LIMIT = 64
+
+
+def read_chi(stream: TextIO, *, interactive: bool) -> str:
+    """The CHI as the officer gave it: typed at a hidden prompt on a terminal, else the
+    first line of `stream` (a pipe or a file). Never from argv, which shell history, `ps`
+    and process accounting keep."""
+    if interactive:
+        return click.prompt(CHI_PROMPT, hide_input=True, err=True)
+    return stream.readline(_CHI_LINE_LIMIT + 1)
+
+
+def refuse_chi_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """`--chi` is refused without echoing its value: a CHI on the command line stays in
+    shell history and is visible to every user of the machine in the process list."""
+    if value is not None:
+        raise click.UsageError(
+            "--chi is not accepted: a CHI on the command line stays in shell history and "
+            "the process list; type it at the prompt, or pipe it on stdin "
+            "(accord audit who-received < chi.txt)",
+            ctx,
+        )
+
+
 @audit.command("who-received")
-@click.option("--chi", required=True, help="The person's CHI number; hashed here, never sent.")
-def audit_who_received(chi: str) -> None:
+@click.option(
+    "--chi",
+    hidden=True,
+    expose_value=False,
+    callback=refuse_chi_option,
+    help="Refused: give the CHI at the prompt or on stdin.",
+)
+def audit_who_received() -> None:
     """List which organisations received which fields about one person, when, and under
-    which agreement. Prints no identifiers."""
+    which agreement. The CHI is read from a hidden prompt, or from stdin when stdin is not
+    a terminal (`accord audit who-received < chi.txt`); it is hashed here and never sent
+    or printed. Prints no identifiers."""
     from accord.core.pseudonym import person_key
     from accord.governance.audit_index import (
         catch_up,
@@ -174,10 +209,13 @@ def audit_who_received(chi: str) -> None:
     from accord.ingest.validation import RowInvalid, validate_chi
 
     settings = as_principal(get_settings(), AUDIT)
+    given = read_chi(sys.stdin, interactive=sys.stdin.isatty())
+    if len(given) > _CHI_LINE_LIMIT:
+        raise click.UsageError(f"not a valid CHI number: over {_CHI_LINE_LIMIT} characters")
     try:
-        digits = validate_chi(chi)
-    except RowInvalid as exc:
-        raise click.BadParameter("not a valid CHI number", param_hint="--chi") from exc
+        digits = validate_chi(given)
+    except RowInvalid as exc:  # the messages say why without quoting the value
+        raise click.UsageError(f"not a valid CHI number: {exc.errors[0].message}") from None
     key = person_key(settings.require_pseudonym_key(), digits)
     catch_up(settings, _serde())
     db = connect(index_path(settings))
