@@ -153,6 +153,18 @@ class Settings(BaseSettings):
         40, description="Requests a gateway token may make at once before being limited."
     )
 
+    # Partners' files: what a workbook may inflate to before it is parsed.
+    xlsx_max_inflated_bytes: int = Field(
+        200 * 1024 * 1024,
+        description="Largest total an .xlsx workbook's members may inflate to, in bytes; a "
+        "larger workbook is refused before parsing.",
+    )
+    xlsx_max_ratio: float = Field(
+        100.0,
+        description="Largest ratio of an .xlsx workbook's inflated to compressed size; a "
+        "workbook that compresses better (a zip bomb) is refused before parsing.",
+    )
+
     log_format: str = Field("auto", description="auto, json or console.")
     log_level: str = Field("INFO", description="Log level.")
 

@@ -50,12 +50,13 @@ def publish(
 
     from accord.core.topics import Topics
     from accord.ingest.publish import PublishInputError, publish_file
-    from accord.ingest.readers import count_rows, format_of
+    from accord.ingest.readers import ReadLimits, count_rows, format_of
 
     settings = get_settings()
     console = Console(stderr=True)
     try:
-        total = count_rows(file, format_of(file, fmt)) if file.is_file() else None
+        limits = ReadLimits.of(settings)
+        total = count_rows(file, format_of(file, fmt), limits) if file.is_file() else None
         with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
             task = bar.add_task(f"checking {file.name}" if dry_run else f"publishing {file.name}")
             bar.update(task, total=total)

@@ -39,6 +39,7 @@ from accord.ingest.pipeline import (
 )
 from accord.ingest.readers import (
     PublishInputError,
+    ReadLimits,
     SourceRow,
     format_of,
     open_table,
@@ -295,7 +296,7 @@ def publish_file(
     pipeline = Pipeline(org, dataset, clock)
     mapping_file = mapping if mapping is not None else mapping_path(settings.home / "partners", org)
     columns = load_mapping(mapping_file, dataset, pipeline.dataset.fields, required=bool(mapping))
-    table = open_table(path, file_format)
+    table = open_table(path, file_format, ReadLimits.of(settings))
     if table.header is not None:
         targets = columns.check_header(table.header)
         missing = [name for name in pipeline.dataset.required_fields if name not in targets]
