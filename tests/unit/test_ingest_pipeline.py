@@ -291,6 +291,21 @@ def test_validate_event_keeps_fields_it_does_not_know() -> None:
         ),
         ("shielding-list", {"postcode": "BFPO 57"}, [("postcode", "postcode_bfpo")]),
         ("shielding-list", {"family_name": "=cmd()"}, [("family_name", "formula_like")]),
+        (
+            "shielding-list",
+            {"family_name": "Kerr\u202e"},
+            [("family_name", "invisible_characters")],
+        ),
+        (
+            "support-request",
+            {"given_name": "A\u200bnn"},
+            [("given_name", "invisible_characters")],
+        ),
+        (
+            "consent-change",
+            {"family_name": "\u2067Kerr"},
+            [("family_name", "invisible_characters")],
+        ),
         ("shielding-list", {"event_id": "not-a-uuid"}, [("event_id", "event_id_format")]),
         ("shielding-list", {"source_org": "fife"}, [("source_org", "source_org_mismatch")]),
         ("shielding-list", {"source_org": ""}, [("source_org", "required")]),

@@ -229,6 +229,21 @@ TEXT = (FieldRule("family_name", "Family name", "text", max_length=10),)
         ("@SUM(A1)", None, "formula_like"),
         ("Kerr\x00", None, "control_character"),
         ("Kerr\x1b[31m", None, "control_character"),
+        ("Kerr\u202e", None, "invisible_characters"),  # right-to-left override
+        ("\u202dKerr\u202c", None, "invisible_characters"),  # LRO ... PDF
+        ("Ke\u2067rr\u2069", None, "invisible_characters"),  # RLI ... PDI
+        ("\u2066Kerr", None, "invisible_characters"),
+        ("\u2068Kerr", None, "invisible_characters"),
+        ("Ke\u200brr", None, "invisible_characters"),  # zero-width space
+        ("Ke\u200crr", None, "invisible_characters"),
+        ("Ke\u200drr", None, "invisible_characters"),
+        ("Ke\u2060rr", None, "invisible_characters"),  # word joiner
+        ("\ufeffKerr", None, "invisible_characters"),  # a byte-order mark inside a cell
+        ("Kerr\u200f", None, "invisible_characters"),  # right-to-left mark
+        ("\u0645\u062d\u0645\u062f", "\u0645\u062d\u0645\u062f", None),  # right-to-left script
+        ("Ó'Néill", "Ó'Néill", None),
+        ("Nguyễn", "Nguyễn", None),
+        ("Ōtake-Ní", "Ōtake-Ní", None),
         ("x" * 11, None, "max_length"),
         (["Kerr"], None, "type"),
         ({"name": "Kerr"}, None, "type"),

@@ -686,3 +686,17 @@ def test_field_error_is_frozen() -> None:
     error = FieldError("town", "max_length", "Town is too long.")
     with pytest.raises(AttributeError):
         error.rule = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "field", ["given_name", "family_name", "address_line1", "address_line2", "town"]
+)
+@pytest.mark.parametrize("invisible", ["\u202e", "\u2066", "\u200b", "\u2060", "\ufeff"])
+def test_person_text_with_invisible_characters_is_rejected_without_quoting_it(
+    field: str, invisible: str
+) -> None:
+    row = valid_row(**{field: f"Ann{invisible}eK"})
+    with pytest.raises(RowInvalid) as rejected:
+        validate_shielding_row(row, today=TODAY)
+    assert [(e.field, e.rule) for e in rejected.value.errors] == [(field, "invisible_characters")]
+    assert "Ann" not in str(rejected.value) and invisible not in str(rejected.value)

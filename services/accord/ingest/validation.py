@@ -99,7 +99,11 @@ Text
 Names and addresses are trimmed, inner whitespace collapsed and Unicode
 composed (NFC), keeping accents and case. Text that starts like a
 spreadsheet formula (``=``, ``+``, ``-``, ``@``) is refused, since a
-coordinator's export could run it, and so are control characters.
+coordinator's export could run it, and so are control characters and
+invisible ones (``invisible_characters``: bidirectional embeddings, overrides,
+isolates and marks, zero-width spaces and joiners, word joiners, byte-order
+marks), which could make a name display as another or reorder what a
+coordinator sees. These apply to every field read as text.
 """
 
 from __future__ import annotations
@@ -268,6 +272,13 @@ _PHONE_PLAIN: Final = re.compile(r"[0-9+\s\-.()]+")
 # A UK number in one of the usual spellings, reduced to its national significant number.
 _UK_COMPACT: Final = re.compile(r"(?:\+44|0044)0?([1-9][0-9]{8,9})|0([1-9][0-9]{8,9})")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters that change how text is shown without being seen: bidi embeddings, overrides
+# and isolates (U+202A-U+202E, U+2066-U+2069) and marks (U+200E, U+200F, U+061C), which can
+# make "Smith" display as another name or reorder a coordinator's screen, and zero-width
+# characters (U+200B-U+200D, U+2060, U+FEFF), which make two different names look alike.
+_INVISIBLE: Final = re.compile(
+    "[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u200b-\u200d\u2060\ufeff]"
+)
 _ENUM_SEPARATORS: Final = re.compile(r"[\s\-]+")
 _LIST_SEPARATORS: Final = re.compile(r"[;,|]")
 _FORMULA_START: Final = ("=", "+", "-", "@")
@@ -598,6 +609,13 @@ def _as_text(rule: FieldRule, raw: Any) -> tuple[str | None, FieldError | None]:
     if text is not None and _CONTROL.search(text):
         return None, FieldError(
             rule.name, "control_character", f"{rule.label} contains control characters."
+        )
+    if text is not None and _INVISIBLE.search(text):
+        return None, FieldError(
+            rule.name,
+            "invisible_characters",
+            f"{rule.label} contains invisible characters (bidirectional controls or "
+            "zero-width characters), which can make it display as something else.",
         )
     return text, None
 
