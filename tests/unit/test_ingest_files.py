@@ -378,3 +378,26 @@ def test_cli_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) 
     result = run(["publish", "--as", "nhs-lothian", "--dry-run", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_a_row_that_cannot_be_encoded_is_rejected_without_quoting_it(
+    settings: Settings, tmp_path: Path, monkeypatch
+) -> None:
+    """Should a validated event ever not fit its schema, the row goes to the rejects with
+    the record type, field and error type, and nothing of its value."""
+    from dataclasses import replace
+
+    from accord.ingest import publish as publish_module
+
+    process = publish_module.Pipeline.process
+
+    def corrupt(self, values, location, original):
+        outcome = process(self, values, location, original)
+        return replace(outcome, event={**outcome.event, "given_name": 14035})
+
+    monkeypatch.setattr(publish_module.Pipeline, "process", corrupt)
+    path = tmp_path / "list.csv"
+    write_csv([ROW], path)
+    report = dry(settings, path)
+    assert (report.published, report.quarantined) == (0, 1)
+    assert report.reasons == {"encode_failed": 1}

@@ -127,3 +127,85 @@ def test_encode_body_matches_fastavro_schemaless_writer():
     body = encode_body(parsed, record)
 
     assert fastavro.schemaless_reader(io.BytesIO(body), parsed)["original"] == b"a,b,c"
+
+
+# --- encode errors never quote the datum ---
+
+SECRET_NAME = "Siobhán Secret-Name"
+SECRET_CHI = "1403521239"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "error"),
+    [
+        ({"given_name": 12345}, "given_name", "TypeError|ValueError"),
+        ({"contact_phone": 7700900456}, "contact_phone", "ValueError|TypeError"),
+        # fastavro names no field for enums and logical types: the message then names none.
+        ({"shielding_status": SECRET_NAME}, None, "ValueError"),
+        ({"date_of_birth": SECRET_NAME}, None, "ValueError|TypeError|AttributeError"),
+        ({"schema_version": SECRET_CHI}, "schema_version", "ValueError|TypeError"),
+        ({"postcode": None}, "postcode", "ValueError|TypeError"),
+    ],
+)
+def test_an_encode_error_names_record_field_and_error_type_only(changes, field, error):
+    serde = AvroSerde(FakeRegistry(), SCHEMAS)
+    event = dict(shielding_event(), given_name=SECRET_NAME, **{"chi_number": SECRET_CHI})
+    event.update(changes)
+    with pytest.raises(SchemaError) as failed:
+        serde.encode("s-value", "ShieldingListEntry", event)
+    message = str(failed.value)
+    assert message.startswith("a ShieldingListEntry record could not be encoded")
+    assert (f"(field {field})" in message) if field else ("(field" not in message)
+    assert message.rsplit(": ", 1)[1] in error.split("|")
+    for datum in (SECRET_NAME, SECRET_CHI, "7700900456", "12345", "Siobh"):
+        assert datum not in message
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+
+
+def test_encode_body_names_the_schema_when_no_record_name_is_given():
+    parsed = parse_schema_text((SCHEMAS / "ShieldingListEntry.avsc").read_text())
+    with pytest.raises(SchemaError) as failed:
+        encode_body(parsed, ["not", "a", "record", SECRET_NAME])
+    assert str(failed.value).startswith("a ShieldingListEntry record could not be encoded")
+    assert SECRET_NAME not in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("'Ann Kerr' (type <class 'str'>) do not match ['null', 'int'] on field n", "n"),
+        ("must be string on field given_name", "given_name"),
+        ("no value and no default for postcode", "postcode"),
+        # A value that imitates fastavro's wording is never taken for a field name.
+        ("'x on field given_name' (type <class 'str'>) do not match 'int' on field n", "n"),
+        ("'1403521239' is not a valid uuid on field Ann Kerr", None),
+        ("boom on field not_in_the_schema", None),
+        ("something else entirely: 'Ann Kerr'", None),
+    ],
+)
+def test_encode_failure_takes_only_a_schema_field_name_from_fastavro(message, expected):
+    from accord.core.serde import encode_failure
+
+    schema = {
+        "type": "record",
+        "name": "R",
+        "fields": [{"name": "n", "type": "int"}, {"name": "given_name", "type": "string"}]
+        + [{"name": "postcode", "type": "string"}],
+    }
+    text = encode_failure("R", ValueError(message), schema)
+    assert (
+        text
+        == "a R record could not be encoded"
+        + (f" (field {expected})" if expected else "")
+        + ": ValueError"
+    )
+    assert "Ann Kerr" not in text and "1403521239" not in text
+
+
+def test_a_decode_error_does_not_quote_the_body():
+    serde = AvroSerde(FakeRegistry(), SCHEMAS)
+    data = serde.encode("s-value", "ShieldingListEntry", shielding_event())
+    with pytest.raises(WireFormatError) as failed:
+        serde.decode(data[:-8])
+    assert "schema id 1" in str(failed.value)
+    assert "Siobh" not in str(failed.value) and str(failed.value).endswith(")")

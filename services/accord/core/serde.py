@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 import threading
 from functools import lru_cache
@@ -48,9 +49,54 @@ def parse_schema_text(text: str) -> Any:
         raise SchemaError(f"invalid Avro schema: {exc}") from exc
 
 
-def encode_body(parsed_schema: Any, record: dict[str, Any]) -> bytes:
+# fastavro names the field at the end of its messages ("... on field given_name", "no value
+# and no default for given_name"); everything before it may quote the value.
+_FIELD_AT_END = re.compile(r"(?: on field | no default for )([A-Za-z_][A-Za-z0-9_.]*)\Z")
+
+
+def _field_names(schema: Any, names: set[str] | None = None) -> set[str]:
+    """Every field name of a parsed schema, nested records' included."""
+    names = set() if names is None else names
+    if isinstance(schema, list):
+        for branch in schema:
+            _field_names(branch, names)
+    elif isinstance(schema, dict):
+        for field in schema.get("fields") or ():
+            names.add(field["name"])
+            _field_names(field.get("type"), names)
+        for key in ("items", "values"):
+            if key in schema:
+                _field_names(schema[key], names)
+    return names
+
+
+def encode_failure(record_name: str, exc: BaseException, schema: Any = None) -> str:
+    """Why a record could not be encoded, in words that never quote it: the record type,
+    the field when fastavro named one of the schema's own fields, and the error's type.
+    fastavro's messages quote the offending value, which is personal data here."""
+    match = _FIELD_AT_END.search(str(exc))
+    field = match[1] if match else None
+    if field is not None and schema is not None:
+        known = _field_names(schema)
+        field = field if field in known or field.rsplit(".", 1)[-1] in known else None
+    where = f" (field {field})" if field else ""
+    return f"a {record_name} record could not be encoded{where}: {type(exc).__name__}"
+
+
+def encode_body(
+    parsed_schema: Any, record: dict[str, Any], record_name: str | None = None
+) -> bytes:
+    """The Avro body of `record`; raises SchemaError naming the record type (`record_name`,
+    else the schema's name), the field and the error type only (see `encode_failure`)."""
     buffer = io.BytesIO()
-    fastavro.schemaless_writer(buffer, parsed_schema, record)
+    try:
+        fastavro.schemaless_writer(buffer, parsed_schema, record)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        if record_name is None:
+            name = parsed_schema.get("name") if isinstance(parsed_schema, dict) else None
+            record_name = str(name or "Avro").rsplit(".", 1)[-1]
+        # Not chained: the cause's message quotes the value.
+        raise SchemaError(encode_failure(record_name, exc, parsed_schema)) from None
     return buffer.getvalue()
 
 
@@ -159,10 +205,7 @@ class AvroSerde:
 
     def encode(self, subject: str, record_name: str, record: dict[str, Any]) -> bytes:
         schema_id, parsed = self.writer(subject, record_name)
-        try:
-            return frame(schema_id, encode_body(parsed, record))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise SchemaError(f"record does not match {record_name}: {exc}") from exc
+        return frame(schema_id, encode_body(parsed, record, record_name))
 
     def reader(self, schema_id: int) -> Any:
         with self._lock:
@@ -227,7 +270,7 @@ class AvroSerde:
             raise WireFormatError(
                 f"Avro body of schema id {schema_id} cannot be read as {record_name} "
                 f"({type(exc).__name__})"
-            ) from exc
+            ) from None
         if not isinstance(record, dict):
             raise SchemaError(f"schema id {schema_id} did not yield a record")
         return schema_id, record
@@ -238,7 +281,7 @@ class AvroSerde:
         parsed = self.reader(schema_id)
         try:
             return schema_id, fastavro.schemaless_reader(io.BytesIO(body), parsed, None)
-        except Exception as exc:  # untrusted bytes: any failure to read them means malformed
+        except Exception as exc:  # untrusted bytes; fastavro's messages may quote values
             raise WireFormatError(
-                f"Avro body does not match schema id {schema_id}: {type(exc).__name__}: {exc}"
-            ) from exc
+                f"Avro body does not match schema id {schema_id} ({type(exc).__name__})"
+            ) from None

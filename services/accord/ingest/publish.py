@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from accord.core.errors import InfrastructureError
+from accord.core.errors import InfrastructureError, SchemaError
 from accord.core.kafka import connection
 from accord.core.logging import get_logger
 from accord.core.serde import AvroSerde, encode_body, parse_schema_text, registry_client
@@ -267,7 +267,7 @@ def _check_inputs(org: str, dataset: str) -> None:
 def _local_encoder(settings: Settings, dataset: str) -> Callable[[dict[str, Any]], bytes]:
     """Encode with the local .avsc, no registry: a dry run proves rows fit the schema."""
     parsed = parse_schema_text(_load_schema_text(settings.schemas_dir, DATASET_RECORDS[dataset]))
-    return lambda record: encode_body(parsed, record)
+    return lambda record: encode_body(parsed, record, DATASET_RECORDS[dataset])
 
 
 def publish_file(
@@ -339,7 +339,14 @@ def publish_file(
                     )
                     handle(pipeline.reject(location, row.original, [problem]))
                 else:
-                    handle(pipeline.process(values, location, row.original))
+                    outcome = pipeline.process(values, location, row.original)
+                    try:
+                        handle(outcome)
+                    except SchemaError as exc:  # nothing was sent; the message quotes nothing
+                        if not isinstance(outcome, Accepted):
+                            raise
+                        problem = FieldError("", "encode_failed", str(exc))
+                        handle(pipeline.reject(location, row.original, [problem]))
             if progress:
                 progress(1)
         if publisher is not None:
