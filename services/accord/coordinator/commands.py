@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -13,6 +14,7 @@ from accord.core.credentials import CONSOLE
 from accord.core.kafka import as_principal
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import get_settings
+from accord.core.terminal import markup_safe, plain
 
 SHOWN = (
     ("priority", "priority"),
@@ -25,6 +27,19 @@ SHOWN = (
     ("phone", "contact_phone"),
     ("why", "priority_reasons"),
 )
+
+
+def case_table(title: str, cases: list[dict[str, Any]]) -> Table:
+    """The cases as a rich table. Every cell comes from other organisations' data, so each
+    is a Text (never markup) with control and invisible characters replaced."""
+    from accord.coordinator import views
+
+    table = Table(title=plain(title), title_justify="left")
+    for header, _ in SHOWN:
+        table.add_column(header)
+    for case in cases:
+        table.add_row(*(plain(views.cell(case, column)) for _, column in SHOWN))
+    return table
 
 
 @click.command()
@@ -50,27 +65,24 @@ def cases(council: str, csv_path: Path | None, follow: bool, limit: int) -> None
     view = views.current_list(settings, serde, recipient)
     ordered = views.ordered(view)
     console = Console(width=None if sys.stdout.isatty() else 160)
-    table = Table(title=f"{council}: {len(ordered)} open cases", title_justify="left")
-    for header, _ in SHOWN:
-        table.add_column(header)
-    for case in ordered[: limit or None]:
-        table.add_row(*(views.cell(case, column) for _, column in SHOWN))
-    console.print(table)
+    console.print(case_table(f"{council}: {len(ordered)} open cases", ordered[: limit or None]))
     if limit and len(ordered) > limit:
         console.print(f"  … {len(ordered) - limit} more; use --limit 0 or --csv to see all")
     if csv_path:
         views.write_csv(ordered, csv_path)
-        console.print(f"  exported {len(ordered)} cases to {csv_path}")
+        console.print(plain(f"  exported {len(ordered)} cases to {csv_path}"))
     if follow:
         console.print("  following updates (Ctrl-C to stop)")
         try:
             for key, case in views.follow(settings, serde, recipient, view):
                 if case is None:
-                    console.print(f"  removed  {key[:12]}")
+                    console.print(f"  removed  {markup_safe(key[:12])}")
                 else:
                     console.print(
-                        f"  updated  {key[:12]}  {views.cell(case, 'priority'):<8} "
-                        f"{views.cell(case, 'needs')}  {views.cell(case, 'latest_outcome')}"
+                        plain(
+                            f"  updated  {key[:12]}  {views.cell(case, 'priority'):<8} "
+                            f"{views.cell(case, 'needs')}  {views.cell(case, 'latest_outcome')}"
+                        )
                     )
         except KeyboardInterrupt:
             pass

@@ -22,6 +22,7 @@ from accord.core.kafka import read_topic
 from accord.core.pseudonym import person_key
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
+from accord.core.terminal import plain
 from accord.core.topics import SHIELDING_LIST, Topics
 from accord.demo.synthetic import generate_shielding_list, write_csv
 from accord.governance import audit_index
@@ -273,10 +274,12 @@ def print_governance(
             db, FOOD_PARTNER, s.changed_at
         ):
             cited = ", ".join(audit_index.split(principles)) or "-"
-            console.print(f"    audit: {count} x {audit_index.split(reasons)[0]!r}")
+            console.print(plain(f"    audit: {count} x {audit_index.split(reasons)[0]!r}"))
             console.print(
-                f"           principles: {cited}; clauses: "
-                f"{', '.join(audit_index.split(clauses)) or '-'}"
+                plain(
+                    f"           principles: {cited}; clauses: "
+                    f"{', '.join(audit_index.split(clauses)) or '-'}"
+                )
             )
         sample = sample_person(settings, rows, set(food_view))
         if sample is None:
@@ -290,4 +293,4 @@ def print_governance(
         "given at a hidden prompt or on stdin, never on the command line)"
     )
     for line in audit_index.receipt_lines(key, receipts, denied):
-        console.print(f"    {line}")
+        console.print(plain(f"    {line}"))

@@ -29,6 +29,7 @@ from accord.core.pseudonym import person_key
 from accord.core.scotland import COUNCIL_AREAS, HEALTH_BOARDS, org_id
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
+from accord.core.terminal import markup_safe, plain
 from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST, Topics
 from accord.demo import governance
 from accord.demo.requests import (
@@ -411,7 +412,7 @@ def print_summary(
     )
     for council, fig in figures.items():
         why = fig.withheld_reasons.most_common(1)[0][0] if fig.withheld_reasons else ""
-        table.add_row(council, *(str(getattr(fig, n)) for n in numbers), why)
+        table.add_row(council, *(str(getattr(fig, n)) for n in numbers), plain(why))
         for n in numbers:
             setattr(total, n, getattr(total, n) + getattr(fig, n))
     table.add_row("all councils", *(str(getattr(total, n)) for n in numbers), "", style="bold")
@@ -426,11 +427,12 @@ def print_summary(
     )
     console.print(f"  rows quarantined: {sum(reasons.values())}")
     for reason, count in reasons.most_common():
-        console.print(f"    {count:>4}  {reason}")
+        console.print(f"    {count:>4}  {markup_safe(reason)}")
 
 
-def print_sample(console: Console, settings: Settings, serde: AvroSerde, size: int = 5) -> None:
-    view = shared_view(settings, serde, org_id(SAMPLE_COUNCIL))
+def sample_table(view: dict[str, dict], size: int = 5) -> Table:
+    """The first `size` cases of a shared view; cells are Text, never markup (they are
+    other organisations' data, see core.terminal)."""
     table = Table(
         title=f"{SAMPLE_COUNCIL}'s support list: {len(view)} people (first {size})",
         title_justify="left",
@@ -440,14 +442,20 @@ def print_sample(console: Console, settings: Settings, serde: AvroSerde, size: i
         table.add_column(column)
     for key, case in sorted(view.items())[:size]:
         table.add_row(
-            key[:10],
-            f"{case['given_name'] or ''} {case['family_name'] or ''}".strip(),
-            case["address_line1"] or "",
-            case["postcode"] or "",
-            case["contact_phone"] or "",
+            plain(key[:10]),
+            plain(f"{case['given_name'] or ''} {case['family_name'] or ''}".strip()),
+            plain(case["address_line1"]),
+            plain(case["postcode"]),
+            plain(case["contact_phone"]),
             {True: "yes", False: "no"}.get(case["is_shielding"], "-"),
-            case["agreement_id"],
+            plain(case["agreement_id"]),
         )
+    return table
+
+
+def print_sample(console: Console, settings: Settings, serde: AvroSerde, size: int = 5) -> None:
+    view = shared_view(settings, serde, org_id(SAMPLE_COUNCIL))
+    table = sample_table(view, size)
     console.print(table)
     if view:
         withheld = sorted({"chi_number", "clinical_risk_group", "date_of_birth"})

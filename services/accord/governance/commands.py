@@ -14,6 +14,7 @@ import click
 from accord.core.credentials import ADMIN, AUDIT, WORKER, private_dir
 from accord.core.kafka import as_principal
 from accord.core.settings import get_settings
+from accord.core.terminal import printable
 
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -224,7 +225,7 @@ def audit_who_received() -> None:
     finally:
         db.close()
     for line in receipt_lines(key, receipts, denied):
-        click.echo(line)
+        click.echo(printable(line))
 
 
 @audit.command("agreement")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from accord.core.settings import get_settings
+from accord.core.terminal import printable
 from accord.core.topics import DATASET_RECORDS
 
 # Exit codes: 0 every row published or quarantined; 1 infrastructure failed; 2 usage.
@@ -71,7 +72,7 @@ def publish(
                 dry_run=dry_run,
             )
     except PublishInputError as exc:
-        click.secho(f"error: {exc}", fg="red", err=True)
+        click.secho(f"error: {printable(exc)}", fg="red", err=True)
         sys.exit(EXIT_USAGE)
 
     would = "would be " if dry_run else ""
@@ -82,10 +83,11 @@ def publish(
     if report.reasons:
         click.echo("  top reasons:")
         for reason, count in report.reasons.most_common(5):
-            where = report.fields.get(reason, "")
-            click.echo(f"    {count:>7}  {reason:<22} {where:<20} e.g. {report.examples[reason]}")
+            where = printable(report.fields.get(reason, ""))
+            example = printable(report.examples[reason])
+            click.echo(f"    {count:>7}  {printable(reason):<22} {where:<20} e.g. {example}")
     if report.ignored_columns:
         click.echo(
             "  note: columns ignored (not fields of "
-            f"{dataset}): {', '.join(report.ignored_columns)}"
+            f"{dataset}): {printable(', '.join(report.ignored_columns))}"
         )
