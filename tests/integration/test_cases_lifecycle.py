@@ -5,6 +5,7 @@ the coordinator's view from the recipient topic."""
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import time
@@ -59,6 +60,35 @@ def request_without_chi(row, request_id, **changes):
     return org, event
 
 
+PERSONAL_FIELDS = (
+    "chi_number",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "address_line1",
+    "postcode",
+)
+
+
+def latest_json(settings, topic: str, key: str) -> tuple[dict | None, str]:
+    """The latest JSON record under `key` in one of the hub's own topics, and its text."""
+    text = None
+    for message in read_topic(settings, topic, idle_timeout_s=1.0):
+        if message.key == key.encode():
+            text = None if message.value is None else message.value.decode()
+    return (None, "") if text is None else (json.loads(text), text)
+
+
+def wait_latest(settings, topic: str, key: str, predicate, timeout_s: float = 30.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value, text = latest_json(settings, topic, key)
+        if value is not None and predicate(value):
+            return value, text
+        assert time.monotonic() < deadline, f"{topic}: no matching record for the case"
+        time.sleep(0.5)
+
+
 def key_of(settings, row) -> str:
     return person_key(settings.require_pseudonym_key(), row["chi_number"])
 
@@ -97,6 +127,11 @@ def test_an_opt_out_tombstones_what_was_shared_and_is_audited(settings, serde, w
     wait_until_quiet(settings)
     key = key_of(settings, row)
     assert key in share_view(settings, serde)
+    personal = [row[name] for name in PERSONAL_FIELDS if row.get(name)]
+    cases_topic = Topics(settings).internal("cases")
+    state_topic = f"{settings.worker_id}-cases-changelog"
+    _, open_text = latest_json(settings, cases_topic, key)
+    assert personal and all(datum in open_text for datum in personal)  # held while open
     opt_out = {
         **event_base("nhs-lothian", START + timedelta(days=5)),
         "chi_number": row["chi_number"],
@@ -120,6 +155,14 @@ def test_an_opt_out_tombstones_what_was_shared_and_is_audited(settings, serde, w
         d for _, d in decoded(settings, serde, Topics(settings).audit) if d["subject_key"] == key
     ]
     assert any("withdrawn: opted out" in " ".join(d["reasons"]) for d in audit)
+    # Storage limitation: what hub.cases and the worker's state keep of the closed case
+    # identifies and contacts no one.
+    view, text = wait_latest(settings, cases_topic, key, lambda v: v["status"] == "CLOSED")
+    assert view["subject"] == {"opted_out": True}
+    assert [datum for datum in personal if datum in text] == []
+    state, text = wait_latest(settings, state_topic, key, lambda v: bool(v.get("stripped")))
+    assert state["consent"]["change"] == "OPT_OUT"
+    assert [datum for datum in personal if datum in text] == []
 
 
 def test_shared_records_carry_their_decision_and_policy_revision_in_headers(

@@ -89,6 +89,12 @@ def admin_connection(settings: Settings) -> Any:
     return connection(settings, principals.ADMIN)
 
 
+# Topics holding a person's state (hub.cases, the worker's changelogs): a record that was
+# superseded (a closed case's earlier, whole version) is compacted away within a day, not
+# kept until its segment happens to roll (7 days by default). Applied when a topic is made.
+PERSON_STATE: dict[str, str] = {**COMPACTED, "max.compaction.lag.ms": str(86_400_000)}
+
+
 def wanted_topics(settings: Settings, orgs: Iterable[str]) -> dict[str, dict[str, str] | None]:
     """Every topic of one deployment, with its configuration (None: broker defaults)."""
     topics = Topics(settings)
@@ -96,10 +102,10 @@ def wanted_topics(settings: Settings, orgs: Iterable[str]) -> dict[str, dict[str
     rejects = {"retention.ms": str(settings.rejects_retention_ms)}
     wanted: dict[str, dict[str, str] | None] = {
         **{topics.internal(n): None for n in HUB_STAGE_TOPICS},
-        **{topics.internal(n): dict(COMPACTED) for n in HUB_COMPACTED_TOPICS},
+        **{topics.internal(n): dict(PERSON_STATE) for n in HUB_COMPACTED_TOPICS},
         topics.audit: audit_retention,
         topics.quarantine: rejects,
-        **{f"{settings.worker_id}-{t}-changelog": dict(COMPACTED) for t in WORKER_TABLES},
+        **{f"{settings.worker_id}-{t}-changelog": dict(PERSON_STATE) for t in WORKER_TABLES},
     }
     wanted.update(share_topic_configs(topics, agreements_from_dir(settings.policies_dir)))
     return wanted

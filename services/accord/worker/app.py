@@ -618,6 +618,8 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             changed[key] = case_rules.apply_event(state, envelope)
         for key, state in changed.items():
+            # A closed case keeps only what its lifecycle needs (storage limitation).
+            state = case_rules.retained_state(state)
             pending.append(await put(case_states, key, state))
             view = case_rules.build_case(state, rules)
             if view is not None:
@@ -644,7 +646,8 @@ def create_app(settings: Settings) -> faust.App:
             pending.append(
                 await send(request_topic.get_topic_name(), request_key.encode(), as_json(owner))
             )
-        view = case_rules.build_case(state, rules)
+        # Its events moved on whole; what hub.cases keeps of the closed case is stripped.
+        view = case_rules.build_case(case_rules.strip_source_fields(state), rules)
         if view is not None:
             view.update(status="CLOSED", closed_reason="merged into the case of a listed person")
             pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))

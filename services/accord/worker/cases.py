@@ -343,6 +343,64 @@ def restricted_views(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict
     return views
 
 
+# Storage limitation. Once a case is closed (no need left, or the person opted out), the
+# hub keeps of its source records only what the lifecycle needs: the shielding status (it
+# decides whether a welfare check is owed if the case reopens) and the council area (closed
+# cases are counted per council). Ids, times, needs, urgency, outcomes and consent stay, so
+# replayed events, a reopening and a policy sweep are decided as before; names, date of
+# birth, address, postcode, phone, CHI and clinical detail leave the worker's table and
+# hub.cases. The ids of the records cut down are kept (`stripped`), so a record read again
+# after a crash (at-least-once) is cut down again rather than brought back; a new record
+# (a new event id) is kept whole while the case is open.
+LIFECYCLE_FIELDS = ("shielding_status", "council_area")
+
+
+def is_closed(state: dict[str, Any]) -> bool:
+    """Whether the person's case is closed (as build_case would say); False without a case."""
+    if state["entry"] is None and not state["requests"]:
+        return False
+    return opted_out(state) or not open_needs_by_request(state)
+
+
+def _lifecycle_only(fields: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if name in LIFECYCLE_FIELDS}
+
+
+def strip_source_fields(state: dict[str, Any], only: set[str] | None = None) -> dict[str, Any]:
+    """The state with its source records (or those whose event id is in `only`) cut down
+    to LIFECYCLE_FIELDS, their ids noted in `stripped`; a cut-down entry is marked
+    `stripped`, so build_case decides a case that reopens on the requests' own data rather
+    than on what is left of the board's record. A new dict; `state` is not changed."""
+    chosen = (lambda event_id: True) if only is None else (lambda event_id: event_id in only)
+    stripped = dict(state)
+    ids = set(state.get("stripped") or ())
+    entry = state["entry"]
+    if entry is not None and chosen(entry["event_id"]):
+        stripped["entry"] = {**entry, "fields": _lifecycle_only(entry["fields"]), "stripped": True}
+        ids.add(entry["event_id"])
+    requests = {}
+    for key, request in state["requests"].items():
+        if chosen(request["event_id"]):
+            request = {**request, "fields": _lifecycle_only(request["fields"])}
+            ids.add(request["event_id"])
+        requests[key] = request
+    stripped["requests"] = requests
+    if ids:
+        stripped["stripped"] = sorted(ids)
+    return stripped
+
+
+def retained_state(state: dict[str, Any]) -> dict[str, Any]:
+    """What the worker stores of a person: once the case is closed, the state with every
+    source record cut down; while it is open, the state with only the records cut down
+    before (read again) cut down again. Call it wherever a state is stored."""
+    if is_closed(state):
+        return strip_source_fields(state)
+    if state.get("stripped"):
+        return strip_source_fields(state, only=set(state["stripped"]))
+    return state
+
+
 def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The case view of a state, or None when the person has no case (yet).
 
@@ -363,7 +421,10 @@ def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, 
         closed_reason = "no open needs"
     priority, reasons = assess_priority(state, open_needs, rules, as_of)
     outcomes = sorted(state["outcomes"].values(), key=lambda o: o["occurred_at"])
-    if entry is not None:
+    # A case reopened after it was stripped (see retained_state) is decided on the requests'
+    # own data until the board publishes its record again.
+    reopened_stripped = entry is not None and entry.get("stripped") and not closed_reason
+    if entry is not None and not (reopened_stripped and state["requests"]):
         source = {
             "org": entry["source_org"],
             "dataset": "shielding-list",
