@@ -194,3 +194,50 @@ def test_usage_errors_exit_2_and_infrastructure_failure_exits_1(
     failed = accord(no_registry, "publish", "--as", "nhs-fife", "-d", "shielding-list", str(path))
     assert failed.returncode == 1
     assert "schema registry" in failed.stderr and "unreachable" in failed.stderr
+
+
+def test_an_over_long_line_an_invisible_name_and_an_xlsx_bomb(
+    settings: Settings, serde, tmp_path: Path
+) -> None:
+    """Bounded reads on the real stack: a 3 MiB line and a name with a bidi override reach
+    the organisation's rejects with their line numbers and reasons (not the line whole), the
+    good rows are published; a zip bomb is refused unread with exit 2."""
+    import zipfile
+
+    rows, labels = generate_shielding_list_with_labels(6, bad_rows=0, seed=5)
+    path = tmp_path / "long.csv"
+    write_csv(rows, path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    hostile = dict(rows[1], family_name=rows[1]["family_name"] + "\u202e")
+    with open(path, "wb") as handle:
+        handle.write(lines[0] + lines[1])  # header, row on line 2
+        handle.write(b"x," + b"y" * (3 * 1024 * 1024) + b"\n")  # line 3
+        handle.write(",".join(hostile[column] for column in COLUMNS).encode() + b"\n")  # 4
+        handle.writelines(lines[3:])  # lines 5.. : rows 2..5
+    result = accord(settings, "publish", "--as", "nhs-lothian", "-d", "shielding-list", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "published         5" in result.stdout and "quarantined       2" in result.stdout
+
+    topics = Topics(settings)
+    rejected = {
+        record["line_number"]: record
+        for _, record in decoded(settings, serde, topics.rejects("nhs-lothian"))
+    }
+    assert sorted(rejected) == [3, 4]
+    assert rejected[3]["reason_code"] == "row_too_large"
+    assert "line 3" in rejected[3]["reason"] and len(rejected[3]["original"]) <= 256 * 1024
+    assert rejected[4]["reason_code"] == "invisible_characters"
+    assert rejected[4]["field"] == "family_name"
+    assert hostile["family_name"] not in rejected[4]["reason"]
+    assert len(decoded(settings, serde, topics.partner("nhs-lothian", "shielding-list"))) == 5
+
+    bomb = tmp_path / "bomb.xlsx"
+    workbook = Workbook()
+    workbook.active.append(list(COLUMNS))
+    workbook.save(bomb)
+    with zipfile.ZipFile(bomb, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/media/padding.bin", b"\0" * (64 * 1024 * 1024))
+    result = accord(settings, "publish", "--as", "nhs-lothian", "-d", "shielding-list", str(bomb))
+    assert result.returncode == 2
+    assert "bomb.xlsx would inflate" in result.stderr and "limit of 100:1" in result.stderr
+    assert len(decoded(settings, serde, topics.partner("nhs-lothian", "shielding-list"))) == 5
