@@ -199,7 +199,8 @@ def catch_up(
                         "audit_record_unreadable",
                         partition=message.partition(),
                         offset=message.offset(),
-                        error=str(exc),
+                        # The hub's own errors name no value; others might quote one.
+                        error=str(exc) if isinstance(exc, AccordError) else type(exc).__name__,
                     )
             with db:
                 db.executemany(INSERT, rows)
