@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from accord.access import provision
-from accord.core.credentials import ADMIN, credentials_dir, held_credential
+from accord.core.credentials import ADMIN, credential_file, credentials_dir, read_credential_file
 from accord.core.kafka import as_principal, delete_topics, read_topic
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings, get_settings
@@ -39,12 +39,21 @@ def stack() -> Settings:
     settings = get_settings()
     if os.environ.get("ACCORD_TEST_EXTERNAL_STACK") != "1":
         local.up(settings, lambda line: print(line, file=sys.stderr))
-    return as_principal(settings, ADMIN)
+    # Pinned, so a test that moves the state dir still signs in with the stack's.
+    pinned = settings.model_copy(
+        update={
+            "credentials_dir": credentials_dir(settings),
+            "ca_file": settings.trusted_ca,
+            "opa_token_file": settings.opa_token_path,
+        }
+    )
+    return as_principal(pinned, ADMIN)
 
 
 def registry_session(settings: Settings, principal: str = ADMIN) -> requests.Session:
     """requests against the registry, signed in as `principal`, verifying the stack's CA."""
-    credential = held_credential(settings, principal)
+    # Exactly this principal's credential, whoever the settings sign in as.
+    credential = read_credential_file(credential_file(settings, principal))
     session = requests.Session()
     session.auth = (credential.principal, credential.secret.get_secret_value())
     session.verify = str(settings.trusted_ca)
