@@ -240,8 +240,9 @@ def test_every_field_each_recipient_holds_is_named_by_the_agreement_that_release
     # The councils keep their lists, the food partner gets only people with a need it may see.
     assert checked.get(EDINBURGH) and checked.get(FOOD_PARTNER)
     councils = people[EDINBURGH] | people.get("midlothian", set())
-    # Record counts vary with how often a case was re-shared; the people do not.
-    assert people[FOOD_PARTNER] < councils, (len(people[FOOD_PARTNER]), len(councils))
+    # The food partner's people are among the councils' (its two areas), each with a need
+    # it may see (checked record by record above).
+    assert people[FOOD_PARTNER] <= councils, (len(people[FOOD_PARTNER]), len(councils))
     council = [c for _, c in decoded(settings, serde, shares[EDINBURGH]) if c]
     assert any("WELFARE_CHECK" in c["needs"] for c in council)
     assert any(c["priority_reasons"] for c in council) and any(c["is_shielding"] for c in council)
