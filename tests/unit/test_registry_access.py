@@ -40,6 +40,8 @@ OWN_LIST = "t1.share.nhs-lothian.support-list-value"
 OTHER_LIST = "t1.share.fife.support-list-value"
 AUDIT_SUBJECT = "t1.hub.audit.decisions-value"
 QUARANTINE = "t1.hub.quarantine-value"
+OWN_REJECTS = "t1.rejects.nhs-lothian-value"
+OTHER_REJECTS = "t1.rejects.city-of-edinburgh-value"
 
 
 @pytest.mark.parametrize(
@@ -54,7 +56,13 @@ QUARANTINE = "t1.hub.quarantine-value"
         (LOTHIAN, READ, OTHER_LIST, False),
         (LOTHIAN, READ, AUDIT_SUBJECT, False),
         (LOTHIAN, REGISTER, AUDIT_SUBJECT, False),
-        (LOTHIAN, REGISTER, QUARANTINE, True),
+        (LOTHIAN, REGISTER, QUARANTINE, False),
+        (LOTHIAN, REGISTER, OWN_REJECTS, True),
+        (LOTHIAN, READ, OWN_REJECTS, True),
+        (LOTHIAN, REGISTER, OTHER_REJECTS, False),
+        (LOTHIAN, READ, OTHER_REJECTS, False),
+        (WORKER, REGISTER, OTHER_REJECTS, True),
+        (GATEWAY, REGISTER, OWN_REJECTS, True),
         (LOTHIAN, READ, None, True),
         (LOTHIAN, ADMINISTER, OWN, False),
         (LOTHIAN, ADMINISTER, None, False),

@@ -32,7 +32,7 @@ from accord.access import provision
 from accord.bench import workload
 from accord.bench.measure import Offsets, peak_rss_mb, percentile
 from accord.bench.passthrough import output_topic
-from accord.core.credentials import ADMIN, WORKER
+from accord.core.credentials import ADMIN, WORKER, private_dir
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import consumer as kafka_consumer
 from accord.core.kafka import delete_topics, ensure_topics, group_lag, read_topic
@@ -121,7 +121,7 @@ def child_env(settings: Settings, prefix: str, partitions: int, **extra: str) ->
 
 
 def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log_path.parent)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, *argv], stdout=log, stderr=subprocess.STDOUT, env=env

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaException, Producer
 
-from accord.core.credentials import ADMIN
+from accord.core.credentials import ADMIN, private_dir
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import confluent_config
 from accord.core.scotland import org_id
@@ -94,7 +94,7 @@ def load(
     progress(f"generating {events:,} events (cached for later runs)")
     serde = AvroSerde(registry_client(settings, ADMIN), settings.schemas_dir)
     workload = build(settings, serde, events, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     temporary = path.with_suffix(".tmp")
     with temporary.open("wb") as handle:
         pickle.dump(workload, handle, protocol=pickle.HIGHEST_PROTOCOL)

@@ -67,10 +67,19 @@ def credential_file(settings: Settings, principal: str) -> Path:
     return credentials_dir(settings) / f"{check_principal(principal)}.json"
 
 
-def private_dir(path: Path) -> Path:
-    """Create `path` (and missing parents) 0700; an existing one is tightened to 0700."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
+def private_dir(path: Path, tighten: bool = False) -> Path:
+    """Create `path` and its missing parents 0700. An existing directory is left as it
+    is (it may be the user's, e.g. /tmp), unless `tighten` says it is Accord's own."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)  # mkdir's mode is filtered by the umask
+    if tighten:
+        path.chmod(0o700)
     return path
 
 

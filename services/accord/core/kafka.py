@@ -53,6 +53,11 @@ class KafkaConnection:
 
     def ssl_context(self) -> ssl.SSLContext:
         # Verifies the broker's certificate and host name; TLS 1.2 at least.
+        if not self.ca_file.is_file():
+            raise CredentialError(
+                f"no CA bundle at {self.ca_file} to verify Kafka's certificate: `accord stack "
+                "up` makes the local stack's, or set ACCORD_CA_FILE"
+            )
         context = ssl.create_default_context(cafile=str(self.ca_file))
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context

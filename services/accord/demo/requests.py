@@ -14,6 +14,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from accord.core.credentials import private_dir
 from accord.core.scotland import org_id
 
 THIRD_SECTOR = "community-food-network"
@@ -154,7 +155,7 @@ def generate_requests(
 
 
 def write_rows(rows: list[dict[str, str]], columns: tuple[str, ...], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from accord.core.credentials import ADMIN, write_private
+from accord.core.credentials import ADMIN, private_dir, write_private
 from accord.core.errors import ConfigurationError, InfrastructureError
 from accord.core.kafka import group_lag, read_topic
 from accord.core.pseudonym import person_key
@@ -82,7 +82,7 @@ def write_board_files(rows: list[dict[str, str]], folder: Path) -> dict[str, Pat
     by_board: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in rows:
         by_board[row["health_board"]].append(row)
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     files = {}
     for board in HEALTH_BOARDS:
         path = folder / f"{org_id(board)}.csv"
@@ -104,7 +104,7 @@ def valid_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log_path.parent)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "accord", "worker"],

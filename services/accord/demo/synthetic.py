@@ -21,6 +21,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Final
 
+from accord.core.credentials import private_dir
 from accord.core.scotland import BOARD_OF_COUNCIL, COUNCIL_AREAS
 from accord.ingest.validation import (
     COLUMNS,
@@ -629,7 +630,7 @@ def generate_shielding_list(
 
 def write_csv(rows: list[dict[str, str]], path: Path) -> None:
     """Write rows as a UTF-8 CSV with a header, in the column order boards use."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()

@@ -24,6 +24,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from accord.core.credentials import private_dir
 from accord.core.errors import AccordError, InfrastructureError
 from accord.core.kafka import confluent_config
 from accord.core.logging import get_logger
@@ -59,7 +60,7 @@ def index_path(settings: Settings) -> Path:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from accord.core.credentials import ADMIN, AUDIT, WORKER
+from accord.core.credentials import ADMIN, AUDIT, WORKER, private_dir
 from accord.core.kafka import as_principal
 from accord.core.settings import get_settings
 
@@ -86,7 +86,7 @@ def policy_simulate(candidate_dir: Path, since: str | None, as_json: bool) -> No
     # A simulation replays partner input as the worker does, so it reads as the worker.
     settings = as_principal(get_settings(), WORKER)
     log_file = settings.state_dir / "logs" / "simulate-opa.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log_file.parent)
     sim = simulate(settings, _serde(), candidate_dir, parse_since(since), log_file)
     if as_json:
         click.echo(json.dumps(sim.as_dict(), indent=2))

@@ -4,11 +4,12 @@
   deletes subjects or versions.
 - The hub's services (worker, registry, gateway, console, audit) read every schema, by
   id and by subject. The worker registers the subjects of the topics it writes (`hub.*`,
-  `share.*`); the gateway those it publishes to for partners (`partner.*`) and the
-  quarantine.
+  `share.*`, `rejects.*`); the gateway those it publishes to for partners (`partner.*`,
+  `rejects.*`).
 - An organisation reads and registers only the subjects of its own partner topics
-  (`[<prefix>]partner.<org>.*-value`), reads those of its own lists (`share.<org>.*`), and
-  registers under the quarantine subject, where `accord publish` sends its rejected rows.
+  (`[<prefix>]partner.<org>.*-value`) and of its own rejects (`rejects.<org>`, where
+  `accord publish` sends its rejected rows), and reads those of its own lists
+  (`share.<org>.*`).
 - Anyone signed in may read the global compatibility level and the schema types.
 
 A subject is read as `[<prefix>]<family>.<...>-value|-key`, where the prefix is any run of
@@ -22,9 +23,13 @@ from dataclasses import dataclass
 from accord.core.credentials import ADMIN, AUDIT, CONSOLE, GATEWAY, REGISTRY, WORKER
 
 READ, REGISTER, ADMINISTER = "read", "register", "administer"
-FAMILIES = ("partner", "share", "hub")
+FAMILIES = ("partner", "share", "rejects", "hub")
+OWNED = ("partner", "share", "rejects")  # families whose second segment is an organisation
 SERVICE_READERS = frozenset({WORKER, REGISTRY, GATEWAY, CONSOLE, AUDIT})
-SERVICE_WRITERS = {WORKER: frozenset({"hub", "share"}), GATEWAY: frozenset({"partner"})}
+SERVICE_WRITERS = {
+    WORKER: frozenset({"hub", "share", "rejects"}),
+    GATEWAY: frozenset({"partner", "rejects"}),
+}
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ def parse_subject(subject: str) -> Subject:
     for index, part in enumerate(parts):
         if part in FAMILIES:
             rest = parts[index + 1 :]
-            org = rest[0] if part in ("partner", "share") and rest else None
+            org = rest[0] if part in OWNED and rest else None
             return Subject(part, org or None, ".".join(rest))
     return Subject(None, None, topic)
 
@@ -69,7 +74,9 @@ def may(principal: str, action: str, subject: str | None = None) -> bool:
             return True
         families = SERVICE_WRITERS.get(principal, frozenset())
         return parsed.family in families or (principal == GATEWAY and is_quarantine(parsed))
-    # An organisation.
+    # An organisation: only what is its own.
+    if parsed.org != principal:
+        return False
     if action == READ:
-        return parsed.family in ("partner", "share") and parsed.org == principal
-    return (parsed.family == "partner" and parsed.org == principal) or is_quarantine(parsed)
+        return parsed.family in OWNED
+    return parsed.family in ("partner", "rejects")

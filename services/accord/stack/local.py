@@ -391,7 +391,7 @@ def _kafka_cluster_id() -> str:
 
 def start_kafka(settings: Settings, report: Report) -> None:
     libs = ensure_kafka_jars(settings, report)
-    private_dir(settings.state_dir)
+    private_dir(settings.state_dir, tighten=True)
     tls = ensure_tls(settings)
     data_dir = settings.state_dir / "kafka" / "data"
     formatted = (data_dir / "meta.properties").exists()
@@ -403,6 +403,8 @@ def start_kafka(settings: Settings, report: Report) -> None:
             "(`make clean`) to start afresh"
         )
     admin = ensure_credential(settings, ADMIN)
+    if data_dir.exists():
+        data_dir.chmod(0o700)  # data written before it was made private stays private now
     config = _kafka_config(settings, admin, tls)
     if not formatted:
         report("formatting Kafka storage (first run only)")
@@ -424,6 +426,7 @@ def start_kafka(settings: Settings, report: Report) -> None:
             ),
             capture_output=True,
             text=True,
+            umask=0o077,
         )
         if result.returncode != 0:
             raise StackError(
