@@ -521,58 +521,33 @@ def create_app(settings: Settings) -> faust.App:
         return counts
 
     async def join_batch(gate: Gate, events: list[Any]) -> dict[str, int]:
-        changed: dict[bytes, dict[str, Any]] = {}
-        pending, views = [], []
-        for event in events:
-            key, envelope = event.message.key, orjson.loads(event.message.value)
-            state = changed.get(key) or case_states.get(key) or case_rules.new_state(key.decode())
-            if state.get("merged_into"):  # a merged provisional person: follow the merge
-                target = state["merged_into"].encode()
-                pending.append(await send(person_topic.get_topic_name(), target, as_json(envelope)))
-                continue
-            if envelope["kind"] == "merge":
-                moved, closed = await merge_person(key, state, envelope["target"])
-                pending.extend(moved)
-                views.extend(closed)
-                changed[key] = {
-                    **case_rules.new_state(key.decode()),
-                    "merged_into": envelope["target"],
-                }
-                continue
-            changed[key] = case_rules.apply_event(state, envelope)
-        for key, state in changed.items():
-            pending.append(await put(case_states, key, state))
-            view = case_rules.build_case(state, rules)
-            if view is not None:
-                pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
-                views.append(view)
+        """Fold the batch into cases (`cases.join`, pure), then write what it produced."""
+        joined = case_rules.join(
+            [(e.message.key.decode(), orjson.loads(e.message.value)) for e in events],
+            lambda key: case_states.get(key.encode()),
+            rules,
+        )
+        pending = []
+        person_topic_name = person_topic.get_topic_name()
+        for person, envelope in joined.person_events:
+            pending.append(await send(person_topic_name, person.encode(), as_json(envelope)))
+        for request_key, person in joined.owners:
+            owner = {"kind": "owner", "request_key": request_key, "person_key": person}
+            key = request_key.encode()
+            pending.append(await send(request_topic.get_topic_name(), key, as_json(owner)))
+        for person, state in joined.states.items():
+            pending.append(await put(case_states, person.encode(), state))
+        for view in joined.views:
+            key = view["case_key"].encode()
+            pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
+        for person, event_id, reason in joined.refused:
+            log.warning("person_event_refused", person_key=person, event_id=event_id, reason=reason)
         # The case is keyed and partitioned like its events: decide it here, in the same
         # batch, rather than after one more trip through Kafka.
-        counts = await gate.process(views)
+        counts = await gate.process(joined.views)
         await asyncio.gather(*pending)
-        return {"events": len(events), **counts}
-
-    async def merge_person(
-        key: bytes, state: dict[str, Any], target: str
-    ) -> tuple[list[Awaitable[Any]], list[dict[str, Any]]]:
-        """Move a provisional person's events to the person they turned out to be, and
-        close the provisional case so recipients drop it."""
-        pending, closed = [], []
-        for moved in case_rules.events_of(state):
-            pending.append(
-                await send(person_topic.get_topic_name(), target.encode(), as_json(moved))
-            )
-        for request_key in state["requests"]:
-            owner = {"kind": "owner", "request_key": request_key, "person_key": target}
-            pending.append(
-                await send(request_topic.get_topic_name(), request_key.encode(), as_json(owner))
-            )
-        view = case_rules.build_case(state, rules)
-        if view is not None:
-            view.update(status="CLOSED", closed_reason="merged into the case of a listed person")
-            pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
-            closed.append(view)
-        return pending, closed
+        moved = len(joined.person_events)
+        return {"events": len(events), **counts, "forwarded": moved, "refused": len(joined.refused)}
 
     @app.agent(source, name="check_partner_events")
     async def check_partner_events(stream: faust.StreamT) -> None:
