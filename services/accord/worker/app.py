@@ -105,16 +105,17 @@ def faust_app(settings: Settings, name: str, **options: Any) -> faust.App:
     )
 
 
-def agreement_parties(settings: Settings) -> set[str]:
-    """Providers and recipients named by the agreements OPA serves (empty if OPA cannot say)."""
+def served_parties(settings: Settings) -> set[str] | None:
+    """Providers and recipients named by the agreements OPA serves; None if OPA cannot say."""
     try:
         response = requests.get(f"{settings.opa_url}/v1/data/agreements", timeout=5)
+        response.raise_for_status()
         agreements = response.json().get("result") or {}
-    except (requests.RequestException, ValueError):
+    except (requests.RequestException, ValueError, AttributeError):
         log.warning("agreements_unreadable", opa_url=settings.opa_url)
-        return set()
+        return None
     parties = set()
-    for agreement in agreements.values():
+    for agreement in agreements.values() if isinstance(agreements, dict) else ():
         if isinstance(agreement, dict):
             parties.update(agreement.get("providers") or ())
             parties.update(
@@ -123,29 +124,61 @@ def agreement_parties(settings: Settings) -> set[str]:
     return {org for org in parties if isinstance(org, str) and is_org_id(org)}
 
 
+def agreement_parties(settings: Settings) -> set[str]:
+    """Providers and recipients named by the agreements OPA serves (empty if OPA cannot say)."""
+    return served_parties(settings) or set()
+
+
 def registered_partners(settings: Settings) -> set[str]:
     """Partners with a registration file under partners/ (e.g. third-sector groups)."""
     folder = settings.home / "partners"
     return {path.stem for path in folder.glob("*.yaml") if is_org_id(path.stem)}
 
 
-def partner_topics(settings: Settings) -> list[str]:
-    """The partner topics to consume: every dataset of every party to an agreement and of
-    every registered partner, plus any other existing partner topic, so a partner without
-    an agreement is still decided (denied) and audited rather than ignored.
+def registered_orgs(settings: Settings) -> set[str]:
+    """The organisations whose partner topics the hub reads: every party to an agreement
+    OPA serves and every partner with a registration file."""
+    return agreement_parties(settings) | registered_partners(settings)
+
+
+def sort_partner_topics(
+    names: set[str] | list[str], registered: set[str], topics: Topics
+) -> tuple[set[str], set[str]]:
+    """(topics of registered organisations, topics of organisations no one registered)
+    among partner topic names. An unknown organisation's topic (a mistyped id, a partner
+    not yet under any agreement) is never read: what it holds would otherwise be matched
+    against real people's cases."""
+    known, unknown = set(), set()
+    for name in names:
+        try:
+            org, _ = topics.parse_partner(name)
+        except ValueError:
+            unknown.add(name)
+            continue
+        (known if org in registered else unknown).add(name)
+    return known, unknown
+
+
+def partner_topics(settings: Settings, parties: set[str] | None = None) -> list[str]:
+    """The partner topics to consume at start-up: every dataset of every registered
+    organisation (`registered_orgs`), which the hub creates, plus their other existing
+    partner topics (another version). Other organisations' topics are reported, not read.
 
     faust's pattern subscriptions do not subscribe in this version, so the list is
     explicit; `subscribe_new_partner_topics` adds partner topics created later.
     """
     topics = Topics(settings)
-    parties = agreement_parties(settings) | registered_partners(settings)
+    parties = registered_orgs(settings) if parties is None else parties
     names = {topics.partner(org, dataset) for org in parties for dataset in DATASET_RECORDS}
     # The hub owns partner topics: create every known partner's topics, so what they
     # publish is consumed from the first record whenever they start.
     ensure_topics(
         settings.bootstrap_servers, dict.fromkeys(names), settings.partner_topic_partitions
     )
-    return sorted(names | set(existing_partner_topics(settings)))
+    known, unknown = sort_partner_topics(existing_partner_topics(settings), parties, topics)
+    for name in sorted(unknown):
+        log.warning("unknown_partner_topic", topic=name)
+    return sorted(names | known)
 
 
 def existing_partner_topics(settings: Settings) -> list[str]:
@@ -158,6 +191,14 @@ def existing_partner_topics(settings: Settings) -> list[str]:
         admin.close()
 
 
+def registered_partner_topics(settings: Settings) -> list[str]:
+    """Existing partner topics of registered organisations: the ones workers read."""
+    known, _ = sort_partner_topics(
+        existing_partner_topics(settings), registered_orgs(settings), Topics(settings)
+    )
+    return sorted(known)
+
+
 def stage_topics(settings: Settings) -> list[str]:
     """The worker's own stage topics, in the order events flow through them."""
     topics = Topics(settings)
@@ -165,9 +206,9 @@ def stage_topics(settings: Settings) -> list[str]:
 
 
 def consumed_topics(settings: Settings) -> list[str]:
-    """Every topic a worker reads: existing partner topics and its stage topics. A group
-    with no lag on all of them has decided everything published so far."""
-    return existing_partner_topics(settings) + stage_topics(settings)
+    """Every topic a worker reads: registered organisations' partner topics and its stage
+    topics. A group with no lag on all of them has decided everything published so far."""
+    return registered_partner_topics(settings) + stage_topics(settings)
 
 
 async def process_until_done(
@@ -311,7 +352,10 @@ def create_app(settings: Settings) -> faust.App:
     # Every agreement recipient's list, with the retention its agreements set (existing
     # lists brought into line), so the gate rarely has to create one mid-batch.
     ensure_share_topics(settings, partitions)
-    source = app.topic(*partner_topics(settings), key_serializer="raw", value_serializer="raw")
+    registered = registered_orgs(settings)
+    source = app.topic(
+        *partner_topics(settings, registered), key_serializer="raw", value_serializer="raw"
+    )
     identity_topic = topic(topics.internal("identity"))
     request_topic = topic(topics.internal("request-events"))
     person_topic = topic(topics.internal("person-events"))
@@ -627,25 +671,58 @@ def create_app(settings: Settings) -> faust.App:
     app.topics._resubscribe_sleep_lock_seconds = 2.0
 
     patterns = [re.compile(topics.partner_pattern(dataset)) for dataset in DATASET_RECORDS]
+    reported: set[str] = set()
+
+    def is_partner_topic(name: str) -> bool:
+        return any(p.match(name) for p in patterns)
 
     @app.timer(interval=settings.partner_discovery_interval_s)
     async def subscribe_new_partner_topics() -> None:
-        """Start consuming partner topics created after this worker started.
+        """Start consuming partner topics created after this worker started, of registered
+        organisations only (a party to an agreement OPA serves, or a registration file);
+        report the others (`unknown_partner_topic`) and leave them unread.
 
+        The agent iterates a clone of `source` (faust clones a topic when a stream
+        starts), and the conductor subscribes the clones' topics: each clone gets the new
+        names. faust drops a subscription change flagged during a rebalance, so each tick
+        compares what should be read with what the conductor subscribed and flags again.
         Reads the cluster metadata over the producer's own connection: a fresh admin
         client every few seconds cost more CPU than a stage.
         """
+        served = await asyncio.to_thread(served_parties, settings)
+        if served is not None:  # OPA unreachable: keep reading who was registered
+            fresh = (served | registered_partners(settings)) - registered
+            registered.update(fresh)
+            if fresh:
+                names = {topics.partner(org, ds) for org in fresh for ds in DATASET_RECORDS}
+                await asyncio.to_thread(
+                    ensure_topics,
+                    settings.bootstrap_servers,
+                    dict.fromkeys(names),
+                    settings.partner_topic_partitions,
+                )
+                log.info("partners_registered", orgs=sorted(fresh))
         try:
             metadata = await app.producer._ensure_producer().client.fetch_all_metadata()
         except KafkaError as exc:
             log.warning("partner_topics_unlisted", error=str(exc))
             return
-        found = {t for t in metadata.topics() if any(p.match(t) for p in patterns)}
-        new = sorted(found - set(source.topics))
+        found = {t for t in metadata.topics() if is_partner_topic(t)}
+        wanted, unknown = sort_partner_topics(found, registered, topics)
+        for name in sorted(unknown - reported):
+            log.warning("unknown_partner_topic", topic=name)
+        reported.update(unknown)
+        new = sorted(wanted - set(source.topics))
         if new:
             source.topics = [*source.topics, *new]
-            app.topics._flag_changes()  # the conductor re-subscribes with the new topics
             log.info("partner_topics_subscribed", topics=new)
+        readers = [c for c in app.topics if any(is_partner_topic(t) for t in c.topics)]
+        for channel in readers:
+            missing = [t for t in source.topics if t not in channel.topics]
+            if missing:
+                channel.topics = [*channel.topics, *missing]
+        if any(t not in app.topics._topic_name_index for t in source.topics):
+            app.topics._flag_changes()  # the conductor re-subscribes with the new topics
 
     @app.timer(interval=settings.policy_sweep_interval_s)
     async def redecide_on_policy_change() -> None:
