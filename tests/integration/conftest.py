@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from accord.core.kafka import delete_topics, read_topic
 from accord.core.serde import AvroSerde, SchemaRegistryClient
 from accord.core.settings import Settings, get_settings
 from accord.core.topics import Topics
-from accord.stack import local
+from accord.stack import local, processes
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +61,7 @@ def serde(stack: Settings) -> AvroSerde:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ACCORD_TOPIC_PREFIX": settings.topic_prefix,
-        "ACCORD_WORKER_ID": settings.worker_id,
-        "ACCORD_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "ACCORD_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-        "ACCORD_OPA_URL": settings.opa_url,
-        "ACCORD_LOG_FORMAT": "json",
-    }
+    return processes.worker_env(settings)
 
 
 @contextlib.contextmanager
@@ -79,14 +70,8 @@ def workers(settings: Settings, log_dir: Path) -> Iterator[Callable[[], subproce
     started: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        log = open(log_dir / f"worker-{len(started)}.log", "wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "accord", "worker", "-l", "info"],
-            env=settings_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        log = log_dir / f"worker-{len(started)}.log"
+        process = processes.spawn_worker(settings, log, loglevel="info")
         started.append(process)
         return process
 
@@ -94,12 +79,7 @@ def workers(settings: Settings, log_dir: Path) -> Iterator[Callable[[], subproce
         yield start
     finally:
         for process in started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            processes.stop_worker(process)
         for log in sorted(log_dir.glob("worker-*.log")):
             tail = log.read_text(errors="replace")[-3000:]
             print(f"--- {log.name} (tail)\n{tail}", file=sys.stderr)
