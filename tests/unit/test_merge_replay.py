@@ -229,11 +229,34 @@ def test_a_forwarding_chain_is_bounded_and_never_revisits_a_person():
     }
     event = dict(identity_events()[0][1], person_key="A")
     hop = cases.join([("A", event)], states.get, RULES)
-    assert hop.person_events == [("B", {**event, "forwarded_from": ["A"]})]
+    moved = {**event, "forwarded_from": ["A"], "match_method": "probabilistic"}
+    assert hop.person_events == [("B", moved)]
     back = cases.join(hop.person_events, states.get, RULES)
     assert back.person_events == [] and back.refused[0][2] == "forward_loop"
     long = dict(event, forwarded_from=[f"X{i}" for i in range(cases.MAX_FORWARD_HOPS)])
     assert cases.join([("A", long)], states.get, RULES).refused[0][2] == "forward_loop"
+
+
+def settle(events, states):
+    """Join events, and what they re-send, until nothing moves; the final states."""
+    while events:
+        joined = cases.join(events, states.get, RULES)
+        states.update(joined.states)
+        events = joined.person_events
+    return states
+
+
+def test_a_request_read_after_its_merge_ends_as_if_it_came_first():
+    """Records fetched and dropped around a rebalance are read again later, so a
+    provisional person's request can reach their case after the merge did."""
+    request = dict(identity_events()[0][1], person_key="K")
+    merge = cases.merge_event("K", "T", request)
+    entry = dict(identity_events()[1][1], person_key="T")
+    in_order = settle([("T", entry), ("K", request), ("K", merge)], {})
+    merge_first = settle([("T", entry), ("K", merge), ("K", request)], {})
+    assert merge_first["T"] == in_order["T"]
+    assert merge_first["T"]["match_method"] == "probabilistic"
+    assert merge_first["K"]["merged_into"] == in_order["K"]["merged_into"] == "T"
 
 
 def test_a_merge_into_another_target_is_refused_once_merged():

@@ -189,7 +189,10 @@ def join(
             if target == key or target in hops or key in hops or len(hops) >= MAX_FORWARD_HOPS:
                 out.refused.append((key, envelope["event_id"], "forward_loop"))
             else:
-                out.person_events.append((target, {**envelope, "forwarded_from": [*hops, key]}))
+                forwarded = {**envelope, "forwarded_from": [*hops, key]}
+                if envelope["kind"] == "request":  # as a merge moves it (`events_of`)
+                    forwarded["match_method"] = "probabilistic"
+                out.person_events.append((target, forwarded))
             continue
         out.states[key] = apply_event(state, envelope)
     out.views = [
