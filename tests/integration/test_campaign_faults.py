@@ -26,6 +26,7 @@ def test_lists_after_sigkills_equal_the_fault_free_run(stack):
     assert report.data.requests_without_chi > 0.3 * report.data.requests
     assert report.faulty.events_in == report.reference.events_in > PEOPLE
     assert len(report.faulty.kills) == KILLS
+    assert all(lag > 0 for _, lag in report.faulty.kills), "a kill came after the work was done"
     assert report.comparison.shared > 0
     assert report.faulty.lag_zero, report.faulty.lag_note
     c = report.comparison

@@ -44,9 +44,6 @@ log = get_logger("accord.campaign")
 
 # Fields of a shared record that may differ between two correct runs.
 VOLATILE_FIELDS = ("updated_at",)
-# A worker that was killed holds its partitions until the broker's session timeout (the
-# worker's 10 s) ends; its successor starts working only after that.
-SESSION_TIMEOUT_S = 10.0
 
 Lists = dict[str, dict[str, dict[str, Any]]]  # recipient -> case key -> shared record
 
@@ -218,18 +215,15 @@ def compare(reference: Lists, faulty: Lists, examples: int = 5) -> Comparison:
     return Comparison(recipients, shared, missing, extra, differing, tuple(seen[:examples]))
 
 
-def kill_delays(rng: random.Random, kills: int, started_s: float, work_s: float) -> list[float]:
-    """Seconds after each (re)start at which to SIGKILL the worker: somewhere in its share
-    of the work, after it can have got its partitions (a successor waits for the killed
-    member's session to end first)."""
-    share = max(work_s, 5.0) / max(kills, 1)
-    return [
-        started_s + (SESSION_TIMEOUT_S if n else 0.0) + rng.uniform(0.2, 1.0) * share
-        for n in range(kills)
-    ]
+def kill_delays(rng: random.Random, kills: int, work_s: float) -> list[float]:
+    """Seconds after each (re)started worker got its partitions at which to SIGKILL it:
+    each a random share of the reference run's work (5-30%), so that every kill lands
+    while there is work in hand (the shares add up to less than the whole)."""
+    return [rng.uniform(0.05, 0.3) * max(work_s, 5.0) for _ in range(kills)]
 
 
-def first_assignment_s(log_path: Path, since: float, timeout_s: float = 120.0) -> float:
+def wait_for_assignment(log_path: Path, since: float, timeout_s: float = 120.0) -> float:
+    """Seconds from `since` until the worker logging to `log_path` got its partitions."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if log_path.exists() and '"partitions_assigned"' in log_path.read_text(errors="replace"):
@@ -245,24 +239,29 @@ def run_worker(
     timeout_s: float,
     echo: Callable[[str], None],
 ) -> RunFigures:
-    """Run a worker on `settings` until its group caught up, killing it after each delay."""
+    """Run a worker on `settings` until its group caught up; SIGKILL it `delays[i]`
+    seconds after its i-th incarnation got its partitions, restarting it each time."""
     figures = RunFigures()
     began = time.monotonic()
-    worker = processes.spawn_worker(settings, log_dir / "worker-0.log")
+    log_path = log_dir / "worker-0.log"
+    worker = processes.spawn_worker(settings, log_path)
     try:
-        figures.started_s = first_assignment_s(log_dir / "worker-0.log", began)
-        restarted = began
+        figures.started_s = wait_for_assignment(log_path, began)
         for n, delay in enumerate(delays, start=1):
-            while time.monotonic() - restarted < delay:
+            if n > 1:
+                wait_for_assignment(log_path, began)
+            until = time.monotonic() + delay
+            while time.monotonic() < until:
                 if worker.poll() is not None:
                     raise InfrastructureError(f"the worker exited with code {worker.returncode}")
                 time.sleep(0.2)
             lag = processes.worker_lag(settings)
             processes.kill_worker(worker)
-            figures.kills.append((time.monotonic() - began, lag))
-            echo(f"  SIGKILL {n} at {time.monotonic() - began:.0f}s, lag {lag}; restarting")
-            restarted = time.monotonic()
-            worker = processes.spawn_worker(settings, log_dir / f"worker-{n}.log")
+            at = time.monotonic() - began
+            figures.kills.append((at, lag))
+            echo(f"  SIGKILL {n} at {at:.0f}s, lag {lag}; restarting")
+            log_path = log_dir / f"worker-{n}.log"
+            worker = processes.spawn_worker(settings, log_path)
         try:
             processes.wait_until_caught_up(settings, timeout_s, worker=worker)
             figures.lag_zero = True
@@ -309,10 +308,11 @@ def run_campaign(
         faulty_settings = _scoped(settings, f"c{run}f")
         scoped.append(faulty_settings)
         faulty_in = publish_input(faulty_settings, data)
-        delays = kill_delays(
-            rng, kills, reference.started_s, reference.seconds - reference.started_s
+        delays = kill_delays(rng, kills, reference.seconds - reference.started_s)
+        echo(
+            f"faulty: {faulty_in} events published; SIGKILL {_seconds(delays)} after each "
+            "(re)started worker got its partitions"
         )
-        echo(f"faulty: {faulty_in} events published; SIGKILL after {_seconds(delays)}")
         wait = timeout_s or max(300.0, 3 * reference.seconds)
         faulty = run_worker(faulty_settings, folder / "faulty", delays, wait, echo)
         faulty.events_in = faulty_in
