@@ -450,14 +450,6 @@ def create_app(settings: Settings) -> faust.App:
         ]
         if uncommitted:
             await app.consumer._thread.seek_to_beginning(*uncommitted)
-        # faust drops a fetched record below the partition's read offset as already read;
-        # after these seeks the records from the new position must be read again, so the
-        # read offsets follow them (as faust's own seek does). Otherwise they sit unacked,
-        # and where nothing was committed yet faust commits the later ones over them.
-        read = app.consumer._read_offset
-        for tp, offset in committed.items():
-            if not is_changelog(tp.topic):
-                read[tp] = offset if offset and offset > 0 else None
 
     def current(events: list[Any]) -> list[Any]:
         settled = app.rebalancing_count == assigned_after[0]
