@@ -10,6 +10,7 @@ import click
 
 from accord.access.commands import partner, security
 from accord.bench.commands import bench
+from accord.campaign.commands import campaign
 from accord.coordinator.commands import cases
 from accord.core.credentials import ADMIN, WORKER
 from accord.core.errors import AccordError
@@ -148,6 +149,7 @@ def demo(people: int, bad_rows: int, seed: int) -> None:
 
 # Each area keeps its commands beside its code; they are all registered here.
 main.add_command(publish)
+main.add_command(campaign)
 main.add_command(gateway)
 main.add_command(policy)
 main.add_command(audit)
