@@ -4,8 +4,10 @@
 #   docker run --rm accord:0.1.0 settings      # any `accord` command; the default is `worker`
 #
 # Two stages: the first builds a virtual environment, the second copies only that
-# environment and the data the settings read (schemas/ and policies/ under ACCORD_HOME).
-# Every dependency ships binary wheels, so no compiler is installed in either stage.
+# environment and the data the settings read (schemas/, policies/ and partners/ under
+# ACCORD_HOME). Every dependency comes from requirements.lock, pinned and checked against
+# its hashes (what `make unit` installs too); every one ships binary wheels, so no
+# compiler is installed in either stage.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -16,20 +18,22 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-# A venv without pip or setuptools: the image's own pip installs into it (--python), so
-# no packaging tools end up in the runtime environment.
+# A venv without pip: the image's own pip installs into it (--python), so pip itself
+# never ends up in the runtime environment.
 RUN python -m venv --without-pip /opt/venv
 
 WORKDIR /src
 
-# Dependencies first, read from pyproject.toml, so editing the code reuses this layer.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
- && python -m pip --python /opt/venv/bin/python install -r requirements.txt
+# Dependencies first, from the hashed lock, so editing the code reuses this layer. Nothing
+# is resolved: a package or a hash the lock does not name fails the build.
+COPY pyproject.toml requirements.lock ./
+RUN python -m pip --python /opt/venv/bin/python install --require-hashes --no-deps \
+        -r requirements.lock
 
+# The package alone, built with the lock's own setuptools (no build isolation, so no
+# unpinned build dependency is fetched).
 COPY services/ services/
-RUN python -m pip --python /opt/venv/bin/python install --no-deps .
+RUN python -m pip --python /opt/venv/bin/python install --no-deps --no-build-isolation .
 
 # --- runtime ----------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -51,6 +55,7 @@ COPY --from=build /opt/venv /opt/venv
 # Read-only data, owned by root: the service user can read but not change it.
 COPY schemas/ /app/schemas/
 COPY policies/ /app/policies/
+COPY partners/ /app/partners/
 
 # Numeric, so an orchestrator can verify the user is not root without reading /etc/passwd.
 USER 10001:10001

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
 from accord.access.commands import partner, security
 from accord.bench.commands import bench
+from accord.campaign.commands import campaign
 from accord.coordinator.commands import cases
 from accord.core.credentials import ADMIN, WORKER
 from accord.core.errors import AccordError
@@ -96,6 +98,28 @@ def stack_down(only: tuple[str, ...]) -> None:
     local.down(get_settings(), click.echo, list(only) or None)
 
 
+@stack.command("secrets")
+@click.option(
+    "--kafka-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the broker's files go (its server.properties, keystores, admin sign-in).",
+)
+@click.option(
+    "--opa-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where OPA's token hash goes (data.system.accord).",
+)
+def stack_secrets(kafka_dir: Path, opa_dir: Path) -> None:
+    """Make the certificates, credentials, OPA token and Kafka configuration that
+    docker-compose.yml's services use, in the state dir and the two directories given
+    (keeps what exists; ACCORD_TLS_NAMES adds the services' names to the certificates)."""
+    from accord.stack.compose import make_secrets
+
+    make_secrets(get_settings(), kafka_dir, opa_dir, click.echo)
+
+
 # --- hub services --------------------------------------------------------------------------
 
 
@@ -125,6 +149,7 @@ def demo(people: int, bad_rows: int, seed: int) -> None:
 
 # Each area keeps its commands beside its code; they are all registered here.
 main.add_command(publish)
+main.add_command(campaign)
 main.add_command(gateway)
 main.add_command(policy)
 main.add_command(audit)

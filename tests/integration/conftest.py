@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,12 +21,12 @@ import pytest
 import requests
 
 from accord.access import provision
-from accord.core.credentials import ADMIN, credentials_dir, held_credential
+from accord.core.credentials import ADMIN, credential_file, credentials_dir, read_credential_file
 from accord.core.kafka import as_principal, delete_topics, read_topic
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings, get_settings
 from accord.core.topics import Topics
-from accord.stack import local
+from accord.stack import local, processes
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +38,21 @@ def stack() -> Settings:
     settings = get_settings()
     if os.environ.get("ACCORD_TEST_EXTERNAL_STACK") != "1":
         local.up(settings, lambda line: print(line, file=sys.stderr))
-    return as_principal(settings, ADMIN)
+    # Pinned, so a test that moves the state dir still signs in with the stack's.
+    pinned = settings.model_copy(
+        update={
+            "credentials_dir": credentials_dir(settings),
+            "ca_file": settings.trusted_ca,
+            "opa_token_file": settings.opa_token_path,
+        }
+    )
+    return as_principal(pinned, ADMIN)
 
 
 def registry_session(settings: Settings, principal: str = ADMIN) -> requests.Session:
     """requests against the registry, signed in as `principal`, verifying the stack's CA."""
-    credential = held_credential(settings, principal)
+    # Exactly this principal's credential, whoever the settings sign in as.
+    credential = read_credential_file(credential_file(settings, principal))
     session = requests.Session()
     session.auth = (credential.principal, credential.secret.get_secret_value())
     session.verify = str(settings.trusted_ca)
@@ -87,22 +95,7 @@ def serde(stack: Settings) -> AvroSerde:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ACCORD_TOPIC_PREFIX": settings.topic_prefix,
-        "ACCORD_WORKER_ID": settings.worker_id,
-        "ACCORD_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        # Each process the tests start signs in as its own principal (the worker's for
-        # `accord worker`), never as the tests' administrator.
-        "ACCORD_PRINCIPAL": "",
-        "ACCORD_SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-        "ACCORD_OPA_URL": settings.opa_url,
-        # Pinned, so a test that moves the state dir still signs in with the stack's.
-        "ACCORD_CREDENTIALS_DIR": str(credentials_dir(settings)),
-        "ACCORD_CA_FILE": str(settings.trusted_ca),
-        "ACCORD_OPA_TOKEN_FILE": str(settings.opa_token_path),
-        "ACCORD_LOG_FORMAT": "json",
-    }
+    return processes.worker_env(settings)
 
 
 @contextlib.contextmanager
@@ -111,14 +104,8 @@ def workers(settings: Settings, log_dir: Path) -> Iterator[Callable[[], subproce
     started: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        log = open(log_dir / f"worker-{len(started)}.log", "wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "accord", "worker", "-l", "info"],
-            env=settings_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        log = log_dir / f"worker-{len(started)}.log"
+        process = processes.spawn_worker(settings, log, loglevel="info")
         started.append(process)
         return process
 
@@ -126,12 +113,7 @@ def workers(settings: Settings, log_dir: Path) -> Iterator[Callable[[], subproce
         yield start
     finally:
         for process in started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            processes.stop_worker(process)
         for log in sorted(log_dir.glob("worker-*.log")):
             tail = log.read_text(errors="replace")[-3000:]
             print(f"--- {log.name} (tail)\n{tail}", file=sys.stderr)

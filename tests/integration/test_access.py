@@ -26,8 +26,17 @@ def test_every_cell_of_the_access_matrix_behaves_as_promised(stack):
         f"({result.seconds:.0f}s)",
         file=sys.stderr,
     )
+    routes_ok = sum(1 for r in result.routes if r.ok)
+    print(f"http routes: {len(result.routes)} calls, {routes_ok} as promised", file=sys.stderr)
     assert len(result.cells) == 10 * 10 * 5  # principals x families x operations
     assert result.failures() == []
+    assert len(result.routes) == 3 * 7 + 6 * 5  # OPA: tokens x calls; registry: callers x calls
+    assert result.route_failures() == []
+    route = {(r.surface, r.caller, r.route): r for r in result.routes}
+    assert route[("opa", "hub token", "PUT /v1/policies/x")].status == 401
+    assert route[("opa", "no token", "POST /v1/data/accord/sharing")].status == 401
+    assert route[("registry", matrix.NOBODY, "PUT /config")].status == 401
+    assert route[("registry", matrix.BOARD, "register partner.<council>")].status == 403
     cell = {(c.principal, c.family, c.operation): c for c in result.cells}
     # The probes the issue named, each refused by the broker itself.
     assert not cell[(matrix.NOBODY, "partner.<board>", "consume")].allowed

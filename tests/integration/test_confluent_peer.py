@@ -18,7 +18,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from accord.core.credentials import ADMIN, held_credential
+from accord.core.credentials import ADMIN, credential_file, read_credential_file
 from accord.core.kafka import connection
 from accord.core.pseudonym import person_key
 from accord.core.settings import Settings
@@ -86,7 +86,7 @@ def consume_all(settings, org: str, topic: str, expected: int) -> list:
 
 def confluent_registry(settings: Settings, principal: str) -> SchemaRegistryClient:
     """The stock client as a partner configures it: basic auth and the hub's CA."""
-    credential = held_credential(settings, principal)
+    credential = read_credential_file(credential_file(settings, principal))
     return SchemaRegistryClient(
         {
             "url": settings.schema_registry_url,

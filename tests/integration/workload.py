@@ -3,13 +3,12 @@ council support requests (with and without CHI) and outcomes, published as partn
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from accord.core.kafka import acknowledged_producer, ensure_topics, group_lag
+from accord.core.kafka import acknowledged_producer, ensure_topics
 from accord.core.scotland import org_id
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
@@ -21,6 +20,7 @@ from accord.core.topics import (
 )
 from accord.demo.synthetic import chi_for, write_csv
 from accord.ingest.publish import publish_file
+from accord.stack import processes
 
 from .conftest import decoded
 
@@ -171,15 +171,7 @@ def worker_topics(settings: Settings) -> list[str]:
 
 def wait_until_quiet(settings: Settings, timeout_s: float = 180.0) -> None:
     """Until the worker's group has committed everything in every topic it reads, thrice."""
-    deadline, quiet = time.monotonic() + timeout_s, 0
-    while time.monotonic() < deadline:
-        lag = group_lag(settings, settings.worker_id, worker_topics(settings))
-        quiet = quiet + 1 if lag == 0 else 0
-        if quiet >= 3:
-            return
-        time.sleep(1.0)
-    lags = {t: group_lag(settings, settings.worker_id, [t]) for t in worker_topics(settings)}
-    raise AssertionError(f"the worker did not catch up in {timeout_s}s: {lags}")
+    processes.wait_until_caught_up(settings, timeout_s)
 
 
 def council_lists(settings: Settings, serde: AvroSerde) -> dict[str, dict[str, tuple]]:

@@ -249,3 +249,38 @@ def test_person_state_topics_compact_superseded_records_within_a_day():
     for topic in (Topics(settings).internal("cases"), "w1-cases-changelog"):
         assert wanted[topic]["cleanup.policy"] == "compact"
         assert wanted[topic]["max.compaction.lag.ms"] == "86400000"
+
+
+# --- through `join`, as the worker's join stage runs it ---
+
+
+def keyed(*events, key="pk"):
+    return [(key, event) for event in events]
+
+
+def test_join_stores_and_records_a_closed_case_without_personal_data_and_replays_the_same():
+    store: dict[str, dict] = {}
+    batch = keyed(entry(), request(["FOOD"]), consent("OPT_OUT"))
+    first = cases.join(batch, store.get, RULES)
+    assert holds_personal_data(first.states) == [] and holds_personal_data(first.views) == []
+    assert first.views[0]["status"] == "CLOSED"
+    store.update(first.states)
+    for prefix in range(len(batch) + 1):  # read again after a crash, any prefix
+        again = cases.join(batch[:prefix], store.get, RULES)
+        assert all(state == store[key] for key, state in again.states.items())
+        assert all(view == first.views[0] for view in again.views)
+
+
+def test_join_keeps_a_merged_persons_events_whole_but_records_its_closed_view_without_them():
+    store = {"prov": cases.apply_event(cases.new_state("prov"), request(["FOOD"]))}
+    merge = cases.merge_event("prov", "pk", request(["FOOD"]))
+    first = cases.join([("prov", merge)], store.get, RULES)
+    moved = [event for _, event in first.person_events]
+    assert moved and moved[0]["data"]["given_name"] == "Siobhán"  # the target gets them whole
+    assert first.states["prov"]["merged_into"] == "pk"
+    assert first.states["prov"]["requests"]["rq1"]["fields"]["given_name"] == "Siobhán"
+    [view] = first.views
+    assert view["status"] == "CLOSED" and holds_personal_data(view) == []
+    store.update(first.states)
+    again = cases.join([("prov", merge)], store.get, RULES)  # the merge read again
+    assert again.person_events == first.person_events and again.views == first.views

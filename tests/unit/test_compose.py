@@ -2,6 +2,9 @@
 
 They read the files rather than run them, so they pass without a Docker engine; the one
 test that asks Docker itself to validate the compose file is skipped when no engine answers.
+What the compose file runs is the local stack's secure topology: the broker's configuration
+is the one `accord stack secrets` writes for the `setup` service, so these tests make it in
+a temporary directory and read it back.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,14 +20,24 @@ from pathlib import Path
 import pytest
 import yaml
 
+from accord.core.credentials import SERVICE_PRINCIPALS
 from accord.core.settings import RETIRED_PSEUDONYM_KEYS, Settings
+from accord.stack import opa
+from accord.stack.compose import make_secrets
+from accord.stack.tls import certificate_names, tls_files
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
-SERVICES = {"kafka", "opa", "registry", "worker"}
+SERVICES = {"setup", "kafka", "provision", "opa", "registry", "worker", "gateway"}
+ONE_SHOT = {"setup", "provision"}
+HUB_VOLUME = "accord-secrets"
+KAFKA_VOLUME = "kafka-secrets"
+OPA_VOLUME = "opa-authz"
+# The accord image's user (the Dockerfile's USER) and the apache/kafka image's.
+ACCORD_UID = "10001"
 REQUIRED_KEY = re.compile(r"^\$\{ACCORD_PSEUDONYM_KEY:\?[^}]+\}$")
 
 
@@ -63,23 +77,113 @@ def published_ports(service: dict) -> list[tuple[str, str, str]]:
     return result
 
 
+def mounts(service: dict) -> dict[str, tuple[str, bool]]:
+    """target -> (source, read-only) of every volume or bind mount."""
+    result = {}
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            result[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+            continue
+        source, target, *mode = str(volume).split(":")
+        result[target] = (source, bool(mode) and "ro" in mode[0].split(","))
+    return result
+
+
+def mount_of(service: dict, volume: str) -> tuple[str, bool] | None:
+    """(target, read-only) where `service` mounts the named `volume`, if it does."""
+    found = [(t, ro) for t, (source, ro) in mounts(service).items() if source == volume]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
 def healthcheck_test(service: dict) -> list[str]:
     test = service["healthcheck"]["test"]
     return [test] if isinstance(test, str) else list(test)
 
 
-# --- docker-compose.yml ---------------------------------------------------------------------
+def argv(service: dict) -> list[str]:
+    """entrypoint + command as one list (a string is split the way compose splits it)."""
+    parts: list[str] = []
+    for key in ("entrypoint", "command"):
+        value = service.get(key) or []
+        parts += shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+    return parts
 
 
-def test_the_stack_has_the_four_services(services: dict) -> None:
+def script(service: dict) -> str:
+    """The shell script of a service started as `sh -ec <script>`."""
+    parts = argv(service)
+    assert parts[:2] == ["/bin/sh", "-ec"], parts
+    return parts[2].replace("$$", "$")  # compose's escape of a literal $
+
+
+def option(parts: list[str], name: str) -> str:
+    return parts[parts.index(name) + 1]
+
+
+def properties(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and line[0] != "#")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def code_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def secrets_made(services: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """What the setup service makes, made here: its `accord stack secrets` command with its
+    environment, each container path moved under a temporary directory."""
+    setup = services["setup"]
+    root = tmp_path_factory.mktemp("compose-secrets")
+    command = next(line for line in script(setup).splitlines() if "stack secrets" in line)
+    parts = shlex.split(command)
+    env = environment(setup)
+    settings = Settings(
+        state_dir=root / env["ACCORD_STATE_DIR"].lstrip("/"),
+        tls_names=env["ACCORD_TLS_NAMES"],
+    )
+    kafka_dir = root / option(parts, "--kafka-dir").lstrip("/")
+    opa_dir = root / option(parts, "--opa-dir").lstrip("/")
+    make_secrets(settings, kafka_dir, opa_dir)
+    return {
+        "root": root,
+        "hub": settings.state_dir,
+        "kafka": kafka_dir,
+        "opa": opa_dir,
+        "kafka_container": Path(option(parts, "--kafka-dir")),
+        "opa_container": Path(option(parts, "--opa-dir")),
+    }
+
+
+@pytest.fixture(scope="module")
+def broker(secrets_made: dict[str, Path]) -> dict[str, str]:
+    return properties((secrets_made["kafka"] / "server.properties").read_text())
+
+
+def in_container(secrets_made: dict[str, Path], path: str) -> Path:
+    """A path of the kafka secrets volume, as the test made it: the broker's own
+    configuration names it under `--kafka-dir` (here a temporary directory), the compose
+    file under the container path (the same in setup and in kafka)."""
+    if Path(path).is_relative_to(secrets_made["kafka"]):
+        return Path(path)
+    return secrets_made["kafka"] / Path(path).relative_to(secrets_made["kafka_container"])
+
+
+# --- docker-compose.yml: the services ---------------------------------------------------------
+
+
+def test_the_stack_has_its_services(services: dict) -> None:
     assert set(services) == SERVICES
 
 
-def test_every_service_but_the_worker_has_a_healthcheck(services: dict) -> None:
-    for name in SERVICES - {"worker"}:
+def test_every_long_running_service_but_the_worker_has_a_healthcheck(services: dict) -> None:
+    for name in SERVICES - ONE_SHOT - {"worker"}:
         test = healthcheck_test(services[name])
         assert test and test[0] in {"CMD", "CMD-SHELL"}, name
     assert "healthcheck" not in services["worker"]
+    for name in ONE_SHOT:
+        assert str(services[name].get("restart", "no")) == "no", f"{name} runs once"
 
 
 def test_every_published_port_binds_loopback_only(services: dict) -> None:
@@ -96,7 +200,9 @@ def test_host_ports_are_the_local_stack_ports(services: dict) -> None:
     assert defaults["kafka_port"] in host_ports["kafka"]
     assert defaults["registry_port"] in host_ports["registry"]
     assert defaults["opa_port"] in host_ports["opa"]
-    assert not host_ports["worker"]
+    assert "18090" in host_ports["gateway"]
+    for name in ("worker", "setup", "provision"):
+        assert not host_ports[name], name
 
 
 def test_images_are_pinned(services: dict) -> None:
@@ -110,99 +216,346 @@ def test_images_are_pinned(services: dict) -> None:
         assert not image.endswith(":latest"), f"{name} image {image} is not pinned"
 
 
-def test_kafka_runs_kraft_for_the_network_and_the_host(services: dict) -> None:
-    kafka = services["kafka"]
-    env = environment(kafka)
-    assert kafka["image"].startswith("apache/kafka:4.")
-    assert env["KAFKA_NODE_ID"] == "1"
-    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in env["KAFKA_LISTENERS"]
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].startswith("1@")
-    advertised = env["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    assert "PLAINTEXT://kafka:9092" in advertised
-    host_listener = [a for a in advertised if "19092" in a]
-    assert host_listener and re.search(r"://(127\.0\.0\.1|localhost):19092$", host_listener[0])
-    protocol_map = dict(
-        pair.split(":") for pair in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+def test_startup_order_setup_kafka_provision_then_the_services(services: dict) -> None:
+    def after(name: str) -> dict[str, str]:
+        return {d: c["condition"] for d, c in (services[name].get("depends_on") or {}).items()}
+
+    assert after("setup") == {}
+    assert after("kafka") == {"setup": "service_completed_successfully"}
+    assert after("opa") == {"setup": "service_completed_successfully"}
+    assert after("provision") == {"kafka": "service_healthy"}
+    for name in ("registry", "worker", "gateway"):
+        assert after(name)["provision"] == "service_completed_successfully", name
+    assert after("worker")["opa"] == "service_healthy"
+    assert after("worker")["registry"] == "service_healthy"
+    assert after("gateway")["registry"] == "service_healthy"
+
+
+# --- secrets: made on volumes, never in the file or the image ----------------------------------
+
+
+def test_setup_makes_the_secrets_on_named_volumes(compose: dict, services: dict) -> None:
+    setup = services["setup"]
+    assert "build" in setup
+    commands = script(setup)
+    assert "accord stack secrets" in commands
+    named = set(compose.get("volumes") or {})
+    for volume in (HUB_VOLUME, KAFKA_VOLUME, OPA_VOLUME):
+        assert volume in named
+        target, read_only = mount_of(setup, volume) or ("", True)
+        assert target and not read_only, f"setup must write {volume}"
+    hub_target = mount_of(setup, HUB_VOLUME)[0]
+    assert environment(setup)["ACCORD_STATE_DIR"] == hub_target
+    parts = shlex.split(next(line for line in commands.splitlines() if "stack secrets" in line))
+    assert option(parts, "--kafka-dir") == mount_of(setup, KAFKA_VOLUME)[0]
+    assert option(parts, "--opa-dir") == mount_of(setup, OPA_VOLUME)[0]
+
+
+def test_each_volume_is_handed_to_the_user_that_reads_it(services: dict) -> None:
+    setup = services["setup"]
+    commands = script(setup)
+    kafka_user = str(services["kafka"]["user"])
+    assert f"chown -R {kafka_user} {mount_of(setup, KAFKA_VOLUME)[0]}" in commands
+    assert f"chown -R {ACCORD_UID}:{ACCORD_UID} {mount_of(setup, HUB_VOLUME)[0]}" in commands
+    dockerfile_user = [a for k, a in final_stage(dockerfile_instructions()) if k == "USER"][-1]
+    assert dockerfile_user == f"{ACCORD_UID}:{ACCORD_UID}"
+
+
+def test_secrets_are_read_only_except_where_they_are_made(services: dict) -> None:
+    writers = {HUB_VOLUME: {"setup", "provision"}, KAFKA_VOLUME: {"setup"}, OPA_VOLUME: {"setup"}}
+    readers = {
+        HUB_VOLUME: {"registry", "worker", "gateway"},
+        KAFKA_VOLUME: {"kafka"},
+        OPA_VOLUME: {"opa"},
+    }
+    for volume in writers:
+        for name, svc in services.items():
+            found = mount_of(svc, volume)
+            if name in writers[volume]:
+                assert found and not found[1], f"{name} writes {volume}"
+            elif name in readers[volume]:
+                assert found and found[1], f"{name} must mount {volume} read-only"
+            else:
+                assert found is None, f"{name} has no business with {volume}"
+
+
+def test_no_literal_secret_in_the_compose_file_or_the_dockerfile(services: dict) -> None:
+    secretish = re.compile(r"(SECRET|PASSWORD|TOKEN|KEY)(?!_FILE)", re.IGNORECASE)
+    for name, svc in services.items():
+        for variable, value in environment(svc).items():
+            if variable == "ACCORD_PSEUDONYM_KEY":
+                assert REQUIRED_KEY.match(value), f"{name} sets a literal key"
+            elif secretish.search(variable):
+                pytest.fail(f"{name} sets {variable} in the file; secrets live in the volume")
+    for path in (COMPOSE_FILE, DOCKERFILE):
+        text = path.read_text()
+        assert not any(key in text for key in RETIRED_PSEUDONYM_KEYS)
+        code = "\n".join(code_lines(path))
+        assert "ACCORD_PSEUDONYM_KEY=" not in code, path.name
+        assert not re.search(r"password\s*=", code, re.IGNORECASE), path.name
+        assert "BEGIN" not in code, f"{path.name} holds a PEM block"
+        # Nothing that looks like a generated secret (token_urlsafe(32) is 43 characters).
+        assert not re.search(r"[A-Za-z0-9_-]{40,}", code), path.name
+
+
+def test_every_file_a_service_reads_is_on_a_volume_it_mounts(services: dict) -> None:
+    for name, svc in services.items():
+        targets = mounts(svc)
+        for variable, value in environment(svc).items():
+            if variable.endswith(("_FILE", "_DIR")) and variable.startswith("ACCORD_"):
+                if name == "worker" and variable == "ACCORD_STATE_DIR":
+                    continue  # its own state, in the container
+                assert any(value == t or value.startswith(t + "/") for t in targets), (
+                    f"{name}: {variable}={value} is on no mount"
+                )
+
+
+def test_each_service_signs_in_with_its_own_credential(
+    services: dict, secrets_made: dict[str, Path]
+) -> None:
+    hub_target = mount_of(services["setup"], HUB_VOLUME)[0]
+    expected = {
+        "registry": "accord-registry",
+        "worker": "accord-worker",
+        "gateway": "accord-gateway",
+    }
+    for name, principal in expected.items():
+        path = environment(services[name])["ACCORD_CREDENTIALS_FILE"]
+        made = secrets_made["hub"] / Path(path).relative_to(hub_target)
+        assert json.loads(made.read_text())["principal"] == principal, name
+    assert set(expected.values()) <= set(SERVICE_PRINCIPALS)
+
+
+# --- Kafka: SASL_SSL, a mutual-TLS controller, the StandardAuthorizer --------------------------
+
+
+def test_no_plaintext_listener_anywhere(
+    services: dict, broker: dict[str, str], compose: dict
+) -> None:
+    code = "\n".join(code_lines(COMPOSE_FILE))
+    assert "PLAINTEXT" not in code.upper()
+    protocols = dict(p.split(":") for p in broker["listener.security.protocol.map"].split(","))
+    listeners = [entry.split("://")[0] for entry in broker["listeners"].split(",")]
+    assert listeners and set(listeners) == set(protocols)
+    assert set(protocols.values()) <= {"SASL_SSL", "SSL"}
+    for name in listeners:
+        if name != broker["controller.listener.names"]:
+            assert protocols[name] == "SASL_SSL", name
+    assert not [v for v in broker.values() if "PLAINTEXT" in v.upper()]
+    # The image's own KAFKA_* configuration is not used: nothing there could add a listener.
+    assert not [v for v in environment(services["kafka"]) if v != "KAFKA_HEAP_OPTS"]
+
+
+def test_client_listeners_are_sasl_ssl_with_scram(broker: dict[str, str]) -> None:
+    assert broker["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert broker["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    assert broker["inter.broker.listener.name"] == "SASL_SSL"
+    advertised = broker["advertised.listeners"].split(",")
+    assert "SASL_SSL://kafka:9092" in advertised
+    host = [a for a in advertised if a.endswith(":19092")]
+    assert host and re.search(r"://127\.0\.0\.1:19092$", host[0])
+    assert set(broker["ssl.enabled.protocols"].split(",")) <= {"TLSv1.3", "TLSv1.2"}
+    protocols = dict(p.split(":") for p in broker["listener.security.protocol.map"].split(","))
+    for name, protocol in protocols.items():
+        if protocol == "SASL_SSL":
+            key = f"listener.name.{name.lower()}.scram-sha-512.sasl.jaas.config"
+            assert "ScramLoginModule required" in broker[key], key
+
+
+def test_controller_is_mutual_tls_with_the_brokers_own_certificate(
+    broker: dict[str, str], secrets_made: dict[str, Path]
+) -> None:
+    controller = broker["controller.listener.names"]
+    protocols = dict(p.split(":") for p in broker["listener.security.protocol.map"].split(","))
+    assert protocols[controller] == "SSL"
+    prefix = f"listener.name.{controller.lower()}."
+    assert broker[prefix + "ssl.client.auth"] == "required"
+    assert controller not in broker["advertised.listeners"]
+    assert broker["controller.quorum.bootstrap.servers"] == "kafka:9093"
+    keystore = in_container(secrets_made, broker[prefix + "ssl.keystore.location"])
+    names = certificate_names(keystore_certificate(keystore, secrets_made["root"]))
+    assert "kafka" in names  # the broker reaches its controller as kafka:9093
+    assert "CN=accord-controller" in broker["super.users"]
+
+
+def keystore_certificate(keystore: Path, scratch: Path) -> Path:
+    """The leaf certificate of a PEM keystore (key, leaf, CA), as a file of its own."""
+    text = keystore.read_text()
+    begin = text.index("-----BEGIN CERTIFICATE-----")
+    path = scratch / f"{keystore.name}.leaf.pem"
+    path.write_text(text[begin:])
+    return path
+
+
+def test_authorizer_denies_where_no_acl_grants(broker: dict[str, str]) -> None:
+    assert (
+        broker["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
     )
-    for listener in env["KAFKA_LISTENERS"].split(","):
-        assert listener.split("://")[0] in protocol_map
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    for replication in (
-        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
-    ):
-        assert env[replication] == "1"
+    assert broker["allow.everyone.if.no.acl.found"] == "false"
+    supers = broker["super.users"].split(";")
+    assert supers[0] == "User:admin" and len(supers) == 2
+    assert broker["auto.create.topics.enable"] == "false"
+    assert broker["process.roles"] == "broker,controller"
 
 
-def test_kafka_keeps_its_data_in_a_named_volume(compose: dict, services: dict) -> None:
-    log_dir = environment(services["kafka"])["KAFKA_LOG_DIRS"]
-    mounts = [str(v).split(":") for v in services["kafka"]["volumes"]]
-    named = [source for source, target, *_ in mounts if target == log_dir]
-    assert named and named[0] in (compose.get("volumes") or {})
+def test_broker_reads_its_files_from_its_secrets_volume(
+    services: dict, broker: dict[str, str], secrets_made: dict[str, Path]
+) -> None:
+    kafka = services["kafka"]
+    target, read_only = mount_of(kafka, KAFKA_VOLUME)
+    assert read_only and Path(target) == secrets_made["kafka_container"]
+    locations = {k: v for k, v in broker.items() if k.endswith(".location")}
+    assert len(locations) == 4
+    for key, value in locations.items():
+        # Under setup's --kafka-dir, which is where kafka mounts the volume.
+        assert Path(value).is_relative_to(secrets_made["kafka"]), key
+        assert in_container(secrets_made, value).is_file(), key
+    data_target = [t for t, (source, _) in mounts(kafka).items() if source == "kafka-data"]
+    assert data_target == [broker["log.dirs"]]
 
 
-def test_kafka_healthcheck_makes_a_real_request(services: dict) -> None:
-    test = " ".join(healthcheck_test(services["kafka"]))
-    assert re.search(r"kafka-(broker-api-versions|topics|metadata-quorum)\.sh", test)
-    assert "--bootstrap-server" in test
+def test_kafka_formats_once_with_the_administrators_scram_credential(
+    services: dict, secrets_made: dict[str, Path]
+) -> None:
+    start = script(services["kafka"])
+    target = mount_of(services["kafka"], KAFKA_VOLUME)[0]
+    assert re.search(r"if \[ ! -f /var/lib/kafka/data/meta.properties \]", start)
+    format_line = start[start.index("kafka-storage.sh format") : start.index("fi\n")]
+    assert "--standalone" in format_line
+    assert "--add-scram" in format_line
+    scram = re.search(r'--add-scram "\$\(cat \$secrets/([\w.-]+)\)"', format_line)
+    assert scram, format_line
+    assert "secrets=" + target in start
+    made = (secrets_made["kafka"] / scram.group(1)).read_text().strip()
+    assert re.fullmatch(r"SCRAM-SHA-512=\[name=admin,password=[A-Za-z0-9_-]{43}\]", made)
+    assert "exec /opt/kafka/bin/kafka-server-start.sh $secrets/server.properties" in start
 
 
-def test_opa_serves_the_mounted_policies(services: dict) -> None:
-    opa = services["opa"]
-    mounts = [str(v).split(":") for v in opa["volumes"]]
-    assert ["./policies", "/policies", "ro"] in mounts
-    assert (REPO / "policies").is_dir()
-    command = opa["command"]
-    command = command.split() if isinstance(command, str) else command
-    assert command[:2] == ["run", "--server"]
-    assert "0.0.0.0:8181" in command
-    assert "--skip-version-check" in command
-    assert command[-2:] == ["--watch", "/policies"]
+def test_kafka_healthcheck_signs_in_as_the_administrator(
+    services: dict, secrets_made: dict[str, Path]
+) -> None:
+    test = healthcheck_test(services["kafka"])
+    assert test[0] == "CMD"
+    assert re.search(r"kafka-(broker-api-versions|topics|metadata-quorum)\.sh", test[1])
+    assert option(test, "--bootstrap-server") == "kafka:9092"
+    client = properties(in_container(secrets_made, option(test, "--command-config")).read_text())
+    assert client["security.protocol"] == "SASL_SSL"
+    assert client["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert 'username="admin"' in client["sasl.jaas.config"]
+    assert in_container(secrets_made, client["ssl.truststore.location"]).is_file()
 
 
-def test_opa_healthcheck_runs_in_an_image_without_a_shell(services: dict) -> None:
+def test_certificates_name_every_compose_service(secrets_made: dict[str, Path]) -> None:
+    files = tls_files(Settings(state_dir=secrets_made["hub"]))
+    names = certificate_names(files.server_cert)
+    assert {"kafka", "registry", "gateway", "opa", "localhost", "127.0.0.1"} <= names
+
+
+# --- OPA, the registry, the worker, the gateway ------------------------------------------------
+
+
+def test_opa_runs_as_the_local_stacks_opa(services: dict, secrets_made: dict[str, Path]) -> None:
+    service = services["opa"]
+    command = argv(service)
+    assert command[:4] == ["run", "--server", "--addr", "0.0.0.0:8181"]
+    flags = opa.server_flags()
+    assert command[4 : 4 + len(flags)] == flags  # token auth, basic authz, tests ignored
+    assert "--authentication=token" in flags and "--authorization=basic" in flags
+    rest = command[4 + len(flags) :]
+    assert rest[0] == "--watch"
+    targets = mounts(service)
+    assert targets["/policies"] == ("./policies", True)
+    authz_dir = [t for t, (source, _) in targets.items() if source == "./deploy/opa"]
+    assert authz_dir and targets[authz_dir[0]][1]
+    assert (REPO / "deploy" / "opa" / "authz.rego").is_file()
+    data = [a for a in rest if a.startswith("system.accord:")]
+    assert rest[1:] == ["/policies", authz_dir[0], *data] and len(data) == 1
+    data_file = Path(data[0].removeprefix("system.accord:"))
+    assert data_file.parent == secrets_made["opa_container"]
+    made = json.loads((secrets_made["opa"] / data_file.name).read_text())
+    token = (secrets_made["hub"] / "opa" / "token").read_text().strip()
+    import hashlib
+
+    assert made == {"token_sha256": [hashlib.sha256(token.encode()).hexdigest()]}
+
+
+def test_opa_healthcheck_needs_no_token_and_no_shell(services: dict) -> None:
     test = healthcheck_test(services["opa"])
     assert test[0] == "CMD"
-    assert "/health" in " ".join(test)
+    joined = " ".join(test)
+    assert "/health" in joined
+    assert "Authorization" not in joined and "Bearer" not in joined
 
 
-def test_registry_runs_the_accord_registry_on_8081(services: dict) -> None:
+def test_registry_serves_https_with_its_user_file(
+    services: dict, secrets_made: dict[str, Path]
+) -> None:
     registry = services["registry"]
-    argv = [*(registry.get("entrypoint") or []), *(registry.get("command") or [])]
-    assert "accord.registry" in " ".join(argv)
-    assert argv[-4:] == ["--host", "0.0.0.0", "--port", "8081"]
+    command = argv(registry)
+    assert "accord.registry" in " ".join(command)
+    assert command[-4:] == ["--host", "0.0.0.0", "--port", "8081"]
     assert "build" in registry
-    assert environment(registry)["ACCORD_BOOTSTRAP_SERVERS"] == "kafka:9092"
-    assert registry["depends_on"]["kafka"]["condition"] == "service_healthy"
-    assert "http://127.0.0.1:8081/subjects" in " ".join(healthcheck_test(registry))
+    env = environment(registry)
+    hub_target, read_only = mount_of(registry, HUB_VOLUME)
+    assert read_only and env["ACCORD_STATE_DIR"] == hub_target
+    settings = Settings(state_dir=secrets_made["hub"])
+    users = json.loads(settings.registry_users_path.read_text())["users"]
+    assert set(SERVICE_PRINCIPALS) <= set(users)
+    check = " ".join(healthcheck_test(registry))
+    assert "https://127.0.0.1:8081/" in check
+    assert "cafile=" in check and env["ACCORD_CA_FILE"] in check
 
 
-def test_worker_names_the_three_endpoints(services: dict) -> None:
+def test_worker_names_the_secure_endpoints(services: dict) -> None:
     worker = services["worker"]
     env = environment(worker)
     assert worker["command"] == ["worker"]
     assert "build" in worker
     assert env["ACCORD_BOOTSTRAP_SERVERS"] == "kafka:9092"
-    assert env["ACCORD_SCHEMA_REGISTRY_URL"] == "http://registry:8081"
+    assert env["ACCORD_SCHEMA_REGISTRY_URL"] == "https://registry:8081"
     assert env["ACCORD_OPA_URL"] == "http://opa:8181"
     assert env["ACCORD_ENV"] == "prod"
     assert env["ACCORD_LOG_FORMAT"] == "json"
-    for dependency in ("kafka", "opa", "registry"):
-        assert worker["depends_on"][dependency]["condition"] == "service_healthy"
+    hub_target = mount_of(worker, HUB_VOLUME)[0]
+    assert env["ACCORD_CA_FILE"] == f"{hub_target}/tls/ca.pem"
+    assert env["ACCORD_OPA_TOKEN_FILE"] == f"{hub_target}/opa/token"
 
 
-def test_worker_takes_the_pseudonym_key_from_the_environment(services: dict) -> None:
+def test_every_hub_service_uses_https_and_the_stacks_ca(services: dict) -> None:
+    for name, svc in services.items():
+        env = environment(svc)
+        if "ACCORD_SCHEMA_REGISTRY_URL" in env:
+            assert env["ACCORD_SCHEMA_REGISTRY_URL"].startswith("https://"), name
+            assert env["ACCORD_CA_FILE"].endswith("/tls/ca.pem"), name
+        for value in env.values():
+            assert "http://registry" not in value and "http://gateway" not in value, name
+
+
+def test_gateway_serves_https(services: dict) -> None:
+    gateway = services["gateway"]
+    assert argv(gateway)[0] == "gateway"
+    assert option(argv(gateway), "--host") == "0.0.0.0"
+    assert option(argv(gateway), "--port") == "18090"
+    check = " ".join(healthcheck_test(gateway))
+    assert "https://127.0.0.1:18090/health" in check and "cafile=" in check
+
+
+def test_provision_applies_the_access_model_as_the_administrator(services: dict) -> None:
+    provision = services["provision"]
+    assert provision["command"] == ["security", "apply"]
+    env = environment(provision)
+    assert env["ACCORD_STATE_DIR"] == mount_of(provision, HUB_VOLUME)[0]
+    assert "ACCORD_PRINCIPAL" not in env and "ACCORD_CREDENTIALS_FILE" not in env
+    targets = mounts(provision)
+    assert targets["/app/policies"] == ("./policies", True)
+    assert targets["/app/partners"] == ("./partners", True)
+
+
+def test_the_worker_requires_the_pseudonym_key_from_the_environment(services: dict) -> None:
     assert REQUIRED_KEY.match(environment(services["worker"])["ACCORD_PSEUDONYM_KEY"])
     for name, svc in services.items():
-        value = environment(svc).get("ACCORD_PSEUDONYM_KEY")
-        assert value is None or REQUIRED_KEY.match(value), f"{name} sets a literal key"
-    for path in (COMPOSE_FILE, DOCKERFILE):
-        text = path.read_text()
-        assert not any(key in text for key in RETIRED_PSEUDONYM_KEYS)
-        code = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
-        assert not [line for line in code if "ACCORD_PSEUDONYM_KEY=" in line], path.name
+        if name != "worker":
+            assert "ACCORD_PSEUDONYM_KEY" not in environment(svc), name
 
 
 def test_every_accord_variable_is_a_setting(services: dict) -> None:
@@ -211,6 +564,20 @@ def test_every_accord_variable_is_a_setting(services: dict) -> None:
             if variable.startswith("ACCORD_"):
                 field = variable.removeprefix("ACCORD_").lower()
                 assert field in Settings.model_fields, f"{name}: {variable} is not a setting"
+
+
+def test_secrets_made_twice_are_the_same_secrets(
+    services: dict, secrets_made: dict[str, Path]
+) -> None:
+    # setup runs at every `docker compose up`: it must keep what the volumes hold.
+    before = {p: p.read_text() for p in sorted(secrets_made["root"].rglob("*")) if p.is_file()}
+    env = environment(services["setup"])
+    settings = Settings(state_dir=secrets_made["hub"], tls_names=env["ACCORD_TLS_NAMES"])
+    make_secrets(settings, secrets_made["kafka"], secrets_made["opa"])
+    for path, text in before.items():
+        if path.name.endswith(".leaf.pem") or path.parent.name == "registry":
+            continue  # scratch files; the user file's salts are new, the secrets the same
+        assert path.read_text() == text, path
 
 
 # --- Dockerfile and .dockerignore --------------------------------------------------------------
@@ -269,9 +636,28 @@ def test_dockerfile_base_environment_and_data() -> None:
     assert ["schemas/", "/app/schemas/"] in copies
     assert ["policies/", "/app/policies/"] in copies
     runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
-    assert re.search(r"\binstall (--no-deps )?\.(\s|$)", runs), "the package is not installed"
     for tool in ("build-essential", "gcc", "apt-get install"):
         assert tool not in runs
+
+
+def test_dockerfile_installs_only_what_the_lock_pins_with_their_hashes() -> None:
+    instructions = dockerfile_instructions()
+    build = instructions[: max(i for i, (k, _) in enumerate(instructions) if k == "FROM")]
+    copies = [a.split() for k, a in build if k == "COPY"]
+    assert any("requirements.lock" in c[:-1] for c in copies), "the lock is not in the build"
+    installs = [a for k, a in build if k == "RUN" and " install " in f" {a} "]
+    assert len(installs) == 2, installs
+    dependencies, package = installs
+    assert "--require-hashes" in dependencies.split()
+    assert "--no-deps" in dependencies.split()
+    assert option(dependencies.split(), "-r") == "requirements.lock"
+    assert re.search(r"\binstall (--\S+ )*\.$", package), "the package is not installed"
+    assert "--no-deps" in package.split()
+    # With isolation pip would fetch setuptools unpinned; the lock has it.
+    assert "--no-build-isolation" in package.split()
+    assert re.search(r"^setuptools==", (REPO / "requirements.lock").read_text(), re.M)
+    for run in (a for k, a in instructions if k == "RUN"):
+        assert "requirements.txt" not in run
 
 
 def test_dockerignore_lets_in_what_the_dockerfile_copies() -> None:

@@ -32,7 +32,13 @@ def test_a_request_that_arrives_before_the_list_is_merged_when_the_person_arrive
     assert merges == [] and review is None and block[0]["provisional"]
     person, block, _, merges = resolve(block, envelope("e2", ANN, person_key="P-chi"), "s")
     assert person == "P-chi" and merges == [provisional]
-    assert [p["person_key"] for p in block] == ["P-chi"]
+    # The provisional person stays, marked, and is no longer a candidate for anyone.
+    assert [(p["person_key"], p.get("merged_into")) for p in block] == [
+        (provisional, "P-chi"),
+        ("P-chi", None),
+    ]
+    again, _, _, _ = resolve(block, envelope("e3", form, request_key="R2"), "s")
+    assert again == "P-chi"
 
 
 def test_a_twin_is_never_merged_into_the_listed_person():

@@ -110,7 +110,8 @@ def security_apply() -> None:
 @click.option("--all", "show_all", is_flag=True, help="Print every cell, not only the summary.")
 def security_matrix(show_all: bool) -> None:
     """Try every principal x topic family x operation on a throw-away deployment, with
-    real credentials, and print the matrix. Exits 1 if any cell differs from the model."""
+    real credentials (and none), and the OPA and registry routes per token and principal;
+    print the matrix. Exits 1 if any cell differs from the model."""
     from accord.access.matrix import OPERATIONS, run
 
     matrix = run(_admin_settings(), lambda line: click.echo(line, err=True))
@@ -134,8 +135,16 @@ def security_matrix(show_all: bool) -> None:
         for c in matrix.cells:
             mark = "ok  " if c.ok else "FAIL"
             click.echo(f"{mark} {c.principal:<20} {c.family:<22} {c.operation:<9} {c.detail}")
+    for route in matrix.routes:
+        if show_all or not route.ok:
+            mark = "ok  " if route.ok else "FAIL"
+            click.echo(
+                f"{mark} {route.surface:<8} {route.caller:<20} {route.route:<30} {route.status}"
+            )
+    routes_ok = sum(1 for r in matrix.routes if r.ok)
     click.echo(
-        f"{len(matrix.cells)} cells, {matrix.as_promised} as promised, "
-        f"{len(matrix.failures())} not ({matrix.seconds:.0f}s)"
+        f"kafka: {len(matrix.cells)} cells, {matrix.as_promised} as promised, "
+        f"{len(matrix.failures())} not; http: {len(matrix.routes)} calls to OPA and the "
+        f"registry, {routes_ok} as promised ({matrix.seconds:.0f}s)"
     )
-    sys.exit(0 if not matrix.failures() else 1)
+    sys.exit(0 if not matrix.failures() and not matrix.route_failures() else 1)

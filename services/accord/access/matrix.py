@@ -56,8 +56,25 @@ class Cell:
 
 
 @dataclass
+class Route:
+    """One HTTP call of the OPA or registry matrix, by whom, and what was promised."""
+
+    surface: str  # "opa" or "registry"
+    caller: str
+    route: str
+    expected: bool
+    allowed: bool
+    status: int
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == self.allowed
+
+
+@dataclass
 class Matrix:
     cells: list[Cell] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -66,6 +83,9 @@ class Matrix:
 
     def failures(self) -> list[Cell]:
         return [c for c in self.cells if not c.ok]
+
+    def route_failures(self) -> list[Route]:
+        return [r for r in self.routes if not r.ok]
 
 
 def families(topics: Topics, worker_group: str, schemas_topic: str) -> list[Family]:
@@ -244,6 +264,94 @@ def probe_delete(
     return _settle(futures, "deleted")
 
 
+# --- the HTTP surfaces ----------------------------------------------------------------------
+
+
+def _session(verify: str | bool, auth: tuple[str, str] | None = None) -> Any:
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False  # a REQUESTS_CA_BUNDLE must not replace the stack's CA
+    session.verify = verify
+    session.auth = auth
+    return session
+
+
+def opa_routes(settings: Settings) -> list[Route]:
+    """The hub's token, a wrong token and no token x the OPA API: only the hub's token may
+    query, and nobody may write policies or data; /health is open."""
+    from accord.core.policy import opa_token
+
+    callers = {
+        "hub token": {"Authorization": f"Bearer {opa_token(settings)}"},
+        "wrong token": {"Authorization": "Bearer not-the-hub-token"},
+        "no token": {},
+    }
+    base = settings.opa_url
+    calls = [
+        ("POST /v1/data/accord/sharing", "post", "/v1/data/accord/sharing", {"input": {}}),
+        ("GET /v1/data/agreements", "get", "/v1/data/agreements", None),
+        ("PUT /v1/policies/x", "put", "/v1/policies/matrix-probe", "package x\n"),
+        ("DELETE /v1/policies/x", "delete", "/v1/policies/matrix-probe", None),
+        ("PUT /v1/data/agreements", "put", "/v1/data/agreements", {}),
+        ("PATCH /v1/data", "patch", "/v1/data", []),
+        ("GET /health", "get", "/health", None),
+    ]
+    routes = []
+    session = _session(False)
+    for caller, headers in callers.items():
+        for label, method, path, body in calls:
+            kwargs: dict[str, Any] = {"headers": headers, "timeout": 5}
+            if isinstance(body, str):
+                kwargs["data"] = body
+            elif body is not None:
+                kwargs["json"] = body
+            status = session.request(method, base + path, **kwargs).status_code
+            promised = path == "/health" or (caller == "hub token" and method in ("post", "get"))
+            routes.append(Route("opa", caller, label, promised, status < 300, status))
+    return routes
+
+
+def registry_routes(settings: Settings, topics: Topics) -> list[Route]:
+    """Principals x registry calls: an organisation only on its own subjects, config
+    changes and deletes only by the administrator, nobody without credentials."""
+    ca = str(settings.trusted_ca)
+    own = Topics.subject(topics.partner(BOARD, "shielding-list"))
+    other = Topics.subject(topics.partner(COUNCIL, "support-request"))
+    schema = {"schema": (settings.schemas_dir / "ShieldingListEntry.avsc").read_text()}
+    other_schema = {"schema": (settings.schemas_dir / "SupportRequest.avsc").read_text()}
+    callers: dict[str, Any] = {}
+    for name in (principals.ADMIN, principals.WORKER, BOARD, COUNCIL):
+        credential = read_credential_file(principals.credential_file(settings, name))
+        callers[name] = _session(ca, (name, credential.secret.get_secret_value()))
+    callers[IMPOSTOR] = _session(ca, (COUNCIL, "not-the-secret"))
+    callers[NOBODY] = _session(ca)
+    base = settings.schema_registry_url
+    calls = [
+        ("register partner.<board>", "post", f"/subjects/{own}/versions", schema),
+        ("register partner.<council>", "post", f"/subjects/{other}/versions", other_schema),
+        ("read partner.<board>", "get", f"/subjects/{own}/versions/latest", None),
+        ("PUT /config", "put", "/config", {"compatibility": "BACKWARD_TRANSITIVE"}),
+        ("PUT /config/<subject>", "put", f"/config/{own}", {"compatibility": "BACKWARD"}),
+    ]
+    promised = {
+        principals.ADMIN: {c[0] for c in calls},
+        principals.WORKER: {"read partner.<board>"},
+        BOARD: {"register partner.<board>", "read partner.<board>"},
+        COUNCIL: {"register partner.<council>"},
+    }
+    # The administrator first, so each subject exists when the others try it.
+    routes = []
+    for caller, session in callers.items():
+        for label, method, path, body in calls:
+            status = session.request(method, base + path, json=body, timeout=10).status_code
+            allowed = status < 300
+            routes.append(
+                Route("registry", caller, label, label in promised.get(caller, ()), allowed, status)
+            )
+    return routes
+
+
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -320,6 +428,7 @@ def run(settings: Settings, report: Callable[[str], None] | None = None) -> Matr
                     allowed, detail = found[operation][fam.topic]
                     promised = expected(grants, principal, fam.topic, operation)
                     matrix.cells.append(Cell(name, fam.label, operation, promised, allowed, detail))
+        matrix.routes = opa_routes(scoped) + registry_routes(scoped, topics)
     finally:
         for prefix in (scoped.topic_prefix, scoped.worker_id):
             delete_topics(seed, prefix)

@@ -313,13 +313,15 @@ def deployment_grants(settings: Settings, orgs: Iterable[str]) -> list[acls.Gran
     return acls.derive(orgs, Topics(settings), settings.worker_id, settings.schemas_topic)
 
 
-def apply(settings: Settings, report: Report | None = None) -> Applied:
-    """Bring the cluster into line with the registry and the agreements (idempotent)."""
+def apply(settings: Settings, report: Report | None = None, also: Iterable[str] = ()) -> Applied:
+    """Bring the cluster into line with the registry and the agreements (idempotent).
+    `also` names organisations registered elsewhere (a copy of the policies a test or an
+    operator serves from another directory)."""
     say = report or (lambda _line: None)
     conn = admin_connection(settings)
     # One handle for every call: librdkafka fails its futures once the handle is collected.
     admin = confluent_admin(conn)
-    orgs = active_organisations(settings)
+    orgs = sorted(set(active_organisations(settings)) | set(also))
     result = Applied()
 
     everyone = [*principals.SERVICE_PRINCIPALS, *orgs]

@@ -39,7 +39,7 @@ from accord.core.kafka import delete_topics, ensure_topics, group_lag, read_topi
 from accord.core.policy import PolicyClient, opa_token
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
-from accord.core.topics import DATASET_RECORDS, SUPPORT_REQUEST, Topics
+from accord.core.topics import SUPPORT_REQUEST, Topics
 from accord.stack import local
 from accord.worker.app import consumed_topics, stage_topics
 from accord.worker.enforce import policy_input_record
@@ -172,12 +172,6 @@ class Bench:
         """Publish to fresh partner topics; returns events/s."""
         topics = workload.partner_topics(scoped, events)
         ensure_topics(scoped, dict.fromkeys(topics), scoped.partner_topic_partitions)
-        # The worker accepts only schema ids registered under the topic's own subject; the
-        # cached events carry the ids of the same schemas, which the registry keeps.
-        serde = AvroSerde(registry_client(scoped, ADMIN), scoped.schemas_dir)
-        names = Topics(scoped)
-        for topic in topics:
-            serde.writer(Topics.subject(topic), DATASET_RECORDS[names.parse_partner(topic)[1]])
         task = self.progress.add_task(label, total=len(events))
         started = time.monotonic()
         workload.publish(scoped, events, progress=lambda n: self.progress.advance(task, n))

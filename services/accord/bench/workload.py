@@ -36,7 +36,7 @@ from accord.ingest.pipeline import Accepted, Location, Pipeline
 
 # Requests and outcomes the demo's generator adds per listed person (836 + 423 per 5,000).
 EVENTS_PER_PERSON = 1.25
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: partner records keyed by event id
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,12 @@ def publish(
     rather than lowering the offered load. Returns the number acknowledged.
     """
     topics = Topics(settings)
+    events = list(events)
+    # The worker accepts only schema ids registered under the topic's own subject; the
+    # cached events carry the ids of the same schemas, which the registry keeps.
+    serde = AvroSerde(registry_client(settings, ADMIN), settings.schemas_dir)
+    for topic in partner_topics(settings, events):
+        serde.writer(Topics.subject(topic), DATASET_RECORDS[topics.parse_partner(topic)[1]])
     kafka = producer(settings)
     acknowledged = failed = 0
 

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     registry_port: int = Field(18081, description="Local schema registry port.")
     opa_port: int = Field(18181, description="Local OPA port.")
     stack_timeout_s: float = Field(90.0, description="Seconds to wait for each component.")
+    tls_names: str = Field(
+        "",
+        description="More host names or IP addresses, comma-separated, for the stack's server "
+        "certificate beyond localhost, 127.0.0.1 and ::1 (docker-compose.yml sets "
+        "kafka,registry,gateway,opa).",
+    )
 
     # Topics.
     topic_prefix: str = Field(

@@ -8,9 +8,7 @@ what was shared, what was withheld and why, and what was quarantined.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -23,8 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from accord.core.credentials import ADMIN, private_dir, write_private
-from accord.core.errors import ConfigurationError, InfrastructureError
-from accord.core.kafka import group_lag, read_topic
+from accord.core.errors import ConfigurationError
+from accord.core.kafka import read_topic
 from accord.core.pseudonym import person_key
 from accord.core.scotland import COUNCIL_AREAS, HEALTH_BOARDS, org_id
 from accord.core.serde import AvroSerde, registry_client
@@ -42,8 +40,7 @@ from accord.demo.synthetic import generate_shielding_list, write_csv
 from accord.governance.opa import IsolatedOpa
 from accord.ingest.publish import publish_file
 from accord.ingest.validation import RowInvalid, validate_shielding_row
-from accord.stack import local
-from accord.worker.app import consumed_topics
+from accord.stack import local, processes
 
 SAMPLE_COUNCIL = "City of Edinburgh"
 
@@ -105,27 +102,7 @@ def valid_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    private_dir(log_path.parent)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "accord", "worker"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={
-                **os.environ,
-                "ACCORD_WORKER_ID": settings.worker_id,
-                "ACCORD_PRINCIPAL": "",  # the worker signs in as itself, not as the demo
-                **(
-                    {"ACCORD_PSEUDONYM_KEY_FILE": str(settings.pseudonym_key_file)}
-                    if settings.pseudonym_key_file
-                    else {}
-                ),
-                "ACCORD_TOPIC_PREFIX": settings.topic_prefix,
-                "ACCORD_OPA_URL": settings.opa_url,
-                "ACCORD_LOG_FORMAT": "json",
-            },
-        )
+    return processes.spawn_worker(settings, log_path)
 
 
 def wait_for_worker(
@@ -137,27 +114,17 @@ def wait_for_worker(
     """Until the worker has committed everything in every topic it reads, three times
     running (events flow on through its stages, so one empty look is not enough)."""
     task = progress.add_task("worker matching, joining, deciding", total=None)
-    deadline, quiet, most = time.monotonic() + timeout_s, 0, 0
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise InfrastructureError(f"the worker exited with code {worker.returncode}")
-        lag = group_lag(settings, settings.worker_id, consumed_topics(settings))
-        most = max(most, lag)
-        progress.update(task, total=most, completed=most - lag)
-        quiet = quiet + 1 if lag == 0 else 0
-        if quiet >= 3:
-            return
-        time.sleep(1.0)
-    raise InfrastructureError(f"the worker did not catch up within {timeout_s:.0f}s")
+    most = [0]
+
+    def show(lag: int) -> None:
+        most[0] = max(most[0], lag)
+        progress.update(task, total=most[0], completed=most[0] - lag)
+
+    processes.wait_until_caught_up(settings, timeout_s, worker=worker, on_lag=show)
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+    processes.stop_worker(worker)
 
 
 def latest_decisions(settings: Settings, serde: AvroSerde) -> dict[tuple[str, str], dict]:

@@ -252,64 +252,119 @@ def kafka_ready(settings: Settings) -> bool:
         admin.close()
 
 
-def _kafka_config(settings: Settings, admin: Credential, tls: TlsFiles) -> Path:
-    """server.properties: SASL_SSL (SCRAM-SHA-512) for every client, the controller on
-    mutual TLS that only the broker's own certificate passes, the StandardAuthorizer with
-    no access where no ACL grants it, and the administrator the only super user."""
-    data_dir = settings.state_dir / "kafka" / "data"
-    config = settings.state_dir / "kafka" / "server.properties"
-    host = "127.0.0.1"
-    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
+CONTROLLER_LISTENER = "CONTROLLER"
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str  # CONTROLLER (mutual TLS) or a SASL_SSL listener's name
+    bind: str  # host:port it listens on
+    advertised: str | None = None  # host:port clients are told (None: not advertised)
+
+
+def kafka_properties(
+    settings: Settings,
+    admin: Credential,
+    tls: TlsFiles,
+    *,
+    listeners: list[Listener],
+    controller: str,
+    data_dir: Path,
+    written_by: str,
+) -> str:
+    """server.properties: SASL_SSL (SCRAM-SHA-512) on every client listener, the controller
+    on mutual TLS that only the broker's own certificate passes, the StandardAuthorizer with
+    no access where no ACL grants it, and the administrator the only super user. The first
+    client listener carries the broker's own (inter-broker) sign-in as the administrator.
+    The local stack and docker-compose.yml (`accord stack secrets`) both write it here."""
+    clients = [x for x in listeners if x.name != CONTROLLER_LISTENER]
+    if not clients or len(clients) == len(listeners):
+        raise ValueError("a broker needs a CONTROLLER listener and at least one client listener")
     password = admin.secret.get_secret_value()
+    jaas = []
+    for i, listener in enumerate(clients):
+        # Only the inter-broker listener signs in itself; the others just take sign-ins.
+        login = f' username="{admin.principal}" password="{password}"' if i == 0 else ""
+        jaas.append(
+            f"listener.name.{listener.name.lower()}.scram-sha-512.sasl.jaas.config="
+            f"{SCRAM_LOGIN} required{login};"
+        )
+    protocols = [f"{CONTROLLER_LISTENER}:SSL"] + [f"{x.name}:SASL_SSL" for x in clients]
+    return "\n".join(
+        [
+            f"# Written by {written_by}; edit deploy/ or ACCORD_* settings instead.",
+            "# Holds the administrator's secret (inter-broker sign-in): kept 0600.",
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers={controller}",
+            "listeners=" + ",".join(f"{x.name}://{x.bind}" for x in listeners),
+            "advertised.listeners="
+            + ",".join(f"{x.name}://{x.advertised}" for x in clients if x.advertised),
+            f"controller.listener.names={CONTROLLER_LISTENER}",
+            f"inter.broker.listener.name={clients[0].name}",
+            "listener.security.protocol.map=" + ",".join(protocols),
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+            *jaas,
+            # Clients re-authenticate hourly, so a deleted credential ends their session.
+            "connections.max.reauth.ms=3600000",
+            "ssl.enabled.protocols=TLSv1.3,TLSv1.2",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={tls.server_pem}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={tls.ca}",
+            "listener.name.controller.ssl.keystore.type=PEM",
+            f"listener.name.controller.ssl.keystore.location={tls.controller_pem}",
+            "listener.name.controller.ssl.truststore.type=PEM",
+            f"listener.name.controller.ssl.truststore.location={tls.ca}",
+            "listener.name.controller.ssl.client.auth=required",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found=false",
+            f"super.users=User:{admin.principal};User:{CONTROLLER_PRINCIPAL}",
+            f"log.dirs={data_dir}",
+            f"num.partitions={settings.topic_partitions}",
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=6",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.cleaner.backoff.ms=5000",
+            # The cleaner's default 128 MB dedupe buffer is most of a small heap.
+            "log.cleaner.dedupe.buffer.size=33554432",
+            "",
+        ]
+    )
+
+
+def scram_format_argument(admin: Credential) -> str:
+    """`kafka-storage format --add-scram` of the first administrator: its credential goes
+    in with the metadata; every other principal is created through the admin API."""
+    return f"SCRAM-SHA-512=[name={admin.principal},password={admin.secret.get_secret_value()}]"
+
+
+def _kafka_config(settings: Settings, admin: Credential, tls: TlsFiles) -> Path:
+    """The local stack's server.properties, on 127.0.0.1."""
+    host = "127.0.0.1"
+    config = settings.state_dir / "kafka" / "server.properties"
     write_private(
         config,
-        "\n".join(
-            [
-                "# Written by `accord stack up`; edit deploy/ or ACCORD_* settings instead.",
-                "# Holds the administrator's secret (inter-broker sign-in): kept 0600.",
-                "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers={host}:{settings.kafka_controller_port}",
-                f"listeners=SASL_SSL://{host}:{settings.kafka_port},"
-                f"CONTROLLER://{host}:{settings.kafka_controller_port}",
-                f"advertised.listeners=SASL_SSL://{host}:{settings.kafka_port}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=SASL_SSL",
-                "listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL",
-                "sasl.enabled.mechanisms=SCRAM-SHA-512",
-                "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
-                f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram} required "
-                f'username="{admin.principal}" password="{password}";',
-                # Clients re-authenticate hourly, so a deleted credential ends their session.
-                "connections.max.reauth.ms=3600000",
-                "ssl.enabled.protocols=TLSv1.3,TLSv1.2",
-                "ssl.keystore.type=PEM",
-                f"ssl.keystore.location={tls.server_pem}",
-                "ssl.truststore.type=PEM",
-                f"ssl.truststore.location={tls.ca}",
-                "listener.name.controller.ssl.keystore.type=PEM",
-                f"listener.name.controller.ssl.keystore.location={tls.controller_pem}",
-                "listener.name.controller.ssl.truststore.type=PEM",
-                f"listener.name.controller.ssl.truststore.location={tls.ca}",
-                "listener.name.controller.ssl.client.auth=required",
-                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                "allow.everyone.if.no.acl.found=false",
-                f"super.users=User:{admin.principal};User:{CONTROLLER_PRINCIPAL}",
-                f"log.dirs={data_dir}",
-                f"num.partitions={settings.topic_partitions}",
-                "auto.create.topics.enable=false",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=6",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "log.cleaner.backoff.ms=5000",
-                # The cleaner's default 128 MB dedupe buffer is most of a small heap.
-                "log.cleaner.dedupe.buffer.size=33554432",
-                "",
-            ]
+        kafka_properties(
+            settings,
+            admin,
+            tls,
+            listeners=[
+                Listener(
+                    "SASL_SSL", f"{host}:{settings.kafka_port}", f"{host}:{settings.kafka_port}"
+                ),
+                Listener(CONTROLLER_LISTENER, f"{host}:{settings.kafka_controller_port}"),
+            ],
+            controller=f"{host}:{settings.kafka_controller_port}",
+            data_dir=settings.state_dir / "kafka" / "data",
+            written_by="`accord stack up`",
         ),
     )
     return config
@@ -367,8 +422,7 @@ def start_kafka(settings: Settings, report: Report) -> None:
                 # The first administrator's credential goes in with the metadata; every
                 # other principal is created through the admin API (accord.access).
                 "--add-scram",
-                f"SCRAM-SHA-512=[name={admin.principal},"
-                f"password={admin.secret.get_secret_value()}]",
+                scram_format_argument(admin),
             ),
             capture_output=True,
             text=True,

@@ -67,12 +67,31 @@ def ensure_token(settings: Settings) -> str:
     return token
 
 
-def token_data_file(settings: Settings) -> Path:
-    """What OPA learns of the token: its SHA-256, loaded as data.system.accord."""
+def token_data(settings: Settings) -> str:
+    """What OPA learns of the token: its SHA-256, as the JSON of data.system.accord."""
     digest = hashlib.sha256(ensure_token(settings).encode()).hexdigest()
+    return json.dumps({"token_sha256": [digest]}) + "\n"
+
+
+def token_data_file(settings: Settings) -> Path:
+    """The token's hash in a file beside it, loaded as data.system.accord."""
     path = opa_state_dir(settings) / "authz-data.json"
-    write_private(path, json.dumps({"token_sha256": [digest]}) + "\n")
+    write_private(path, token_data(settings))
     return path
+
+
+def server_flags() -> list[str]:
+    """The flags every OPA of the hub runs with, after `run --server --addr ADDR`
+    (docker-compose.yml's OPA has the same; tests/unit/test_compose.py compares them)."""
+    return [
+        "--skip-version-check",  # never phone home
+        "--log-level",
+        "error",
+        "--authentication=token",
+        "--authorization=basic",
+        "--ignore",
+        TEST_FILES,
+    ]
 
 
 def removed(name: str) -> bool:
@@ -135,13 +154,7 @@ def server_argv(settings: Settings, addr: str, policies_dir: Path, *, watch: boo
         "--server",
         "--addr",
         addr,
-        "--skip-version-check",  # never phone home
-        "--log-level",
-        "error",
-        "--authentication=token",
-        "--authorization=basic",
-        "--ignore",
-        TEST_FILES,
+        *server_flags(),
     ]
     if watch:
         argv.append("--watch")

@@ -1,7 +1,8 @@
 """The local stack's TLS: a private CA and the certificates it signs, made at first start.
 
 Kafka's listeners, the schema registry and the gateway serve the same server certificate
-(subject alternative names 127.0.0.1, ::1 and localhost); every client verifies it against
+(subject alternative names 127.0.0.1, ::1 and localhost, and the names of ACCORD_TLS_NAMES,
+e.g. the compose service names); every client verifies it against
 the CA (`Settings.trusted_ca`). The KRaft controller listener takes only the broker's own
 client certificate (mutual TLS), so no client credential reaches it. Keys are EC P-256,
 written 0600 under the 0700 TLS directory; nothing here is ever committed.
@@ -133,6 +134,38 @@ def _new_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     return key, cert
 
 
+def server_names(settings: Settings) -> list[str]:
+    """Every name the server certificates cover: the defaults, then ACCORD_TLS_NAMES."""
+    extra = [n.strip() for n in settings.tls_names.split(",") if n.strip()]
+    return list(dict.fromkeys([*SERVER_NAMES, *SERVER_ADDRESSES, *extra]))
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def certificate_names(path: Path) -> set[str]:
+    """The DNS names and IP addresses of the (first) certificate in a PEM file."""
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(san.get_values_for_type(x509.DNSName)) | {
+        str(a) for a in san.get_values_for_type(x509.IPAddress)
+    }
+
+
+def missing_names(settings: Settings) -> list[str]:
+    """Names asked for that the existing server certificate does not cover (made before
+    ACCORD_TLS_NAMES named them); empty when it covers all, or when there is none yet."""
+    cert = tls_files(settings).server_cert
+    if not cert.exists():
+        return []
+    have = certificate_names(cert)
+    return [n for n in server_names(settings) if str(_general_name(n).value) not in have]
+
+
 def tls_files(settings: Settings) -> TlsFiles:
     d = settings.tls_dir
     return TlsFiles(
@@ -160,9 +193,7 @@ def ensure_tls(settings: Settings) -> TlsFiles:
         return files
     private_dir(settings.tls_dir)
     ca_key, ca_cert = _new_ca()
-    san: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES] + [
-        x509.IPAddress(ipaddress.ip_address(a)) for a in SERVER_ADDRESSES
-    ]
+    san = [_general_name(n) for n in server_names(settings)]
     server_key, server_cert = _issue(
         "accord-stack", ca_key, ca_cert, [ExtendedKeyUsageOID.SERVER_AUTH], san
     )

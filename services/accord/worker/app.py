@@ -108,17 +108,17 @@ def faust_app(settings: Settings, name: str, **options: Any) -> faust.App:
     )
 
 
-def agreement_parties(settings: Settings) -> set[str]:
-    """Providers and recipients named by the agreements OPA serves (empty if OPA cannot say)."""
+def served_parties(settings: Settings) -> set[str] | None:
+    """Providers and recipients named by the agreements OPA serves; None if OPA cannot say."""
     try:
         response = opa_session(settings).get(f"{settings.opa_url}/v1/data/agreements", timeout=5)
         response.raise_for_status()
         agreements = response.json().get("result") or {}
-    except (requests.RequestException, ValueError, CredentialError):
+    except (requests.RequestException, ValueError, CredentialError, AttributeError):
         log.warning("agreements_unreadable", opa_url=settings.opa_url)
-        return set()
+        return None
     parties = set()
-    for agreement in agreements.values():
+    for agreement in agreements.values() if isinstance(agreements, dict) else ():
         if isinstance(agreement, dict):
             parties.update(agreement.get("providers") or ())
             parties.update(
@@ -127,16 +127,45 @@ def agreement_parties(settings: Settings) -> set[str]:
     return {org for org in parties if isinstance(org, str) and is_org_id(org)}
 
 
+def agreement_parties(settings: Settings) -> set[str]:
+    """Providers and recipients named by the agreements OPA serves (empty if OPA cannot say)."""
+    return served_parties(settings) or set()
+
+
 def registered_partners(settings: Settings) -> set[str]:
     """Partners with a registration file under partners/ (e.g. third-sector groups)."""
     folder = settings.home / "partners"
     return {path.stem for path in folder.glob("*.yaml") if is_org_id(path.stem)}
 
 
-def partner_topics(settings: Settings) -> list[str]:
-    """The partner topics to consume: every dataset of every party to an agreement and of
-    every registered partner, plus any other existing partner topic, so a partner without
-    an agreement is still decided (denied) and audited rather than ignored.
+def registered_orgs(settings: Settings) -> set[str]:
+    """The organisations whose partner topics the hub reads: every party to an agreement
+    OPA serves and every partner with a registration file."""
+    return agreement_parties(settings) | registered_partners(settings)
+
+
+def sort_partner_topics(
+    names: set[str] | list[str], registered: set[str], topics: Topics
+) -> tuple[set[str], set[str]]:
+    """(topics of registered organisations, topics of organisations no one registered)
+    among partner topic names. An unknown organisation's topic (a mistyped id, a partner
+    not yet under any agreement) is never read: what it holds would otherwise be matched
+    against real people's cases."""
+    known, unknown = set(), set()
+    for name in names:
+        try:
+            org, _ = topics.parse_partner(name)
+        except ValueError:
+            unknown.add(name)
+            continue
+        (known if org in registered else unknown).add(name)
+    return known, unknown
+
+
+def partner_topics(settings: Settings, parties: set[str] | None = None) -> list[str]:
+    """The partner topics to consume at start-up: every dataset of every registered
+    organisation (`registered_orgs`), which the hub creates, plus their other existing
+    partner topics (another version). Other organisations' topics are reported, not read.
 
     The administrator creates every registered partner's topics (`accord security
     apply`); the worker may not create topics. faust's pattern subscriptions do not
@@ -144,13 +173,16 @@ def partner_topics(settings: Settings) -> list[str]:
     adds partner topics created later.
     """
     topics = Topics(settings)
-    parties = agreement_parties(settings) | registered_partners(settings)
+    parties = registered_orgs(settings) if parties is None else parties
     names = {topics.partner(org, dataset) for org in parties for dataset in DATASET_RECORDS}
     existing = set(existing_partner_topics(settings))
     missing = sorted(names - existing)
     if missing:
         log.warning("partner_topics_missing", topics=len(missing), first=missing[0])
-    return sorted(existing)
+    known, unknown = sort_partner_topics(existing, parties, topics)
+    for name in sorted(unknown):
+        log.warning("unknown_partner_topic", topic=name)
+    return sorted(known)
 
 
 def existing_partner_topics(settings: Settings) -> list[str]:
@@ -189,6 +221,14 @@ def require_topics(settings: Settings) -> None:
         )
 
 
+def registered_partner_topics(settings: Settings) -> list[str]:
+    """Existing partner topics of registered organisations: the ones workers read."""
+    known, _ = sort_partner_topics(
+        existing_partner_topics(settings), registered_orgs(settings), Topics(settings)
+    )
+    return sorted(known)
+
+
 def stage_topics(settings: Settings) -> list[str]:
     """The worker's own stage topics, in the order events flow through them."""
     topics = Topics(settings)
@@ -196,9 +236,9 @@ def stage_topics(settings: Settings) -> list[str]:
 
 
 def consumed_topics(settings: Settings) -> list[str]:
-    """Every topic a worker reads: existing partner topics and its stage topics. A group
-    with no lag on all of them has decided everything published so far."""
-    return existing_partner_topics(settings) + stage_topics(settings)
+    """Every topic a worker reads: registered organisations' partner topics and its stage
+    topics. A group with no lag on all of them has decided everything published so far."""
+    return registered_partner_topics(settings) + stage_topics(settings)
 
 
 async def process_until_done(
@@ -354,7 +394,10 @@ def create_app(settings: Settings) -> faust.App:
     # Stage topics must exist before the consumer subscribes, or it would not see them;
     # the administrator made them (the worker may not create topics).
     require_topics(settings)
-    source = app.topic(*partner_topics(settings), key_serializer="raw", value_serializer="raw")
+    registered = registered_orgs(settings)
+    source = app.topic(
+        *partner_topics(settings, registered), key_serializer="raw", value_serializer="raw"
+    )
     identity_topic = topic(topics.internal("identity"))
     request_topic = topic(topics.internal("request-events"))
     person_topic = topic(topics.internal("person-events"))
@@ -598,61 +641,33 @@ def create_app(settings: Settings) -> faust.App:
         return counts
 
     async def join_batch(gate: Gate, events: list[Any]) -> dict[str, int]:
-        changed: dict[bytes, dict[str, Any]] = {}
-        pending, views = [], []
-        for event in events:
-            key, envelope = event.message.key, orjson.loads(event.message.value)
-            state = changed.get(key) or case_states.get(key) or case_rules.new_state(key.decode())
-            if state.get("merged_into"):  # a merged provisional person: follow the merge
-                target = state["merged_into"].encode()
-                pending.append(await send(person_topic.get_topic_name(), target, as_json(envelope)))
-                continue
-            if envelope["kind"] == "merge":
-                moved, closed = await merge_person(key, state, envelope["target"])
-                pending.extend(moved)
-                views.extend(closed)
-                changed[key] = {
-                    **case_rules.new_state(key.decode()),
-                    "merged_into": envelope["target"],
-                }
-                continue
-            changed[key] = case_rules.apply_event(state, envelope)
-        for key, state in changed.items():
-            # A closed case keeps only what its lifecycle needs (storage limitation).
-            state = case_rules.retained_state(state)
-            pending.append(await put(case_states, key, state))
-            view = case_rules.build_case(state, rules)
-            if view is not None:
-                pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
-                views.append(view)
+        """Fold the batch into cases (`cases.join`, pure), then write what it produced."""
+        joined = case_rules.join(
+            [(e.message.key.decode(), orjson.loads(e.message.value)) for e in events],
+            lambda key: case_states.get(key.encode()),
+            rules,
+        )
+        pending = []
+        person_topic_name = person_topic.get_topic_name()
+        for person, envelope in joined.person_events:
+            pending.append(await send(person_topic_name, person.encode(), as_json(envelope)))
+        for request_key, person in joined.owners:
+            owner = {"kind": "owner", "request_key": request_key, "person_key": person}
+            key = request_key.encode()
+            pending.append(await send(request_topic.get_topic_name(), key, as_json(owner)))
+        for person, state in joined.states.items():
+            pending.append(await put(case_states, person.encode(), state))
+        for view in joined.views:
+            key = view["case_key"].encode()
+            pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
+        for person, event_id, reason in joined.refused:
+            log.warning("person_event_refused", person_key=person, event_id=event_id, reason=reason)
         # The case is keyed and partitioned like its events: decide it here, in the same
         # batch, rather than after one more trip through Kafka.
-        counts = await gate.process(views)
+        counts = await gate.process(joined.views)
         await asyncio.gather(*pending)
-        return {"events": len(events), **counts}
-
-    async def merge_person(
-        key: bytes, state: dict[str, Any], target: str
-    ) -> tuple[list[Awaitable[Any]], list[dict[str, Any]]]:
-        """Move a provisional person's events to the person they turned out to be, and
-        close the provisional case so recipients drop it."""
-        pending, closed = [], []
-        for moved in case_rules.events_of(state):
-            pending.append(
-                await send(person_topic.get_topic_name(), target.encode(), as_json(moved))
-            )
-        for request_key in state["requests"]:
-            owner = {"kind": "owner", "request_key": request_key, "person_key": target}
-            pending.append(
-                await send(request_topic.get_topic_name(), request_key.encode(), as_json(owner))
-            )
-        # Its events moved on whole; what hub.cases keeps of the closed case is stripped.
-        view = case_rules.build_case(case_rules.strip_source_fields(state), rules)
-        if view is not None:
-            view.update(status="CLOSED", closed_reason="merged into the case of a listed person")
-            pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
-            closed.append(view)
-        return pending, closed
+        moved = len(joined.person_events)
+        return {"events": len(events), **counts, "forwarded": moved, "refused": len(joined.refused)}
 
     @app.agent(source, name="check_partner_events")
     async def check_partner_events(stream: faust.StreamT) -> None:
@@ -734,25 +749,53 @@ def create_app(settings: Settings) -> faust.App:
     app.topics._resubscribe_sleep_lock_seconds = 2.0
 
     patterns = [re.compile(topics.partner_pattern(dataset)) for dataset in DATASET_RECORDS]
+    reported: set[str] = set()
+
+    def is_partner_topic(name: str) -> bool:
+        return any(p.match(name) for p in patterns)
 
     @app.timer(interval=settings.partner_discovery_interval_s)
     async def subscribe_new_partner_topics() -> None:
-        """Start consuming partner topics created after this worker started.
+        """Start consuming partner topics created after this worker started, of registered
+        organisations only (a party to an agreement OPA serves, or a registration file);
+        report the others (`unknown_partner_topic`) and leave them unread.
 
+        The agent iterates a clone of `source` (faust clones a topic when a stream
+        starts), and the conductor subscribes the clones' topics: each clone gets the new
+        names. faust drops a subscription change flagged during a rebalance, so each tick
+        compares what should be read with what the conductor subscribed and flags again.
         Reads the cluster metadata over the producer's own connection: a fresh admin
         client every few seconds cost more CPU than a stage.
         """
+        served = await asyncio.to_thread(served_parties, settings)
+        if served is not None:  # OPA unreachable: keep reading who was registered
+            fresh = (served | registered_partners(settings)) - registered
+            registered.update(fresh)
+            if fresh:
+                # Their topics are the administrator's to make (`accord security apply`,
+                # `accord partner add`); they are read from the tick that finds them.
+                log.info("partners_registered", orgs=sorted(fresh))
         try:
             metadata = await app.producer._ensure_producer().client.fetch_all_metadata()
         except KafkaError as exc:
             log.warning("partner_topics_unlisted", error=str(exc))
             return
-        found = {t for t in metadata.topics() if any(p.match(t) for p in patterns)}
-        new = sorted(found - set(source.topics))
+        found = {t for t in metadata.topics() if is_partner_topic(t)}
+        wanted, unknown = sort_partner_topics(found, registered, topics)
+        for name in sorted(unknown - reported):
+            log.warning("unknown_partner_topic", topic=name)
+        reported.update(unknown)
+        new = sorted(wanted - set(source.topics))
         if new:
             source.topics = [*source.topics, *new]
-            app.topics._flag_changes()  # the conductor re-subscribes with the new topics
             log.info("partner_topics_subscribed", topics=new)
+        readers = [c for c in app.topics if any(is_partner_topic(t) for t in c.topics)]
+        for channel in readers:
+            missing = [t for t in source.topics if t not in channel.topics]
+            if missing:
+                channel.topics = [*channel.topics, *missing]
+        if any(t not in app.topics._topic_name_index for t in source.topics):
+            app.topics._flag_changes()  # the conductor re-subscribes with the new topics
 
     @app.timer(interval=settings.policy_sweep_interval_s)
     async def redecide_on_policy_change() -> None:

@@ -8,10 +8,21 @@ Lifecycle. A case opens on the first need: a support request, or being on the sh
 list while shielding (every shielding person is owed a welfare check). It updates on every
 outcome, and closes when no need is left open (outcomes met them, or the person stopped
 shielding and has no open request) or when the person opts out or withdraws consent.
+
+Merges. A provisional person (a request without CHI) that turns out to be a listed person
+is merged into them: its events move to the target and its own case closes. The merged
+state keeps its events and names its target (`merged_into`), so a merge read again after
+a crash re-sends the same events and the same closed case, and later events about the
+provisional person are forwarded to the target. A person is never merged into themselves,
+a merge is never forwarded, and a forwarded event travels a bounded chain that never
+revisits a person (`join`).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +39,10 @@ SUCCESSFUL_CONTACT = {"DELIVERED", "NEEDS_MET", "REFERRED", "DECLINED"}
 STOPS_SHARING = {"OPT_OUT", "WITHDRAW_CONSENT", "UNKNOWN"}
 WELFARE_CHECK = "WELFARE_CHECK"
 ENTRY_REQUEST = "shielding-list"
+MERGED_REASON = "merged into the case of a listed person"
+# Merge targets are identified people, who are never merged themselves, so a forwarded
+# event makes one hop; the bound only stops a chain that should not exist.
+MAX_FORWARD_HOPS = 3
 
 # Fields of a request that identify or describe the person, for a request-only case.
 REQUEST_PERSON_FIELDS = (
@@ -105,6 +120,8 @@ def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
 
 def merge_event(provisional: str, target: str, cause: dict[str, Any]) -> dict[str, Any]:
     """Tells the provisional person's case to move into the identified person's case."""
+    if provisional == target:
+        raise ValueError("a person cannot be merged into themselves")
     return {
         "kind": "merge",
         "event_id": f"merge|{provisional}|{target}",
@@ -113,6 +130,77 @@ def merge_event(provisional: str, target: str, cause: dict[str, Any]) -> dict[st
         "source_org": cause["source_org"],
         "data": {},
     }
+
+
+@dataclass
+class Joined:
+    """What joining a batch of person events produced; `join` does no I/O.
+
+    states: person key -> the state to store (only the ones that changed);
+    person_events: (person key, envelope) to send to hub.person-events (moved or forwarded);
+    owners: (request key, person key) owner notes for hub.request-events;
+    views: the case view of every changed state (None: no case), for hub.cases and the gate;
+    refused: (person key, event id, reason code) for events that must not be applied.
+    """
+
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    person_events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    owners: list[tuple[str, str]] = field(default_factory=list)
+    views: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def join(
+    events: list[tuple[str, dict[str, Any]]],
+    lookup: Callable[[str], dict[str, Any] | None],
+    rules: list[dict[str, Any]],
+) -> Joined:
+    """Fold a batch of (person key, envelope) into the people's states.
+
+    `lookup` gives a person's stored state (never modified here). Every transition is
+    idempotent: an event already applied leaves the same state, and a merge read again
+    (the same provisional person, the same target) re-sends the same events, owner notes
+    and closed case, so a batch replayed after a crash converges to the same lists.
+    """
+    out = Joined()
+    for key, envelope in events:
+        state = out.states.get(key)
+        if state is None:
+            stored = lookup(key)
+            state = copy.deepcopy(stored) if stored else new_state(key)
+        target = state.get("merged_into")
+        if envelope["kind"] == "merge":
+            to = envelope.get("target")
+            if not to or to == key:
+                out.refused.append((key, envelope["event_id"], "self_merge"))
+            elif envelope.get("forwarded_from"):
+                out.refused.append((key, envelope["event_id"], "merge_forwarded"))
+            elif target is not None and target != to:
+                out.refused.append((key, envelope["event_id"], "merged_elsewhere"))
+            else:
+                out.person_events.extend(
+                    (to, {**moved, "forwarded_from": [key]}) for moved in events_of(state)
+                )
+                out.owners.extend((request_key, to) for request_key in state["requests"])
+                out.states[key] = {**state, "merged_into": to}
+            continue
+        if target is not None:
+            hops = list(envelope.get("forwarded_from") or ())
+            if target == key or target in hops or key in hops or len(hops) >= MAX_FORWARD_HOPS:
+                out.refused.append((key, envelope["event_id"], "forward_loop"))
+            else:
+                forwarded = {**envelope, "forwarded_from": [*hops, key]}
+                if envelope["kind"] == "request":  # as a merge moves it (`events_of`)
+                    forwarded["match_method"] = "probabilistic"
+                out.person_events.append((target, forwarded))
+            continue
+        out.states[key] = apply_event(state, envelope)
+    # A closed case keeps only what its lifecycle needs (storage limitation).
+    out.states = {key: retained_state(state) for key, state in out.states.items()}
+    out.views = [
+        view for state in out.states.values() if (view := recorded_view(state, rules)) is not None
+    ]
+    return out
 
 
 def events_of(state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -393,12 +481,23 @@ def strip_source_fields(state: dict[str, Any], only: set[str] | None = None) -> 
 def retained_state(state: dict[str, Any]) -> dict[str, Any]:
     """What the worker stores of a person: once the case is closed, the state with every
     source record cut down; while it is open, the state with only the records cut down
-    before (read again) cut down again. Call it wherever a state is stored."""
+    before (read again) cut down again. A merged person's state is kept as it is: a merge
+    read again re-sends its events to the target, and they must be the same events (see
+    `join`). Call it wherever a state is stored."""
+    if state.get("merged_into"):
+        return state
     if is_closed(state):
         return strip_source_fields(state)
     if state.get("stripped"):
         return strip_source_fields(state, only=set(state["stripped"]))
     return state
+
+
+def recorded_view(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The case view `join` records in hub.cases and gives the gate: build_case of the
+    stored state, and of a merged person's without its source fields (its events moved to
+    the target; the closed view needs none of them)."""
+    return build_case(strip_source_fields(state) if state.get("merged_into") else state, rules)
 
 
 def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -415,7 +514,9 @@ def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, 
     as_of = last_event_at(state)
     needs = sorted({need for values in open_needs.values() for need in values})
     closed_reason = None
-    if opted_out(state):
+    if state.get("merged_into"):
+        closed_reason = MERGED_REASON
+    elif opted_out(state):
         closed_reason = "opted out or withdrew consent"
     elif not needs:
         closed_reason = "no open needs"

@@ -6,6 +6,16 @@ probabilistic matcher: a MATCH joins that person; REVIEW goes to the review queu
 never merged automatically; NO_MATCH starts a provisional person, registered in the block
 so later events about the same person join it. Provisional keys derive from the event's
 request key (or event id), so re-processing an event resolves it to the same key.
+
+A provisional person merged into an identified one stays in the block, marked
+`merged_into`, and is no longer a candidate: an event about them read again after a crash
+resolves to them as the first time (their case forwards it), and the identified person's
+event read again asks for the same merge again rather than for none.
+
+Every event resolved without a CHI is remembered by its id on the person it resolved to
+(`resolved`: method, probability, review), so reading it again resolves it the same way
+even when the block has changed since: matching depends on who is in the block, a replay
+must not.
 """
 
 from __future__ import annotations
@@ -53,29 +63,55 @@ def resolve(
     if known:
         if all(data.get(name) is None for name in IDENTITY_FIELDS):
             return known, block, None, []  # nothing to match on, nothing to add
-        people = [p for p in block if p["person_key"] != known]
-        merges = provisional_matches(people, person_record(data))
-        people = [p for p in people if p["person_key"] not in merges]
-        people.append(identity_of(known, data, provisional=False))
+        previous = next((p for p in block if p["person_key"] == known), None)
+        others = [p for p in block if p["person_key"] != known]
+        found = [m for m in provisional_matches(others, person_record(data)) if m != known]
+        person = identity_of(known, data, provisional=False)
+        if previous is not None and previous.get("resolved"):
+            person["resolved"] = previous["resolved"]
+        # In place, so that reading the event again leaves the block as it was.
+        people = [
+            person
+            if p is previous
+            else {**p, "merged_into": known}
+            if p["person_key"] in found
+            else p
+            for p in block
+        ]
+        if previous is None:
+            people.append(person)
+        # Merges already made are asked for again: a replay must not lose one whose
+        # merge event never reached the broker (the join applies a repeated merge once).
+        merges = [p["person_key"] for p in people if p.get("merged_into") == known]
         return known, people, None, merges
 
-    provisional = person_key(
-        secret, envelope.get("request_key") or envelope["event_id"], scheme="provisional"
-    )
+    event_id = envelope["event_id"]
+    for candidate in block:
+        memo = (candidate.get("resolved") or {}).get(event_id)
+        if memo is not None:  # the same event again: resolved as the first time
+            envelope["match_method"] = memo["method"]
+            if memo.get("probability") is not None:
+                envelope["match_probability"] = memo["probability"]
+            return candidate["person_key"], block, memo.get("review"), []
+    provisional = person_key(secret, envelope.get("request_key") or event_id, scheme="provisional")
     if any(p["person_key"] == provisional for p in block):
-        return provisional, block, None, []  # the same event again: it resolved to itself
+        envelope["match_method"] = "none"
+        return provisional, block, None, []  # another event of the same request
 
     # The matcher ranks candidates and turns a MATCH into REVIEW when a second candidate
     # is nearly as good: two plausible people is not a match.
     matcher = Matcher()
     for candidate in block:
-        matcher.add(candidate["person_key"], person_record(candidate))
+        if not candidate.get("merged_into"):
+            matcher.add(candidate["person_key"], person_record(candidate))
     best, result = matcher.best(person_record(data))
     review = None
     if best is not None and result.outcome == "MATCH":
         envelope["match_method"] = "probabilistic"
         envelope["match_probability"] = round(result.probability, 4)
-        return best, block, None, []
+        memo = {"method": "probabilistic", "probability": envelope["match_probability"]}
+        people = [remembered(p, event_id, memo) if p["person_key"] == best else p for p in block]
+        return best, people, None, []
     if best is not None and result.outcome == "REVIEW":
         review = {
             "event_id": envelope["event_id"],
@@ -88,14 +124,24 @@ def resolve(
             "evidence": [list(item) for item in result.evidence],
         }
     envelope["match_method"] = "none"
-    return provisional, [*block, identity_of(provisional, data, provisional=True)], review, []
+    person = remembered(
+        identity_of(provisional, data, provisional=True),
+        event_id,
+        {"method": "none", "review": review},
+    )
+    return provisional, [*block, person], review, []
+
+
+def remembered(person: dict[str, Any], event_id: str, memo: dict[str, Any]) -> dict[str, Any]:
+    """The person with how `event_id` resolved to them remembered."""
+    return {**person, "resolved": {**(person.get("resolved") or {}), event_id: memo}}
 
 
 def provisional_matches(people: list[dict[str, Any]], record: PersonRecord) -> list[str]:
     """Provisional people in the block that are surely this person (MATCH, not REVIEW)."""
     matcher = Matcher()
     for candidate in people:
-        if candidate.get("provisional"):
+        if candidate.get("provisional") and not candidate.get("merged_into"):
             matcher.add(candidate["person_key"], person_record(candidate))
     if not len(matcher):
         return []

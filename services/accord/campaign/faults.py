@@ -1,0 +1,354 @@
+"""`accord campaign faults`: the demo's input through a worker killed at random moments.
+
+1. Generate the demo's mix (its synthetic generator: shielding lists from every NHS
+   board, council requests of which about half carry no CHI, outcomes from councils and
+   the food network) and write it as the partners' files.
+2. Reference: publish it on fresh topics (a prefix of its own), run one worker until its
+   group has committed everything it reads, and record every recipient's list.
+3. Faulty: publish the same files on other fresh topics, run a worker and SIGKILL it at
+   `kills` moments drawn from the seed, restarting it each time (on the same consumer
+   group, so it resumes from the changelogs and committed offsets), and wait for lag 0.
+4. Compare every recipient's list with the reference: missing, extra and differing cases.
+
+Passing means missing = extra = differing = 0 and the faulty run's lag reached 0. The
+records' `updated_at` (the wall time of the decision) is left out of the comparison.
+Event ids, person keys and decision ids derive from the input, so both runs name each
+case alike.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accord.access import provision
+from accord.core.credentials import ADMIN
+from accord.core.errors import InfrastructureError
+from accord.core.kafka import admin_client, delete_topics, read_topic
+from accord.core.logging import get_logger
+from accord.core.scotland import HEALTH_BOARDS, org_id
+from accord.core.serde import AvroSerde, registry_client
+from accord.core.settings import Settings
+from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST
+from accord.demo.requests import OUTCOME_COLUMNS, REQUEST_COLUMNS, generate_requests, write_rows
+from accord.demo.synthetic import generate_shielding_list, write_csv
+from accord.ingest.publish import publish_file
+from accord.ingest.validation import RowInvalid, validate_shielding_row
+from accord.stack import processes
+
+log = get_logger("accord.campaign")
+
+# Fields of a shared record that may differ between two correct runs.
+VOLATILE_FIELDS = ("updated_at",)
+
+Lists = dict[str, dict[str, dict[str, Any]]]  # recipient -> case key -> shared record
+
+
+@dataclass(frozen=True)
+class CampaignInput:
+    """The partners' files, in publishing order, and what they hold."""
+
+    files: list[tuple[str, str, Path]]  # (org, dataset, path)
+    people: int
+    requests: int
+    requests_without_chi: int
+    outcomes: int
+
+
+@dataclass
+class RunFigures:
+    events_in: int = 0
+    seconds: float = 0.0
+    started_s: float = 0.0  # until the first worker had its partitions
+    lag_zero: bool = False
+    lag_note: str = ""
+    kills: list[tuple[float, int]] = field(default_factory=list)  # (seconds in, lag then)
+    lists: Lists = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    recipients: int
+    shared: int  # cases on the reference lists
+    missing: int
+    extra: int
+    differing: int
+    examples: tuple[str, ...] = ()  # "recipient: kind key-prefix", pseudonymous keys only
+
+    @property
+    def equal(self) -> bool:
+        return self.missing == self.extra == self.differing == 0
+
+
+@dataclass
+class CampaignReport:
+    seed: int
+    people: int
+    kills_planned: int
+    data: CampaignInput
+    reference: RunFigures
+    faulty: RunFigures
+    comparison: Comparison
+
+    @property
+    def passed(self) -> bool:
+        return self.comparison.equal and self.faulty.lag_zero and self.reference.lag_zero
+
+    def lines(self) -> list[str]:
+        c, f, r = self.comparison, self.faulty, self.reference
+        kills = ", ".join(f"{at:.0f}s (lag {lag})" for at, lag in f.kills) or "none"
+        return [
+            f"seed {self.seed}, {self.people} people: {self.data.requests} requests "
+            f"({self.data.requests_without_chi} without CHI), {self.data.outcomes} outcomes",
+            f"events in: {f.events_in} (reference {r.events_in})",
+            f"reference run: {r.seconds:.0f}s, lag reached 0: {yesno(r.lag_zero)}",
+            f"faulty run: {f.seconds:.0f}s, {len(f.kills)} SIGKILLs at {kills}",
+            f"recipients: {c.recipients}",
+            f"shared: {c.shared}",
+            f"missing: {c.missing}",
+            f"extra: {c.extra}",
+            f"differing: {c.differing}",
+            f"lag reached 0: {yesno(f.lag_zero)}" + (f" ({f.lag_note})" if f.lag_note else ""),
+            *(f"  e.g. {example}" for example in c.examples),
+            "PASS" if self.passed else "FAIL",
+        ]
+
+
+def yesno(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def valid_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    valid = []
+    for row in rows:
+        try:
+            validate_shielding_row(row)
+        except RowInvalid:
+            continue
+        valid.append(row)
+    return valid
+
+
+def generate_input(people: int, seed: int, folder: Path) -> CampaignInput:
+    """The demo's mix as files: one shielding list per board, requests and outcomes."""
+    rows = generate_shielding_list(people, seed=seed, bad_rows=min(12, people // 100))
+    folder.mkdir(parents=True, exist_ok=True)
+    by_board: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        by_board[row["health_board"]].append(row)
+    files: list[tuple[str, str, Path]] = []
+    for board in HEALTH_BOARDS:
+        path = folder / f"{org_id(board)}.csv"
+        write_csv(by_board.get(board, []), path)
+        files.append((org_id(board), SHIELDING_LIST, path))
+    requests, outcomes = generate_requests(valid_rows(rows), seed=seed)
+    for org, council_rows in sorted(requests.items()):
+        path = write_rows(council_rows, REQUEST_COLUMNS, folder / f"{org}-requests.csv")
+        files.append((org, SUPPORT_REQUEST, path))
+    for org, outcome_rows in sorted(outcomes.items()):
+        path = write_rows(outcome_rows, OUTCOME_COLUMNS, folder / f"{org}-outcomes.csv")
+        files.append((org, SUPPORT_OUTCOME, path))
+    all_requests = [r for council_rows in requests.values() for r in council_rows]
+    return CampaignInput(
+        files=files,
+        people=people,
+        requests=len(all_requests),
+        requests_without_chi=sum(1 for r in all_requests if not r["chi_number"]),
+        outcomes=sum(len(o) for o in outcomes.values()),
+    )
+
+
+def publish_input(settings: Settings, data: CampaignInput) -> int:
+    """Publish every file as its partner; the number of events Kafka acknowledged."""
+    return sum(publish_file(settings, org, ds, path).published for org, ds, path in data.files)
+
+
+def recipient_lists(settings: Settings, serde: AvroSerde) -> Lists:
+    """Every share topic of these settings, compacted: recipient -> key -> record."""
+    prefix = f"{settings.topic_prefix}share."
+    admin = admin_client(settings)
+    try:
+        names = sorted(t for t in admin.list_topics() if t.startswith(prefix))
+    finally:
+        admin.close()
+    lists: Lists = {}
+    for name in names:
+        recipient = name.removeprefix(prefix).rsplit(".", 1)[0]
+        view: dict[str, dict[str, Any]] = {}
+        for message in read_topic(settings, name, idle_timeout_s=2.0):
+            key = message.key.decode()
+            if message.value is None:
+                view.pop(key, None)
+                continue
+            record = dict(serde.decode(message.value)[1])
+            for volatile in VOLATILE_FIELDS:
+                record.pop(volatile, None)
+            view[key] = record
+        lists[recipient] = view
+    return lists
+
+
+def compare(reference: Lists, faulty: Lists, examples: int = 5) -> Comparison:
+    """Every recipient's list against the reference: cases missing, extra, differing."""
+    missing = extra = differing = shared = 0
+    seen: list[str] = []
+    for recipient in sorted(set(reference) | set(faulty)):
+        want, got = reference.get(recipient, {}), faulty.get(recipient, {})
+        shared += len(want)
+        for kind, keys in (
+            ("missing", want.keys() - got.keys()),
+            ("extra", got.keys() - want.keys()),
+            ("differing", {k for k in want.keys() & got.keys() if want[k] != got[k]}),
+        ):
+            if kind == "missing":
+                missing += len(keys)
+            elif kind == "extra":
+                extra += len(keys)
+            else:
+                differing += len(keys)
+            seen.extend(f"{recipient}: {kind} {key[:12]}" for key in sorted(keys))
+    recipients = sum(1 for r in set(reference) | set(faulty) if reference.get(r) or faulty.get(r))
+    return Comparison(recipients, shared, missing, extra, differing, tuple(seen[:examples]))
+
+
+def kill_delays(rng: random.Random, kills: int, work_s: float) -> list[float]:
+    """Seconds after each (re)started worker got its partitions at which to SIGKILL it:
+    each a random share of the reference run's work (5-30%), so that every kill lands
+    while there is work in hand (the shares add up to less than the whole)."""
+    return [rng.uniform(0.05, 0.3) * max(work_s, 5.0) for _ in range(kills)]
+
+
+def wait_for_assignment(log_path: Path, since: float, timeout_s: float = 120.0) -> float:
+    """Seconds from `since` until the worker logging to `log_path` got its partitions."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log_path.exists() and '"partitions_assigned"' in log_path.read_text(errors="replace"):
+            return time.monotonic() - since
+        time.sleep(0.2)
+    return timeout_s
+
+
+def run_worker(
+    settings: Settings,
+    log_dir: Path,
+    delays: list[float],
+    timeout_s: float,
+    echo: Callable[[str], None],
+) -> RunFigures:
+    """Run a worker on `settings` until its group caught up; SIGKILL it `delays[i]`
+    seconds after its i-th incarnation got its partitions, restarting it each time."""
+    figures = RunFigures()
+    began = time.monotonic()
+    log_path = log_dir / "worker-0.log"
+    worker = processes.spawn_worker(settings, log_path)
+    try:
+        figures.started_s = wait_for_assignment(log_path, began)
+        for n, delay in enumerate(delays, start=1):
+            if n > 1:
+                wait_for_assignment(log_path, began)
+            until = time.monotonic() + delay
+            while time.monotonic() < until:
+                if worker.poll() is not None:
+                    raise InfrastructureError(f"the worker exited with code {worker.returncode}")
+                time.sleep(0.2)
+            lag = processes.worker_lag(settings)
+            processes.kill_worker(worker)
+            at = time.monotonic() - began
+            figures.kills.append((at, lag))
+            echo(f"  SIGKILL {n} at {at:.0f}s, lag {lag}; restarting")
+            log_path = log_dir / f"worker-{n}.log"
+            worker = processes.spawn_worker(settings, log_path)
+        try:
+            processes.wait_until_caught_up(settings, timeout_s, worker=worker)
+            figures.lag_zero = True
+        except InfrastructureError as exc:
+            figures.lag_note = str(exc)
+        figures.seconds = time.monotonic() - began
+    finally:
+        processes.stop_worker(worker)
+    return figures
+
+
+def run_campaign(
+    settings: Settings,
+    *,
+    people: int = 5000,
+    seed: int = 2020,
+    kills: int = 3,
+    keep_topics: bool = False,
+    timeout_s: float | None = None,
+    echo: Callable[[str], None] = lambda line: None,
+) -> CampaignReport:
+    serde = AvroSerde(registry_client(settings, ADMIN), settings.schemas_dir)
+    run = uuid.uuid4().hex[:8]
+    folder = settings.state_dir / "campaign" / f"faults-{seed}-{run}"
+    data = generate_input(people, seed, folder / "input")
+    echo(
+        f"generated {people} people, {data.requests} requests "
+        f"({data.requests_without_chi} without CHI), {data.outcomes} outcomes in {folder}"
+    )
+    rng = random.Random(seed)
+    scoped = []
+    try:
+        reference_settings = _scoped(settings, f"c{run}r")
+        scoped.append(reference_settings)
+        reference_in = publish_input(reference_settings, data)
+        echo(f"reference: {reference_in} events published; worker running without faults")
+        reference = run_worker(
+            reference_settings, folder / "reference", [], timeout_s or 900.0, echo
+        )
+        reference.events_in = reference_in
+        reference.lists = recipient_lists(reference_settings, serde)
+        echo(f"reference: caught up in {reference.seconds:.0f}s: {reference.lag_zero}")
+
+        faulty_settings = _scoped(settings, f"c{run}f")
+        scoped.append(faulty_settings)
+        faulty_in = publish_input(faulty_settings, data)
+        delays = kill_delays(rng, kills, reference.seconds - reference.started_s)
+        echo(
+            f"faulty: {faulty_in} events published; SIGKILL {_seconds(delays)} after each "
+            "(re)started worker got its partitions"
+        )
+        wait = timeout_s or max(300.0, 3 * reference.seconds)
+        faulty = run_worker(faulty_settings, folder / "faulty", delays, wait, echo)
+        faulty.events_in = faulty_in
+        faulty.lists = recipient_lists(faulty_settings, serde)
+    finally:
+        if not keep_topics:
+            for each in scoped:
+                delete_topics(settings, each.topic_prefix)
+                provision.remove_deployment(each)
+    comparison = compare(reference.lists, faulty.lists)
+    report = CampaignReport(seed, people, kills, data, reference, faulty, comparison)
+    log.info(
+        "campaign_faults_finished",
+        seed=seed,
+        people=people,
+        events_in=faulty.events_in,
+        shared=comparison.shared,
+        missing=comparison.missing,
+        extra=comparison.extra,
+        differing=comparison.differing,
+        lag_zero=faulty.lag_zero,
+        passed=report.passed,
+    )
+    return report
+
+
+def _scoped(settings: Settings, name: str) -> Settings:
+    """A deployment of its own (topics, group, grants), made as the administrator would."""
+    scoped = settings.model_copy(
+        update={"topic_prefix": f"{name}.", "worker_id": f"accord-campaign-{name}"}
+    )
+    provision.apply(scoped)
+    return scoped
+
+
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{v:.0f}s" for v in values) or "never"

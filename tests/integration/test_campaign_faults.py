@@ -1,0 +1,33 @@
+"""The fault campaign at CI size: the demo's mix, a worker SIGKILLed twice at seeded
+random moments, every recipient's list compared with a fault-free run (real stack).
+
+`accord campaign faults` runs the same at full size (5,000 people, three kills)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from accord.campaign.faults import run_campaign
+
+pytestmark = [pytest.mark.integration, pytest.mark.campaign]
+PEOPLE = 1500
+KILLS = 2
+SEED = 11
+
+
+def test_lists_after_sigkills_equal_the_fault_free_run(stack):
+    report = run_campaign(
+        stack, people=PEOPLE, seed=SEED, kills=KILLS, echo=lambda line: print(line, file=sys.stderr)
+    )
+    for line in report.lines():
+        print(line, file=sys.stderr)
+    assert report.data.requests_without_chi > 0.3 * report.data.requests
+    assert report.faulty.events_in == report.reference.events_in > PEOPLE
+    assert len(report.faulty.kills) == KILLS
+    assert all(lag > 0 for _, lag in report.faulty.kills), "a kill came after the work was done"
+    assert report.comparison.shared > 0
+    assert report.faulty.lag_zero, report.faulty.lag_note
+    c = report.comparison
+    assert (c.missing, c.extra, c.differing) == (0, 0, 0), c.examples

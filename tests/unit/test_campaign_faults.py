@@ -1,0 +1,35 @@
+"""The fault campaign's pure parts: comparing lists and drawing kill moments."""
+
+import random
+
+from accord.campaign.faults import compare, kill_delays
+
+REFERENCE = {
+    "city-of-edinburgh": {"k1": {"needs": ["FOOD"]}, "k2": {"needs": ["MEDICINE"]}},
+    "community-food-network": {"k1": {"needs": ["FOOD"]}},
+}
+
+
+def test_equal_lists_compare_equal():
+    result = compare(REFERENCE, {r: dict(v) for r, v in REFERENCE.items()})
+    assert result.equal
+    assert (result.recipients, result.shared) == (2, 3)
+
+
+def test_missing_extra_and_differing_cases_are_counted_per_recipient():
+    faulty = {
+        "city-of-edinburgh": {"k1": {"needs": []}, "k3": {"needs": ["FOOD"]}},
+        "east-lothian": {"k9": {"needs": ["FOOD"]}},
+    }
+    result = compare(REFERENCE, faulty)
+    assert (result.missing, result.extra, result.differing) == (2, 2, 1)
+    assert not result.equal
+    assert "city-of-edinburgh: missing k2" in result.examples
+
+
+def test_kill_moments_are_seeded_and_leave_work_for_every_kill():
+    first = kill_delays(random.Random(7), 3, work_s=90.0)
+    assert first == kill_delays(random.Random(7), 3, work_s=90.0)
+    assert first != kill_delays(random.Random(8), 3, work_s=90.0)
+    assert len(first) == 3 and all(4.5 <= d <= 27.0 for d in first)
+    assert sum(first) < 90.0
