@@ -37,9 +37,9 @@ from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST
 from accord.demo.requests import OUTCOME_COLUMNS, REQUEST_COLUMNS, generate_requests, write_rows
+from accord.demo.run import valid_rows
 from accord.demo.synthetic import generate_shielding_list, write_csv
 from accord.ingest.publish import publish_file
-from accord.ingest.validation import RowInvalid, validate_shielding_row
 from accord.stack import processes
 
 log = get_logger("accord.campaign")
@@ -122,17 +122,6 @@ class CampaignReport:
 
 def yesno(value: bool) -> str:
     return "yes" if value else "no"
-
-
-def valid_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    valid = []
-    for row in rows:
-        try:
-            validate_shielding_row(row)
-        except RowInvalid:
-            continue
-        valid.append(row)
-    return valid
 
 
 def generate_input(people: int, seed: int, folder: Path) -> CampaignInput:

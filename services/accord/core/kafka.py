@@ -84,14 +84,8 @@ class KafkaConnection:
         }
 
     def aiokafka(self) -> dict[str, Any]:
-        return {
-            "bootstrap_servers": self.bootstrap,
-            "security_protocol": SECURITY_PROTOCOL,
-            "sasl_mechanism": SASL_MECHANISM,
-            "sasl_plain_username": self.principal,
-            "sasl_plain_password": self._password(),
-            "ssl_context": self.ssl_context(),
-        }
+        # aiokafka took kafka-python's option names, and both take an SSLContext.
+        return self.kafka_python()
 
     def faust(self) -> dict[str, Any]:
         """`broker` and `broker_credentials` for faust.App."""
