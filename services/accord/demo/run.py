@@ -263,7 +263,8 @@ def run_flow(
     governance.print_governance(console, settings, serde, policies, food_view, suspension, rows)
     console.print(
         f"\n  finished in {time.monotonic() - started:.0f}s; every decision is on "
-        f"{topics.audit}, rejected rows on {topics.quarantine}, uncertain matches on "
+        f"{topics.audit}, rejected rows on each publisher's {topics.rejects('<org>')}, "
+        "uncertain matches on "
         f"{topics.internal('match.review')}"
     )
 
