@@ -510,18 +510,14 @@ def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, 
     entry = state["entry"]
     if entry is None and not state["requests"]:
         return None
-    open_needs = open_needs_by_request(state)
-    as_of = last_event_at(state)
-    needs = sorted({need for values in open_needs.values() for need in values})
+    derived = derived_attributes(state, rules)
     closed_reason = None
     if state.get("merged_into"):
         closed_reason = MERGED_REASON
     elif opted_out(state):
         closed_reason = "opted out or withdrew consent"
-    elif not needs:
+    elif not derived["needs"]:
         closed_reason = "no open needs"
-    priority, reasons = assess_priority(state, open_needs, rules, as_of)
-    outcomes = sorted(state["outcomes"].values(), key=lambda o: o["occurred_at"])
     # A case reopened after it was stripped (see retained_state) is decided on the requests'
     # own data until the board publishes its record again.
     reopened_stripped = entry is not None and entry.get("stripped") and not closed_reason
@@ -544,17 +540,10 @@ def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, 
         "case_key": state["person_key"],
         "status": "CLOSED" if closed_reason else "OPEN",
         "closed_reason": closed_reason,
-        "needs": needs,
-        "priority": priority,
-        "priority_reasons": reasons,
-        "latest_outcome": outcomes[-1]["outcome"] if outcomes else None,
-        "latest_outcome_at": outcomes[-1]["occurred_at"] if outcomes else None,
-        "opened_at": opened_at(state),
-        "open_requests": sum(1 for key in open_needs if key != ENTRY_REQUEST),
-        "match_method": state.get("match_method"),
+        **derived,
         "request_orgs": sorted({r["source_org"] for r in state["requests"].values()}),
         "source": source,
         "subject": {"opted_out": opted_out(state)},
-        "as_of": as_of,
+        "as_of": last_event_at(state),
         "restricted": restricted_views(state, rules),
     }
