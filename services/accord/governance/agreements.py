@@ -146,3 +146,33 @@ def validate_dir(policies_dir: Path) -> tuple[int, list[Problem]]:
     files = sorted((policies_dir / "agreements").glob("*.y*ml"))
     problems = [p for f in files for p in validate_file(f, validator)]
     return len(files), problems
+
+
+# Authority rules (`policies/authority/authority.yaml`, served as data.authority): who may
+# publish which dataset, and to whom a request's owner refers requests.
+AUTHORITY_FILE = ("authority", "authority.yaml")
+AUTHORITY_SCHEMA = ("schemas", "authority", "schema.json")
+
+
+def validate_authority(policies_dir: Path) -> list[Problem]:
+    """Problems of the authority rules against their schema (the one OPA checks too:
+    accord.authority decides nothing when they do not match); empty when valid."""
+    import json
+
+    path = policies_dir.joinpath(*AUTHORITY_FILE)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        document = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except FileNotFoundError:
+        return [Problem(name, "", None, "is missing: no one could publish anything")]
+    except (OSError, yaml.YAMLError) as exc:
+        return [Problem(name, "", None, f"cannot be read as YAML: {exc}")]
+    schema = json.loads(policies_dir.joinpath(*AUTHORITY_SCHEMA).read_text(encoding="utf-8"))
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
+        steps = list(error.absolute_path)
+        problems.append(Problem(name, _dotted(steps), _line_of(root, steps), error.message))
+    return problems

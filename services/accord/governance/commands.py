@@ -52,14 +52,16 @@ def policy() -> None:
 @policy.command("validate")
 @click.argument("policies_dir", required=False, type=click.Path(path_type=Path))
 def policy_validate(policies_dir: Path | None) -> None:
-    """Check every agreement against the agreement schema; one line per problem
-    (file:line: path: problem). Exits 1 when any agreement is invalid."""
-    from accord.governance.agreements import validate_dir
+    """Check every agreement against the agreement schema and the authority rules against
+    theirs; one line per problem (file:line: path: problem). Exits 1 when any is invalid."""
+    from accord.governance.agreements import validate_authority, validate_dir
 
-    count, problems = validate_dir(policies_dir or get_settings().policies_dir)
+    folder = policies_dir or get_settings().policies_dir
+    count, problems = validate_dir(folder)
+    problems += validate_authority(folder)
     for problem in problems:
         click.echo(str(problem))
-    click.echo(f"{count} agreements, {len(problems)} problems")
+    click.echo(f"{count} agreements and the authority rules, {len(problems)} problems")
     sys.exit(1 if problems else 0)
 
 
@@ -67,7 +69,7 @@ def policy_validate(policies_dir: Path | None) -> None:
 @click.argument("policies_dir", required=False, type=click.Path(path_type=Path))
 def policy_test(policies_dir: Path | None) -> None:
     """The policy gate: opa fmt, opa check --strict, opa test with coverage >= 90%, and
-    the agreement schema. Exits 1 when any step fails."""
+    the agreement and authority schemas. Exits 1 when any step fails."""
     from accord.governance.gate import run_gate
 
     settings = get_settings()

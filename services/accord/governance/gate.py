@@ -1,5 +1,6 @@
 """The policy gate an IG officer or CI runs before a change goes live (`accord policy test`):
-opa fmt, opa check --strict, opa test with a coverage threshold, and the agreement schema."""
+opa fmt, opa check --strict, opa test with a coverage threshold, the agreement schema and
+the authority rules' schema."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from accord.governance.agreements import validate_dir
+from accord.governance.agreements import validate_authority, validate_dir
 
 COVERAGE_THRESHOLD = 90.0
 
@@ -62,6 +63,10 @@ def run_gate(
     count, problems = validate_dir(policies_dir)
     detail = f"{count} agreements" + "".join(f"\n{p}" for p in problems)
     steps.append(Step("agreement schema", not problems, detail))
+
+    problems = validate_authority(policies_dir)
+    detail = "who may publish what" + "".join(f"\n{p}" for p in problems)
+    steps.append(Step("authority schema", not problems, detail))
 
     for step in steps:
         echo(f"{'ok  ' if step.ok else 'FAIL'} {step.name}: {step.detail}".rstrip(": "))

@@ -16,7 +16,8 @@ At-least-once: a batch's input offsets are acknowledged only after all its outpu
 acknowledged by the broker. Duplicates are harmless: states store events under their own
 ids, outputs are keyed by person into compacted topics, provisional person keys and
 decision ids are derived, not random. While OPA is unreachable the gate waits inside its
-batch: nothing is shared, acknowledged or dropped.
+batch: nothing is shared, acknowledged or dropped; the intake stage likewise holds a
+batch until OPA says who may assert what (`worker.authority`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from accord.core.topics import (
     is_org_id,
 )
 from accord.worker import cases as case_rules
+from accord.worker.authority import check_authority
 from accord.worker.enforce import Gate
 from accord.worker.identity import resolve
 from accord.worker.intake import Incoming, Intake, Rejected, quarantine_record
@@ -573,14 +575,25 @@ def create_app(settings: Settings) -> faust.App:
                 unregistered.add(owner)
         return topics.quarantine
 
-    async def check_batch(events: list[Any]) -> dict[str, int]:
-        pending, counts = [], {"records": len(events), "quarantined": 0}
+    async def check_batch(policy: PolicyClient, events: list[Any]) -> dict[str, int]:
+        pending, counts = [], {"records": len(events), "quarantined": 0, "unauthorised": 0}
+        checked, rejected = [], []
         for message in map(incoming, events):
             try:
-                envelope = intake.check(message)
+                checked.append((message, intake.check(message)))
             except Rejected as exc:
-                await reject(message, exc.code, exc.reason, exc.field)
+                rejected.append((message, exc))
+        # Who may assert what: one query for the batch, before anything is written, so a
+        # batch held while OPA cannot answer is written once when it can.
+        refused = await check_authority(policy, [(m.location, e) for m, e in checked])
+        for message, exc in rejected:
+            await reject(message, exc.code, exc.reason, exc.field)
+            counts["quarantined"] += 1
+        for message, envelope in checked:
+            if (refusal := refused.get(message.location)) is not None:
+                await reject(message, refusal.code, refusal.reason, refusal.field)
                 counts["quarantined"] += 1
+                counts["unauthorised"] += 1
                 continue
             if envelope["kind"] == "outcome":
                 key = envelope["request_key"].encode()
@@ -671,8 +684,12 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(source, name="check_partner_events")
     async def check_partner_events(stream: faust.StreamT) -> None:
-        """Decode, check and validate partner records; route them by matching block."""
-        await run_stage(stream, check_batch, "partner_batch_checked")
+        """Decode, check and validate partner records, refuse what their publisher has no
+        authority to assert (one OPA query per batch); route the rest by matching block."""
+        async with PolicyClient(
+            settings.opa_url, settings.opa_timeout_s, token=opa_token(settings)
+        ) as policy:
+            await run_stage(stream, functools.partial(check_batch, policy), "partner_batch_checked")
 
     @app.agent(identity_topic, name="match_identities")
     async def match_identities(stream: faust.StreamT) -> None:

@@ -2,8 +2,11 @@
 
 Every partner message is decoded from the wire format, checked against its topic's owner
 (a partner publishes only under its own name) and validated; what fails is quarantined
-with its coordinates and original bytes. What passes becomes an event envelope (a plain
-JSON-able dict) that the matching and case stages understand.
+with its coordinates and original bytes. Whether the publisher may assert what a record
+says at all (a board's list, a council's request, an outcome of a request it owns or was
+referred) is asked of OPA once per batch afterwards (`accord.worker.authority`). What
+passes becomes an event envelope (a plain JSON-able dict) that the matching and case
+stages understand.
 """
 
 from __future__ import annotations
