@@ -161,7 +161,7 @@ def test_an_opt_out_tombstones_what_was_shared_and_is_audited(settings, serde, w
     assert view["subject"] == {"opted_out": True}
     assert [datum for datum in personal if datum in text] == []
     state, text = wait_latest(settings, state_topic, key, lambda v: bool(v.get("stripped")))
-    assert state["consent"]["change"] == "OPT_OUT"
+    assert state["consents"]["nhs-lothian"]["change"] == "OPT_OUT"
     assert [datum for datum in personal if datum in text] == []
 
 

@@ -49,6 +49,23 @@ def test_agreements_match_the_agreement_schema():
     assert [str(p) for p in problems] == []
 
 
+def test_the_authority_rules_match_their_schema_and_a_broken_copy_is_named(tmp_path):
+    import shutil
+
+    from accord.governance.agreements import validate_authority
+
+    assert validate_authority(get_settings().policies_dir) == []
+    copy = tmp_path / "policies"
+    shutil.copytree(get_settings().policies_dir, copy)
+    rules = copy / "authority" / "authority.yaml"
+    rules.write_text(
+        rules.read_text().replace("recipient_kinds: [council]", "recipient_kinds: [charity]", 1)
+    )
+    problems = [str(p) for p in validate_authority(copy)]
+    assert len(problems) == 1 and "authority.yaml:" in problems[0]
+    assert "publishers.support-request.recipient_kinds[0]" in problems[0]
+
+
 def test_accord_policy_test_runs_the_whole_gate(opa):
     from click.testing import CliRunner
 
@@ -56,7 +73,8 @@ def test_accord_policy_test_runs_the_whole_gate(opa):
 
     result = CliRunner().invoke(main, ["policy", "test"])
     assert result.exit_code == 0, result.output
-    for step in ("opa fmt", "opa check --strict", "opa test --coverage", "agreement schema"):
+    steps = ("opa fmt", "opa check --strict", "opa test --coverage", "agreement schema")
+    for step in (*steps, "authority schema"):
         assert f"ok   {step}" in result.output
     print(result.output)
 

@@ -9,6 +9,22 @@ list while shielding (every shielding person is owed a welfare check). It update
 outcome, and closes when no need is left open (outcomes met them, or the person stopped
 shielding and has no open request) or when the person opts out or withdraws consent.
 
+Consent is recorded per controller. Each organisation that records a person's consent
+(the boards and councils the authority rules name, `policies/authority/`) has its own
+latest change, kept under its id in `consents`; one controller's change never replaces
+another's. An opt-out or withdrawal by a controller holds until that same controller
+records an opt-in, and an objection from any controller wins over every other's consent
+(as the national data opt-out does): the person is shared about only while no controller's
+latest change stops sharing. States stored before consent was per controller hold a single
+`consent`; it is read as the change of an unattributed controller ("hub", as merges named
+it then), which any controller's later opt-in lifts, since who recorded it is not known.
+
+Shielding-list entries are kept per provider (`entries`, by board): a board's entry is
+changed only by that board's later records, never by another organisation's. A person on
+two boards' lists (they moved between board areas, or both boards list them) keeps both
+entries; the case is decided on the most recent one (by its effective date, then the
+board's id, so replays pick the same), `entry`, and the other board's stays as it was.
+
 Merges. A provisional person (a request without CHI) that turns out to be a listed person
 is merged into them: its events move to the target and its own case closes. The merged
 state keeps its events and names its target (`merged_into`), so a merge read again after
@@ -37,6 +53,9 @@ MET = {"DELIVERED", "NEEDS_MET"}
 SUCCESSFUL_CONTACT = {"DELIVERED", "NEEDS_MET", "REFERRED", "DECLINED"}
 # UNKNOWN changes count as opting out: when unsure, stop sharing.
 STOPS_SHARING = {"OPT_OUT", "WITHDRAW_CONSENT", "UNKNOWN"}
+# The controller of a consent change stored before consent was kept per controller (and
+# of the single consent a merge forwarded then): who recorded it is not known.
+UNATTRIBUTED = "hub"
 WELFARE_CHECK = "WELFARE_CHECK"
 ENTRY_REQUEST = "shielding-list"
 MERGED_REASON = "merged into the case of a listed person"
@@ -60,9 +79,10 @@ def new_state(person_key: str) -> dict[str, Any]:
     return {
         "person_key": person_key,
         "entry": None,
+        "entries": {},
         "requests": {},
         "outcomes": {},
-        "consent": None,
+        "consents": {},
         "match_method": None,
     }
 
@@ -71,17 +91,63 @@ def _later(at: str, than: str | None) -> bool:
     return than is None or at >= than
 
 
+def _newer(record: dict[str, Any], than: dict[str, Any] | None) -> bool:
+    """Whether `record` supersedes `than`, the same organisation's earlier one: not earlier
+    (on equal times the one applied last, as the log orders them)."""
+    return than is None or _later(record["occurred_at"], than["occurred_at"])
+
+
+def consents_of(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Controller -> its latest consent change; a state stored before consent was per
+    controller has one `consent`, read as the unattributed controller's."""
+    consents = state.get("consents")
+    if consents is None:
+        legacy = state.get("consent")
+        return {UNATTRIBUTED: legacy} if legacy else {}
+    return consents
+
+
+def entries_of(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Provider -> its shielding-list entry; a state stored before entries were kept per
+    provider has only `entry`, which is its provider's."""
+    entries = state.get("entries")
+    if entries is None:
+        entry = state.get("entry")
+        return {entry["source_org"]: entry} if entry else {}
+    return entries
+
+
+def upgrade(state: dict[str, Any]) -> dict[str, Any]:
+    """A stored state in today's shape, in place: `consents` and `entries` per organisation
+    (changelogs written before hold one `consent` and only `entry`)."""
+    state["consents"] = dict(consents_of(state))
+    state.pop("consent", None)
+    state["entries"] = dict(entries_of(state))
+    return state
+
+
+def case_entry(entries: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The entry the case is decided on: the most recent (effective date, then board id)."""
+    if not entries:
+        return None
+    return max(entries.values(), key=lambda e: (e["occurred_at"], e["source_org"]))
+
+
 def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     """The state after `event` (an envelope: kind, event_id, occurred_at, source_org, data)."""
     kind, data, at = event["kind"], event["data"], event["occurred_at"]
+    upgrade(state)
     if kind == "entry":
-        if state["entry"] is None or _later(at, state["entry"]["occurred_at"]):
-            state["entry"] = {
-                "occurred_at": at,
-                "source_org": event["source_org"],
-                "event_id": event["event_id"],
-                "fields": data,
-            }
+        # Only the provider's own later record changes its entry (see the module docstring).
+        entry = {
+            "occurred_at": at,
+            "source_org": event["source_org"],
+            "event_id": event["event_id"],
+            "fields": data,
+        }
+        if _newer(entry, state["entries"].get(event["source_org"])):
+            state["entries"][event["source_org"]] = entry
+        state["entry"] = case_entry(state["entries"])
     elif kind == "request":
         key = event["request_key"]
         state["requests"][key] = {
@@ -103,12 +169,16 @@ def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
             "outcome": data.get("outcome") or "UNKNOWN",
         }
     elif kind == "consent":
-        if state["consent"] is None or _later(at, state["consent"]["occurred_at"]):
-            state["consent"] = {
-                "occurred_at": at,
-                "change": data.get("change") or "UNKNOWN",
-                "scope": data.get("scope") or "ALL_SHARING",
-            }
+        # Each controller's latest change, under its own id (see the module docstring).
+        consent = {
+            "occurred_at": at,
+            "event_id": event["event_id"],
+            "change": data.get("change") or "UNKNOWN",
+            "scope": data.get("scope") or "ALL_SHARING",
+        }
+        controller = event.get("source_org") or UNATTRIBUTED
+        if _newer(consent, state["consents"].get(controller)):
+            state["consents"][controller] = consent
     else:
         raise ValueError(f"unknown event kind {kind!r}")
     # The case shows its weakest link: one probabilistic join makes it probabilistic.
@@ -235,14 +305,15 @@ def events_of(state: dict[str, Any]) -> list[dict[str, Any]]:
                 "data": {"need": outcome["need"], "outcome": outcome["outcome"]},
             }
         )
-    if state["consent"]:
-        consent = state["consent"]
+    # Every controller's consent, each as its own controller's change.
+    for controller, consent in sorted(consents_of(state).items()):
         events.append(
             {
                 "kind": "consent",
-                "event_id": f"consent|{state['person_key']}",
+                "event_id": consent.get("event_id")
+                or f"consent|{state['person_key']}|{controller}",
                 "occurred_at": consent["occurred_at"],
-                "source_org": "hub",
+                "source_org": controller,
                 "data": {"change": consent["change"], "scope": consent["scope"]},
             }
         )
@@ -250,8 +321,22 @@ def events_of(state: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def opted_out(state: dict[str, Any]) -> bool:
-    consent = state.get("consent")
-    return bool(consent) and consent["change"] in STOPS_SHARING
+    """Whether any controller's latest change stops sharing: an objection wins over every
+    other controller's consent. An unattributed change (a state stored before consent was
+    per controller) is lifted by any controller's later opt-in."""
+    consents = consents_of(state)
+    for controller, consent in consents.items():
+        if consent["change"] not in STOPS_SHARING:
+            continue
+        if controller == UNATTRIBUTED and any(
+            other != UNATTRIBUTED
+            and later["change"] == "OPT_IN"
+            and later["occurred_at"] >= consent["occurred_at"]
+            for other, later in consents.items()
+        ):
+            continue
+        return True
+    return False
 
 
 def open_needs_by_request(state: dict[str, Any]) -> dict[str, set[str]]:
@@ -359,9 +444,9 @@ def opened_at(state: dict[str, Any]) -> str | None:
 def last_event_at(state: dict[str, Any]) -> str:
     times = [r["occurred_at"] for r in state["requests"].values()]
     times += [o["occurred_at"] for o in state["outcomes"].values()]
-    for part in ("entry", "consent"):
-        if state[part]:
-            times.append(state[part]["occurred_at"])
+    times += [c["occurred_at"] for c in consents_of(state).values()]
+    if state["entry"]:
+        times.append(state["entry"]["occurred_at"])
     return max(times)
 
 
@@ -466,6 +551,14 @@ def strip_source_fields(state: dict[str, Any], only: set[str] | None = None) -> 
     if entry is not None and chosen(entry["event_id"]):
         stripped["entry"] = {**entry, "fields": _lifecycle_only(entry["fields"]), "stripped": True}
         ids.add(entry["event_id"])
+    if state.get("entries"):
+        entries = {}
+        for org, each in state["entries"].items():
+            if chosen(each["event_id"]):
+                each = {**each, "fields": _lifecycle_only(each["fields"]), "stripped": True}
+                ids.add(each["event_id"])
+            entries[org] = each
+        stripped["entries"] = entries
     requests = {}
     for key, request in state["requests"].items():
         if chosen(request["event_id"]):
