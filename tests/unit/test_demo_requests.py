@@ -1,4 +1,4 @@
-from accord.demo.requests import THIRD_SECTOR, generate_requests
+from accord.demo.requests import THIRD_SECTOR, generate_requests, referring_councils
 from accord.demo.synthetic import generate_shielding_list
 from accord.ingest.pipeline import Accepted, Location, Pipeline
 
@@ -15,6 +15,15 @@ def test_requests_mix_chi_and_noisy_forms_and_outcomes_refer_to_requests():
             owner = outcome["request_org"] or publisher
             assert (owner, outcome["request_id"]) in ids
     assert THIRD_SECTOR in outcomes
+    # The network reports only on requests of councils that refer requests to it.
+    owners = {o["request_org"] for o in outcomes[THIRD_SECTOR]}
+    assert owners and owners <= referring_councils() == {"city-of-edinburgh", "midlothian"}
+    assert all(
+        o["request_org"] == ""
+        for org, rows in outcomes.items()
+        if org != THIRD_SECTOR
+        for o in rows
+    )
 
 
 def test_generated_requests_and_outcomes_pass_validation():

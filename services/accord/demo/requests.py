@@ -3,7 +3,10 @@
 Councils record requests from helplines and web forms: most give a CHI number, many do
 not, and those carry the noise real forms do (nicknames, typos, Mc/Mac, short street
 forms). Some requests are about people not on the shielding list. Outcomes come from the
-councils and from a third-sector delivery network, keyed to the council's request id.
+councils and, for food deliveries in the areas it serves, from a third-sector delivery
+network, keyed to the council's request id: the councils that refer requests to it in the
+authority rules (`policies/authority/authority.yaml`), so that every outcome the demo
+publishes comes from an organisation with the authority to report it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import yaml
+
 from accord.core.credentials import private_dir
 from accord.core.scotland import org_id
+from accord.core.settings import REPO_ROOT
 
 THIRD_SECTOR = "community-food-network"
 REQUEST_COLUMNS = (
@@ -56,6 +62,13 @@ NEED_SETS = (
     ["FOOD", "SOCIAL_ISOLATION"],
 )
 START = datetime(2020, 6, 2, 9, 0, tzinfo=UTC)
+AUTHORITY_RULES = REPO_ROOT / "policies" / "authority" / "authority.yaml"
+
+
+def referring_councils(partner: str = THIRD_SECTOR, path: Path = AUTHORITY_RULES) -> set[str]:
+    """The request owners that refer requests to `partner` under the authority rules."""
+    referrals = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("referrals") or {}
+    return {owner for owner, to in referrals.items() if partner in (to or ())}
 
 
 def _typo(name: str, rng: random.Random) -> str:
@@ -133,11 +146,12 @@ def generate_requests(
             }
         )
     outcomes: dict[str, list[dict[str, str]]] = defaultdict(list)
+    referring = referring_councils()
     for org, rows in requests.items():
         for row in rows:
             if rng.random() >= 0.5:
                 continue
-            publisher = THIRD_SECTOR if "FOOD" in row["needs"] else org
+            publisher = THIRD_SECTOR if "FOOD" in row["needs"] and org in referring else org
             need = row["needs"].split(";")[0]
             at = datetime.fromisoformat(row["occurred_at"]) + timedelta(days=1)
             outcomes[publisher].append(
