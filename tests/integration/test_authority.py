@@ -247,3 +247,21 @@ def test_partners_without_authority_change_no_case_and_good_records_still_flow(
     assert final[key["requester"]]["needs"] == ["MEDICINE"]  # FOOD met, the rest still open
     assert final[key["listed"]] == before[key["listed"]]
     assert len(decoded(settings, serde, topics.rejects(CHARITY))) == 2  # nothing more refused
+
+
+def test_accord_publish_refuses_a_dataset_its_publisher_has_no_authority_for(settings, tmp_path):
+    from accord.demo.synthetic import write_csv
+    from accord.ingest.publish import publish_file
+    from accord.ingest.readers import PublishInputError
+
+    path = tmp_path / "list.csv"
+    write_csv(people(2), path)
+    with pytest.raises(PublishInputError) as refused:
+        publish_file(settings, CHARITY, SHIELDING_LIST, path)
+    assert str(refused.value) == (
+        "community-food-network has no authority to publish shielding-list: the authority "
+        "rules (policies/authority/authority.yaml) and the agreements do not name it as a "
+        "publisher of that dataset. It may publish: support-outcome."
+    )
+    assert decoded(settings, None, Topics(settings).partner(CHARITY, SHIELDING_LIST)) == []
+    assert publish_file(settings, LOTHIAN, SHIELDING_LIST, path).published == 2

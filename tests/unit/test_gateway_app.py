@@ -106,6 +106,7 @@ def with_client(
     settings = Settings(
         bootstrap_servers="127.0.0.1:9",
         schema_registry_url="https://127.0.0.1:9",
+        opa_url="http://127.0.0.1:9",  # no OPA: authority unknown, the worker decides
         principal="accord-gateway",
         secret="not-a-real-secret",
         **overrides,
@@ -125,6 +126,41 @@ def post(token: str | None, data: bytes | str, dataset: str = "support-outcome")
         return response.status, await response.json(), dict(response.headers)
 
     return call
+
+
+def test_403_for_a_dataset_the_organisation_has_no_authority_to_publish(
+    store: TokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What OPA answers for the organisation (accord.authority.datasets) is stood in
+    for here; the integration tier asks the real OPA."""
+    asked: list[str] = []
+
+    def publishable(settings: Settings, org: str) -> set[str]:
+        asked.append(org)
+        return {"support-outcome"}
+
+    monkeypatch.setattr("accord.gateway.app.publishable", publishable)
+    token = store.issue("community-food-network")
+
+    async def both(client: TestClient) -> list[tuple[int, dict, dict]]:
+        refused = await post(token, "[]", dataset="shielding-list")(client)
+        allowed = await post(token, "[]", dataset="support-outcome")(client)
+        return [refused, allowed]
+
+    (status, body, _), (allowed_status, _, _) = with_client(store, both)
+    assert status == 403 and body["error"] == "no_authority"
+    assert body["message"].startswith(
+        "community-food-network has no authority to publish shielding-list"
+    )
+    assert "It may publish: support-outcome." in body["message"]
+    assert allowed_status == 503  # past the authority check, to Kafka (closed here)
+    assert asked == ["community-food-network"]  # remembered, not asked per request
+
+
+def test_without_an_answer_from_opa_the_batch_goes_on_to_the_worker(store: TokenStore) -> None:
+    token = store.issue("community-food-network")
+    status, body, _ = with_client(store, post(token, "[]", dataset="shielding-list"))
+    assert status == 503 and body["error"] == "unavailable"  # on to Kafka (closed here)
 
 
 @pytest.mark.parametrize("token", [None, "", "acc_nope_nope", "Basic abc"])
@@ -210,7 +246,7 @@ def test_openapi_document_describes_the_endpoint_and_every_dataset() -> None:
     spec = openapi_document()
     assert spec["openapi"].startswith("3.")
     post_op = spec["paths"]["/v1/datasets/{dataset}/records"]["post"]
-    assert set(post_op["responses"]) == {"200", "400", "401", "404", "413", "429", "503"}
+    assert set(post_op["responses"]) == {"200", "400", "401", "403", "404", "413", "429", "503"}
     assert post_op["security"] == [{"bearerAuth": []}]
     assert post_op["parameters"][0]["schema"]["enum"] == sorted(DATASETS)
     schemas = spec["components"]["schemas"]

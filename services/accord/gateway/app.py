@@ -17,8 +17,11 @@ written again with the same id and key, which compacted views absorb.
 Limits: at most MAX_RECORDS records and MAX_BODY_BYTES bytes per request (413 beyond).
 Status codes: 200 batch processed (see each record's outcome), 400 malformed JSON or
 shape or nesting deeper than MAX_DEPTH, 401 missing, unknown, expired or revoked token,
-404 unknown dataset, 413 too large, 429 over the token's rate (Retry-After says when to
-come back), 503 Kafka or the schema registry unavailable.
+403 a dataset the organisation has no authority to publish (the authority rules, asked
+of OPA and remembered for AUTHORITY_TTL_S; when OPA cannot say, the batch goes on and
+the worker decides each record, as it does in any case), 404 unknown dataset, 413 too
+large, 429 over the token's rate (Retry-After says when to come back), 503 Kafka or the
+schema registry unavailable.
 
 The gateway serves HTTPS only, with the stack's certificate (`accord.stack.tls`).
 Failed sign-ins are counted by reason (GET /health shows the counts) and logged as
@@ -43,6 +46,7 @@ from accord.core.logging import get_logger
 from accord.core.settings import Settings
 from accord.gateway.limits import MAX_DEPTH, RateLimiter, nesting_depth, retry_after
 from accord.gateway.tokens import TokenStore
+from accord.governance.authority import no_authority_message, publishable
 from accord.ingest.datasets import DATASETS, Dataset
 from accord.ingest.pipeline import Accepted, Location, Pipeline, Rejected
 from accord.ingest.publish import Deliveries, Publisher
@@ -130,6 +134,24 @@ def _result(index: int, outcome: Accepted | Rejected) -> dict[str, Any]:
     return result
 
 
+AUTHORITY_TTL_S = 30.0
+
+
+async def _publishable(app: web.Application, org: str) -> set[str] | None:
+    """The datasets `org` may publish (None: OPA cannot say), remembered for a while.
+
+    Early and advisory: a refusal here saves the partner a batch the worker would set
+    aside; the worker decides every record whatever this says."""
+    cache = app[STATE_KEY].setdefault("authority", {})
+    now = time.monotonic()
+    if org in cache and now - cache[org][0] < AUTHORITY_TTL_S:
+        return cache[org][1]
+    allowed = await asyncio.to_thread(publishable, app[SETTINGS_KEY], org)
+    if allowed is not None:
+        cache[org] = (now, allowed)
+    return allowed
+
+
 async def post_records(request: web.Request) -> web.Response:
     app = request.app
     header = request.headers.get("Authorization", "")
@@ -161,6 +183,11 @@ async def post_records(request: web.Request) -> web.Response:
     dataset = request.match_info["dataset"]
     if dataset not in DATASETS:
         return _error(404, "unknown_dataset", f"Known datasets: {', '.join(sorted(DATASETS))}.")
+    allowed = await _publishable(app, org)
+    if allowed is not None and dataset not in allowed:
+        app[COUNTS_KEY]["no_authority"] += 1
+        log.warning("gateway_no_authority", org=org, dataset=dataset)
+        return _error(403, "no_authority", no_authority_message(org, dataset, allowed))
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -365,6 +392,7 @@ def openapi_document() -> dict[str, Any]:
                             for code, text in (
                                 ("400", "Malformed JSON, wrong shape, or nested too deeply"),
                                 ("401", "Missing, unknown, expired or revoked API token"),
+                                ("403", "The organisation may not publish this dataset"),
                                 ("404", "Unknown dataset"),
                                 ("413", "Too many records or too many bytes"),
                                 ("429", "Over this token's request rate; see Retry-After"),

@@ -28,6 +28,7 @@ from accord.core.serde import AvroSerde, encode_body, parse_schema_text, registr
 from accord.core.serde import load_schema_text as _load_schema_text
 from accord.core.settings import Settings
 from accord.core.topics import DATASET_RECORDS, Topics, is_org_id
+from accord.governance.authority import no_authority_message, publishable
 from accord.ingest.mapping import load_mapping, mapping_path
 from accord.ingest.pipeline import (
     SCHEMA_VERSION,
@@ -286,12 +287,18 @@ def publish_file(
 
     The column mapping is `mapping`, else `partners/<org>.yaml` under the project home
     when it exists. With `dry_run` nothing is sent anywhere; the report says what would be.
+    A dataset the organisation has no authority to publish (as OPA answers; when it cannot,
+    the worker decides) is a PublishInputError before anything is read.
     Raises PublishInputError for what the caller must fix, InfrastructureError when Kafka
     or the registry failed (then the report's counts are not trustworthy).
     """
     _check_inputs(org, dataset)
     if not path.is_file():
         raise PublishInputError(f"no such file: {path}")
+    # Early and advisory: the worker decides every record whatever is answered here.
+    allowed = publishable(settings, org)
+    if allowed is not None and dataset not in allowed:
+        raise PublishInputError(no_authority_message(org, dataset, allowed))
     file_format = format_of(path, fmt)
     pipeline = Pipeline(org, dataset, clock)
     mapping_file = mapping if mapping is not None else mapping_path(settings.home / "partners", org)
