@@ -33,3 +33,20 @@ def test_kill_moments_are_seeded_and_leave_work_for_every_kill():
     assert first != kill_delays(random.Random(8), 3, work_s=90.0)
     assert len(first) == 3 and all(4.5 <= d <= 27.0 for d in first)
     assert sum(first) < 90.0
+
+
+def test_fault_plans_are_seeded_scaled_and_refuse_unknown_faults():
+    import random
+
+    import pytest
+
+    from accord.campaign import FAULTS
+    from accord.campaign.faults import plan_faults
+
+    one = plan_faults(random.Random(3), 2, 60.0, FAULTS, scale=0.5)
+    again = plan_faults(random.Random(3), 2, 60.0, FAULTS, scale=0.5)
+    assert one == again and [kind for kind, _ in one.others] == list(FAULTS)
+    assert all(3.0 <= delay <= 18.0 for _, delay in one.others)
+    assert (one.opa_down_s, one.registry_down_s, one.lag_s) == (15.0, 10.0, 60.0)
+    with pytest.raises(ValueError, match="unknown faults"):
+        plan_faults(random.Random(3), 1, 60.0, ("disk",))

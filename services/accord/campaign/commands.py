@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from accord.campaign import FAULTS
 from accord.core.credentials import ADMIN
 from accord.core.kafka import as_principal
 from accord.core.settings import get_settings
@@ -17,26 +18,65 @@ def campaign() -> None:
 
 
 @campaign.command("faults")
-@click.option("--seed", default=2020, show_default=True, help="Seed of the data and kill times.")
-@click.option("--people", default=5000, show_default=True, help="Size of the synthetic list.")
+@click.option("--seed", default=2020, show_default=True, help="Seed of the data and fault times.")
+@click.option(
+    "--people",
+    default=40000,
+    show_default=True,
+    help="Size of the synthetic list (40,000 people make about 50,000 events).",
+)
 @click.option("--kills", default=3, show_default=True, help="SIGKILLs of the worker.")
+@click.option(
+    "--faults",
+    "fault_names",
+    default=",".join(FAULTS),
+    show_default=True,
+    help="Other faults, comma-separated (empty for none): broker (SIGKILL and restart), "
+    "opa (stopped), registry (stopped), lag (the worker frozen out of its group).",
+)
+@click.option(
+    "--scale",
+    "fault_scale",
+    default=1.0,
+    show_default=True,
+    help="Scales the outages: OPA 30 s, registry 20 s, worker frozen 120 s.",
+)
 @click.option("--keep-topics", is_flag=True, help="Keep both runs' topics for inspection.")
 @click.option("--timeout", "timeout_s", type=float, help="Seconds to wait for lag 0.")
-def faults(seed: int, people: int, kills: int, keep_topics: bool, timeout_s: float | None) -> None:
-    """The demo's input through a worker SIGKILLed at random moments, compared with a
-    fault-free run: events in, shared, missing, extra, differing, and whether lag reached 0.
-    Exits 1 unless missing, extra and differing are 0 and the worker caught up."""
+def faults(
+    seed: int,
+    people: int,
+    kills: int,
+    fault_names: str,
+    fault_scale: float,
+    keep_topics: bool,
+    timeout_s: float | None,
+) -> None:
+    """The demo's input through a worker SIGKILLed at random moments, the broker killed
+    and restarted, OPA and the registry stopped and the worker frozen, compared with a
+    fault-free run: events in, shared, lost, extra, differing, duplicated, shared without an
+    audit record, shared while OPA was down, and whether lag reached 0. Exits 1 unless all
+    of those are 0 and the worker caught up."""
     from accord.campaign.faults import run_campaign
     from accord.stack import local
 
     # The campaign plays the administrator (it makes deployments) and every partner.
     settings = as_principal(get_settings(), ADMIN)
     local.up(settings, click.echo)
+    chosen = tuple(name.strip() for name in fault_names.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(FAULTS))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown {', '.join(unknown)}; choose from {', '.join(FAULTS)}",
+            param_hint="--faults",
+        )
     report = run_campaign(
         settings,
         people=people,
         seed=seed,
         kills=kills,
+        faults=chosen,
+        fault_scale=fault_scale,
         keep_topics=keep_topics,
         timeout_s=timeout_s,
         echo=click.echo,

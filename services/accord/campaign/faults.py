@@ -1,24 +1,33 @@
-"""`accord campaign faults`: the demo's input through a worker killed at random moments.
+"""`accord campaign faults`: the demo's input through a worker, the broker, OPA and the
+registry failing at random moments.
 
 1. Generate the demo's mix (its synthetic generator: shielding lists from every NHS
    board, council requests of which about half carry no CHI, outcomes from councils and
    the food network) and write it as the partners' files.
 2. Reference: publish it on fresh topics (a prefix of its own), run one worker until its
    group has committed everything it reads, and record every recipient's list.
-3. Faulty: publish the same files on other fresh topics, run a worker and SIGKILL it at
-   `kills` moments drawn from the seed, restarting it each time (on the same consumer
-   group, so it resumes from the changelogs and committed offsets), and wait for lag 0.
-4. Compare every recipient's list with the reference: missing, extra and differing cases.
+3. Faulty: publish the same files on other fresh topics, run a worker and, at moments
+   drawn from the seed, SIGKILL it `kills` times (restarting it each time on the same
+   consumer group, so it resumes from the changelogs and committed offsets), SIGKILL and
+   restart the broker, stop OPA for `opa_down_s`, stop the schema registry for a while, and
+   freeze the worker (SIGSTOP) for `lag_s` so that it lags and is put out of its group;
+   then wait for lag 0.
+4. Compare every recipient's list with the reference: missing, extra and differing cases,
+   cases shared twice (two keys for one source record); and check every share record of
+   the faulty run: each carries a decision id that has its audit record, and none was
+   decided while OPA was stopped.
 
-Passing means missing = extra = differing = 0 and the faulty run's lag reached 0. The
-records' `updated_at` (the wall time of the decision) is left out of the comparison.
+Passing means all of those are 0 and the faulty run's lag reached 0. The records'
+`updated_at` (the wall time of the decision) is left out of the comparison.
 Event ids, person keys and decision ids derive from the input, so both runs name each
 case alike.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import time
 import uuid
 from collections import defaultdict
@@ -28,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.access import provision
+from accord.campaign import FAULTS
 from accord.core.credentials import ADMIN
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import admin_client, delete_topics, read_topic
@@ -35,12 +45,12 @@ from accord.core.logging import get_logger
 from accord.core.scotland import HEALTH_BOARDS, org_id
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
-from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST
+from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST, Topics
 from accord.demo.requests import OUTCOME_COLUMNS, REQUEST_COLUMNS, generate_requests, write_rows
 from accord.demo.run import valid_rows
 from accord.demo.synthetic import generate_shielding_list, write_csv
 from accord.ingest.publish import publish_file
-from accord.stack import processes
+from accord.stack import local, processes
 
 log = get_logger("accord.campaign")
 
@@ -69,7 +79,19 @@ class RunFigures:
     lag_zero: bool = False
     lag_note: str = ""
     kills: list[tuple[float, int]] = field(default_factory=list)  # (seconds in, lag then)
+    faults: list[str] = field(default_factory=list)  # what else happened, for the report
+    opa_down: list[tuple[float, float]] = field(default_factory=list)  # epoch seconds
     lists: Lists = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ShareChecks:
+    """Every share record of a run (not only each key's latest) against its audit."""
+
+    records: int = 0  # share records with a value (tombstones are not shares)
+    unaudited: int = 0  # whose decision id has no audit record
+    while_opa_down: int = 0  # decided while OPA was stopped
+    duplicated: int = 0  # a source record on a recipient's list under a second key
 
 
 @dataclass(frozen=True)
@@ -95,10 +117,17 @@ class CampaignReport:
     reference: RunFigures
     faulty: RunFigures
     comparison: Comparison
+    checks: ShareChecks = field(default_factory=ShareChecks)
 
     @property
     def passed(self) -> bool:
-        return self.comparison.equal and self.faulty.lag_zero and self.reference.lag_zero
+        c = self.checks
+        return (
+            self.comparison.equal
+            and self.faulty.lag_zero
+            and self.reference.lag_zero
+            and c.unaudited == c.while_opa_down == c.duplicated == 0
+        )
 
     def lines(self) -> list[str]:
         c, f, r = self.comparison, self.faulty, self.reference
@@ -109,11 +138,16 @@ class CampaignReport:
             f"events in: {f.events_in} (reference {r.events_in})",
             f"reference run: {r.seconds:.0f}s, lag reached 0: {yesno(r.lag_zero)}",
             f"faulty run: {f.seconds:.0f}s, {len(f.kills)} SIGKILLs at {kills}",
+            *(f"  {fault}" for fault in f.faults),
             f"recipients: {c.recipients}",
-            f"shared: {c.shared}",
-            f"missing: {c.missing}",
+            f"shared: {c.shared} (cases on the fault-free lists)",
+            f"lost (missing): {c.missing}",
             f"extra: {c.extra}",
             f"differing: {c.differing}",
+            f"duplicated in compacted views: {self.checks.duplicated}",
+            f"share records checked: {self.checks.records}",
+            f"shared without an audit record: {self.checks.unaudited}",
+            f"shared while OPA was down: {self.checks.while_opa_down}",
             f"lag reached 0: {yesno(f.lag_zero)}" + (f" ({f.lag_note})" if f.lag_note else ""),
             *(f"  e.g. {example}" for example in c.examples),
             "PASS" if self.passed else "FAIL",
@@ -206,6 +240,41 @@ def compare(reference: Lists, faulty: Lists, examples: int = 5) -> Comparison:
     return Comparison(recipients, shared, missing, extra, differing, tuple(seen[:examples]))
 
 
+def check_shares(
+    settings: Settings, serde: AvroSerde, opa_down: list[tuple[float, float]], lists: Lists
+) -> ShareChecks:
+    """Read every share record of `settings`' deployment: each must carry a decision id
+    with an audit record, and none may have been decided while OPA was stopped (a decision
+    made just before the stop may still be on its way: 2 s of grace)."""
+    audited = set()
+    for message in read_topic(settings, Topics(settings).audit, idle_timeout_s=2.0):
+        audited.add(str(serde.decode(message.value)[1]["decision_id"]))
+    prefix = f"{settings.topic_prefix}share."
+    admin = admin_client(settings)
+    try:
+        names = sorted(t for t in admin.list_topics() if t.startswith(prefix))
+    finally:
+        admin.close()
+    records = unaudited = while_down = 0
+    for name in names:
+        for message in read_topic(settings, name, idle_timeout_s=2.0):
+            if message.value is None:
+                continue
+            records += 1
+            headers = dict(message.headers or ())
+            decision = (headers.get("accord-decision-id") or b"").decode()
+            if decision not in audited:
+                unaudited += 1
+            decided = serde.decode(message.value)[1]["updated_at"].timestamp()
+            if any(start + 2.0 < decided < end for start, end in opa_down):
+                while_down += 1
+    duplicated = 0
+    for view in lists.values():
+        sources = [record.get("source_event_id") for record in view.values()]
+        duplicated += len(sources) - len(set(sources))
+    return ShareChecks(records, unaudited, while_down, duplicated)
+
+
 def kill_delays(rng: random.Random, kills: int, work_s: float) -> list[float]:
     """Seconds after each (re)started worker got its partitions at which to SIGKILL it:
     each a random share of the reference run's work (5-30%), so that every kill lands
@@ -223,29 +292,113 @@ def wait_for_assignment(log_path: Path, since: float, timeout_s: float = 120.0) 
     return timeout_s
 
 
+@dataclass(frozen=True)
+class FaultPlan:
+    """What the faulty run suffers, and when (seconds after a worker got its partitions)."""
+
+    kills: list[float]
+    others: list[tuple[str, float]] = field(default_factory=list)  # (kind, delay)
+    opa_down_s: float = 30.0
+    registry_down_s: float = 20.0
+    lag_s: float = 120.0
+
+
+def plan_faults(
+    rng: random.Random, kills: int, work_s: float, faults: tuple[str, ...], scale: float = 1.0
+) -> FaultPlan:
+    """Kill delays as `kill_delays`; each other fault a random 5-30% of the work in."""
+    unknown = set(faults) - set(FAULTS)
+    if unknown:
+        raise ValueError(f"unknown faults {sorted(unknown)}: choose from {', '.join(FAULTS)}")
+    return FaultPlan(
+        kill_delays(rng, kills, work_s),
+        [(kind, rng.uniform(0.05, 0.3) * max(work_s, 5.0)) for kind in FAULTS if kind in faults],
+        opa_down_s=30.0 * scale,
+        registry_down_s=20.0 * scale,
+        lag_s=120.0 * scale,
+    )
+
+
+def _component(settings: Settings, name: str) -> local.Component:
+    return next(c for c in local.components(settings) if c.name == name)
+
+
+def _pause(seconds: float, worker: Any) -> None:
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        if worker.poll() is not None:
+            raise InfrastructureError(f"the worker exited with code {worker.returncode}")
+        time.sleep(0.2)
+
+
+def suffer(
+    settings: Settings, kind: str, plan: FaultPlan, worker: Any, figures: RunFigures, at: float
+) -> str:
+    """Inflict one fault (not a worker kill) and recover from it; what happened."""
+    if kind == "broker":
+        pid = local.running_pid(settings, _component(settings, "kafka"))
+        if pid is None:
+            raise InfrastructureError("the broker is not running")
+        os.kill(pid, signal.SIGKILL)
+        stopped = time.monotonic()
+        while local.running_pid(settings, _component(settings, "kafka")) is not None:
+            if time.monotonic() - stopped > 30:
+                raise InfrastructureError("the broker did not die")
+            time.sleep(0.2)
+        local.up(settings, lambda line: None, only=["kafka"])
+        return f"broker SIGKILLed at {at:.0f}s, back after {time.monotonic() - stopped:.0f}s"
+    if kind == "opa":
+        local.down(settings, lambda line: None, only=["opa"])
+        stopped = time.time()
+        _pause(plan.opa_down_s, worker)
+        figures.opa_down.append((stopped, time.time()))
+        local.up(settings, lambda line: None, only=["opa"])
+        return f"OPA stopped at {at:.0f}s for {plan.opa_down_s:.0f}s"
+    if kind == "registry":
+        local.down(settings, lambda line: None, only=["registry"])
+        _pause(plan.registry_down_s, worker)
+        local.up(settings, lambda line: None, only=["registry"])
+        return f"registry stopped at {at:.0f}s for {plan.registry_down_s:.0f}s"
+    if kind == "lag":
+        # Frozen past its session timeout, the worker is put out of its group; its records
+        # wait, then it rejoins and catches up.
+        worker.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(plan.lag_s)
+        finally:
+            worker.send_signal(signal.SIGCONT)
+        return f"worker frozen (SIGSTOP) at {at:.0f}s for {plan.lag_s:.0f}s"
+    raise ValueError(kind)
+
+
 def run_worker(
     settings: Settings,
     log_dir: Path,
-    delays: list[float],
+    plan: FaultPlan | list[float],
     timeout_s: float,
     echo: Callable[[str], None],
 ) -> RunFigures:
-    """Run a worker on `settings` until its group caught up; SIGKILL it `delays[i]`
-    seconds after its i-th incarnation got its partitions, restarting it each time."""
+    """Run a worker on `settings` until its group caught up; SIGKILL it `plan.kills[i]`
+    seconds after its i-th incarnation got its partitions, restarting it each time, and
+    inflict the plan's other faults in between."""
+    plan = plan if isinstance(plan, FaultPlan) else FaultPlan(kills=list(plan))
     figures = RunFigures()
     began = time.monotonic()
     log_path = log_dir / "worker-0.log"
     worker = processes.spawn_worker(settings, log_path)
+    others = list(plan.others)
     try:
         figures.started_s = wait_for_assignment(log_path, began)
-        for n, delay in enumerate(delays, start=1):
+        for n, delay in enumerate(plan.kills, start=1):
             if n > 1:
                 wait_for_assignment(log_path, began)
-            until = time.monotonic() + delay
-            while time.monotonic() < until:
-                if worker.poll() is not None:
-                    raise InfrastructureError(f"the worker exited with code {worker.returncode}")
-                time.sleep(0.2)
+            _pause(delay, worker)
+            if others:  # one other fault per worker incarnation, before its kill
+                kind, other_delay = others.pop(0)
+                _pause(other_delay / 2, worker)
+                line = suffer(settings, kind, plan, worker, figures, time.monotonic() - began)
+                figures.faults.append(line)
+                echo(f"  {line}")
             lag = processes.worker_lag(settings)
             processes.kill_worker(worker)
             at = time.monotonic() - began
@@ -253,6 +406,12 @@ def run_worker(
             echo(f"  SIGKILL {n} at {at:.0f}s, lag {lag}; restarting")
             log_path = log_dir / f"worker-{n}.log"
             worker = processes.spawn_worker(settings, log_path)
+        for kind, delay in others:  # more faults than kills: after the last restart
+            wait_for_assignment(log_path, began)
+            _pause(delay / 2, worker)
+            line = suffer(settings, kind, plan, worker, figures, time.monotonic() - began)
+            figures.faults.append(line)
+            echo(f"  {line}")
         try:
             processes.wait_until_caught_up(settings, timeout_s, worker=worker)
             figures.lag_zero = True
@@ -270,6 +429,8 @@ def run_campaign(
     people: int = 5000,
     seed: int = 2020,
     kills: int = 3,
+    faults: tuple[str, ...] = (),
+    fault_scale: float = 1.0,
     keep_topics: bool = False,
     timeout_s: float | None = None,
     echo: Callable[[str], None] = lambda line: None,
@@ -299,22 +460,24 @@ def run_campaign(
         faulty_settings = _scoped(settings, f"c{run}f")
         scoped.append(faulty_settings)
         faulty_in = publish_input(faulty_settings, data)
-        delays = kill_delays(rng, kills, reference.seconds - reference.started_s)
+        plan = plan_faults(rng, kills, reference.seconds - reference.started_s, faults, fault_scale)
         echo(
-            f"faulty: {faulty_in} events published; SIGKILL {_seconds(delays)} after each "
+            f"faulty: {faulty_in} events published; SIGKILL {_seconds(plan.kills)} after each "
             "(re)started worker got its partitions"
+            + "".join(f"; {kind} after {delay:.0f}s" for kind, delay in plan.others)
         )
         wait = timeout_s or max(300.0, 3 * reference.seconds)
-        faulty = run_worker(faulty_settings, folder / "faulty", delays, wait, echo)
+        faulty = run_worker(faulty_settings, folder / "faulty", plan, wait, echo)
         faulty.events_in = faulty_in
         faulty.lists = recipient_lists(faulty_settings, serde)
+        checks = check_shares(faulty_settings, serde, faulty.opa_down, faulty.lists)
     finally:
         if not keep_topics:
             for each in scoped:
                 delete_topics(settings, each.topic_prefix)
                 provision.remove_deployment(each)
     comparison = compare(reference.lists, faulty.lists)
-    report = CampaignReport(seed, people, kills, data, reference, faulty, comparison)
+    report = CampaignReport(seed, people, kills, data, reference, faulty, comparison, checks)
     log.info(
         "campaign_faults_finished",
         seed=seed,
@@ -324,6 +487,9 @@ def run_campaign(
         missing=comparison.missing,
         extra=comparison.extra,
         differing=comparison.differing,
+        duplicated=checks.duplicated,
+        unaudited=checks.unaudited,
+        shared_while_opa_down=checks.while_opa_down,
         lag_zero=faulty.lag_zero,
         passed=report.passed,
     )

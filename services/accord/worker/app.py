@@ -56,6 +56,7 @@ from accord.core.topics import (
 from accord.worker import cases as case_rules
 from accord.worker.authority import check_authority
 from accord.worker.enforce import Gate
+from accord.worker.faust_compat import MissedRecords
 from accord.worker.identity import resolve
 from accord.worker.intake import Incoming, Intake, Rejected, quarantine_record
 
@@ -469,9 +470,18 @@ def create_app(settings: Settings) -> faust.App:
     # the group has settled when the latest assignment came after the latest start.
     assigned_after: list[int] = [-1]
 
+    missed = MissedRecords(app.consumer)
+
     @app.on_partitions_revoked.connect
     async def log_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
+        missed.forget()
         log.info("partitions_revoked", partitions=len(revoked))
+
+    @app.timer(interval=0.5)
+    async def reread_missed_records() -> None:
+        """Read again records faust fetched and dropped (see `faust_compat`)."""
+        if missed.jumps and not app.rebalancing:
+            await missed.reread()
 
     @app.on_partitions_assigned.connect
     async def log_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:

@@ -87,14 +87,14 @@ def new_state(person_key: str) -> dict[str, Any]:
     }
 
 
-def _later(at: str, than: str | None) -> bool:
-    return than is None or at >= than
-
-
-def _newer(record: dict[str, Any], than: dict[str, Any] | None) -> bool:
-    """Whether `record` supersedes `than`, the same organisation's earlier one: not earlier
-    (on equal times the one applied last, as the log orders them)."""
-    return than is None or _later(record["occurred_at"], than["occurred_at"])
+def _supersedes(event: dict[str, Any], held: dict[str, Any] | None) -> bool:
+    """Whether `event` replaces the record `held`: the later one wins, and of two at the
+    same time the one with the greater event id (the same event again replaces itself),
+    so the winner never depends on which arrived last."""
+    if held is None:
+        return True
+    held_id = held.get("event_id") or ""  # states stored before consents had ids
+    return (event["occurred_at"], event["event_id"]) >= (held["occurred_at"], held_id)
 
 
 def consents_of(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -145,7 +145,7 @@ def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
             "event_id": event["event_id"],
             "fields": data,
         }
-        if _newer(entry, state["entries"].get(event["source_org"])):
+        if _supersedes(entry, state["entries"].get(event["source_org"])):
             state["entries"][event["source_org"]] = entry
         state["entry"] = case_entry(state["entries"])
     elif kind == "request":
@@ -177,15 +177,22 @@ def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
             "scope": data.get("scope") or "ALL_SHARING",
         }
         controller = event.get("source_org") or UNATTRIBUTED
-        if _newer(consent, state["consents"].get(controller)):
+        if _supersedes(consent, state["consents"].get(controller)):
             state["consents"][controller] = consent
     else:
         raise ValueError(f"unknown event kind {kind!r}")
-    # The case shows its weakest link: one probabilistic join makes it probabilistic.
-    method = event.get("match_method")
-    if method == "probabilistic" or (method and state.get("match_method") is None):
-        state["match_method"] = method
+    state["match_method"] = weakest_match(state.get("match_method"), event.get("match_method"))
     return state
+
+
+# How a case's events were tied to the person, strongest first. A case is as sure as its
+# least sure event, whatever order its events came in.
+MATCH_STRENGTH = ("chi", "nhs_number", "none", "probabilistic")
+
+
+def weakest_match(current: str | None, method: str | None) -> str | None:
+    known = [m for m in (current, method) if m in MATCH_STRENGTH]
+    return max(known, key=MATCH_STRENGTH.index) if known else current or method
 
 
 def merge_event(provisional: str, target: str, cause: dict[str, Any]) -> dict[str, Any]:
@@ -466,11 +473,21 @@ SHIELDING_FIELD = "shielding_status"
 WITHOUT_SHIELDING = "without_shielding_status"
 
 
+def by_time(record: dict[str, Any]) -> tuple[str, str]:
+    """Order of records by time, ties broken by event id: never by arrival."""
+    return record["occurred_at"], record.get("event_id") or ""
+
+
 def derived_attributes(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any]:
     """Needs, priority, outcome and timing of a case, computed from `state` alone."""
     open_needs = open_needs_by_request(state)
     priority, reasons = assess_priority(state, open_needs, rules, last_event_at(state))
-    outcomes = sorted(state["outcomes"].values(), key=lambda o: o["occurred_at"])
+    outcomes = [
+        outcome
+        for _, outcome in sorted(
+            state["outcomes"].items(), key=lambda item: (item[1]["occurred_at"], item[0])
+        )
+    ]
     return {
         "needs": sorted({need for values in open_needs.values() for need in values}),
         "priority": priority,
@@ -516,15 +533,27 @@ def restricted_views(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict
     return views
 
 
-# Storage limitation. Once a case is closed (no need left, or the person opted out), the
-# hub keeps of its source records only what the lifecycle needs: the shielding status (it
-# decides whether a welfare check is owed if the case reopens) and the council area (closed
-# cases are counted per council). Ids, times, needs, urgency, outcomes and consent stay, so
-# replayed events, a reopening and a policy sweep are decided as before; names, date of
-# birth, address, postcode, phone, CHI and clinical detail leave the worker's table and
-# hub.cases. The ids of the records cut down are kept (`stripped`), so a record read again
-# after a crash (at-least-once) is cut down again rather than brought back; a new record
-# (a new event id) is kept whole while the case is open.
+# Storage limitation. The hub keeps a source record's personal fields only while the
+# record is still needed, and what it keeps never depends on the order in which partners'
+# records arrived (Kafka orders records within a partition only, and a replay after a
+# crash interleaves them anew), so every run over the same records ends with the same case:
+#
+# - a request's personal fields leave the worker's table once the request is finished
+#   (its needs met or declined): outcomes only ever finish a request, so this is decided
+#   by the records alone;
+# - when the person opts out or withdraws consent, every source record is cut down, the
+#   board's entry included;
+# - the board's entry is otherwise kept while it is the board's latest record of a listed
+#   person, also while the case is closed for want of an open need: a request that arrives
+#   later is then decided on the board's record, as it would have been had it come first;
+# - hub.cases records a closed case without any personal fields (`recorded_view`).
+#
+# What is kept of a cut-down record is what the lifecycle needs: the shielding status (it
+# decides whether a welfare check is owed) and the council area (closed cases are counted
+# per council); ids, times, needs, urgency, outcomes and consent stay, so replayed events,
+# a reopening and a policy sweep are decided as before. The ids of the records cut down
+# are kept (`stripped`), so a record read again after a crash (at-least-once) is cut down
+# again rather than brought back.
 LIFECYCLE_FIELDS = ("shielding_status", "council_area")
 
 
@@ -571,26 +600,34 @@ def strip_source_fields(state: dict[str, Any], only: set[str] | None = None) -> 
     return stripped
 
 
+def finished_requests(state: dict[str, Any]) -> set[str]:
+    """Event ids of the requests with no need left open (met or declined)."""
+    open_keys = open_needs_by_request(state)
+    return {r["event_id"] for key, r in state["requests"].items() if key not in open_keys}
+
+
 def retained_state(state: dict[str, Any]) -> dict[str, Any]:
-    """What the worker stores of a person: once the case is closed, the state with every
-    source record cut down; while it is open, the state with only the records cut down
-    before (read again) cut down again. A merged person's state is kept as it is: a merge
-    read again re-sends its events to the target, and they must be the same events (see
+    """What the worker stores of a person (see "Storage limitation" above): after an
+    opt-out every source record cut down; otherwise the finished requests and the records
+    cut down before (read again). A merged person's state is kept as it is: a merge read
+    again re-sends its events to the target, and they must be the same events (see
     `join`). Call it wherever a state is stored."""
     if state.get("merged_into"):
         return state
-    if is_closed(state):
+    if opted_out(state):
         return strip_source_fields(state)
-    if state.get("stripped"):
-        return strip_source_fields(state, only=set(state["stripped"]))
-    return state
+    cut = finished_requests(state) | set(state.get("stripped") or ())
+    return strip_source_fields(state, only=cut) if cut else state
 
 
 def recorded_view(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The case view `join` records in hub.cases and gives the gate: build_case of the
-    stored state, and of a merged person's without its source fields (its events moved to
-    the target; the closed view needs none of them)."""
-    return build_case(strip_source_fields(state) if state.get("merged_into") else state, rules)
+    stored state; a closed case's (a merged person's included: its events moved to the
+    target) without any source fields, which a tombstone needs none of."""
+    view = build_case(state, rules)
+    if view is not None and view["status"] == "CLOSED":
+        return build_case(strip_source_fields(state), rules)
+    return view
 
 
 def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -622,7 +659,10 @@ def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, 
             "fields": entry["fields"],
         }
     else:
-        latest = max(state["requests"].values(), key=lambda r: r["occurred_at"])
+        # The latest open request, or the latest of all when none is open.
+        open_keys = open_needs_by_request(state)
+        requests = [r for k, r in state["requests"].items() if k in open_keys]
+        latest = max(requests or state["requests"].values(), key=by_time)
         source = {
             "org": latest["source_org"],
             "dataset": "support-request",
