@@ -341,7 +341,11 @@ def suffer(
             raise InfrastructureError("the broker is not running")
         os.kill(pid, signal.SIGKILL)
         stopped = time.monotonic()
-        while local.running_pid(settings, _component(settings, "kafka")) is not None:
+        # A killed JVM's threads close its sockets after the process looks gone.
+        while local.running_pid(settings, _component(settings, "kafka")) is not None or any(
+            local.port_in_use(port)
+            for port in (settings.kafka_port, settings.kafka_controller_port)
+        ):
             if time.monotonic() - stopped > 30:
                 raise InfrastructureError("the broker did not die")
             time.sleep(0.2)
