@@ -349,7 +349,11 @@ def suffer(
             if time.monotonic() - stopped > 30:
                 raise InfrastructureError("the broker did not die")
             time.sleep(0.2)
-        local.up(settings, lambda line: None, only=["kafka"])
+        # After an unclean stop the broker recovers every partition's log first.
+        patient = settings.model_copy(
+            update={"stack_timeout_s": max(settings.stack_timeout_s, 600)}
+        )
+        local.up(patient, lambda line: None, only=["kafka"])
         return f"broker SIGKILLed at {at:.0f}s, back after {time.monotonic() - stopped:.0f}s"
     if kind == "opa":
         local.down(settings, lambda line: None, only=["opa"])
