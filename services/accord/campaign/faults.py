@@ -482,7 +482,7 @@ def run_campaign(
     finally:
         if not keep_topics:
             for each in scoped:
-                delete_topics(settings, each.topic_prefix)
+                delete_topics(settings, each.topic_prefix, f"{each.worker_id}-")
                 provision.remove_deployment(each)
     comparison = compare(reference.lists, faulty.lists)
     report = CampaignReport(seed, people, kills, data, reference, faulty, comparison, checks)
