@@ -78,7 +78,8 @@ def isolated_settings(stack: Settings) -> Iterator[Settings]:
     try:
         yield isolated
     finally:
-        delete_topics(stack, isolated.topic_prefix)
+        # The deployment's topics and its worker group's (table changelogs, assignor).
+        delete_topics(stack, isolated.topic_prefix, f"{isolated.worker_id}-")
         provision.remove_deployment(isolated)
 
 

@@ -341,11 +341,19 @@ def suffer(
             raise InfrastructureError("the broker is not running")
         os.kill(pid, signal.SIGKILL)
         stopped = time.monotonic()
-        while local.running_pid(settings, _component(settings, "kafka")) is not None:
+        # A killed JVM's threads close its sockets after the process looks gone.
+        while local.running_pid(settings, _component(settings, "kafka")) is not None or any(
+            local.port_in_use(port)
+            for port in (settings.kafka_port, settings.kafka_controller_port)
+        ):
             if time.monotonic() - stopped > 30:
                 raise InfrastructureError("the broker did not die")
             time.sleep(0.2)
-        local.up(settings, lambda line: None, only=["kafka"])
+        # After an unclean stop the broker recovers every partition's log first.
+        patient = settings.model_copy(
+            update={"stack_timeout_s": max(settings.stack_timeout_s, 600)}
+        )
+        local.up(patient, lambda line: None, only=["kafka"])
         return f"broker SIGKILLed at {at:.0f}s, back after {time.monotonic() - stopped:.0f}s"
     if kind == "opa":
         local.down(settings, lambda line: None, only=["opa"])
@@ -474,7 +482,7 @@ def run_campaign(
     finally:
         if not keep_topics:
             for each in scoped:
-                delete_topics(settings, each.topic_prefix)
+                delete_topics(settings, each.topic_prefix, f"{each.worker_id}-")
                 provision.remove_deployment(each)
     comparison = compare(reference.lists, faulty.lists)
     report = CampaignReport(seed, people, kills, data, reference, faulty, comparison, checks)

@@ -170,11 +170,13 @@ def ensure_topics(
         admin.close()
 
 
-def delete_topics(target: Connectable, prefix: str) -> None:
-    """Delete every topic whose name starts with `prefix` (test clean-up)."""
+def delete_topics(target: Connectable, *prefixes: str) -> None:
+    """Delete every topic whose name starts with one of `prefixes` (test clean-up)."""
+    if not all(prefixes):
+        raise ValueError("refusing to delete topics without a prefix")
     admin = admin_client(target)
     try:
-        doomed = [t for t in admin.list_topics() if t.startswith(prefix)]
+        doomed = [t for t in admin.list_topics() if t.startswith(prefixes)]
         if doomed:
             admin.delete_topics(doomed, raise_errors=False)
     finally:
