@@ -3,7 +3,7 @@ random moments, the broker SIGKILLed and restarted, OPA and the registry stopped
 worker frozen out of its group; every recipient's list compared with a fault-free run and
 every share record checked against the audit (real stack).
 
-`accord campaign faults` runs the same at full size (40,000 people, about 50,000 events,
+`accord campaign faults` runs the same at full size (42,000 people, about 51,500 events,
 three kills, the outages at full length)."""
 
 from __future__ import annotations

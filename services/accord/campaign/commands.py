@@ -21,9 +21,9 @@ def campaign() -> None:
 @click.option("--seed", default=2020, show_default=True, help="Seed of the data and fault times.")
 @click.option(
     "--people",
-    default=40000,
+    default=42000,
     show_default=True,
-    help="Size of the synthetic list (40,000 people make about 50,000 events).",
+    help="Size of the synthetic list (42,000 people make about 51,500 events).",
 )
 @click.option("--kills", default=3, show_default=True, help="SIGKILLs of the worker.")
 @click.option(
