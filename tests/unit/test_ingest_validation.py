@@ -229,6 +229,9 @@ TEXT = (FieldRule("family_name", "Family name", "text", max_length=10),)
         ("@SUM(A1)", None, "formula_like"),
         ("Kerr\x00", None, "control_character"),
         ("Kerr\x1b[31m", None, "control_character"),
+        ("Ke\x1crr", None, "control_character"),  # Python's str.split() counts it as space
+        ("Ke\x85rr", None, "control_character"),
+        ("Ó\r\nBriain\t", "Ó Briain", None),  # a multi-line cell: collapsed
         ("Kerr\u202e", None, "invisible_characters"),  # right-to-left override
         ("\u202dKerr\u202c", None, "invisible_characters"),  # LRO ... PDF
         ("Ke\u2067rr\u2069", None, "invisible_characters"),  # RLI ... PDI
@@ -251,6 +254,7 @@ TEXT = (FieldRule("family_name", "Family name", "text", max_length=10),)
         ("Ke{rr}", None, "unexpected_character"),
         ("Kerr\U0001f600", None, "unexpected_character"),  # an emoji is no letter
         ("Ke\u0336\u0336\u0336rr", None, "combining_marks"),  # stacked "zalgo" marks
+        ("K\u20dderr", None, "unexpected_character"),  # an enclosing circle
         ("Kerr\ud800", None, "encoding"),  # a lone surrogate, as JSON can escape one
         ("Kerr2", "Kerr2", None),  # placeholder records carry digits
         ("O\u2019Neill", "O\u2019Neill", None),

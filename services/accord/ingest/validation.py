@@ -272,6 +272,10 @@ _PHONE_PLAIN: Final = re.compile(r"[0-9+\s\-.()]+")
 # A UK number in one of the usual spellings, reduced to its national significant number.
 _UK_COMPACT: Final = re.compile(r"(?:\+44|0044)0?([1-9][0-9]{8,9})|0([1-9][0-9]{8,9})")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control characters other than tab, line feed and carriage return, which a cell may
+# hold (a multi-line address from a spreadsheet) and which are collapsed to a space.
+# Checked before the collapse: Python counts \x1c-\x1f and \x85 as whitespace too.
+_CONTROL_NOT_SPACE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Characters that change how text is shown without being seen: bidi embeddings, overrides
 # and isolates (U+202A-U+202E, U+2066-U+2069) and marks (U+200E, U+200F, U+061C), which can
 # make "Smith" display as another name or reorder a coordinator's screen, and zero-width
@@ -632,7 +636,7 @@ def _as_text(rule: FieldRule, raw: Any) -> tuple[str | None, FieldError | None]:
             "a character), which is not valid Unicode text.",
         )
     text = _clean(raw)
-    if text is not None and _CONTROL.search(text):
+    if text is not None and (_CONTROL.search(text) or _CONTROL_NOT_SPACE.search(raw)):
         return None, FieldError(
             rule.name, "control_character", f"{rule.label} contains control characters."
         )
@@ -677,7 +681,7 @@ def _charset_errors(rule: FieldRule, text: str, punctuation: frozenset[str]) -> 
     run = 0
     for char in text:
         category = unicodedata.category(char)
-        if category.startswith("M"):
+        if category in ("Mn", "Mc"):  # enclosing marks (Me) are symbols in a name
             run += 1
             if run > MAX_COMBINING_RUN:
                 return [
