@@ -61,6 +61,7 @@ def deployment(settings: Settings, name: str, keep: bool = False) -> Iterator[Se
     finally:
         if not keep:
             delete_topics(settings, scoped.topic_prefix)
+            delete_topics(settings, f"{scoped.worker_id}-")  # the worker's changelogs
             provision.remove_deployment(scoped)
 
 
