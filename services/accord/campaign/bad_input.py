@@ -511,23 +511,25 @@ _BREAK = re.compile(r"\r\n|\r|\n")
 def write_csv(probes: list[Probe], path: Path, name: str) -> None:
     """A CSV of the probes' rows; each bad row's location is the line the reader reports
     (the last physical line of its record, as the csv module counts)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(COLUMNS)
+
+    def encoded(cells: list[Any]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(cells)
+        return buffer.getvalue()
+
+    chunks = [encoded(list(COLUMNS))]
     line = 2
     for probe in probes:
-        start = buffer.tell()
         content = probe.content
         if isinstance(content, dict):
-            writer.writerow(["" if content.get(c) is None else content.get(c) for c in COLUMNS])
-        else:
-            writer.writerow(content)
-        text = buffer.getvalue()[start:]
+            content = ["" if content.get(c) is None else content.get(c) for c in COLUMNS]
+        text = encoded(content)
+        chunks.append(text)
         lines = len(_BREAK.findall(text))
         probe.location = f"{name} line {line + lines - 1}"
         line += lines
     private_dir(path.parent)
-    path.write_bytes(buffer.getvalue().encode("utf-8", "surrogateescape"))
+    path.write_bytes("".join(chunks).encode("utf-8", "surrogateescape"))
 
 
 def write_jsonl(probes: list[Probe], path: Path, name: str) -> None:
