@@ -429,14 +429,10 @@ def cli_commands(
 
     for council in ("City of Edinburgh", "Fife", COUNCIL_AREAS[0]):
         text = run_command(settings, ["cases", "--council", council, "-n", "0"], outputs, report)
-        scan_text(
-            report,
-            needles,
-            "accord cases lines (CHI only)",
-            council,
-            text.splitlines(),
-            kinds=("chi",),
-        )
+        lines = text.splitlines()
+        scan_text(report, needles, "accord cases lines (CHI only)", council, lines, kinds=("chi",))
+        control = f"{CONTROL}accord cases names, phones, postcodes (released)"
+        scan_text(report, needles, control, council, lines, kinds=("name", "phone", "postcode"))
     board_list = next(path for _, dataset, path in files if dataset == SHIELDING_LIST)
     with board_list.open(newline="", encoding="utf-8") as handle:
         chis = [row["chi_number"] for row in csv.DictReader(handle) if _valid_chi(row)][:3]
