@@ -415,3 +415,15 @@ def test_the_rate_limiter_refills_at_its_rate() -> None:
 )
 def test_nesting_depth(value: Any, depth: int) -> None:
     assert nesting_depth(value) == depth
+
+
+def test_a_lone_surrogate_is_rejected_with_its_reason_not_a_500() -> None:
+    # JSON text may escape a surrogate; json.loads gives a str no UTF-8 encoder takes.
+    text = (
+        '{"occurred_at": "2020-04-02T10:00:00Z", "request_id": "R\\ud800", "outcome": "delivered"}'
+    )
+    records = json.loads(f'[{text}, "\\udfff"]')
+    first, second = gateway_app._outcomes(None, "fife", "support-outcome", records)
+    assert first.code == "encoding" and first.field == "request_id"
+    assert b"\\ud800" in first.quarantine["original"]
+    assert second.code == "json_not_object" and second.quarantine["original"] == b'"\\udfff"'

@@ -229,6 +229,9 @@ TEXT = (FieldRule("family_name", "Family name", "text", max_length=10),)
         ("@SUM(A1)", None, "formula_like"),
         ("Kerr\x00", None, "control_character"),
         ("Kerr\x1b[31m", None, "control_character"),
+        ("Ke\x1crr", None, "control_character"),  # Python's str.split() counts it as space
+        ("Ke\x85rr", None, "control_character"),
+        ("Ó\r\nBriain\t", "Ó Briain", None),  # a multi-line cell: collapsed
         ("Kerr\u202e", None, "invisible_characters"),  # right-to-left override
         ("\u202dKerr\u202c", None, "invisible_characters"),  # LRO ... PDF
         ("Ke\u2067rr\u2069", None, "invisible_characters"),  # RLI ... PDI
@@ -245,6 +248,17 @@ TEXT = (FieldRule("family_name", "Family name", "text", max_length=10),)
         ("Nguyễn", "Nguyễn", None),
         ("Ōtake-Ní", "Ōtake-Ní", None),
         ("x" * 11, None, "max_length"),
+        ("<b>Kerr", None, "unexpected_character"),  # markup
+        ("Kerr');--", None, "unexpected_character"),  # SQL punctuation
+        ("Kerr|cmd", None, "unexpected_character"),
+        ("Ke{rr}", None, "unexpected_character"),
+        ("Kerr\U0001f600", None, "unexpected_character"),  # an emoji is no letter
+        ("Ke\u0336\u0336\u0336rr", None, "combining_marks"),  # stacked "zalgo" marks
+        ("K\u20dderr", None, "unexpected_character"),  # an enclosing circle
+        ("Kerr\ud800", None, "encoding"),  # a lone surrogate, as JSON can escape one
+        ("Kerr2", "Kerr2", None),  # placeholder records carry digits
+        ("O\u2019Neill", "O\u2019Neill", None),
+        ("St. Clair", "St. Clair", None),
         (["Kerr"], None, "type"),
         ({"name": "Kerr"}, None, "type"),
     ],
@@ -253,6 +267,27 @@ def test_text_fields(value: object, expected: str | None, rule: str | None) -> N
     values, errors = check_fields(TEXT, {"family_name": value}, CLOCK)
     assert values["family_name"] == expected
     assert [e.rule for e in errors] == ([rule] if rule else [])
+
+
+ADDRESS = (FieldRule("address_line1", "Address line 1", "text", max_length=60),)
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ("Flat 0/1, 12 High Street", None),
+        ("3F2 (rear), 7 Marchmont Road", None),
+        ("Unit #4 & 5", None),
+        ("1 <script>alert(1)</script> Road", "unexpected_character"),
+        ("1 Road'; DROP TABLE cases; --", "unexpected_character"),
+        ("1' OR '1'='1", "unexpected_character"),
+        ("${jndi:ldap://x}", "unexpected_character"),
+    ],
+)
+def test_address_characters(value: str, rule: str | None) -> None:
+    _, errors = check_fields(ADDRESS, {"address_line1": value}, CLOCK)
+    assert [e.rule for e in errors] == ([rule] if rule else [])
+    assert all(value not in e.message for e in errors)  # the message never quotes it
 
 
 NEEDS = (

@@ -94,7 +94,9 @@ def _outcomes(
     outcomes: list[Accepted | Rejected] = []
     for index, record in enumerate(records):
         location = Location("HTTP", f"HTTP batch record {index}", f"record {index}")
-        original = json.dumps(record, ensure_ascii=False).encode()
+        # JSON may escape a lone surrogate ("\ud800"), which has no UTF-8 form: kept as
+        # its escape, so the record still reaches the rejects with its reason.
+        original = json.dumps(record, ensure_ascii=False).encode("utf-8", "backslashreplace")
         if not isinstance(record, dict):
             problem = FieldError("", "json_not_object", "Each record must be a JSON object.")
             outcomes.append(pipeline.reject(location, original, [problem]))

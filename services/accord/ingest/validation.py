@@ -272,6 +272,10 @@ _PHONE_PLAIN: Final = re.compile(r"[0-9+\s\-.()]+")
 # A UK number in one of the usual spellings, reduced to its national significant number.
 _UK_COMPACT: Final = re.compile(r"(?:\+44|0044)0?([1-9][0-9]{8,9})|0([1-9][0-9]{8,9})")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Control characters other than tab, line feed and carriage return, which a cell may
+# hold (a multi-line address from a spreadsheet) and which are collapsed to a space.
+# Checked before the collapse: Python counts \x1c-\x1f and \x85 as whitespace too.
+_CONTROL_NOT_SPACE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Characters that change how text is shown without being seen: bidi embeddings, overrides
 # and isolates (U+202A-U+202E, U+2066-U+2069) and marks (U+200E, U+200F, U+061C), which can
 # make "Smith" display as another name or reorder a coordinator's screen, and zero-width
@@ -279,6 +283,25 @@ _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _INVISIBLE: Final = re.compile(
     "[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\u200b-\u200d\u2060\ufeff]"
 )
+# Lone UTF-16 surrogates: JSON may escape them ("\\ud800"), but they are not text and
+# cannot be written as UTF-8 (Avro strings, logs, files).
+_SURROGATES: Final = re.compile("[\ud800-\udfff]")
+# What names and addresses are made of: letters and marks of any script, digits, spaces
+# and the punctuation real names and addresses use. Nothing else: no markup (<, >), no
+# code punctuation (;, =, {, }, |, backslash, backtick, $), no symbols or emoji. Digits
+# are allowed in names because partners' placeholder and test records carry them.
+_NAME_PUNCTUATION: Final = frozenset(" '\u2019-.")
+_ADDRESS_PUNCTUATION: Final = frozenset(" '\u2019-.,/&()#")
+CHARSET_OF_FIELD: Final[dict[str, frozenset[str]]] = {
+    "given_name": _NAME_PUNCTUATION,
+    "family_name": _NAME_PUNCTUATION,
+    "town": _NAME_PUNCTUATION,
+    "address_line1": _ADDRESS_PUNCTUATION,
+    "address_line2": _ADDRESS_PUNCTUATION,
+}
+# After NFC a real name has at most two combining marks in a row (Vietnamese, Indic
+# scripts); more is stacked "zalgo" text that overwrites the lines around it on screen.
+MAX_COMBINING_RUN: Final = 2
 _ENUM_SEPARATORS: Final = re.compile(r"[\s\-]+")
 _LIST_SEPARATORS: Final = re.compile(r"[;,|]")
 _FORMULA_START: Final = ("=", "+", "-", "@")
@@ -605,8 +628,15 @@ def _as_text(rule: FieldRule, raw: Any) -> tuple[str | None, FieldError | None]:
         return None, FieldError(
             rule.name, "type", f"{rule.label} must be a single value, not a list or an object."
         )
+    if _SURROGATES.search(raw):
+        return None, FieldError(
+            rule.name,
+            "encoding",
+            f"{rule.label} contains a lone surrogate (an escape such as \\ud800 that is not "
+            "a character), which is not valid Unicode text.",
+        )
     text = _clean(raw)
-    if text is not None and _CONTROL.search(text):
+    if text is not None and (_CONTROL.search(text) or _CONTROL_NOT_SPACE.search(raw)):
         return None, FieldError(
             rule.name, "control_character", f"{rule.label} contains control characters."
         )
@@ -639,7 +669,43 @@ def _check_text(rule: FieldRule, text: str) -> tuple[Any, list[FieldError]]:
                 "which is not accepted.",
             )
         )
+    allowed = CHARSET_OF_FIELD.get(rule.name)
+    if allowed is not None and not errors:
+        errors.extend(_charset_errors(rule, text, allowed))
     return (None if errors else text), errors
+
+
+def _charset_errors(rule: FieldRule, text: str, punctuation: frozenset[str]) -> list[FieldError]:
+    """Names and addresses hold letters, marks, digits and their usual punctuation only;
+    the message names the kind of character, never the value."""
+    run = 0
+    for char in text:
+        category = unicodedata.category(char)
+        if category in ("Mn", "Mc"):  # enclosing marks (Me) are symbols in a name
+            run += 1
+            if run > MAX_COMBINING_RUN:
+                return [
+                    FieldError(
+                        rule.name,
+                        "combining_marks",
+                        f"{rule.label} stacks more than {MAX_COMBINING_RUN} accents on one "
+                        "letter, which no name or address does.",
+                    )
+                ]
+            continue
+        run = 0
+        if category.startswith("L") or category == "Nd" or char in punctuation:
+            continue
+        shown = "".join(sorted(punctuation - {" "}))
+        return [
+            FieldError(
+                rule.name,
+                "unexpected_character",
+                f"{rule.label} may hold letters, digits, spaces and {shown} only; it holds "
+                f"a character of another kind (Unicode category {category}).",
+            )
+        ]
+    return []
 
 
 def _check_enum(rule: FieldRule, text: str) -> tuple[Any, list[FieldError]]:
