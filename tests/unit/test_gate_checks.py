@@ -146,11 +146,13 @@ class FakePolicy:
         self.asked = 0
         self.agreements = {}
 
-    async def decide_when_available(self, policy_input, retry_s, package):
+    async def decide_with_revision(self, policy_input, retry_s, package):
         self.asked += 1
-        return copy.deepcopy(self.results.pop(0) if len(self.results) > 1 else self.results[0])
+        self.agreements = AGREEMENTS
+        result = self.results.pop(0) if len(self.results) > 1 else self.results[0]
+        return copy.deepcopy(result), "r1"
 
-    async def revision(self):
+    async def fresh_revision(self):
         self.agreements = AGREEMENTS
         return "r1"
 
@@ -192,6 +194,9 @@ def run_gate(results):
         future.set_result(None)
         return future
 
+    async def audit(records):
+        sent.extend(("hub.audit.decisions", record) for _, record in records)
+
     policy = FakePolicy(results)
     gate = Gate(
         Settings(opa_retry_s=0.0),
@@ -200,6 +205,7 @@ def run_gate(results):
         send,
         released=lambda key: [],
         set_released=set_released,
+        audit=audit,
     )
     counts = asyncio.run(gate.process([view]))
     return policy, counts, sent
@@ -208,7 +214,8 @@ def run_gate(results):
 def test_a_string_allow_is_held_and_asked_again_until_well_formed():
     policy, counts, sent = run_gate([[dict(GOOD, allow="false")], [GOOD]])
     assert policy.asked == 2 and counts["allowed"] == 1
-    assert [t for t, _ in sent] == ["share.city-of-edinburgh.support-list", "hub.audit.decisions"]
+    # The audit record is durable before the share is sent.
+    assert [t for t, _ in sent] == ["hub.audit.decisions", "share.city-of-edinburgh.support-list"]
 
 
 def test_an_unknown_recipient_is_never_shared_to_while_held():
