@@ -190,11 +190,9 @@ class PolicyClient:
 
     async def fresh_revision(self) -> str:
         """The revision as OPA serves it now: rules and agreements read again."""
-        self._revision = None
-        self._rules = None
-        return await self.revision()
+        return await self.revision(fresh=True)
 
-    async def revision(self) -> str:
+    async def revision(self, fresh: bool = False) -> str:
         """A short hash of the rules and agreements OPA is serving.
 
         Agreements (suspensions, new parties) are re-read every `revision_ttl_s`; the rules'
@@ -203,16 +201,18 @@ class PolicyClient:
         a decision records comes from `decide_with_revision`, which reads both fresh.
         """
         now = time.monotonic()
-        if self._revision and now - self._revision[0] < self._revision_ttl_s:
+        if not fresh and self._revision and now - self._revision[0] < self._revision_ttl_s:
             return self._revision[1]
         try:
-            if self._rules is None or now - self._rules[0] >= self._rules_ttl_s:
+            rules = self._rules  # concurrent callers share the cache, never a half-read one
+            if fresh or rules is None or now - rules[0] >= self._rules_ttl_s:
                 policies = await self._get("policies")
-                self._rules = (now, sorted((p["id"], p["raw"]) for p in policies or []))
+                rules = (now, sorted((p["id"], p["raw"]) for p in policies or []))
+                self._rules = rules
             agreements = await self._get("data/agreements")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PolicyUnavailableError(f"OPA at {self.url} did not answer: {exc!r}") from exc
-        texts = self._rules[1]
+        texts = rules[1]
         digest = hashlib.sha256(
             json.dumps([texts, agreements], sort_keys=True, default=str).encode()
         ).hexdigest()[:16]

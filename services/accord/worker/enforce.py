@@ -5,6 +5,26 @@ case and recipient, audits every decision, and releases only what a decision all
 one boundary: `project_case`. When a case closes, the person opts out, or a decision
 turns from allow to deny (an agreement suspended or expired), the recipients that hold
 the case get a tombstone, so their compacted views drop the person.
+
+Audit before release. A batch's decision records are written first, committed and
+chained per audit partition (`accord.worker.auditlog`), and only then its shares,
+tombstones and the record of who holds each case. If the audit cannot be written (the
+topic missing, its ACL removed, the broker away) the batch fails before anything is
+shared, and it is decided and written again: no share is ever delivered without its
+audit record. Measured against queuing both at once and against one transaction for
+shares and audit together, see docs/performance.md ("Audit before release").
+
+Why duplicates after a crash stay harmless. The batch's input is acknowledged only after
+all of it is written, so a worker killed between the audit's commit and the shares reads
+the batch again and writes it again. Its decisions come out with the same decision ids
+(derived from the case version, recipient, agreement and revision), which the audit
+index stores once; the re-written audit records are new links of the chain, chained from
+the head that was really committed, so the chain holds; the shares are keyed by person
+into compacted lists, so a recipient's list holds the person once. An audit record whose
+share had not left when the worker died records a decision the replay then carries out.
+If the replay decides differently (the policy changed meanwhile), the audit holds both
+decisions, each with its own revision, and the list holds the later one: the record errs
+towards saying more was decided, never towards a release it does not show.
 """
 
 from __future__ import annotations
