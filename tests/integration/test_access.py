@@ -28,7 +28,7 @@ def test_every_cell_of_the_access_matrix_behaves_as_promised(stack):
     )
     routes_ok = sum(1 for r in result.routes if r.ok)
     print(f"http routes: {len(result.routes)} calls, {routes_ok} as promised", file=sys.stderr)
-    assert len(result.cells) == 10 * 10 * 5  # principals x families x operations
+    assert len(result.cells) == 10 * 10 * 7  # principals x families x operations
     assert result.failures() == []
     assert len(result.routes) == 3 * 7 + 6 * 5  # OPA: tokens x calls; registry: callers x calls
     assert result.route_failures() == []
@@ -44,6 +44,19 @@ def test_every_cell_of_the_access_matrix_behaves_as_promised(stack):
     assert not cell[(matrix.COUNCIL, "share.<other council>", "consume")].allowed
     assert not cell[("accord-worker", "audit", "consume")].allowed
     assert not cell[("accord-worker", "share.<council>", "create")].allowed
+    # The audit is append-only: only the worker writes it; nobody but the administrator
+    # may shorten its retention, delete records from it or delete it.
+    for principal in ("accord-worker", "accord-audit", matrix.BOARD, matrix.COUNCIL):
+        for operation in ("alter-configs", "delete-records", "delete"):
+            assert not cell[(principal, "audit", operation)].allowed, (principal, operation)
+    writers = {
+        c.principal
+        for c in result.cells
+        if c.family == "audit" and c.operation == "produce" and c.allowed
+    }
+    assert writers == {"accord-worker", "admin"}
+    assert cell[("admin", "audit", "alter-configs")].allowed
+    assert cell[("admin", "audit", "delete-records")].allowed
     # ...while what each may do works.
     assert cell[(matrix.COUNCIL, "share.<council>", "consume")].allowed
     assert cell[(matrix.BOARD, "partner.<board>", "produce")].allowed

@@ -56,6 +56,11 @@ def grants() -> list[acls.Grant]:
         ("accord-registry", "_schemas", "produce", True),
         ("accord-registry", "t1.hub.cases", "consume", False),
         ("admin", "t1.hub.audit.decisions", "delete", True),
+        ("admin", "t1.hub.audit.decisions", "delete-records", True),
+        ("accord-worker", "t1.hub.audit.decisions", "alter-configs", False),
+        ("accord-worker", "t1.hub.audit.decisions", "delete-records", False),
+        ("accord-audit", "t1.hub.audit.decisions", "delete-records", False),
+        ("accord-worker", "t1.hub.audit-chain", "consume", True),
         ("nobody", "t1.share.city-of-edinburgh.support-list", "describe", False),
     ],
 )
@@ -126,3 +131,23 @@ def test_every_client_library_gets_sasl_ssl_with_the_ca(tmp_path) -> None:
         assert config["ssl_context"].check_hostname
     with pytest.raises(CredentialError, match="no CA bundle"):
         KafkaConnection("127.0.0.1:1", conn.credential, tmp_path / "absent.pem").aiokafka()
+
+
+def test_the_worker_alone_gets_transactional_ids_and_only_its_audit_ones() -> None:
+    grants = acls.derive(ORGS, Topics(Settings(topic_prefix="t1.")), "accord-test-1", "_schemas")
+    ids = [g for g in grants if g.resource_type == acls.TRANSACTIONAL_ID]
+    assert {(g.principal, g.name, g.pattern, g.operation) for g in ids} == {
+        ("accord-worker", "accord-test-1-audit-", acls.PREFIXED, acls.WRITE),
+        ("accord-worker", "accord-test-1-audit-", acls.PREFIXED, acls.DESCRIBE),
+    }
+    assert not [g for g in grants if g.resource_type == acls.CLUSTER]
+
+
+def test_the_audit_is_kept_by_age_only_for_the_configured_retention() -> None:
+    from accord.access.provision import wanted_topics
+
+    for retention in (-1, 220_752_000_000):
+        settings = Settings(topic_prefix="t1.", audit_retention_ms=retention)
+        audit = wanted_topics(settings, ORGS)[Topics(settings).audit]
+        assert audit == {"cleanup.policy": "delete", "retention.ms": str(retention)}
+    assert Settings().audit_retention_ms == -1

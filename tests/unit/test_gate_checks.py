@@ -5,6 +5,7 @@ import copy
 
 import pytest
 
+from accord.core.errors import InfrastructureError
 from accord.core.settings import Settings
 from accord.worker.enforce import Gate, check_decisions
 
@@ -146,11 +147,13 @@ class FakePolicy:
         self.asked = 0
         self.agreements = {}
 
-    async def decide_when_available(self, policy_input, retry_s, package):
+    async def decide_with_revision(self, policy_input, retry_s, package):
         self.asked += 1
-        return copy.deepcopy(self.results.pop(0) if len(self.results) > 1 else self.results[0])
+        self.agreements = AGREEMENTS
+        result = self.results.pop(0) if len(self.results) > 1 else self.results[0]
+        return copy.deepcopy(result), "r1"
 
-    async def revision(self):
+    async def fresh_revision(self):
         self.agreements = AGREEMENTS
         return "r1"
 
@@ -163,7 +166,7 @@ class FakeSerde:
         return repr((record_name, record)).encode()
 
 
-def run_gate(results):
+def run_gate(results, audit_fails=False):
     from accord.worker import cases
 
     state = cases.new_state(KEY)
@@ -192,6 +195,11 @@ def run_gate(results):
         future.set_result(None)
         return future
 
+    async def audit(records):
+        if audit_fails:
+            raise InfrastructureError("audit topic refused the write")
+        sent.extend(("hub.audit.decisions", record) for _, record in records)
+
     policy = FakePolicy(results)
     gate = Gate(
         Settings(opa_retry_s=0.0),
@@ -200,15 +208,28 @@ def run_gate(results):
         send,
         released=lambda key: [],
         set_released=set_released,
+        audit=audit,
     )
     counts = asyncio.run(gate.process([view]))
     return policy, counts, sent
 
 
+def test_no_share_is_sent_when_the_audit_cannot_be_written():
+    with pytest.raises(InfrastructureError):
+        run_gate([[GOOD]], audit_fails=True)
+
+
+def test_the_recorded_revision_is_the_one_the_decision_came_with():
+    policy, counts, sent = run_gate([[GOOD]])
+    audits = [record for topic, record in sent if topic == "hub.audit.decisions"]
+    assert audits and all(record["policy_revision"] == "r1" for record in audits)
+
+
 def test_a_string_allow_is_held_and_asked_again_until_well_formed():
     policy, counts, sent = run_gate([[dict(GOOD, allow="false")], [GOOD]])
     assert policy.asked == 2 and counts["allowed"] == 1
-    assert [t for t, _ in sent] == ["share.city-of-edinburgh.support-list", "hub.audit.decisions"]
+    # The audit record is durable before the share is sent.
+    assert [t for t, _ in sent] == ["hub.audit.decisions", "share.city-of-edinburgh.support-list"]
 
 
 def test_an_unknown_recipient_is_never_shared_to_while_held():
@@ -216,3 +237,28 @@ def test_an_unknown_recipient_is_never_shared_to_while_held():
     policy, counts, sent = run_gate([[rogue], [rogue], [dict(GOOD, allow=False)]])
     assert policy.asked == 3 and counts["allowed"] == 0
     assert not any("rogue" in topic for topic, _ in sent)
+
+
+def test_a_decision_carries_the_revision_read_around_its_query_and_is_asked_again_if_it_moved():
+    from accord.core.policy import PolicyClient
+
+    class Moving(PolicyClient):
+        def __init__(self, revisions):
+            self._fresh = None
+            self.revisions = iter(revisions)
+            self.asked = 0
+
+        async def decide_when_available(self, policy_input, retry_s=1.0, package=""):
+            self.asked += 1
+            return [{"answer": self.asked}]
+
+        async def fresh_revision(self):
+            self._fresh = next(self.revisions)
+            return self._fresh
+
+    # The agreements changed while the first query was answered: asked again under "b".
+    moving = Moving(["a", "b", "b"])
+    assert asyncio.run(moving.decide_with_revision({}, 0.0)) == ([{"answer": 2}], "b")
+    steady = Moving(["a", "a"])
+    assert asyncio.run(steady.decide_with_revision({}, 0.0)) == ([{"answer": 1}], "a")
+    assert steady.asked == 1

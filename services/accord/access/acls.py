@@ -9,7 +9,9 @@ applied, checked and printed (`accord security matrix`) from one definition.
   writes its own `rejects.<org>` (its rejected rows, with reasons), and joins consumer
   groups named `<org>.*`.
 - The worker READs partner topics, WRITEs `share.*`, its stage topics, the quarantine,
-  everyone's rejects and its changelogs; it WRITEs the audit but may not read it.
+  everyone's rejects and its changelogs; it WRITEs the audit (in transactions, under
+  its own transactional ids `<worker group>-audit-*`) but may not read it; it keeps the
+  audit chain's heads in its own `hub.audit-chain`.
 - The audit principal (the audit index and the IG tools) alone READs the audit.
 - The gateway WRITEs partner topics and rejects on partners' behalf (it stamps the
   organisation its token authenticated); the console READs the lists; the registry
@@ -73,6 +75,9 @@ def worker_grants(topics: Topics, worker_group: str) -> list[Grant]:
         *[g for name in own for g in _grants(w, TOPIC, name, LITERAL, (READ, WRITE, DESCRIBE))],
         *_grants(w, TOPIC, topics.quarantine, LITERAL, (WRITE, DESCRIBE)),
         *_grants(w, TOPIC, topics.audit, LITERAL, (WRITE, DESCRIBE)),
+        # The audit is written in transactions, one transactional id per audit partition
+        # (accord.worker.auditlog); idempotent writes need no more than WRITE on the topic.
+        *_grants(w, TRANSACTIONAL_ID, f"{worker_group}-audit-", PREFIXED, (WRITE, DESCRIBE)),
         # The tables' changelogs and faust's own topics are named after the group.
         *_grants(w, TOPIC, f"{worker_group}-", PREFIXED, (READ, WRITE, DESCRIBE)),
         *_grants(w, GROUP, worker_group, PREFIXED, (READ,)),

@@ -28,7 +28,15 @@ from accord.core.kafka import KafkaConnection, confluent_admin, connection, dele
 from accord.core.settings import Settings
 from accord.core.topics import Topics
 
-OPERATIONS = ("produce", "consume", "describe", "create", "delete")
+OPERATIONS = (
+    "produce",
+    "consume",
+    "describe",
+    "create",
+    "delete",
+    "alter-configs",
+    "delete-records",
+)
 BOARD, COUNCIL, OTHER_COUNCIL = "nhs-lothian", "city-of-edinburgh", "east-lothian"
 NOBODY, IMPOSTOR = "(no credentials)", "(wrong secret)"
 
@@ -104,8 +112,9 @@ def families(topics: Topics, worker_group: str, schemas_topic: str) -> list[Fami
 
 
 def expected(grants: list[acls.Grant], principal: str, topic: str, operation: str) -> bool:
-    """What the model promises: the administrator may do anything; nobody else creates or
-    deletes; produce needs WRITE, consume READ and describe DESCRIBE on the topic."""
+    """What the model promises: the administrator may do anything; nobody else creates,
+    deletes, alters a topic's configuration (its retention) or deletes records from it;
+    produce needs WRITE, consume READ and describe DESCRIBE on the topic."""
     if principal == principals.ADMIN:
         return True
     needed = {"produce": acls.WRITE, "consume": acls.READ, "describe": acls.DESCRIBE}.get(operation)
@@ -262,6 +271,61 @@ def probe_delete(
 ) -> dict[str, tuple[bool, str]]:
     futures = admin.delete_topics(topics, operation_timeout=timeout_s, request_timeout=timeout_s)
     return _settle(futures, "deleted")
+
+
+def probe_alter_configs(
+    admin: Any, topics: list[str], timeout_s: float = 8.0
+) -> dict[str, tuple[bool, str]]:
+    """Set each topic's retention.ms to -1 (IncrementalAlterConfigs): what shortening an
+    audit's retention, or lengthening a list's, would need."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    result = {}
+    for topic in topics:
+        resource = ConfigResource(
+            ResourceType.TOPIC,
+            topic,
+            incremental_configs=[
+                ConfigEntry("retention.ms", "-1", incremental_operation=AlterConfigOpType.SET)
+            ],
+        )
+        try:
+            futures = admin.incremental_alter_configs([resource], request_timeout=timeout_s)
+            for future in futures.values():
+                future.result()
+            result[topic] = (True, "altered")
+        except KafkaException as exc:
+            result[topic] = (False, _error_code(exc))
+    return result
+
+
+def probe_delete_records(
+    admin: Any, topics: list[str], timeout_s: float = 8.0
+) -> dict[str, tuple[bool, str]]:
+    """DeleteRecords before offset 0 of partition 0: authorised like a real deletion (the
+    topic's DELETE), and removes nothing the other probes read."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    futures = admin.delete_records(
+        [TopicPartition(t, 0, 0) for t in topics], request_timeout=timeout_s
+    )
+    result = {}
+    for tp, future in futures.items():
+        try:
+            future.result()
+            result[tp.topic] = (True, "deleted before offset 0")
+        except KafkaException as exc:
+            code = _error_code(exc)
+            # Authorised, then refused by the topic's own policy: a compacted topic takes no
+            # DeleteRecords from anyone (the broker checks the ACL first).
+            result[tp.topic] = (True, code) if code == "POLICY_VIOLATION" else (False, code)
+    return result
 
 
 # --- the HTTP surfaces ----------------------------------------------------------------------
@@ -422,6 +486,8 @@ def run(settings: Settings, report: Callable[[str], None] | None = None) -> Matr
                 "delete": dict(
                     zip(names, probe_delete(admin, doomed, quick).values(), strict=True)
                 ),
+                "alter-configs": probe_alter_configs(admin, names, quick),
+                "delete-records": probe_delete_records(admin, names, quick),
             }
             for fam in fams:
                 for operation in OPERATIONS:

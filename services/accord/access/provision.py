@@ -98,7 +98,9 @@ PERSON_STATE: dict[str, str] = {**COMPACTED, "max.compaction.lag.ms": str(86_400
 def wanted_topics(settings: Settings, orgs: Iterable[str]) -> dict[str, dict[str, str] | None]:
     """Every topic of one deployment, with its configuration (None: broker defaults)."""
     topics = Topics(settings)
-    audit_retention = {"retention.ms": str(settings.audit_retention_ms)}
+    # The audit is append-only and kept as long as the law requires: deleted by age only
+    # (never compacted: a later decision must not replace an earlier one), -1 forever.
+    audit_retention = {"cleanup.policy": "delete", "retention.ms": str(settings.audit_retention_ms)}
     rejects = {"retention.ms": str(settings.rejects_retention_ms)}
     wanted: dict[str, dict[str, str] | None] = {
         **{topics.internal(n): None for n in HUB_STAGE_TOPICS},

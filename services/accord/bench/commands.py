@@ -47,6 +47,13 @@ MODES = ("raw", "faust", "governed")
     show_default=True,
     help="Events per scale-out run.",
 )
+@click.option(
+    "--audit-writes",
+    "audit_writes",
+    default=0,
+    help="Only measure the gate's write orders (concurrent, ordered, transactional, chained) "
+    "for this many rounds of batches, side by side, and exit.",
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write figures here.")
 @click.option("--keep", is_flag=True, help="Keep the benchmark's topics afterwards.")
 @click.option(
@@ -62,11 +69,23 @@ def bench(
     latency_seconds: float,
     scale_out: str,
     scale_out_events: int,
+    audit_writes: int,
     json_path: Path | None,
     keep: bool,
     timeout_s: float,
 ) -> None:
     """Measure raw aiokafka and faust pass-through and the governed pipeline, side by side."""
+    if audit_writes:
+        import asyncio
+
+        from accord.bench import audit_writes as writes
+
+        settings = as_principal(get_settings(), ADMIN)
+        configure_logging(settings.log_format, "WARNING")
+        figures = asyncio.run(writes.run(settings, batches=audit_writes, say=click.echo))
+        for line in writes.report(figures, 200):
+            click.echo(line)
+        return
     from accord.bench.run import parse_counts, run_bench
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]

@@ -204,12 +204,16 @@ def acknowledged_producer(target: Connectable, **overrides: Any) -> KafkaProduce
 def read_topic(
     target: Connectable, topic: str, idle_timeout_s: float = 2.0, max_wait_s: float = 60.0
 ) -> Iterator[Any]:
-    """Every record of `topic` from the beginning to its current end, then stop."""
+    """Every committed record of `topic` from the beginning to its current end, then stop.
+
+    Read-committed: the audit is written in transactions, and a record of an aborted one
+    (a failed or fenced write, written again since) never happened."""
     reader = consumer(
         target,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         consumer_timeout_ms=int(idle_timeout_s * 1000),
+        isolation_level="read_committed",
     )
     try:
         partitions = reader.partitions_for_topic(topic) or set()

@@ -88,6 +88,8 @@ class PolicyClient:
         )
         self._revision_ttl_s = revision_ttl_s
         self._revision: tuple[float, str] | None = None
+        # The revision read last (see decide_with_revision).
+        self._fresh: str | None = None
         # The agreements OPA served with the latest revision (data.agreements).
         self.agreements: dict[str, Any] = {}
         self._rules_ttl_s = rules_ttl_s
@@ -154,28 +156,68 @@ class PolicyClient:
                 log.info("opa_available", waited_s=round(time.monotonic() - waited_since, 1))
             return decisions
 
-    async def revision(self) -> str:
+    async def decide_with_revision(
+        self, policy_input: dict[str, Any], retry_s: float = 1.0, package: str = DECISIONS_PACKAGE
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Decisions and the revision that made them, read fresh around the query.
+
+        OPA serves its policies from a watched directory, with no revision in its answer, so
+        the revision is read (rules and agreements, no cache) right after the query and
+        compared with the one read after the previous query (or before this one): equal,
+        nothing changed while OPA decided, and that is the revision of these decisions;
+        different, the query is asked again under the new one. The agreements the gate
+        checks a result against (`self.agreements`) are the ones of that same revision.
+        """
+        before = self._fresh or await self._when_available(self.fresh_revision, retry_s)
+        while True:
+            decisions = await self.decide_when_available(policy_input, retry_s, package)
+            after = await self._when_available(self.fresh_revision, retry_s)
+            if after == before:
+                return decisions, after
+            log.info("policy_revision_moved", previous=before, revision=after)
+            before = after
+
+    async def _when_available(self, read: Any, retry_s: float) -> str:
+        waited = False
+        while True:
+            try:
+                return str(await read())
+            except PolicyUnavailableError as exc:
+                if not waited:
+                    log.warning("opa_unavailable", error=str(exc))
+                    waited = True
+                await asyncio.sleep(retry_s)
+
+    async def fresh_revision(self) -> str:
+        """The revision as OPA serves it now: rules and agreements read again."""
+        return await self.revision(fresh=True)
+
+    async def revision(self, fresh: bool = False) -> str:
         """A short hash of the rules and agreements OPA is serving.
 
         Agreements (suspensions, new parties) are re-read every `revision_ttl_s`; the rules'
         text every `rules_ttl_s`, because OPA lists rules only with their syntax trees
-        (half a megabyte to parse) and rules change by deployment, not by the minute.
+        (half a megabyte to parse) and rules change by deployment, not by the minute. What
+        a decision records comes from `decide_with_revision`, which reads both fresh.
         """
         now = time.monotonic()
-        if self._revision and now - self._revision[0] < self._revision_ttl_s:
+        if not fresh and self._revision and now - self._revision[0] < self._revision_ttl_s:
             return self._revision[1]
         try:
-            if self._rules is None or now - self._rules[0] >= self._rules_ttl_s:
+            rules = self._rules  # concurrent callers share the cache, never a half-read one
+            if fresh or rules is None or now - rules[0] >= self._rules_ttl_s:
                 policies = await self._get("policies")
-                self._rules = (now, sorted((p["id"], p["raw"]) for p in policies or []))
+                rules = (now, sorted((p["id"], p["raw"]) for p in policies or []))
+                self._rules = rules
             agreements = await self._get("data/agreements")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise PolicyUnavailableError(f"OPA at {self.url} did not answer: {exc!r}") from exc
-        texts = self._rules[1]
+        texts = rules[1]
         digest = hashlib.sha256(
             json.dumps([texts, agreements], sort_keys=True, default=str).encode()
         ).hexdigest()[:16]
         self._revision = (now, digest)
+        self._fresh = digest
         self.agreements = agreements if isinstance(agreements, dict) else {}
         return digest
 

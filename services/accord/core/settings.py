@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         description="How long the audit topic keeps decisions, in ms; -1 keeps them forever "
         "(set it to what the law requires of you, never shorter).",
     )
+    audit_transaction_timeout_ms: int = Field(
+        10_000,
+        description="Longest an audit write's transaction may stay open: a killed worker's "
+        "open transaction holds back read-committed readers of the audit at most this long "
+        "(less when another worker takes its partitions over and fences it).",
+    )
     rejects_retention_ms: int = Field(
         30 * 86_400_000, description="How long rejected input is kept for its publisher, in ms."
     )

@@ -29,7 +29,9 @@ def is_org_id(value: str) -> bool:
 
 # The worker's own topics under hub. (besides the audit and quarantine topics).
 HUB_STAGE_TOPICS = ("identity", "request-events", "person-events")
-HUB_COMPACTED_TOPICS = ("cases", "match.review")
+# hub.audit-chain: the head of each audit partition's hash chain (accord.worker.auditlog).
+AUDIT_CHAIN = "audit-chain"
+HUB_COMPACTED_TOPICS = ("cases", "match.review", AUDIT_CHAIN)
 # The worker's tables; each has a changelog topic `<worker id>-<table>-changelog`.
 WORKER_TABLES = ("identities", "request-owners", "cases", "released")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from accord.core.credentials import private_dir
 from accord.core.errors import AccordError, InfrastructureError
@@ -149,6 +149,10 @@ def _consumer(settings: Settings) -> Consumer:
                 "group.id": "accord-audit-index",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
+                # The worker writes the audit in transactions: the end of a partition comes
+                # after commit markers no message stands for, so the end is signalled.
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 "max.partition.fetch.bytes": 16 * 1024 * 1024,
             },
@@ -189,6 +193,10 @@ def catch_up(
             rows = []
             for message in consumer.consume(num_messages=20000, timeout=0.5):
                 if message.error():
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        p = message.partition()
+                        position[p] = max(position[p], message.offset())
+                        continue
                     raise InfrastructureError(f"reading {topic}: {message.error()}")
                 position[message.partition()] = message.offset() + 1
                 try:

@@ -329,6 +329,8 @@ def kafka_properties(
             "offsets.topic.num.partitions=6",
             "transaction.state.log.replication.factor=1",
             "transaction.state.log.min.isr=1",
+            # The audit's transactions (accord.worker.auditlog): a few partitions suffice.
+            "transaction.state.log.num.partitions=6",
             "share.coordinator.state.topic.replication.factor=1",
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",

@@ -54,6 +54,7 @@ from accord.core.topics import (
     is_org_id,
 )
 from accord.worker import cases as case_rules
+from accord.worker.auditlog import AuditLog
 from accord.worker.authority import check_authority
 from accord.worker.enforce import Gate
 from accord.worker.faust_compat import MissedRecords
@@ -487,6 +488,21 @@ def create_app(settings: Settings) -> faust.App:
     async def log_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
         assigned_after[0] = app.rebalancing_count
         log.info("partitions_assigned", partitions=len(assigned))
+        # The audit partitions are the person-events ones (same key, same count).
+        person = person_topic.get_topic_name()
+        await audit_log.keep_only({tp.partition for tp in assigned if tp.topic == person})
+
+    def still_current() -> None:
+        """Raise StaleBatch when a rebalance began since the running batch did."""
+        began = batch_began.get()
+        if began is not None and began != app.rebalancing_count:
+            raise StaleBatch()
+
+    async def partition_count(name: str) -> int:
+        await declare(name)
+        return len(await app.producer._ensure_producer().partitions_for(name))
+
+    audit_log = AuditLog(settings, serde, _key_partition, partition_count, still_current)
 
     @app.on_rebalance_complete.connect
     async def reread_uncommitted_partitions(app: faust.App, **_: Any) -> None:
@@ -727,6 +743,7 @@ def create_app(settings: Settings) -> faust.App:
                 send,
                 released=lambda key: list(released.get(key.encode()) or []),
                 set_released=lambda key, holders: put(released, key.encode(), holders),
+                audit=audit_log.write,
             )
             gates.append(gate)
             await run_stage(stream, functools.partial(join_batch, gate), "cases_joined")
