@@ -191,6 +191,7 @@ def run_gate(results, audit_fails=False):
         return future
 
     async def set_released(key, holders):
+        sent.append(("released", list(holders)))
         future = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
@@ -229,7 +230,18 @@ def test_a_string_allow_is_held_and_asked_again_until_well_formed():
     policy, counts, sent = run_gate([[dict(GOOD, allow="false")], [GOOD]])
     assert policy.asked == 2 and counts["allowed"] == 1
     # The audit record is durable before the share is sent.
-    assert [t for t, _ in sent] == ["hub.audit.decisions", "share.city-of-edinburgh.support-list"]
+    assert [t for t, _ in sent if t != "released"] == [
+        "hub.audit.decisions",
+        "share.city-of-edinburgh.support-list",
+    ]
+
+
+def test_who_holds_the_case_is_recorded_before_the_share_is_sent():
+    _, _, sent = run_gate([[GOOD]])
+    order = [topic for topic, _ in sent]
+    first_record = order.index("released")
+    assert sent[first_record][1] == ["city-of-edinburgh"]
+    assert first_record < order.index("share.city-of-edinburgh.support-list")
 
 
 def test_an_unknown_recipient_is_never_shared_to_while_held():

@@ -360,8 +360,9 @@ AuditWrite = Callable[[list[tuple[bytes, dict[str, Any]]]], Awaitable[None]]
 
 class Gate:
     """Decides a batch of cases, then writes in this order: every audit record of the
-    batch, committed (`audit`), and only then the shares, tombstones and the record of who
-    holds each case (`send`, `set_released`). A share is never sent before its audit record
+    batch, committed (`audit`); then the record of who holds each case, naming its new
+    recipients (`set_released`); only then the shares and tombstones (`send`), and the
+    holders again as they now are. A share is never sent before its audit record
     is durable; a failed audit write fails the batch before anything is shared, and the
     batch is decided and written again (see process_until_done)."""
 
@@ -412,6 +413,17 @@ class Gate:
         # Audit before release: the decisions are durable before any share leaves.
         if out.audits:
             await self.audit(out.audits)
+        # Who holds each case, before any share: the record names every new recipient
+        # (and still the old ones), so that a share is never out without it. A crash
+        # between a share and its record would otherwise leave a case no later closing
+        # (a merge, an opt-out) could withdraw; naming a recipient that never got the
+        # case only costs a tombstone for nothing.
+        ahead = []
+        for key, holders in out.holders:
+            held = self.released(key)
+            if not set(holders) <= set(held):
+                ahead.append(await self.set_released(key, sorted({*held, *holders})))
+        await asyncio.gather(*ahead)
         pending: list[Awaitable[Any]] = []
         for topic, key, value, headers in out.shares:
             pending.append(await self.send(topic, key, value, headers))
