@@ -192,16 +192,21 @@ def publish_input(settings: Settings, data: CampaignInput) -> int:
     return sum(publish_file(settings, org, ds, path).published for org, ds, path in data.files)
 
 
-def recipient_lists(settings: Settings, serde: AvroSerde) -> Lists:
-    """Every share topic of these settings, compacted: recipient -> key -> record."""
+def share_topics(settings: Settings) -> list[str]:
+    """The share topics of these settings' deployment."""
     prefix = f"{settings.topic_prefix}share."
     admin = admin_client(settings)
     try:
-        names = sorted(t for t in admin.list_topics() if t.startswith(prefix))
+        return sorted(t for t in admin.list_topics() if t.startswith(prefix))
     finally:
         admin.close()
+
+
+def recipient_lists(settings: Settings, serde: AvroSerde) -> Lists:
+    """Every share topic of these settings, compacted: recipient -> key -> record."""
+    prefix = f"{settings.topic_prefix}share."
     lists: Lists = {}
-    for name in names:
+    for name in share_topics(settings):
         recipient = name.removeprefix(prefix).rsplit(".", 1)[0]
         view: dict[str, dict[str, Any]] = {}
         for message in read_topic(settings, name, idle_timeout_s=2.0):
@@ -249,14 +254,8 @@ def check_shares(
     audited = set()
     for message in read_topic(settings, Topics(settings).audit, idle_timeout_s=2.0):
         audited.add(str(serde.decode(message.value)[1]["decision_id"]))
-    prefix = f"{settings.topic_prefix}share."
-    admin = admin_client(settings)
-    try:
-        names = sorted(t for t in admin.list_topics() if t.startswith(prefix))
-    finally:
-        admin.close()
     records = unaudited = while_down = 0
-    for name in names:
+    for name in share_topics(settings):
         for message in read_topic(settings, name, idle_timeout_s=2.0):
             if message.value is None:
                 continue
