@@ -163,6 +163,20 @@ def test_an_opt_out_tombstones_what_was_shared_and_is_audited(settings, serde, w
     state, text = wait_latest(settings, state_topic, key, lambda v: bool(v.get("stripped")))
     assert state["consents"]["nhs-lothian"]["change"] == "OPT_OUT"
     assert [datum for datum in personal if datum in text] == []
+    # ... and the matching block that knew them no longer holds who they are.
+    identities = f"{settings.worker_id}-identities-changelog"
+    deadline = time.monotonic() + 30
+    while True:
+        blocks: dict[bytes, list] = {}
+        for message in read_topic(settings, identities, idle_timeout_s=1.0):
+            blocks[message.key] = json.loads(message.value) if message.value else []
+        held = [p for people in blocks.values() for p in people if p["person_key"] == key]
+        if held and all(p.get("erased") for p in held) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert held and all(p.get("erased") for p in held)
+    names = [row[name] for name in ("given_name", "family_name", "postcode") if row.get(name)]
+    assert [datum for datum in names if datum in json.dumps(held)] == []
 
 
 def test_shared_records_carry_their_decision_and_policy_revision_in_headers(

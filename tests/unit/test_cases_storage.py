@@ -359,3 +359,19 @@ def test_join_keeps_a_merged_persons_events_whole_but_records_its_closed_view_wi
     store.update(first.states)
     again = cases.join([("prov", merge)], store.get, RULES)  # the merge read again
     assert again.person_events == first.person_events and again.views == first.views
+
+
+def test_an_opt_out_asks_every_matching_block_that_knows_the_person_to_erase_them():
+    events = [
+        {**entry(), "block_key": "b1"},
+        {**request(["FOOD"]), "block_key": "b2"},
+    ]
+    store: dict[str, dict] = {}
+    first = cases.join(keyed(*events), store.get, RULES)
+    assert first.erasures == []  # no opt-out: the blocks keep the person
+    store.update(first.states)
+    out = cases.join(keyed(consent("OPT_OUT")), store.get, RULES)
+    assert out.erasures == [("b1", "pk"), ("b2", "pk")]
+    store.update(out.states)
+    again = cases.join(keyed(consent("OPT_OUT")), store.get, RULES)  # read again
+    assert again.erasures == out.erasures and again.states == out.states

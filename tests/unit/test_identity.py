@@ -1,7 +1,9 @@
 """Resolving people within a matching block, including merges of provisional people."""
 
+import json
+
 from accord.worker import cases
-from accord.worker.identity import resolve
+from accord.worker.identity import erase, resolve
 
 
 def envelope(event_id, data, person_key=None, request_key=None, dataset="support-request"):
@@ -89,3 +91,26 @@ def test_a_merged_state_replays_into_an_equal_state():
     for event in cases.events_of(state):
         target = cases.apply_event(target, event)
     assert target["requests"] == state["requests"] and target["outcomes"] == state["outcomes"]
+
+
+def test_an_opted_out_person_is_erased_from_the_block_with_whoever_was_merged_into_them():
+    form = dict(ANN, given_name="Peggy", address_line1="12 High St")
+    provisional, block, _, _ = resolve([], envelope("e1", form, request_key="R1"), "s")
+    _, block, _, _ = resolve(block, envelope("e2", ANN, person_key="P-chi"), "s")
+    erased = erase(block, "P-chi")
+    text = json.dumps(erased)
+    assert "MacLeod" not in text and "1950-03-14" not in text and "EH1 1AA" not in text
+    assert {p["person_key"] for p in erased} == {provisional, "P-chi"}
+    assert all(p["erased"] for p in erased)
+    assert erase(erased, "P-chi") is erased  # read again: nothing changes
+    # The board's record read again (or a new one) brings nothing back ...
+    _, again, _, _ = resolve(erased, envelope("e2", ANN, person_key="P-chi"), "s")
+    assert "MacLeod" not in json.dumps(again)
+    # ... and a new request without a CHI is no longer matched to them.
+    person, _, _, _ = resolve(again, envelope("e9", ANN, request_key="R9"), "s")
+    assert person not in ("P-chi", provisional)
+
+
+def test_erasing_someone_else_leaves_the_block_as_it_is():
+    _, block, _, _ = resolve([], envelope("e2", ANN, person_key="P-chi"), "s")
+    assert erase(block, "P-other") is block

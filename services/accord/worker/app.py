@@ -58,7 +58,7 @@ from accord.worker.auditlog import AuditLog
 from accord.worker.authority import check_authority
 from accord.worker.enforce import Gate
 from accord.worker.faust_compat import MissedRecords
-from accord.worker.identity import resolve
+from accord.worker.identity import erase, resolve
 from accord.worker.intake import Incoming, Intake, Rejected, quarantine_record
 
 log = get_logger("accord.worker")
@@ -639,6 +639,12 @@ def create_app(settings: Settings) -> faust.App:
         for event in events:
             key, envelope = event.message.key, orjson.loads(event.message.value)
             block = identities.get(key) or []
+            if envelope.get("kind") == "erase":  # an opt-out (see cases.Joined.erasures)
+                people = erase(block, envelope["person_key"])
+                if people is not block:
+                    pending.append(await put(identities, key, people))
+                    counts["erased"] = counts.get("erased", 0) + 1
+                continue
             person, people, review, merges = resolve(block, envelope, secret)
             if people is not block:
                 pending.append(await put(identities, key, people))
@@ -699,6 +705,10 @@ def create_app(settings: Settings) -> faust.App:
         for view in joined.views:
             key = view["case_key"].encode()
             pending.append(await send(cases_topic.get_topic_name(), key, as_json(view)))
+        identity_name = identity_topic.get_topic_name()
+        for block, person in joined.erasures:
+            erasure = {"kind": "erase", "person_key": person}
+            pending.append(await send(identity_name, block.encode(), as_json(erasure)))
         for person, event_id, reason in joined.refused:
             log.warning("person_event_refused", person_key=person, event_id=event_id, reason=reason)
         # The case is keyed and partitioned like its events: decide it here, in the same

@@ -182,6 +182,9 @@ def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown event kind {kind!r}")
     state["match_method"] = weakest_match(state.get("match_method"), event.get("match_method"))
+    if event.get("block_key") and event["block_key"] not in state.get("blocks", ()):
+        # The matching blocks that know the person, to erase them from on an opt-out.
+        state["blocks"] = sorted({*state.get("blocks", ()), event["block_key"]})
     return state
 
 
@@ -217,7 +220,9 @@ class Joined:
     person_events: (person key, envelope) to send to hub.person-events (moved or forwarded);
     owners: (request key, person key) owner notes for hub.request-events;
     views: the case view of every changed state (None: no case), for hub.cases and the gate;
-    refused: (person key, event id, reason code) for events that must not be applied.
+    refused: (person key, event id, reason code) for events that must not be applied;
+    erasures: (block key, person key) for hub.identity: an opted-out person's identifying
+    fields leave their matching block too (see "Storage limitation").
     """
 
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -225,6 +230,7 @@ class Joined:
     owners: list[tuple[str, str]] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)
     refused: list[tuple[str, str, str]] = field(default_factory=list)
+    erasures: list[tuple[str, str]] = field(default_factory=list)
 
 
 def join(
@@ -274,6 +280,12 @@ def join(
         out.states[key] = apply_event(state, envelope)
     # A closed case keeps only what its lifecycle needs (storage limitation).
     out.states = {key: retained_state(state) for key, state in out.states.items()}
+    out.erasures = [
+        (block, key)
+        for key, state in out.states.items()
+        if opted_out(state) and not state.get("merged_into")
+        for block in state.get("blocks") or ()
+    ]
     out.views = [
         view for state in out.states.values() if (view := recorded_view(state, rules)) is not None
     ]
@@ -546,7 +558,10 @@ def restricted_views(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict
 # - the board's entry is otherwise kept while it is the board's latest record of a listed
 #   person, also while the case is closed for want of an open need: a request that arrives
 #   later is then decided on the board's record, as it would have been had it come first;
-# - hub.cases records a closed case without any personal fields (`recorded_view`).
+# - hub.cases records a closed case without any personal fields (`recorded_view`);
+# - an opted-out person's identifying fields also leave the matching blocks that hold them
+#   (`Joined.erasures`, applied by the identity stage: `identity.erase`), so that nothing
+#   of them is matched any more.
 #
 # What is kept of a cut-down record is what the lifecycle needs: the shielding status (it
 # decides whether a welfare check is owed) and the council area (closed cases are counted

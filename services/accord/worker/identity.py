@@ -12,6 +12,10 @@ A provisional person merged into an identified one stays in the block, marked
 resolves to them as the first time (their case forwards it), and the identified person's
 event read again asks for the same merge again rather than for none.
 
+An opted-out person is erased from the block (`erase`, asked for by the join stage): their
+identifying fields, and those of the provisional people merged into them, leave it for
+good, and they are no longer a candidate.
+
 Every event resolved without a CHI is remembered by its id on the person it resolved to
 (`resolved`: method, probability, review), so reading it again resolves it the same way
 even when the block has changed since: matching depends on who is in the block, a replay
@@ -67,6 +71,9 @@ def resolve(
         others = [p for p in block if p["person_key"] != known]
         found = [m for m in provisional_matches(others, person_record(data)) if m != known]
         person = identity_of(known, data, provisional=False)
+        if previous is not None and previous.get("erased"):
+            # Opted out: a record read again, or a new one, brings nothing back.
+            person = {**identity_of(known, {}, provisional=False), "erased": True}
         if previous is not None and previous.get("resolved"):
             person["resolved"] = previous["resolved"]
         # In place, so that reading the event again leaves the block as it was.
@@ -102,7 +109,7 @@ def resolve(
     # is nearly as good: two plausible people is not a match.
     matcher = Matcher()
     for candidate in block:
-        if not candidate.get("merged_into"):
+        if not candidate.get("merged_into") and not candidate.get("erased"):
             matcher.add(candidate["person_key"], person_record(candidate))
     best, result = matcher.best(person_record(data))
     review = None
@@ -130,6 +137,20 @@ def resolve(
         {"method": "none", "review": review},
     )
     return provisional, [*block, person], review, []
+
+
+def erase(block: list[dict[str, Any]], person: str) -> list[dict[str, Any]]:
+    """The block without the identifying fields of `person` and of the provisional people
+    merged into them (an opt-out); they stay, marked `erased`, so that their keys and the
+    memo of how events resolved still hold. The same block object when nothing changes."""
+    changed = False
+    people = []
+    for p in block:
+        if (p["person_key"] == person or p.get("merged_into") == person) and not p.get("erased"):
+            p = {**p, **dict.fromkeys(IDENTITY_FIELDS), "erased": True}
+            changed = True
+        people.append(p)
+    return people if changed else block
 
 
 def remembered(person: dict[str, Any], event_id: str, memo: dict[str, Any]) -> dict[str, Any]:
