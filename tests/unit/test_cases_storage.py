@@ -375,3 +375,19 @@ def test_an_opt_out_asks_every_matching_block_that_knows_the_person_to_erase_the
     store.update(out.states)
     again = cases.join(keyed(consent("OPT_OUT")), store.get, RULES)  # read again
     assert again.erasures == out.erasures and again.states == out.states
+
+
+def test_records_in_transit_are_kept_only_for_the_transit_retention():
+    from accord.access.provision import all_topics
+    from accord.core.settings import Settings
+    from accord.core.topics import Topics
+
+    settings = Settings(topic_prefix="t1.", worker_id="w1", transit_retention_ms=3_600_000)
+    topics = all_topics(settings, ["nhs-lothian"])
+    names = Topics(settings)
+    for name in (
+        names.internal("identity"),
+        names.internal("person-events"),
+        names.partner("nhs-lothian", "shielding-list"),
+    ):
+        assert topics[name][1]["retention.ms"] == "3600000", name

@@ -102,8 +102,10 @@ def wanted_topics(settings: Settings, orgs: Iterable[str]) -> dict[str, dict[str
     # (never compacted: a later decision must not replace an earlier one), -1 forever.
     audit_retention = {"cleanup.policy": "delete", "retention.ms": str(settings.audit_retention_ms)}
     rejects = {"retention.ms": str(settings.rejects_retention_ms)}
+    # Records on their way hold personal data: kept only as long as an outage may last.
+    transit = {"retention.ms": str(settings.transit_retention_ms)}
     wanted: dict[str, dict[str, str] | None] = {
-        **{topics.internal(n): None for n in HUB_STAGE_TOPICS},
+        **{topics.internal(n): dict(transit) for n in HUB_STAGE_TOPICS},
         **{topics.internal(n): dict(PERSON_STATE) for n in HUB_COMPACTED_TOPICS},
         topics.audit: audit_retention,
         topics.quarantine: rejects,
@@ -129,8 +131,9 @@ def all_topics(settings: Settings, orgs: list[str]) -> dict[str, tuple[int, dict
         name: (settings.topic_partitions, config or {})
         for name, config in wanted_topics(settings, orgs).items()
     }
+    transit = {"retention.ms": str(settings.transit_retention_ms)}
     for name in partner_topic_names(settings, orgs):
-        topics[name] = (settings.partner_topic_partitions, {})
+        topics[name] = (settings.partner_topic_partitions, transit)
     rejects = {"retention.ms": str(settings.rejects_retention_ms)}
     for org in orgs:  # little traffic, read by one organisation: one partition
         topics[Topics(settings).rejects(org)] = (1, rejects)

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         "open transaction holds back read-committed readers of the audit at most this long "
         "(less when another worker takes its partitions over and fences it).",
     )
+    transit_retention_ms: int = Field(
+        7 * 86_400_000,
+        description="How long partner and stage topics keep a record in transit, in ms (it "
+        "holds personal data until the worker has it; longer than any outage you plan for).",
+    )
     rejects_retention_ms: int = Field(
         30 * 86_400_000, description="How long rejected input is kept for its publisher, in ms."
     )
