@@ -12,12 +12,12 @@ import pytest
 from accord.core.kafka import COMPACTED, ensure_topics
 from accord.core.topics import Topics
 from accord.governance.retention import (
-    DAY_MS,
     alter,
     describe,
     ensure_share_topics,
     share_topic_config,
 )
+from accord.pipeline.retention import DAY_MS
 
 from .conftest import settings_env
 

@@ -164,7 +164,7 @@ def send_native(
 
 def worker_topics(settings: Settings) -> list[str]:
     """What the worker reads: its partner topics and its stage topics."""
-    from accord.worker.app import consumed_topics
+    from accord.worker.topology import consumed_topics
 
     return consumed_topics(settings)
 

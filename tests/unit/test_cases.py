@@ -2,7 +2,7 @@
 
 import pytest
 
-from accord.worker import cases
+from accord.pipeline import cases
 
 RULES = cases.load_priority_rules()
 

@@ -1,14 +1,14 @@
 """Who may change a case: consent per controller, a board's entry its own, old states read.
 
-Pure functions of `accord.worker.cases`; the authority check itself (who may publish a
-dataset at all) is `accord.worker.authority` and the Rego package accord.authority."""
+Pure functions of `accord.pipeline.cases`; the authority check itself (who may publish a
+dataset at all) is `accord.pipeline.authority` and the Rego package accord.authority."""
 
 import copy
 import itertools
 
 import pytest
 
-from accord.worker import cases
+from accord.pipeline import cases
 
 RULES = cases.load_priority_rules()
 AT = "2020-06-{:02d}T00:00:00.000+00:00"

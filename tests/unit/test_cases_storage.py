@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from accord.worker import cases
-from accord.worker.enforce import derive_decision_id
+from accord.pipeline import cases
+from accord.pipeline.decision import derive_decision_id
 
 RULES = cases.load_priority_rules()
 PERSONAL = (

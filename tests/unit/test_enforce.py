@@ -9,7 +9,7 @@ import fastavro
 
 from accord.core.settings import Settings
 from accord.core.topics import Topics
-from accord.worker.enforce import decision_record, derive_decision_id, project_case
+from accord.pipeline.decision import decision_record, derive_decision_id, project_case
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 FIELDS = {

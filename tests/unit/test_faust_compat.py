@@ -48,3 +48,19 @@ def test_a_jump_is_never_counted_acknowledged_and_is_read_again_from_the_commit(
     assert asyncio.run(run()) == 2
     assert sorted(consumer.seeks) == [(p0, 92), (p1, 5)]
     assert missed.jumps == {}
+
+
+def test_the_internals_behind_the_accessors_are_still_there():
+    """`faust_compat`'s accessors read these; each must exist where it is read."""
+    from faust.transport import conductor
+    from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+    from faust.transport.drivers import aiokafka as driver
+
+    assert "_ensure_producer" in vars(driver.Producer)
+    assert hasattr(driver.AIOKafkaConsumerThread, "seek_to_beginning")
+    assert "_thread" in inspect.getsource(ThreadDelegateConsumer.__init__)
+    init = inspect.getsource(Consumer.__init__)
+    assert "self._committed_offset =" in init and "self._unacked_messages =" in init
+    assert conductor.Conductor._resubscribe_sleep_lock_seconds == 45.0
+    assert "self._topic_name_index =" in inspect.getsource(conductor.Conductor.__init__)
+    assert callable(conductor.Conductor._flag_changes)

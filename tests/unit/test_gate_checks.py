@@ -7,7 +7,7 @@ import pytest
 
 from accord.core.errors import InfrastructureError
 from accord.core.settings import Settings
-from accord.worker.enforce import Gate, check_decisions
+from accord.pipeline.decision import Gate, check_decisions
 
 KEY = "ab" * 32
 AGREEMENTS = {
@@ -167,7 +167,7 @@ class FakeSerde:
 
 
 def run_gate(results, audit_fails=False):
-    from accord.worker import cases
+    from accord.pipeline import cases
 
     state = cases.new_state(KEY)
     state = cases.apply_event(

@@ -6,12 +6,11 @@ import pytest
 
 from accord.core.settings import Settings, get_settings
 from accord.core.topics import Topics
-from accord.governance.retention import (
+from accord.governance.retention import check, differences
+from accord.pipeline.retention import (
     DAY_MS,
     Retention,
     agreements_from_dir,
-    check,
-    differences,
     recipient_retention,
     share_recipient,
     share_topic_configs,

@@ -2,8 +2,8 @@
 
 import json
 
-from accord.worker import cases
-from accord.worker.identity import erase, resolve
+from accord.pipeline import cases
+from accord.pipeline.identity import erase, resolve
 
 
 def envelope(event_id, data, person_key=None, request_key=None, dataset="support-request"):

@@ -14,8 +14,9 @@ import random
 
 import pytest
 
-from accord.worker import cases
-from accord.worker.identity import resolve
+from accord.core.topics import PERSON_EVENTS
+from accord.pipeline import cases, stages
+from accord.pipeline.identity import resolve
 
 RULES = cases.load_priority_rules()
 SECRET = "s"
@@ -70,7 +71,8 @@ def identity_events() -> list[tuple[str, dict]]:
 
 
 class Pipeline:
-    """The two stages with their state, logs and committed offsets."""
+    """The identity and join stages (`pipeline.stages`) with their state, logs and
+    committed offsets."""
 
     def __init__(self, batch: int) -> None:
         self.batch = batch
@@ -84,31 +86,37 @@ class Pipeline:
 
     def identity_batch(self, crash: float | None) -> None:
         start = self.committed["identity"]
-        outputs, blocks = [], {}
-        for block_key, envelope in self.source[start : start + self.batch]:
-            envelope = dict(envelope)
-            block = blocks.get(block_key, self.blocks.get(block_key, []))
-            person, people, _, merges = resolve(block, envelope, SECRET)
-            blocks[block_key] = people
-            envelope["person_key"] = person
-            outputs.append((person, envelope))
-            for provisional in merges:
-                outputs.append((provisional, cases.merge_event(provisional, person, envelope)))
-        self.blocks.update(blocks)  # the changelog writes landed
+        batch = self.source[start : start + self.batch]
+        out = stages.match(
+            [(key.encode(), dict(envelope)) for key, envelope in batch],
+            lambda key: self.blocks.get(key.decode()),
+            SECRET,
+        )
+        self.blocks.update({key.decode(): people for key, people in out.state.items()})
+        outputs = [
+            (key.decode(), value) for topic, key, value in out.records if topic == PERSON_EVENTS
+        ]
         if crash is not None:  # some outputs landed, the offsets were not committed
             self.person_log += outputs[: int(len(outputs) * crash)]
             return
         self.person_log += outputs
-        self.committed["identity"] = start + len(self.source[start : start + self.batch])
+        self.committed["identity"] = start + len(batch)
 
     def join_batch(self, crash: float | None) -> None:
         start = self.committed["join"]
         batch = self.person_log[start : start + self.batch]
-        joined = cases.join(batch, self.states.get, RULES)
-        assert all(s.get("merged_into") != k for k, s in joined.states.items())
-        self.states.update(joined.states)
-        landed = joined.person_events
-        views = joined.views
+        out = stages.join(
+            [(key.encode(), envelope) for key, envelope in batch],
+            lambda key: self.states.get(key.decode()),
+            RULES,
+        )
+        states = {key.decode(): state for key, state in out.state.items()}
+        assert all(s.get("merged_into") != k for k, s in states.items())
+        self.states.update(states)
+        landed = [
+            (key.decode(), value) for topic, key, value in out.records if topic == PERSON_EVENTS
+        ]
+        views = out.views
         if crash is not None:
             landed = landed[: int(len(landed) * crash)]
             views = views[: int(len(views) * crash)]

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from accord.worker import cases
-from accord.worker.enforce import (
+from accord.pipeline import cases
+from accord.pipeline.decision import (
     policy_input_record,
     project_case,
     visible_to_recipient,

@@ -4,7 +4,7 @@ import pytest
 
 from accord.core.settings import Settings
 from accord.core.topics import Topics
-from accord.worker.app import sort_partner_topics
+from accord.worker.topology import sort_partner_topics
 
 TOPICS = Topics(Settings(topic_prefix="t1."))
 REGISTERED = {"nhs-lothian", "city-of-edinburgh"}

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from accord.core.errors import InfrastructureError, PolicyUnavailableError
-from accord.worker.authority import (
+from accord.pipeline.authority import (
     AUTHORITY_PACKAGE,
     AuthorityUnavailable,
     Refusal,

@@ -11,7 +11,7 @@ from faust.types import TP
 from faust.types.tuples import Message
 
 from accord.core.errors import InfrastructureError
-from accord.worker.app import (
+from accord.worker.batches import (
     StaleBatch,
     failure_reason,
     fetched_in_this_generation,

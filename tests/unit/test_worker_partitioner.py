@@ -2,7 +2,7 @@
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from accord.worker.app import partition_by_key
+from accord.worker.faust_compat import partition_by_key
 
 
 def test_keys_land_where_the_default_partitioner_puts_them():

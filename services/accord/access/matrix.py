@@ -26,7 +26,7 @@ from accord.core.credentials import Credential, read_credential_file
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import KafkaConnection, confluent_admin, connection, delete_topics
 from accord.core.settings import Settings
-from accord.core.topics import Topics
+from accord.core.topics import CASES, Topics
 
 OPERATIONS = (
     "produce",
@@ -104,9 +104,9 @@ def families(topics: Topics, worker_group: str, schemas_topic: str) -> list[Fami
         Family("share.<other council>", topics.share(OTHER_COUNCIL)),
         Family("rejects.<board>", topics.rejects(BOARD)),
         Family("rejects.<council>", topics.rejects(COUNCIL)),
-        Family("hub.*", topics.internal("cases")),
+        Family("hub.*", topics.internal(CASES)),
         Family("audit", topics.audit),
-        Family("changelogs", f"{worker_group}-cases-changelog"),
+        Family("changelogs", Topics.changelog(worker_group, CASES)),
         Family("_schemas", schemas_topic),
     ]
 

@@ -42,7 +42,7 @@ from accord.core.topics import (
     WORKER_TABLES,
     Topics,
 )
-from accord.governance.retention import agreements_from_dir, share_topic_configs
+from accord.pipeline.retention import agreements_from_dir, share_topic_configs
 from accord.registry.users import provision_organisations
 
 log = get_logger("accord.access")
@@ -109,7 +109,7 @@ def wanted_topics(settings: Settings, orgs: Iterable[str]) -> dict[str, dict[str
         **{topics.internal(n): dict(PERSON_STATE) for n in HUB_COMPACTED_TOPICS},
         topics.audit: audit_retention,
         topics.quarantine: rejects,
-        **{f"{settings.worker_id}-{t}-changelog": dict(PERSON_STATE) for t in WORKER_TABLES},
+        **{topics.changelog(settings.worker_id, t): dict(PERSON_STATE) for t in WORKER_TABLES},
     }
     wanted.update(share_topic_configs(topics, agreements_from_dir(settings.policies_dir)))
     return wanted
@@ -122,7 +122,7 @@ def partner_topic_names(settings: Settings, orgs: Iterable[str]) -> list[str]:
 
 def leader_topic(settings: Settings) -> str:
     """faust's assignor topic (one partition), which the worker may not create itself."""
-    return f"{settings.worker_id}-__assignor-__leader"
+    return Topics.assignor(settings.worker_id)
 
 
 def all_topics(settings: Settings, orgs: list[str]) -> dict[str, tuple[int, dict[str, str]]]:

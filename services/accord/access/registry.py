@@ -14,7 +14,7 @@ from typing import Any
 
 from accord.core.settings import Settings
 from accord.core.topics import is_org_id
-from accord.governance.retention import agreements_from_dir
+from accord.pipeline.retention import agreements_from_dir
 
 
 def agreement_parties(agreements: Mapping[str, Any]) -> set[str]:

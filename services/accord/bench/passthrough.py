@@ -86,7 +86,7 @@ async def raw_loop(settings: Settings, inputs: list[str], batch: int) -> None:
 
 def faust_app(settings: Settings, inputs: list[str], batch: int, within_s: float) -> Any:
 
-    from accord.worker.app import faust_app as accord_faust_app
+    from accord.worker.faust_compat import faust_app as accord_faust_app
 
     output = output_topic(settings, "faust")
     relay = Relay(settings, output)

@@ -39,10 +39,10 @@ from accord.core.kafka import delete_topics, ensure_topics, group_lag, read_topi
 from accord.core.policy import PolicyClient, opa_token
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
-from accord.core.topics import SUPPORT_REQUEST, Topics
+from accord.core.topics import CASES, SUPPORT_REQUEST, Topics
+from accord.pipeline.decision import policy_input_record
 from accord.stack import local
-from accord.worker.app import consumed_topics, stage_topics
-from accord.worker.enforce import policy_input_record
+from accord.worker.topology import consumed_topics, stage_topics
 
 
 @dataclass
@@ -337,7 +337,7 @@ async def opa_cost(scoped: Settings, cases: list[dict[str, Any]], rounds: int) -
 
 def latest_cases(scoped: Settings, limit: int) -> list[dict[str, Any]]:
     latest: dict[bytes, dict[str, Any]] = {}
-    for message in read_topic(scoped, Topics(scoped).internal("cases")):
+    for message in read_topic(scoped, Topics(scoped).internal(CASES)):
         if message.value is not None:
             latest[message.key] = json.loads(message.value)
         if len(latest) >= limit:

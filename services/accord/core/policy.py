@@ -90,7 +90,8 @@ class PolicyClient:
         self._revision: tuple[float, str] | None = None
         # The revision read last (see decide_with_revision).
         self._fresh: str | None = None
-        # The agreements OPA served with the latest revision (data.agreements).
+        # The rules' text (id, raw) and the agreements OPA served with the latest revision.
+        self.rules: list[tuple[str, str]] = []
         self.agreements: dict[str, Any] = {}
         self._rules_ttl_s = rules_ttl_s
         self._rules: tuple[float, list[tuple[str, str]]] | None = None
@@ -219,6 +220,7 @@ class PolicyClient:
         self._revision = (now, digest)
         self._fresh = digest
         self.agreements = agreements if isinstance(agreements, dict) else {}
+        self.rules = list(texts)
         return digest
 
     def forget_revision(self) -> None:

@@ -114,7 +114,11 @@ class Settings(BaseSettings):
     purpose: str = Field("shielding-support", description="Purpose the worker shares for.")
     worker_id: str = Field("accord-worker", description="Consumer group id of the worker.")
     worker_batch_size: int = Field(500, description="Records per OPA query.")
-    worker_batch_timeout_s: float = Field(0.5, description="Max wait to fill a batch.")
+    worker_batch_timeout_s: float = Field(
+        0.02,
+        description="Max wait to fill a batch, per stage: the latency each stage adds at a "
+        "low rate (under load batches fill before it).",
+    )
     opa_timeout_s: float = Field(5.0, description="Timeout of one OPA query.")
     partner_discovery_interval_s: float = Field(
         5.0, description="How often the worker looks for new partner topics to consume."

@@ -27,11 +27,20 @@ def is_org_id(value: str) -> bool:
     return bool(_ORG_ID.match(value))
 
 
-# The worker's own topics under hub. (besides the audit and quarantine topics).
-HUB_STAGE_TOPICS = ("identity", "request-events", "person-events")
-# hub.audit-chain: the head of each audit partition's hash chain (accord.worker.auditlog).
+# The worker's own topics under hub. (besides the audit and quarantine topics), in the
+# order events flow through them: partner topics -> identity (by matching block) ->
+# person-events (by person); request-events (by request) routes outcomes to their person.
+IDENTITY = "identity"
+REQUEST_EVENTS = "request-events"
+PERSON_EVENTS = "person-events"
+HUB_STAGE_TOPICS = (IDENTITY, REQUEST_EVENTS, PERSON_EVENTS)
+# hub.cases: the record of each case; hub.match.review: uncertain matches for a person to
+# settle; hub.audit-chain: the head of each audit partition's hash chain
+# (accord.worker.auditlog).
+CASES = "cases"
+MATCH_REVIEW = "match.review"
 AUDIT_CHAIN = "audit-chain"
-HUB_COMPACTED_TOPICS = ("cases", "match.review", AUDIT_CHAIN)
+HUB_COMPACTED_TOPICS = (CASES, MATCH_REVIEW, AUDIT_CHAIN)
 # The worker's tables; each has a changelog topic `<worker id>-<table>-changelog`.
 WORKER_TABLES = ("identities", "request-owners", "cases", "released")
 
@@ -61,6 +70,20 @@ class Topics:
     def internal(self, name: str) -> str:
         """Topics between the worker's stages, e.g. hub.cases."""
         return f"{self.prefix}hub.{name}"
+
+    def stages(self) -> list[str]:
+        """The worker's stage topics, in the order events flow through them."""
+        return [self.internal(name) for name in HUB_STAGE_TOPICS]
+
+    @staticmethod
+    def changelog(worker_id: str, table: str) -> str:
+        """A worker table's changelog (faust names it after the app, not the prefix)."""
+        return f"{worker_id}-{table}-changelog"
+
+    @staticmethod
+    def assignor(worker_id: str) -> str:
+        """faust's partition assignor topic for a worker group."""
+        return f"{worker_id}-__assignor-__leader"
 
     def partner_pattern(self, dataset: str) -> str:
         return rf"^{re.escape(self.prefix)}partner\.[a-z0-9-]+\.{re.escape(dataset)}\.v[0-9]+$"

@@ -28,7 +28,14 @@ from accord.core.scotland import COUNCIL_AREAS, HEALTH_BOARDS, org_id
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.terminal import markup_safe, plain
-from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST, Topics
+from accord.core.topics import (
+    CASES,
+    MATCH_REVIEW,
+    SHIELDING_LIST,
+    SUPPORT_OUTCOME,
+    SUPPORT_REQUEST,
+    Topics,
+)
 from accord.demo import governance
 from accord.demo.requests import (
     OUTCOME_COLUMNS,
@@ -272,7 +279,7 @@ def run_flow(
 def review_counts(settings: Settings) -> Counter[str]:
     """Uncertain matches waiting for a coordinator, per council that sent the request."""
     latest: dict[bytes, dict] = {}
-    for message in read_topic(settings, Topics(settings).internal("match.review")):
+    for message in read_topic(settings, Topics(settings).internal(MATCH_REVIEW)):
         latest[message.key] = json.loads(message.value)
     return Counter(item["source_org"] for item in latest.values())
 
@@ -280,7 +287,7 @@ def review_counts(settings: Settings) -> Counter[str]:
 def closed_counts(settings: Settings) -> Counter[str]:
     """Closed cases per council (needs met, stopped shielding, opted out, merged)."""
     latest: dict[bytes, dict] = {}
-    for message in read_topic(settings, Topics(settings).internal("cases")):
+    for message in read_topic(settings, Topics(settings).internal(CASES)):
         if message.value is not None:
             latest[message.key] = json.loads(message.value)
     return Counter(

@@ -1,7 +1,7 @@
 """Early answers on authority for the gateway and `accord publish`: which datasets an
 organisation may publish at all (`accord.authority.datasets`).
 
-Advisory only: the worker's intake decides every record (`accord.worker.authority`), and
+Advisory only: the worker's intake decides every record (`accord.pipeline.authority`), and
 a partner may write to its own topic without either tool. So when OPA cannot say, these
 callers go on and leave the decision to the worker, rather than refuse a publisher that
 may well have the authority.

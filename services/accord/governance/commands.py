@@ -119,7 +119,8 @@ def policy_retention(policies_dir: Path | None, mode: str) -> None:
     agreement value, agreement id; and one per share topic no agreement names. --check
     exits 1 when any topic disagrees or is uncovered; --apply fixes what disagrees
     (IncrementalAlterConfigs) and exits 1 only when an uncovered topic remains."""
-    from accord.governance.retention import agreements_from_dir, apply, check_broker
+    from accord.governance.retention import apply, check_broker
+    from accord.pipeline.retention import agreements_from_dir
 
     settings = as_principal(get_settings(), ADMIN)
     results = check_broker(settings, agreements_from_dir(policies_dir or settings.policies_dir))

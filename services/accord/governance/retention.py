@@ -25,15 +25,12 @@ client (DescribeConfigs, IncrementalAlterConfigs: only the named keys change).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 
 from accord.core.credentials import CredentialError
 from accord.core.errors import InfrastructureError
@@ -41,64 +38,16 @@ from accord.core.kafka import COMPACTED, Connectable, confluent_admin, ensure_to
 from accord.core.logging import get_logger
 from accord.core.policy import opa_session
 from accord.core.settings import Settings
-from accord.core.topics import SUPPORT_LIST, Topics
+from accord.core.topics import Topics
+from accord.pipeline.retention import (
+    CHECKED_KEYS,
+    Retention,
+    recipient_retention,
+    share_recipient,
+    share_topic_configs,
+)
 
 log = get_logger("accord.governance.retention")
-
-DAY_MS = 86_400_000
-CLEANUP_POLICY = "compact,delete"
-# The keys the check compares with the agreement; `apply` also sets segment.ms.
-CHECKED_KEYS = ("cleanup.policy", "retention.ms")
-
-
-@dataclass(frozen=True)
-class Retention:
-    """The period a recipient's share topic keeps records, and the agreement setting it."""
-
-    days: int
-    agreement_id: str
-
-    @property
-    def ms(self) -> int:
-        return self.days * DAY_MS
-
-    def config(self) -> dict[str, str]:
-        """The share topic's broker configuration for this period."""
-        return {
-            **COMPACTED,
-            "cleanup.policy": CLEANUP_POLICY,
-            "retention.ms": str(self.ms),
-            "segment.ms": str(min(self.ms, DAY_MS)),
-        }
-
-
-def recipient_retention(agreements: Mapping[str, Any]) -> dict[str, Retention]:
-    """Recipient org -> the shortest retention of every agreement naming it (any status);
-    ties go to the lowest agreement id. Agreements without a readable period are skipped
-    (the agreement schema requires one; OPA denies sharing under a malformed agreement)."""
-    shortest: dict[str, Retention] = {}
-    for agreement_id in sorted(agreements):
-        agreement = agreements[agreement_id]
-        if not isinstance(agreement, Mapping):
-            continue
-        days = (agreement.get("retention") or {}).get("days")
-        if not isinstance(days, int) or isinstance(days, bool) or days < 1:
-            continue
-        for recipient in agreement.get("recipients") or ():
-            org = recipient.get("org") if isinstance(recipient, Mapping) else None
-            if not isinstance(org, str):
-                continue
-            if org not in shortest or days < shortest[org].days:
-                shortest[org] = Retention(days, agreement_id)
-    return shortest
-
-
-def share_topic_configs(topics: Topics, agreements: Mapping[str, Any]) -> dict[str, dict[str, str]]:
-    """Share topic -> its broker configuration, for every recipient an agreement names."""
-    return {
-        topics.share(org): retention.config()
-        for org, retention in recipient_retention(agreements).items()
-    }
 
 
 def _policy_set(value: str | None) -> frozenset[str]:
@@ -170,24 +119,7 @@ def check(
     return results
 
 
-def share_recipient(topics: Topics, topic: str) -> str | None:
-    """The recipient of a share topic of this deployment (prefix), else None."""
-    pattern = rf"^{re.escape(topics.prefix)}share\.([a-z0-9-]+)\.{re.escape(SUPPORT_LIST)}$"
-    match = re.match(pattern, topic)
-    return match[1] if match else None
-
-
 # --- agreements ----------------------------------------------------------------------------
-
-
-def agreements_from_dir(policies_dir: Path) -> dict[str, Any]:
-    """Every agreement under <policies_dir>/agreements/*.yaml, by id (as OPA loads them)."""
-    agreements: dict[str, Any] = {}
-    for path in sorted((policies_dir / "agreements").glob("*.yaml")):
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if isinstance(loaded, dict):
-            agreements.update(loaded)
-    return agreements
 
 
 def agreements_from_opa(settings: Settings) -> dict[str, Any]:

@@ -27,9 +27,9 @@ from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
 from accord.core.topics import DATASET_RECORDS, SUPPORT_REQUEST, Topics
 from accord.governance.opa import IsolatedOpa, decide
-from accord.worker import cases as case_rules
-from accord.worker.enforce import policy_input_record
-from accord.worker.intake import Incoming, Intake, Rejected
+from accord.pipeline import cases as case_rules
+from accord.pipeline.decision import policy_input_record
+from accord.pipeline.intake import Incoming, Intake, Rejected
 
 log = get_logger("accord.governance.simulate")
 BATCH = 500

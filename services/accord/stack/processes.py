@@ -63,13 +63,13 @@ def spawn_worker(
 
 def worker_lag(settings: Settings) -> int:
     """Records the worker group has not committed, over every topic it reads."""
-    from accord.worker.app import consumed_topics
+    from accord.worker.topology import consumed_topics
 
     return group_lag(settings, settings.worker_id, consumed_topics(settings))
 
 
 def lag_by_topic(settings: Settings) -> dict[str, int]:
-    from accord.worker.app import consumed_topics
+    from accord.worker.topology import consumed_topics
 
     return {
         topic: group_lag(settings, settings.worker_id, [topic])

@@ -4,7 +4,7 @@ Every partner message is decoded from the wire format, checked against its topic
 (a partner publishes only under its own name) and validated; what fails is quarantined
 with its coordinates and original bytes. Whether the publisher may assert what a record
 says at all (a board's list, a council's request, an outcome of a request it owns or was
-referred) is asked of OPA once per batch afterwards (`accord.worker.authority`). What
+referred) is asked of OPA once per batch afterwards (`accord.pipeline.authority`). What
 passes becomes an event envelope (a plain JSON-able dict) that the matching and case
 stages understand.
 """

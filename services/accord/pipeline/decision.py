@@ -43,7 +43,7 @@ from accord.core.policy import PolicyClient
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
 from accord.core.topics import SUPPORT_REQUEST, Topics, is_org_id
-from accord.worker.cases import DERIVED_ATTRIBUTES, SHIELDING_FIELD, WITHOUT_SHIELDING
+from accord.pipeline.cases import DERIVED_ATTRIBUTES, SHIELDING_FIELD, WITHOUT_SHIELDING
 
 log = get_logger("accord.worker")
 

@@ -1,0 +1,111 @@
+"""Deciding cases again when the policy changes, without waiting for the next event about
+each person: a suspended or expired agreement then tombstones what was shared under it,
+and a newly active one shares what was withheld. Only the cases a change can affect are
+decided again (`pipeline.redecide`), in batches like the stages', each abandoned if a
+rebalance begins meanwhile (its cases' new owners decide them after their recovery)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import faust
+
+from accord.core.errors import InfrastructureError
+from accord.core.logging import get_logger
+from accord.core.settings import Settings
+from accord.pipeline import cases as case_rules
+from accord.pipeline.decision import Gate
+from accord.pipeline.redecide import changed_parties, is_affected
+from accord.worker.batches import StaleBatch, batch_began, process_until_done
+
+log = get_logger("accord.worker")
+
+
+class PolicySweep:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        case_states: faust.Table,
+        holders: Callable[[bytes], list[str]],
+        rules: list[dict[str, Any]],
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.case_states = case_states
+        self.holders = holders
+        self.rules = rules
+        self.gate: Gate | None = None
+        # (revision, rules' text, agreements) last decided under.
+        self.served: tuple[str, list[Any], dict[str, Any]] | None = None
+
+    async def tick(self) -> None:
+        gate = self.gate
+        if gate is None:
+            return
+        try:
+            revision = await gate.policy.revision()
+        except InfrastructureError:
+            return  # OPA is down: nothing changes until it is back
+        now = (revision, list(gate.policy.rules), dict(gate.policy.agreements))
+        if self.served is None:
+            self.served = now
+            return
+        if revision == self.served[0]:
+            return
+        parties = changed_parties(self.served[1:], now[1:])
+        began = batch_began.set(self.app.rebalancing_count)
+        try:
+            views = self.affected_views(parties)
+            log.info(
+                "policy_changed",
+                revision=revision,
+                previous=self.served[0],
+                cases=len(views),
+                parties=None if parties is None else sorted(parties),
+            )
+            await self.decide(gate, views)
+        except StaleBatch:
+            log.info("policy_sweep_interrupted", revision=revision)
+            return  # decided again on the next tick, by whoever owns the cases then
+        finally:
+            batch_began.reset(began)
+        self.served = now
+
+    def affected_views(self, parties: set[str] | None) -> list[dict[str, Any]]:
+        views = []
+        for key, state in list(self.case_states.items()):
+            if not state:
+                continue
+            view = case_rules.build_case(state, self.rules)
+            if view is not None and is_affected(view, self.holders(key), parties):
+                views.append(view)
+        return views
+
+    async def decide(self, gate: Gate, views: list[dict[str, Any]]) -> None:
+        size, retry_s = self.settings.worker_batch_size, self.settings.opa_retry_s
+        for start in range(0, len(views), size):
+            chunk = views[start : start + size]
+            try:
+                await process_until_done(
+                    functools.partial(gate.process, chunk), len(chunk), retry_s
+                )
+            except StaleBatch:
+                raise
+            except Exception as exc:  # a case the gate cannot decide: decide the rest
+                log.warning("policy_sweep_failed", cases=len(chunk), error=type(exc).__name__)
+                for view in chunk:
+                    try:
+                        await process_until_done(
+                            functools.partial(gate.process, [view]), 1, retry_s
+                        )
+                    except StaleBatch:
+                        raise
+                    except Exception as each:
+                        log.warning(
+                            "case_not_redecided",
+                            case_key=view["case_key"],
+                            error=type(each).__name__,
+                        )
