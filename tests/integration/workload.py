@@ -193,3 +193,20 @@ def council_lists(settings: Settings, serde: AvroSerde) -> dict[str, dict[str, t
                 )
         lists[council] = view
     return lists
+
+
+def list_differences(actual: dict[str, dict], expected: dict[str, dict]) -> list[str]:
+    """Per council: cases missing, extra, or differing (pseudonymous keys, synthetic data)."""
+    lines = []
+    for council in sorted(set(actual) | set(expected)):
+        got, want = actual.get(council, {}), expected.get(council, {})
+        lines += [
+            f"{council}: missing {key[:12]} {want[key]}" for key in sorted(set(want) - set(got))
+        ]
+        lines += [f"{council}: extra {key[:12]} {got[key]}" for key in sorted(set(got) - set(want))]
+        lines += [
+            f"{council}: {key[:12]} is {got[key]}, expected {want[key]}"
+            for key in sorted(set(got) & set(want))
+            if got[key] != want[key]
+        ]
+    return lines

@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     worker_id: str = Field("accord-worker", description="Consumer group id of the worker.")
     worker_batch_size: int = Field(500, description="Records per OPA query.")
     worker_batch_timeout_s: float = Field(
-        0.02,
+        0.5,
         description="Max wait to fill a batch, per stage: the latency each stage adds at a "
         "low rate (under load batches fill before it).",
     )
