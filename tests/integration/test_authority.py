@@ -250,9 +250,9 @@ def test_partners_without_authority_change_no_case_and_good_records_still_flow(
 
 
 def test_accord_publish_refuses_a_dataset_its_publisher_has_no_authority_for(settings, tmp_path):
-    from accord.demo.synthetic import write_csv
     from accord.ingest.publish import publish_file
     from accord.ingest.readers import PublishInputError
+    from accord.synthetic.people import write_csv
 
     path = tmp_path / "list.csv"
     write_csv(people(2), path)

@@ -12,9 +12,9 @@ import pytest
 from accord.bench.measure import Offsets
 from accord.core.kafka import admin_client
 from accord.core.topics import Topics
-from accord.demo.synthetic import write_csv
 from accord.governance.simulate import simulate
 from accord.ingest.publish import publish_file
+from accord.synthetic.people import write_csv
 
 from .workload import people
 

@@ -15,9 +15,9 @@ import pytest
 
 from accord.core.kafka import read_topic
 from accord.core.topics import Topics
-from accord.demo.synthetic import write_csv
 from accord.governance.opa import IsolatedOpa
 from accord.ingest.publish import publish_file
+from accord.synthetic.people import write_csv
 
 from .conftest import decoded, wait_for
 from .workload import people, requests_for, send_native

@@ -17,9 +17,9 @@ import pytest
 from accord.access import provision
 from accord.core.kafka import group_lag, read_topic
 from accord.core.topics import SHIELDING_LIST, SUPPORT_REQUEST, Topics
-from accord.demo.synthetic import write_csv
 from accord.governance.opa import IsolatedOpa
 from accord.ingest.publish import publish_file
+from accord.synthetic.people import write_csv
 
 from .conftest import decoded
 from .workload import people, requests_for, send_native

@@ -18,9 +18,9 @@ from accord.core.topics import (
     SUPPORT_REQUEST,
     Topics,
 )
-from accord.demo.synthetic import chi_for, write_csv
 from accord.ingest.publish import publish_file
 from accord.stack import processes
+from accord.synthetic.people import chi_for, write_csv
 
 from .conftest import decoded
 

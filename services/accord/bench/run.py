@@ -29,7 +29,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from accord.access import provision
-from accord.bench import workload
 from accord.bench.measure import Offsets, peak_rss_mb, percentile
 from accord.bench.passthrough import output_topic
 from accord.core.credentials import ADMIN, WORKER, private_dir
@@ -41,6 +40,7 @@ from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import SUPPORT_REQUEST, Topics
 from accord.stack import local
+from accord.synthetic import workload
 from accord.worker.app import consumed_topics, stage_topics
 from accord.worker.enforce import policy_input_record
 

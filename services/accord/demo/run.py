@@ -30,17 +30,17 @@ from accord.core.settings import Settings
 from accord.core.terminal import markup_safe, plain
 from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST, Topics
 from accord.demo import governance
-from accord.demo.requests import (
+from accord.governance.opa import IsolatedOpa
+from accord.ingest.publish import publish_file
+from accord.ingest.validation import RowInvalid, validate_shielding_row
+from accord.stack import local, processes
+from accord.synthetic.people import generate_shielding_list, write_csv
+from accord.synthetic.requests import (
     OUTCOME_COLUMNS,
     REQUEST_COLUMNS,
     generate_requests,
     write_rows,
 )
-from accord.demo.synthetic import generate_shielding_list, write_csv
-from accord.governance.opa import IsolatedOpa
-from accord.ingest.publish import publish_file
-from accord.ingest.validation import RowInvalid, validate_shielding_row
-from accord.stack import local, processes
 
 SAMPLE_COUNCIL = "City of Edinburgh"
 

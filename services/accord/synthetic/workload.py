@@ -30,9 +30,9 @@ from accord.core.topics import (
     SUPPORT_REQUEST,
     Topics,
 )
-from accord.demo.requests import generate_requests
-from accord.demo.synthetic import generate_shielding_list
 from accord.ingest.pipeline import Accepted, Location, Pipeline
+from accord.synthetic.people import generate_shielding_list
+from accord.synthetic.requests import generate_requests
 
 # Requests and outcomes the demo's generator adds per listed person (836 + 423 per 5,000).
 EVENTS_PER_PERSON = 1.25
