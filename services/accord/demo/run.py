@@ -39,6 +39,7 @@ from accord.synthetic.requests import (
     OUTCOME_COLUMNS,
     REQUEST_COLUMNS,
     generate_requests,
+    valid_rows,
     write_rows,
 )
 
@@ -87,18 +88,6 @@ def write_board_files(rows: list[dict[str, str]], folder: Path) -> dict[str, Pat
         write_csv(by_board.get(board, []), path)
         files[org_id(board)] = path
     return files
-
-
-def valid_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The shielding rows the hub accepted: councils raise requests about real residents."""
-    valid = []
-    for row in rows:
-        try:
-            validate_shielding_row(row)
-        except RowInvalid:
-            continue
-        valid.append(row)
-    return valid
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:

@@ -22,6 +22,7 @@ import yaml
 from accord.core.credentials import private_dir
 from accord.core.scotland import org_id
 from accord.core.settings import REPO_ROOT
+from accord.ingest.validation import RowInvalid, validate_shielding_row
 
 THIRD_SECTOR = "community-food-network"
 REQUEST_COLUMNS = (
@@ -69,6 +70,18 @@ def referring_councils(partner: str = THIRD_SECTOR, path: Path = AUTHORITY_RULES
     """The request owners that refer requests to `partner` under the authority rules."""
     referrals = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("referrals") or {}
     return {owner for owner, to in referrals.items() if partner in (to or ())}
+
+
+def valid_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The shielding rows the hub accepted: councils raise requests about real residents."""
+    valid = []
+    for row in rows:
+        try:
+            validate_shielding_row(row)
+        except RowInvalid:
+            continue
+        valid.append(row)
+    return valid
 
 
 def _typo(name: str, rng: random.Random) -> str:
