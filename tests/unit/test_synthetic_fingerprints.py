@@ -39,12 +39,12 @@ def test_the_matchers_population_is_unchanged_for_a_seed() -> None:
     )
 
 
-def test_the_benchs_encoded_events_are_unchanged_for_a_seed() -> None:
+def test_the_benchs_encoded_events_are_unchanged_for_a_seed(tmp_path) -> None:
     settings = Settings()
     serde = AvroSerde(FakeRegistry(), settings.schemas_dir)  # type: ignore[arg-type]
     events = [
         [e.org, e.dataset, e.event_id, e.key.hex(), e.value.hex()]
-        for e in build(settings, serde, 5000, 2020)
+        for e in build(settings, serde, 5000, 2020, spill_dir=tmp_path)
     ]
     assert len(events) == 5000
     assert fingerprint(events) == "81488926f4ec9d5b"
