@@ -246,9 +246,11 @@ class _Spill:
             yield from _records(memoryview(data), self._pairs.pairs)
 
     def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            for handle in self._files.values():
+                handle.close()
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # --- the cache ----------------------------------------------------------------------
