@@ -27,9 +27,10 @@ from accord.core.scotland import org_id
 from accord.core.topics import Topics
 from accord.governance.verify import verify
 from accord.stack import processes
+from accord.synthetic.records import LOTHIAN
 
 from .conftest import decoded
-from .workload import LOTHIAN, publish_workload, wait_until_quiet
+from .workload import publish_workload, wait_until_quiet
 
 pytestmark = pytest.mark.integration
 PEOPLE = 160

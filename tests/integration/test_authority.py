@@ -18,16 +18,19 @@ against the stack's OPA, which serves the authority rules beside the agreements:
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from accord.core.kafka import acknowledged_producer, connection, ensure_topics
 from accord.core.pseudonym import person_key
 from accord.core.topics import CONSENT_CHANGE, SHIELDING_LIST, SUPPORT_OUTCOME, Topics
+from accord.synthetic.records import START, consent_change, lothian_people, shielding_entry
+from accord.synthetic.records import support_outcome as outcome_for
+from accord.synthetic.records import support_request as request_for
 
 from .conftest import decoded, wait_for
-from .workload import START, event_base, people, wait_until_quiet
+from .workload import wait_until_quiet
 
 pytestmark = pytest.mark.integration
 LOTHIAN = "nhs-lothian"
@@ -55,71 +58,6 @@ def send_as(settings, serde, org: str, dataset: str, events: list[dict]) -> None
         producer.close()
 
 
-def entry(row: dict, org: str = LOTHIAN, **changes) -> dict:
-    return {
-        **event_base(org, START),
-        "chi_number": row["chi_number"],
-        "given_name": row["given_name"],
-        "family_name": row["family_name"],
-        "date_of_birth": date.fromisoformat(row["date_of_birth"]),
-        "address_line1": row["address_line1"],
-        "address_line2": None,
-        "town": None,
-        "postcode": row["postcode"],
-        "council_area": row["council_area"],
-        "health_board": "NHS Lothian",
-        "clinical_risk_group": "UNKNOWN",
-        "shielding_status": "SHIELDING",
-        "contact_phone": None,
-        "effective_date": date(2020, 6, 1),
-        **changes,
-    }
-
-
-def consent(row: dict, org: str, change: str, at: datetime, with_chi: bool = True) -> dict:
-    return {
-        **event_base(org, at),
-        "chi_number": row["chi_number"] if with_chi else None,
-        "nhs_number": None,
-        "given_name": None if with_chi else row["given_name"],
-        "family_name": None if with_chi else row["family_name"],
-        "date_of_birth": None if with_chi else date.fromisoformat(row["date_of_birth"]),
-        "postcode": None if with_chi else row["postcode"],
-        "scope": "ALL_SHARING",
-        "change": change,
-    }
-
-
-def request(row: dict, request_id: str) -> dict:
-    return {
-        **event_base(EDINBURGH, START + timedelta(days=1)),
-        "request_id": request_id,
-        "chi_number": row["chi_number"],
-        "nhs_number": None,
-        "given_name": row["given_name"],
-        "family_name": row["family_name"],
-        "date_of_birth": date.fromisoformat(row["date_of_birth"]),
-        "address_line1": row["address_line1"],
-        "postcode": row["postcode"],
-        "council_area": row["council_area"],
-        "contact_phone": None,
-        "lives_alone": None,
-        "needs": ["FOOD", "MEDICINE"],
-        "urgency": "ROUTINE",
-        "channel": "HELPLINE",
-    }
-
-
-def outcome(org: str, request_id: str, result: str, request_org: str | None) -> dict:
-    return {
-        **event_base(org, START + timedelta(days=3)),
-        "request_id": request_id,
-        "request_org": request_org,
-        "need": "FOOD",
-        "outcome": result,
-    }
-
-
 def edinburgh_list(settings, serde) -> dict[str, dict]:
     view: dict[str, dict] = {}
     for key, case in decoded(settings, serde, Topics(settings).share(EDINBURGH)):
@@ -143,7 +81,7 @@ def test_partners_without_authority_change_no_case_and_good_records_still_flow(
     settings, serde, worker
 ):
     topics = Topics(settings)
-    edinburgh = [row for row in people(16) if row["council_area"] == "City of Edinburgh"]
+    edinburgh = [row for row in lothian_people(16) if row["council_area"] == "City of Edinburgh"]
     opted, requester, listed, newcomer = edinburgh[:4]
     key = {
         name: person_key(settings.require_pseudonym_key(), row["chi_number"])
@@ -155,9 +93,19 @@ def test_partners_without_authority_change_no_case_and_good_records_still_flow(
         )
     }
     send_as(
-        settings, serde, LOTHIAN, SHIELDING_LIST, [entry(r) for r in (opted, requester, listed)]
+        settings,
+        serde,
+        LOTHIAN,
+        SHIELDING_LIST,
+        [shielding_entry(r) for r in (opted, requester, listed)],
     )
-    send_as(settings, serde, EDINBURGH, "support-request", [request(requester, "EDI-1")])
+    send_as(
+        settings,
+        serde,
+        EDINBURGH,
+        "support-request",
+        [request_for(requester, "EDI-1", at=START + timedelta(days=1), org=EDINBURGH)],
+    )
     worker()
     before = wait_list(
         settings,
@@ -172,17 +120,25 @@ def test_partners_without_authority_change_no_case_and_good_records_still_flow(
     # The attacks, each from a partner writing only to its own topic.
     opt_out_at = START + timedelta(days=5)
     send_as(
-        settings, serde, LOTHIAN, CONSENT_CHANGE, [consent(opted, LOTHIAN, "OPT_OUT", opt_out_at)]
+        settings,
+        serde,
+        LOTHIAN,
+        CONSENT_CHANGE,
+        [consent_change(opted, LOTHIAN, "OPT_OUT", at=opt_out_at)],
     )
-    charity_opt_in = consent(
-        opted, CHARITY, "OPT_IN", opt_out_at + timedelta(minutes=1), with_chi=False
+    charity_opt_in = consent_change(
+        opted, CHARITY, "OPT_IN", at=opt_out_at + timedelta(minutes=1), with_chi=False
     )
     send_as(settings, serde, CHARITY, CONSENT_CHANGE, [charity_opt_in])
-    council_opt_in = consent(opted, EDINBURGH, "OPT_IN", opt_out_at + timedelta(minutes=2))
+    council_opt_in = consent_change(
+        opted, EDINBURGH, "OPT_IN", at=opt_out_at + timedelta(minutes=2)
+    )
     send_as(settings, serde, EDINBURGH, CONSENT_CHANGE, [council_opt_in])
-    declined = outcome(FIFE, "EDI-1", "DECLINED", EDINBURGH)
+    declined = outcome_for(
+        FIFE, "EDI-1", at=START + timedelta(days=3), outcome="DECLINED", request_org=EDINBURGH
+    )
     send_as(settings, serde, FIFE, SUPPORT_OUTCOME, [declined])
-    forged = entry(
+    forged = shielding_entry(
         listed, CHARITY, address_line1="1 Elsewhere Road", shielding_status="NOT_SHIELDING"
     )
     send_as(settings, serde, CHARITY, SHIELDING_LIST, [forged])
@@ -226,15 +182,15 @@ def test_partners_without_authority_change_no_case_and_good_records_still_flow(
         serde,
         LOTHIAN,
         CONSENT_CHANGE,
-        [consent(opted, LOTHIAN, "OPT_IN", opt_out_at + timedelta(days=1))],
+        [consent_change(opted, LOTHIAN, "OPT_IN", at=opt_out_at + timedelta(days=1))],
     )
-    send_as(settings, serde, LOTHIAN, SHIELDING_LIST, [entry(newcomer)])
+    send_as(settings, serde, LOTHIAN, SHIELDING_LIST, [shielding_entry(newcomer)])
     send_as(
         settings,
         serde,
         CHARITY,
         SUPPORT_OUTCOME,
-        [outcome(CHARITY, "EDI-1", "DELIVERED", EDINBURGH)],
+        [outcome_for(CHARITY, "EDI-1", at=START + timedelta(days=3), request_org=EDINBURGH)],
     )
     final = wait_list(
         settings,
@@ -250,12 +206,12 @@ def test_partners_without_authority_change_no_case_and_good_records_still_flow(
 
 
 def test_accord_publish_refuses_a_dataset_its_publisher_has_no_authority_for(settings, tmp_path):
-    from accord.demo.synthetic import write_csv
     from accord.ingest.publish import publish_file
     from accord.ingest.readers import PublishInputError
+    from accord.synthetic.people import write_csv
 
     path = tmp_path / "list.csv"
-    write_csv(people(2), path)
+    write_csv(lothian_people(2), path)
     with pytest.raises(PublishInputError) as refused:
         publish_file(settings, CHARITY, SHIELDING_LIST, path)
     assert str(refused.value) == (

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -18,10 +18,11 @@ from accord.core.kafka import read_topic
 from accord.core.pseudonym import person_key
 from accord.core.scotland import org_id
 from accord.core.topics import CONSENT_CHANGE, SUPPORT_REQUEST, Topics
+from accord.synthetic.records import START, consent_change, support_request
 
 from .conftest import decoded, settings_env, wait_for
 from .test_governance_suspension import policies_copy, suspend, watched_opa  # noqa: F401
-from .workload import START, event_base, publish_workload, send_native, wait_until_quiet
+from .workload import publish_workload, send_native, wait_until_quiet
 
 pytestmark = pytest.mark.integration
 EDINBURGH = "City of Edinburgh"
@@ -35,29 +36,6 @@ def share_view(settings, serde, council=EDINBURGH) -> dict[str, dict]:
         else:
             view[key.decode()] = case
     return view
-
-
-def request_without_chi(row, request_id, **changes):
-    org = org_id(row["council_area"])
-    event = {
-        **event_base(org, START + timedelta(days=2)),
-        "request_id": request_id,
-        "chi_number": None,
-        "nhs_number": None,
-        "given_name": row["given_name"],
-        "family_name": row["family_name"],
-        "date_of_birth": date.fromisoformat(row["date_of_birth"]),
-        "address_line1": row["address_line1"],
-        "postcode": row["postcode"],
-        "council_area": row["council_area"],
-        "contact_phone": None,
-        "lives_alone": None,
-        "needs": ["FINANCIAL"],
-        "urgency": "ROUTINE",
-        "channel": "WEB_FORM",
-    }
-    event.update(changes)
-    return org, event
 
 
 PERSONAL_FIELDS = (
@@ -100,15 +78,24 @@ def test_requests_without_chi_join_the_right_person_or_go_to_review(
     edinburgh = [row for row in sent["people"] if row["council_area"] == EDINBURGH]
     typo, twin = edinburgh[1], edinburgh[2]
     # Same person, mistyped surname and a short address form: a match.
-    matched = request_without_chi(
+    web_form = {"at": START + timedelta(days=2), "with_chi": False, "channel": "WEB_FORM"}
+    matched = support_request(
         typo,
         "WEB-1",
+        **web_form,
+        needs=["FINANCIAL"],
         family_name=typo["family_name"].replace("Family", "Famly"),
         address_line1=typo["address_line1"].replace("Street", "St"),
     )
     # A different given name, same birthday and address: could be a twin, never merged.
-    other = request_without_chi(twin, "WEB-2", given_name="Morag")
-    send_native(settings, serde, SUPPORT_REQUEST, "SupportRequest", [matched, other])
+    other = support_request(twin, "WEB-2", **web_form, needs=["FINANCIAL"], given_name="Morag")
+    send_native(
+        settings,
+        serde,
+        SUPPORT_REQUEST,
+        "SupportRequest",
+        [(request["source_org"], request) for request in (matched, other)],
+    )
     worker()
     wait_until_quiet(settings)
     view = share_view(settings, serde)
@@ -132,17 +119,7 @@ def test_an_opt_out_tombstones_what_was_shared_and_is_audited(settings, serde, w
     state_topic = f"{settings.worker_id}-cases-changelog"
     _, open_text = latest_json(settings, cases_topic, key)
     assert personal and all(datum in open_text for datum in personal)  # held while open
-    opt_out = {
-        **event_base("nhs-lothian", START + timedelta(days=5)),
-        "chi_number": row["chi_number"],
-        "nhs_number": None,
-        "given_name": None,
-        "family_name": None,
-        "date_of_birth": None,
-        "postcode": None,
-        "scope": "ALL_SHARING",
-        "change": "OPT_OUT",
-    }
+    opt_out = consent_change(row, "nhs-lothian", "OPT_OUT", at=START + timedelta(days=5))
     send_native(settings, serde, CONSENT_CHANGE, "ConsentChange", [("nhs-lothian", opt_out)])
     wait_for(
         settings,

@@ -17,12 +17,12 @@ from accord.core.credentials import ADMIN
 from accord.core.scotland import org_id
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.topics import Topics
+from accord.synthetic.records import lothian_people
 
 from .conftest import decoded, isolated_settings, workers
 from .workload import (
     council_lists,
     list_differences,
-    people,
     publish_workload,
     send_native,
     wait_until_quiet,
@@ -150,4 +150,4 @@ def test_a_restarted_worker_recovers_its_tables_from_the_changelogs(
 
 
 def test_people_is_deterministic():
-    assert people(5) == people(5)
+    assert lothian_people(5) == lothian_people(5)

@@ -23,7 +23,7 @@ from accord.core.kafka import connection
 from accord.core.pseudonym import person_key
 from accord.core.settings import Settings
 from accord.core.topics import Topics
-from accord.demo.synthetic import chi_for
+from accord.synthetic.people import chi_for
 
 from .conftest import wait_for
 

@@ -16,9 +16,9 @@ from accord.core.kafka import acknowledged_producer, ensure_topics
 from accord.core.pseudonym import person_key
 from accord.core.topics import Topics
 from accord.governance import audit_index
+from accord.synthetic.records import lothian_people
 
 from .conftest import settings_env
-from .workload import people
 
 pytestmark = pytest.mark.integration
 T0 = datetime.now(UTC) - timedelta(hours=1)
@@ -67,7 +67,7 @@ def test_index_resumes_and_who_received_prints_organisations_not_identifiers(
             "ca_file": stack_settings.trusted_ca,
         }
     )
-    chi = people(1)[0]["chi_number"]
+    chi = lothian_people(1)[0]["chi_number"]
     key = person_key(settings.require_pseudonym_key(), chi)
     send(
         settings,
@@ -123,7 +123,7 @@ def test_who_received_refuses_an_invalid_chi(settings):
 
 
 def test_who_received_refuses_a_chi_on_the_command_line(settings):
-    chi = people(1)[0]["chi_number"]
+    chi = lothian_people(1)[0]["chi_number"]
     out = subprocess.run(
         [sys.executable, "-m", "accord", "audit", "who-received", "--chi", chi],
         env=settings_env(settings),

@@ -12,11 +12,10 @@ import pytest
 from accord.bench.measure import Offsets
 from accord.core.kafka import admin_client
 from accord.core.topics import Topics
-from accord.demo.synthetic import write_csv
 from accord.governance.simulate import simulate
 from accord.ingest.publish import publish_file
-
-from .workload import people
+from accord.synthetic.people import write_csv
+from accord.synthetic.records import lothian_people
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +46,7 @@ def candidate(tmp_path, stack):
 def test_simulation_reports_flips_and_fields_and_writes_nothing(
     settings, serde, candidate, tmp_path
 ):
-    rows = people(8)  # two in each of Lothian's four councils
+    rows = lothian_people(8)  # two in each of Lothian's four councils
     path = tmp_path / f"lothian-{uuid.uuid4().hex[:6]}.csv"
     write_csv(rows, path)
     assert publish_file(settings, "nhs-lothian", "shielding-list", path).published == 8

@@ -15,12 +15,13 @@ import pytest
 
 from accord.core.kafka import read_topic
 from accord.core.topics import Topics
-from accord.demo.synthetic import write_csv
 from accord.governance.opa import IsolatedOpa
 from accord.ingest.publish import publish_file
+from accord.synthetic.people import write_csv
+from accord.synthetic.records import lothian_people, requests_for
 
 from .conftest import decoded, wait_for
-from .workload import people, requests_for, send_native
+from .workload import send_native
 
 pytestmark = pytest.mark.integration
 EDINBURGH = "city-of-edinburgh"
@@ -60,7 +61,7 @@ def suspend(policies_dir, agreement_id: str) -> float:
 def test_a_suspended_agreement_stops_sharing_within_two_seconds(
     settings, serde, worker, policies_copy, tmp_path
 ):
-    rows = [row for row in people(400) if row["council_area"] == "City of Edinburgh"]
+    rows = [row for row in lothian_people(400) if row["council_area"] == "City of Edinburgh"]
     stop = threading.Event()
 
     def trickle() -> None:
@@ -132,7 +133,7 @@ def current(records: list[tuple[bytes, dict | None]]) -> dict[bytes, dict]:
 def test_the_food_partner_gets_delivery_details_only_until_its_agreement_is_suspended(
     settings, serde, worker, policies_copy, tmp_path
 ):
-    rows = people(60)  # Lothian residents, adults, shielding, with a clinical risk group
+    rows = lothian_people(60)  # Lothian residents, adults, shielding, with a clinical risk group
     for row in rows:
         row["contact_phone"] = "07700 900123"
         row["town"] = "Edinburgh"

@@ -19,9 +19,9 @@ from accord.core.kafka import acknowledged_producer, connection, group_lag
 from accord.core.pseudonym import person_key
 from accord.core.serde import frame, unframe
 from accord.core.topics import Topics
-from accord.demo.synthetic import chi_for, write_csv
 from accord.ingest.publish import publish_file
 from accord.stack import local
+from accord.synthetic.people import chi_for, write_csv
 
 from .conftest import admin_http, decoded, registry_session, wait_for
 

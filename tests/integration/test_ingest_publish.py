@@ -16,8 +16,8 @@ from openpyxl import Workbook
 from accord.core.kafka import read_topic
 from accord.core.settings import Settings
 from accord.core.topics import Topics
-from accord.demo.synthetic import generate_shielding_list_with_labels, write_csv
 from accord.ingest.validation import COLUMNS
+from accord.synthetic.people import generate_shielding_list_with_labels, write_csv
 
 from .conftest import decoded, settings_env
 

@@ -22,9 +22,9 @@ from accord.core.kafka import confluent_config
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
 from accord.core.topics import Topics
-from accord.demo.synthetic import generate_shielding_list_with_labels, write_csv
 from accord.ingest.publish import publish_file
 from accord.stack import local
+from accord.synthetic.people import generate_shielding_list_with_labels, write_csv
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ FOOD_PARTNER = "community-food-network"
 
 
 def entry(serial: int, **overrides) -> dict:
-    from accord.demo.synthetic import chi_for
+    from accord.synthetic.people import chi_for
 
     dob, name = date(1951, 2, 1 + serial % 28), f"Poison{serial}"
     chi = None

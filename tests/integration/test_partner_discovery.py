@@ -17,12 +17,13 @@ import pytest
 from accord.access import provision
 from accord.core.kafka import group_lag, read_topic
 from accord.core.topics import SHIELDING_LIST, SUPPORT_REQUEST, Topics
-from accord.demo.synthetic import write_csv
 from accord.governance.opa import IsolatedOpa
 from accord.ingest.publish import publish_file
+from accord.synthetic.people import write_csv
+from accord.synthetic.records import lothian_people, requests_for
 
 from .conftest import decoded
-from .workload import people, requests_for, send_native
+from .workload import send_native
 
 pytestmark = pytest.mark.integration
 NEW_BOARD = "nhs-test-board"
@@ -74,13 +75,13 @@ def test_a_new_partner_topic_is_read_within_seconds_and_an_unknown_one_is_report
     register_new_board(policies_copy)
     # The administrator gives the new board its principal, topics and ACLs.
     provision.apply(settings, also=[NEW_BOARD])
-    rows = people(8)
+    rows = lothian_people(8)
     path = tmp_path / "new-board.csv"
     write_csv(rows, path)
     published = time.monotonic()
     report = publish_file(settings, NEW_BOARD, SHIELDING_LIST, path)
     assert report.published == len(rows)
-    org, request = requests_for(people(2))[0]
+    org, request = requests_for(lothian_people(2))[0]
     send_native(settings, serde, SUPPORT_REQUEST, "SupportRequest", [(MISTYPED, request)])
     new_topic = topics.partner(NEW_BOARD, SHIELDING_LIST)
     mistyped_topic = topics.partner(MISTYPED, SUPPORT_REQUEST)

@@ -1,10 +1,10 @@
-"""A small, deterministic mix of partner events for the case tests: an NHS shielding list,
-council support requests (with and without CHI) and outcomes, published as partners do."""
+"""A small, deterministic mix of partner events for the case tests, published as partners
+do: an NHS shielding list, council support requests and outcomes (built by
+`accord.synthetic.records`)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,117 +18,17 @@ from accord.core.topics import (
     SUPPORT_REQUEST,
     Topics,
 )
-from accord.demo.synthetic import chi_for, write_csv
 from accord.ingest.publish import publish_file
 from accord.stack import processes
+from accord.synthetic.people import write_csv
+from accord.synthetic.records import LOTHIAN, lothian_people, outcomes_for, requests_for
 
 from .conftest import decoded
-
-LOTHIAN = ("City of Edinburgh", "East Lothian", "Midlothian", "West Lothian")
-POSTCODES = {
-    "City of Edinburgh": "EH1 1AA",
-    "East Lothian": "EH21 6AA",
-    "Midlothian": "EH22 1AA",
-    "West Lothian": "EH54 6AA",
-}
-START = datetime(2020, 6, 1, tzinfo=UTC)
-
-
-def people(count: int) -> list[dict[str, str]]:
-    rows, serial = [], 0
-    for i in range(count):
-        dob = date(1940 + i % 40, 1 + i % 12, 1 + i % 28)
-        chi = None
-        while chi is None:
-            chi = chi_for(dob, serial % 1000)
-            serial += 1
-        council = LOTHIAN[i % len(LOTHIAN)]
-        rows.append(
-            {
-                "chi_number": chi,
-                "given_name": f"Given{i}",
-                "family_name": f"Family{i}",
-                "date_of_birth": dob.isoformat(),
-                "address_line1": f"{i} High Street",
-                "address_line2": "",
-                "town": "",
-                "postcode": POSTCODES[council],
-                "council_area": council,
-                "health_board": "NHS Lothian",
-                "clinical_risk_group": "SPECIFIC_CANCERS",
-                "shielding_status": "SHIELDING",
-                "contact_phone": "",
-                "effective_date": "2020-06-01",
-            }
-        )
-    return rows
-
-
-def event_base(org: str, at: datetime) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "occurred_at": at,
-        "source_org": org,
-        "schema_version": 1,
-    }
-
-
-def requests_for(rows: list[dict[str, str]]) -> list[tuple[str, dict[str, Any]]]:
-    """(council org, SupportRequest) for every second person; CHI given on most."""
-    out = []
-    for i, row in enumerate(rows):
-        if i % 2:
-            continue
-        org = org_id(row["council_area"])
-        out.append(
-            (
-                org,
-                {
-                    **event_base(org, START + timedelta(hours=i)),
-                    "request_id": f"REQ-{i}",
-                    "chi_number": row["chi_number"],
-                    "nhs_number": None,
-                    "given_name": row["given_name"],
-                    "family_name": row["family_name"],
-                    "date_of_birth": date.fromisoformat(row["date_of_birth"]),
-                    "address_line1": row["address_line1"],
-                    "postcode": row["postcode"],
-                    "council_area": row["council_area"],
-                    "contact_phone": None,
-                    "lives_alone": i % 6 == 0,
-                    "needs": ["FOOD", "MEDICINE"] if i % 4 == 0 else ["FOOD"],
-                    "urgency": "IMMEDIATE" if i % 8 == 0 else "ROUTINE",
-                    "channel": "HELPLINE",
-                },
-            )
-        )
-    return out
-
-
-def outcomes_for(requests: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    """A food delivery for every second request."""
-    out = []
-    for n, (org, request) in enumerate(requests):
-        if n % 2:
-            continue
-        out.append(
-            (
-                org,
-                {
-                    **event_base(org, request["occurred_at"] + timedelta(days=1)),
-                    "request_id": request["request_id"],
-                    "request_org": None,
-                    "need": "FOOD",
-                    "outcome": "DELIVERED",
-                },
-            )
-        )
-    return out
 
 
 def publish_workload(settings: Settings, serde: AvroSerde, tmp_path: Path, count: int) -> dict:
     """Publish the whole mix; returns what was sent."""
-    rows = people(count)
+    rows = lothian_people(count)
     path = tmp_path / f"lothian-{uuid.uuid4().hex[:6]}.csv"
     write_csv(rows, path)
     publish_file(settings, "nhs-lothian", SHIELDING_LIST, path)

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from accord.bench.commands import bench
 from accord.bench.measure import percentile
 from accord.bench.run import Figures, ModeResult, parse_counts
-from accord.bench.workload import people_for
+from accord.synthetic.workload import people_for
 
 
 def test_percentile_is_nearest_rank():

@@ -13,11 +13,11 @@ from openpyxl import Workbook
 
 from accord.cli import main
 from accord.core.settings import Settings
-from accord.demo.synthetic import generate_shielding_list_with_labels, write_csv
 from accord.ingest.mapping import ColumnMapping, fold, load_mapping
 from accord.ingest.publish import PublishInputError, publish_file
 from accord.ingest.readers import MAX_ROW_BYTES, format_of, open_table
 from accord.ingest.validation import COLUMNS
+from accord.synthetic.people import generate_shielding_list_with_labels, write_csv
 
 REPO = Path(__file__).resolve().parents[2]
 ROW = {

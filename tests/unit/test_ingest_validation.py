@@ -534,3 +534,56 @@ def test_request_messages_never_echo_values(overrides: dict[str, object]) -> Non
         DATASETS["support-request"].validate(request(**overrides), CLOCK)
     for fragment in PERSONAL:
         assert fragment not in str(caught.value)
+
+
+# --- the fast paths for plain ASCII give what the general rules give -----------------
+
+
+class _Text(str):
+    """A str subclass: `_as_text` takes its general path for it, not the ASCII one."""
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Margaret",
+        "  12   High  Street ",
+        "",
+        "   ",
+        "O'Neill-Smith",
+        "Flat 2/1, 10 Duke St",
+        "tab\there",
+        "line\nbreak",
+        "bell\x07",
+        "delete\x7f",
+        "unit\x1fsep",
+        "non\u00a0breaking",
+        "Siobha\u0301n",
+        "zero\u200bwidth",
+        "=SUM(A1)",
+    ],
+)
+def test_text_reads_the_same_on_the_ascii_fast_path_and_the_general_one(raw):
+    from accord.ingest.validation import FieldRule, _as_text
+
+    rule = FieldRule("given_name", "Given name", "text")
+    assert _as_text(rule, raw) == _as_text(rule, _Text(raw))
+
+
+def test_names_take_exactly_letters_digits_and_their_punctuation_among_ascii():
+    import unicodedata
+
+    from accord.ingest.validation import CHARSET_OF_FIELD, FieldRule, _charset_errors
+
+    for name, punctuation in CHARSET_OF_FIELD.items():
+        rule = FieldRule(name, name, "text")
+        for code in range(0x20, 0x7F):
+            char = chr(code)
+            expected = (
+                unicodedata.category(char).startswith("L")
+                or unicodedata.category(char) == "Nd"
+                or char in punctuation
+            )
+            errors = _charset_errors(rule, f"Ab{char}9", punctuation)
+            assert (errors == []) is expected, (name, char)
+            assert expected or errors[0].rule == "unexpected_character"

@@ -9,7 +9,7 @@ import pytest
 
 from accord.matching import Matcher, PersonRecord
 from accord.matching.evaluate import evaluate
-from accord.matching.population import generate_population
+from accord.synthetic.population import generate_population
 
 DOB = date(1944, 9, 21)
 

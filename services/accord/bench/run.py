@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from accord.access import provision
-from accord.bench import workload
+from accord.bench import publisher
 from accord.bench.measure import Offsets, peak_rss_mb, percentile
 from accord.bench.passthrough import output_topic
 from accord.core.credentials import ADMIN, WORKER, private_dir
@@ -42,6 +42,7 @@ from accord.core.settings import Settings
 from accord.core.topics import CASES, SUPPORT_REQUEST, Topics
 from accord.pipeline.decision import policy_input_record
 from accord.stack import local
+from accord.synthetic import workload
 from accord.worker.topology import consumed_topics, stage_topics
 
 
@@ -168,19 +169,19 @@ class Bench:
             update={"topic_prefix": prefix, "topic_partitions": partitions}
         )
 
-    def publish(self, scoped: Settings, events: list[workload.Event], label: str) -> float:
+    def publish(self, scoped: Settings, events: workload.Workload, label: str) -> float:
         """Publish to fresh partner topics; returns events/s."""
-        topics = workload.partner_topics(scoped, events)
+        topics = publisher.partner_topics(scoped, events)
         ensure_topics(scoped, dict.fromkeys(topics), scoped.partner_topic_partitions)
         task = self.progress.add_task(label, total=len(events))
         started = time.monotonic()
-        workload.publish(scoped, events, progress=lambda n: self.progress.advance(task, n))
+        publisher.publish(scoped, events, progress=lambda n: self.progress.advance(task, n))
         elapsed = time.monotonic() - started
         self.progress.update(task, completed=len(events))
         return len(events) / elapsed
 
-    def passthrough(self, scoped: Settings, mode: str, events: list[workload.Event]) -> ModeResult:
-        inputs = ",".join(workload.partner_topics(scoped, events))
+    def passthrough(self, scoped: Settings, mode: str, events: workload.Workload) -> ModeResult:
+        inputs = ",".join(publisher.partner_topics(scoped, events))
         output = output_topic(scoped, mode)
         ensure_topics(scoped, {output: None}, scoped.topic_partitions)
         env = child_env(
@@ -419,7 +420,7 @@ def governed(
     bench: Bench,
     scoped: Settings,
     serde: AvroSerde,
-    load: list[workload.Event],
+    load: workload.Workload,
     figures: Figures,
     workers: int,
     latency_rate: float,
@@ -445,7 +446,7 @@ def governed(
             task = bench.progress.add_task(
                 f"latency at {latency_rate:,.0f} events/s", total=len(steady)
             )
-            workload.publish(
+            publisher.publish(
                 scoped,
                 steady,
                 rate=latency_rate,
@@ -465,7 +466,7 @@ def governed(
     figures.opa = asyncio.run(opa_cost(scoped, cases, rounds=3)) if cases else {}
 
 
-def scale(bench: Bench, count: int, events: list[workload.Event], timeout_s: float) -> ModeResult:
+def scale(bench: Bench, count: int, events: workload.Workload, timeout_s: float) -> ModeResult:
     scoped = bench.scoped(f"scale{count}", 12)
     bench.publish(scoped, events, f"scale-out: publishing for {count} worker(s)")
     processes = bench.start_workers(scoped, count)

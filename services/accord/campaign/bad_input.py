@@ -48,16 +48,16 @@ from accord.core.scotland import org_id
 from accord.core.serde import AvroSerde, encode_body, frame, parse_schema_text, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import SHIELDING_LIST, Topics
-from accord.demo.synthetic import (
+from accord.ingest.pipeline import MAX_ORIGINAL_BYTES, Accepted, Location, Pipeline
+from accord.ingest.publish import publish_file
+from accord.ingest.validation import RowInvalid, validate_shielding_row
+from accord.stack import processes
+from accord.synthetic.people import (
     COLUMNS,
     chi_mod10_check_digit,
     chi_mod11_check_digit,
     generate_shielding_list,
 )
-from accord.ingest.pipeline import MAX_ORIGINAL_BYTES, Accepted, Location, Pipeline
-from accord.ingest.publish import publish_file
-from accord.ingest.validation import RowInvalid, validate_shielding_row
-from accord.stack import processes
 
 BOARD = "nhs-lothian"
 BOARD_NAME = "NHS Lothian"

@@ -46,11 +46,16 @@ from accord.core.scotland import HEALTH_BOARDS, org_id
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST, Topics
-from accord.demo.requests import OUTCOME_COLUMNS, REQUEST_COLUMNS, generate_requests, write_rows
-from accord.demo.run import valid_rows
-from accord.demo.synthetic import generate_shielding_list, write_csv
 from accord.ingest.publish import publish_file
 from accord.stack import local, processes
+from accord.synthetic.people import generate_shielding_list, write_csv
+from accord.synthetic.requests import (
+    OUTCOME_COLUMNS,
+    REQUEST_COLUMNS,
+    generate_requests,
+    valid_rows,
+    write_rows,
+)
 
 log = get_logger("accord.campaign")
 

@@ -24,12 +24,12 @@ from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
 from accord.core.terminal import plain
 from accord.core.topics import SHIELDING_LIST, Topics
-from accord.demo.synthetic import generate_shielding_list, write_csv
 from accord.governance import audit_index
 from accord.governance.retention import check_broker
 from accord.ingest.publish import publish_file
 from accord.ingest.validation import RowInvalid, validate_shielding_row
 from accord.pipeline.retention import agreements_from_dir
+from accord.synthetic.people import generate_shielding_list, write_csv
 
 FOOD_PARTNER = "community-food-network"
 FOOD_AGREEMENT = "DSA-015"

@@ -37,17 +37,18 @@ from accord.core.topics import (
     Topics,
 )
 from accord.demo import governance
-from accord.demo.requests import (
-    OUTCOME_COLUMNS,
-    REQUEST_COLUMNS,
-    generate_requests,
-    write_rows,
-)
-from accord.demo.synthetic import generate_shielding_list, write_csv
 from accord.governance.opa import IsolatedOpa
 from accord.ingest.publish import publish_file
 from accord.ingest.validation import RowInvalid, validate_shielding_row
 from accord.stack import local, processes
+from accord.synthetic.people import generate_shielding_list, write_csv
+from accord.synthetic.requests import (
+    OUTCOME_COLUMNS,
+    REQUEST_COLUMNS,
+    generate_requests,
+    valid_rows,
+    write_rows,
+)
 
 SAMPLE_COUNCIL = "City of Edinburgh"
 
@@ -94,18 +95,6 @@ def write_board_files(rows: list[dict[str, str]], folder: Path) -> dict[str, Pat
         write_csv(by_board.get(board, []), path)
         files[org_id(board)] = path
     return files
-
-
-def valid_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The shielding rows the hub accepted: councils raise requests about real residents."""
-    valid = []
-    for row in rows:
-        try:
-            validate_shielding_row(row)
-        except RowInvalid:
-            continue
-        valid.append(row)
-    return valid
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:

@@ -109,10 +109,12 @@ coordinator sees. These apply to every field read as text.
 from __future__ import annotations
 
 import re
+import string
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -612,7 +614,10 @@ def _as_text(rule: FieldRule, raw: Any) -> tuple[str | None, FieldError | None]:
     if raw is None:
         return None, None
     if type(raw) is str:
-        pass  # the common case, from CSV: no conversion
+        if raw.isascii() and raw.isprintable():
+            # The common case, from CSV: printable ASCII holds no surrogate, control or
+            # invisible character and is its own NFC, so only the spaces need collapsing.
+            return " ".join(raw.split()) or None, None
     elif isinstance(raw, bool):
         raw = "true" if raw else "false"
     elif isinstance(raw, int):
@@ -675,9 +680,16 @@ def _check_text(rule: FieldRule, text: str) -> tuple[Any, list[FieldError]]:
     return (None if errors else text), errors
 
 
+@lru_cache(maxsize=16)
+def _ascii_allowed(punctuation: frozenset[str]) -> frozenset[str]:
+    return frozenset(string.ascii_letters + string.digits) | punctuation
+
+
 def _charset_errors(rule: FieldRule, text: str, punctuation: frozenset[str]) -> list[FieldError]:
     """Names and addresses hold letters, marks, digits and their usual punctuation only;
     the message names the kind of character, never the value."""
+    if text.isascii() and _ascii_allowed(punctuation).issuperset(text):
+        return []  # ASCII letters and digits are L* and Nd; anything else must be listed
     run = 0
     for char in text:
         category = unicodedata.category(char)

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from accord.matching.matcher import Matcher
-from accord.matching.population import Population, generate_population
+from accord.synthetic.population import Population, generate_population
 
 __all__ = ["Counts", "Evaluation", "evaluate", "run_evaluation"]
 

@@ -8,7 +8,7 @@ the prior's log-odds plus the sum of the factors, and the probability is
 2**w / (1 + 2**w) -- the model splink uses. A missing value contributes nothing.
 
 The m/u values below were set from the noise rates and name frequencies of the
-synthetic population (see `population.py`) and tuned on seed 1; they are data, so
+synthetic population (see `accord.synthetic.population`) and tuned on seed 1; they are data, so
 re-estimating them from reviewed pairs means editing this table only.
 
 Independence is the model's weak spot: twins share a family name, a date of birth and

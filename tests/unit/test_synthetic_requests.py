@@ -1,6 +1,6 @@
-from accord.demo.requests import THIRD_SECTOR, generate_requests, referring_councils
-from accord.demo.synthetic import generate_shielding_list
 from accord.ingest.pipeline import Accepted, Location, Pipeline
+from accord.synthetic.people import generate_shielding_list
+from accord.synthetic.requests import THIRD_SECTOR, generate_requests, referring_councils
 
 
 def test_requests_mix_chi_and_noisy_forms_and_outcomes_refer_to_requests():

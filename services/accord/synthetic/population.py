@@ -20,9 +20,9 @@ from datetime import date, timedelta
 from itertools import accumulate
 from typing import Final
 
-from accord.demo.synthetic import chi_for
 from accord.matching.nicknames import NICKNAME_GROUPS
 from accord.matching.normalise import PersonRecord
+from accord.synthetic.people import chi_for
 
 __all__ = ["NOISE_KINDS", "NON_LIST_KINDS", "Population", "Query", "generate_population"]
 

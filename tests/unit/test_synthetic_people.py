@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from accord.core.scotland import BOARD_OF_COUNCIL, COUNCIL_AREAS
-from accord.demo.synthetic import (
+from accord.ingest.validation import COLUMNS, RowInvalid, validate_chi, validate_shielding_row
+from accord.synthetic.people import (
     BAD_ROW_KINDS,
     BAD_ROW_RULES,
     chi_for,
@@ -19,7 +20,6 @@ from accord.demo.synthetic import (
     generate_shielding_list_with_labels,
     write_csv,
 )
-from accord.ingest.validation import COLUMNS, RowInvalid, validate_chi, validate_shielding_row
 
 # Fixed so the future-birth rows stay in the future and the test never drifts.
 TODAY = date(2026, 11, 27)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Final
@@ -36,6 +37,7 @@ __all__ = [
     "chi_for",
     "generate_shielding_list",
     "generate_shielding_list_with_labels",
+    "iter_shielding_list",
     "write_csv",
 ]
 
@@ -587,10 +589,14 @@ def _spoil(
         raise ValueError(f"unknown bad row kind {kind!r}")
 
 
-def generate_shielding_list_with_labels(
+def iter_shielding_list(
     count: int = 5000, *, seed: int = 2020, bad_rows: int = 12, effective: date | None = None
-) -> tuple[list[dict[str, str]], list[str | None]]:
-    """Return the rows and, for each row, its bad-row kind or None if it is good."""
+) -> Iterator[tuple[dict[str, str], str | None]]:
+    """Yield the rows one by one, each with its bad-row kind or None if it is good.
+
+    The same rows, in the same order, as `generate_shielding_list_with_labels`; what is
+    held while it runs is the CHI numbers already given out, not the rows.
+    """
     if count < 0 or bad_rows < 0 or bad_rows > count:
         raise ValueError("need 0 <= bad_rows <= count")
     effective = effective if effective is not None else DEFAULT_EFFECTIVE
@@ -606,13 +612,21 @@ def generate_shielding_list_with_labels(
         bad_at[rng.randrange(start, end)] = BAD_ROW_KINDS[i % len(BAD_ROW_KINDS)]
 
     taken: set[str] = set()
-    rows: list[dict[str, str]] = []
-    labels: list[str | None] = []
     for index, council in enumerate(councils):
         row, female = _good_row(rng, council, effective, taken)
         kind = bad_at.get(index)
         if kind is not None:
             _spoil(rng, row, kind, female, taken)
+        yield row, kind
+
+
+def generate_shielding_list_with_labels(
+    count: int = 5000, *, seed: int = 2020, bad_rows: int = 12, effective: date | None = None
+) -> tuple[list[dict[str, str]], list[str | None]]:
+    """Return the rows and, for each row, its bad-row kind or None if it is good."""
+    rows: list[dict[str, str]] = []
+    labels: list[str | None] = []
+    for row, kind in iter_shielding_list(count, seed=seed, bad_rows=bad_rows, effective=effective):
         rows.append(row)
         labels.append(kind)
     return rows, labels
