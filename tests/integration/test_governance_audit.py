@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -153,6 +154,29 @@ def older_schema_text() -> str:
     return json.dumps(schema)
 
 
+def wait_for_leaders(settings, topic, timeout_s=30.0) -> None:
+    """Until every partition of a topic just made answers its offsets (a new topic's
+    partitions get their leaders a moment after it is made)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from accord.core.kafka import confluent_config
+
+    consumer = Consumer(confluent_config(settings, **{"group.id": f"{topic}-probe"}))
+    deadline = time.monotonic() + timeout_s
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        for partition in partitions:
+            while True:
+                try:
+                    consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+                    break
+                except KafkaException:
+                    assert time.monotonic() < deadline, f"{topic} {partition} has no leader"
+                    time.sleep(0.5)
+    finally:
+        consumer.close()
+
+
 def write_chained(settings, topic, records) -> list[tuple[bytes, bytes]]:
     """(key, encoder) pairs written in order to partition 0, each record naming the hash
     of the one before, as the worker's audit log chains them; returns what was written."""
@@ -184,6 +208,7 @@ def test_an_audit_of_both_shapes_is_indexed_answered_and_verified(settings, serd
     topic = Topics(settings).audit
     subject = Topics.subject(topic)
     ensure_topics(settings, {topic: None}, settings.topic_partitions)
+    wait_for_leaders(settings, topic)
     older_id = serde.registry.register(subject, older_schema_text())
     older = fastavro.parse_schema(json.loads(older_schema_text()))
     chi = people(1)[0]["chi_number"]
@@ -260,6 +285,7 @@ def test_an_audit_of_both_shapes_is_indexed_answered_and_verified(settings, serd
     altered = serde.encode(subject, "DecisionRecord", case)
     copy = f"{settings.topic_prefix}copy.altered"
     ensure_topics(settings, {copy: None}, settings.topic_partitions)
+    wait_for_leaders(settings, copy)
     producer = acknowledged_producer(settings, max_in_flight_requests_per_connection=1)
     for index, (k, value) in enumerate(written):
         producer.send(copy, key=k, value=altered if index == 2 else value, partition=0)
