@@ -6,7 +6,8 @@ one boundary: `project_case`. When a case closes, the person opts out, or a deci
 turns from allow to deny (an agreement suspended or expired), the recipients that hold
 the case get a tombstone, so their compacted views drop the person.
 
-Audit before release. A batch's decision records are written first, committed and
+Audit before release. A batch's audit records (one per case decided, naming every
+recipient's outcome: `accord.core.auditrecords`) are written first, committed and
 chained per audit partition (`accord.worker.auditlog`), and only then its shares,
 tombstones and the record of who holds each case. If the audit cannot be written (the
 topic missing, its ACL removed, the broker away) the batch fails before anything is
