@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from accord.access import provision
+from accord.core.auditrecords import recipient_decisions
 from accord.core.credentials import ADMIN, credential_file, credentials_dir, read_credential_file
 from accord.core.kafka import as_principal, delete_topics, read_topic
 from accord.core.serde import AvroSerde, registry_client
@@ -131,6 +132,17 @@ def decoded(settings: Settings, serde: AvroSerde, topic: str) -> list[tuple[byte
     return [
         (m.key, serde.decode(m.value)[1] if m.value is not None else None)
         for m in read_topic(settings, topic, idle_timeout_s=1.0)
+    ]
+
+
+def audit_decisions(settings: Settings, serde: AvroSerde) -> list[dict]:
+    """Every recipient decision on the audit topic: a record per case decision gives one
+    per recipient it names, an older per-recipient record gives itself."""
+    return [
+        decision
+        for _, record in decoded(settings, serde, Topics(settings).audit)
+        if record is not None
+        for decision in recipient_decisions(record)
     ]
 
 

@@ -29,7 +29,7 @@ from accord.governance.verify import verify
 from accord.stack import processes
 from accord.synthetic.records import LOTHIAN
 
-from .conftest import decoded
+from .conftest import audit_decisions, decoded
 from .workload import publish_workload, wait_until_quiet
 
 pytestmark = pytest.mark.integration
@@ -175,7 +175,7 @@ def test_no_share_leaves_while_the_audit_cannot_be_written(settings, serde, work
     finally:
         provision.add_grants(admin, [grant])
     wait_until_quiet(settings)
-    audited = {str(r["decision_id"]) for _, r in decoded(settings, serde, topics.audit)}
+    audited = {str(d["decision_id"]) for d in audit_decisions(settings, serde)}
     shared = 0
     for name in lists:
         for message in read_topic(settings, name, idle_timeout_s=1.0):

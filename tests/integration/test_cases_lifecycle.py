@@ -20,7 +20,7 @@ from accord.core.scotland import org_id
 from accord.core.topics import CONSENT_CHANGE, SUPPORT_REQUEST, Topics
 from accord.synthetic.records import START, consent_change, support_request
 
-from .conftest import decoded, settings_env, wait_for
+from .conftest import audit_decisions, decoded, settings_env, wait_for
 from .test_governance_suspension import policies_copy, suspend, watched_opa  # noqa: F401
 from .workload import publish_workload, send_native, wait_until_quiet
 
@@ -128,9 +128,7 @@ def test_an_opt_out_tombstones_what_was_shared_and_is_audited(settings, serde, w
         lambda records: key.encode() in [k for k, v in records if v is None],
     )
     assert key not in share_view(settings, serde)
-    audit = [
-        d for _, d in decoded(settings, serde, Topics(settings).audit) if d["subject_key"] == key
-    ]
+    audit = [d for d in audit_decisions(settings, serde) if d["subject_key"] == key]
     assert any("withdrawn: opted out" in " ".join(d["reasons"]) for d in audit)
     # Storage limitation: what hub.cases and the worker's state keep of the closed case
     # identifies and contacts no one.
@@ -201,7 +199,7 @@ def test_suspending_an_agreement_tombstones_every_case_shared_under_it(
         f"\nsuspension sweep: Edinburgh's list empty {emptied_after:.1f} s after the change",
         file=sys.stderr,
     )
-    audit = [d for _, d in decoded(settings, serde, Topics(settings).audit)]
+    audit = audit_decisions(settings, serde)
     assert any(r.startswith("withdrawn:") for d in audit for r in d["reasons"])
 
 

@@ -20,7 +20,7 @@ from accord.ingest.publish import publish_file
 from accord.synthetic.people import write_csv
 from accord.synthetic.records import lothian_people, requests_for
 
-from .conftest import decoded, wait_for
+from .conftest import audit_decisions, decoded, wait_for
 from .workload import send_native
 
 pytestmark = pytest.mark.integration
@@ -91,7 +91,7 @@ def test_a_suspended_agreement_stops_sharing_within_two_seconds(
     after = [t for t in times if t > changed_at]
     last = max(times)
     latency = max(0.0, last - changed_at)
-    audit = [r for _, r in decoded(settings, serde, Topics(settings).audit) if r is not None]
+    audit = audit_decisions(settings, serde)
     suspended = [r for r in audit if any("is suspended" in reason for reason in r["reasons"])]
     first_suspended = min(r["decided_at"].timestamp() for r in suspended) - changed_at
     print(
@@ -186,7 +186,7 @@ def test_the_food_partner_gets_delivery_details_only_until_its_agreement_is_susp
     assert set(after) == set(edinburgh)
     assert {case["agreement_id"] for case in after.values()} == {"DSA-010"}
 
-    audit = [r for _, r in decoded(settings, serde, topics.audit) if r is not None]
+    audit = audit_decisions(settings, serde)
     to_food = [r for r in audit if r["recipient"] == FOOD_PARTNER and not r["allow"]]
     suspended = [r for r in to_food if "DSA-015 is suspended" in " ".join(r["reasons"])]
     withdrawals = [r for r in suspended if r["reasons"][0].startswith("withdrawn:")]

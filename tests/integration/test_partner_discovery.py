@@ -86,7 +86,7 @@ def test_a_new_partner_topic_is_read_within_seconds_and_an_unknown_one_is_report
     new_topic = topics.partner(NEW_BOARD, SHIELDING_LIST)
     mistyped_topic = topics.partner(MISTYPED, SUPPORT_REQUEST)
 
-    # The new board's records are decided: one decision per record and recipient.
+    # The new board's records are decided: one audit record per case decided.
     decided: set[str] = set()
     while time.monotonic() - published < WITHIN_S:
         decided = {

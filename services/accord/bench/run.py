@@ -66,7 +66,7 @@ class Figures:
     cores: int
     publish_events_per_s: float = 0.0
     modes: dict[str, ModeResult] = field(default_factory=dict)
-    decisions: int = 0
+    decisions: int = 0  # audit records: one per case decision, naming every recipient
     shares: int = 0
     latency_rate: float = 0.0
     latency_samples: int = 0
@@ -271,7 +271,8 @@ def share_topics(scoped: Settings) -> list[str]:
 def latencies(
     scoped: Settings, serde: AvroSerde, sent_at: dict[str, float], skip: dict[int, int]
 ) -> list[float]:
-    """Milliseconds from publishing each event to the first decision naming it as source."""
+    """Milliseconds from publishing each event to the first decision naming it as source
+    (a case record names its source once for all its recipients, as older records did)."""
     first: dict[str, int] = {}
     for message in read_topic(scoped, Topics(scoped).audit, max_wait_s=300):
         if message.offset < skip.get(message.partition, 0):
@@ -511,8 +512,9 @@ def report(console: Console, figures: Figures) -> None:
     if "governed" in figures.modes:
         seconds = figures.modes["governed"].seconds
         console.print(
-            f"  decisions: {figures.decisions:,} ({figures.decisions / seconds:,.0f}/s in the "
-            f"pipeline), shared records: {figures.shares:,}"
+            f"  audit records: {figures.decisions:,} ({figures.decisions / seconds:,.0f}/s in the "
+            f"pipeline, {figures.decisions / max(figures.events, 1):.2f} per event; one per "
+            f"case decision), shared records: {figures.shares:,}"
         )
     if figures.latency_samples:
         ms = figures.latency_ms

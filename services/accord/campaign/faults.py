@@ -38,6 +38,7 @@ from typing import Any
 
 from accord.access import provision
 from accord.campaign import FAULTS
+from accord.core.auditrecords import recipient_decisions
 from accord.core.credentials import ADMIN
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import admin_client, delete_topics, read_topic
@@ -258,7 +259,8 @@ def check_shares(
     made just before the stop may still be on its way: 2 s of grace)."""
     audited = set()
     for message in read_topic(settings, Topics(settings).audit, idle_timeout_s=2.0):
-        audited.add(str(serde.decode(message.value)[1]["decision_id"]))
+        for decision in recipient_decisions(serde.decode(message.value)[1]):
+            audited.add(str(decision["decision_id"]))
     records = unaudited = while_down = 0
     for name in share_topics(settings):
         for message in read_topic(settings, name, idle_timeout_s=2.0):

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from accord.core.auditrecords import recipient_decisions
 from accord.core.credentials import ADMIN, private_dir, write_private
 from accord.core.errors import ConfigurationError
 from accord.core.kafka import read_topic
@@ -127,8 +128,8 @@ def latest_decisions(settings: Settings, serde: AvroSerde) -> dict[tuple[str, st
     """The latest decision per (person key, recipient), from the audit topic."""
     latest: dict[tuple[str, str], dict] = {}
     for message in read_topic(settings, Topics(settings).audit):
-        _, decision = serde.decode(message.value)
-        latest[(decision["subject_key"], decision["recipient"] or "")] = decision
+        for decision in recipient_decisions(serde.decode(message.value)[1]):
+            latest[(decision["subject_key"], decision["recipient"] or "")] = decision
     return latest
 
 

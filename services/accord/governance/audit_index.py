@@ -2,6 +2,10 @@
 "who received data about this person" and "what went out under this agreement" answer in
 seconds over millions of decisions.
 
+Each row is one recipient's decision. An audit record of a case decision lists every
+recipient of the case (`recipients`) and gives a row each; a record written before that
+gives one row (`accord.core.auditrecords.recipient_decisions` reads both).
+
 The index remembers, per partition, the next offset to read, in the same transaction as
 the rows it wrote: after a crash it resumes exactly where its last commit ended. Decision
 ids are the primary key, so a decision the worker re-sent after a retry is stored once.
@@ -24,6 +28,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from accord.core.auditrecords import recipient_decisions
 from accord.core.credentials import private_dir
 from accord.core.errors import AccordError, InfrastructureError
 from accord.core.kafka import confluent_config
@@ -128,13 +133,19 @@ def row_of(record: dict[str, Any]) -> tuple:
     )
 
 
+def rows_of(record: dict[str, Any]) -> list[tuple]:
+    """The index rows of one audit record of either shape: one per recipient decision."""
+    return [row_of(decision) for decision in recipient_decisions(record)]
+
+
 def split(value: str) -> list[str]:
     return value.split(SEPARATOR) if value else []
 
 
 @dataclass
 class IndexRun:
-    indexed: int = 0
+    indexed: int = 0  # recipient decisions (rows)
+    records: int = 0  # audit records read
     skipped: int = 0
     seconds: float = 0.0
 
@@ -200,7 +211,8 @@ def catch_up(
                     raise InfrastructureError(f"reading {topic}: {message.error()}")
                 position[message.partition()] = message.offset() + 1
                 try:
-                    rows.append(row_of(decoder.decode(message.value())))
+                    rows.extend(rows_of(decoder.decode(message.value())))
+                    run.records += 1
                 except (AccordError, KeyError, ValueError, TypeError) as exc:
                     run.skipped += 1
                     log.warning(
@@ -225,7 +237,13 @@ def catch_up(
         consumer.close()
         db.close()
     run.seconds = time.monotonic() - started
-    log.info("audit_indexed", topic=topic, indexed=run.indexed, seconds=round(run.seconds, 2))
+    log.info(
+        "audit_indexed",
+        topic=topic,
+        records=run.records,
+        indexed=run.indexed,
+        seconds=round(run.seconds, 2),
+    )
     return run
 
 

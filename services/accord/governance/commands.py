@@ -159,7 +159,8 @@ def audit_index_command(follow: bool) -> None:
     settings = as_principal(get_settings(), AUDIT)
     run = catch_up(settings, _serde(), follow=follow)
     click.echo(
-        f"indexed {run.indexed} decisions in {run.seconds:.1f} s into {index_path(settings)}"
+        f"indexed {run.indexed} decisions ({run.records} audit records) in {run.seconds:.1f} s "
+        f"into {index_path(settings)}"
     )
 
 

@@ -6,7 +6,8 @@ one boundary: `project_case`. When a case closes, the person opts out, or a deci
 turns from allow to deny (an agreement suspended or expired), the recipients that hold
 the case get a tombstone, so their compacted views drop the person.
 
-Audit before release. A batch's decision records are written first, committed and
+Audit before release. A batch's audit records (one per case decided, naming every
+recipient's outcome: `accord.core.auditrecords`) are written first, committed and
 chained per audit partition (`accord.worker.auditlog`), and only then its shares,
 tombstones and the record of who holds each case. If the audit cannot be written (the
 topic missing, its ACL removed, the broker away) the batch fails before anything is
@@ -37,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
+from accord.core.auditrecords import ALLOW, DENY, WITHDRAW, case_records
 from accord.core.errors import AccordError
 from accord.core.logging import get_logger
 from accord.core.policy import PolicyClient
@@ -410,9 +412,10 @@ class Gate:
             }
             decisions, revision = await self._decide(policy_input)
             self._release(batch, decisions, revision, counts, out)
-        # Audit before release: the decisions are durable before any share leaves.
+        # Audit before release: the decisions are durable before any share leaves, one
+        # record per case decided, naming every recipient's outcome.
         if out.audits:
-            await self.audit(out.audits)
+            await self.audit(case_records(out.audits))
         # Who holds each case, before any share: the record names every new recipient
         # (and still the old ones), so that a share is never out without it. A crash
         # between a share and its record would otherwise leave a case no later closing
@@ -502,6 +505,7 @@ class Gate:
         revision: str,
         decided_at: datetime,
         out: _Outputs,
+        outcome: str | None = None,
     ) -> None:
         audit = decision_record(
             case,
@@ -511,6 +515,7 @@ class Gate:
             policy_revision=revision,
             decided_at=decided_at,
         )
+        audit["outcome"] = outcome or (ALLOW if audit["allow"] else DENY)
         out.audits.append((case["case_key"].encode(), audit))
 
     def _tombstone(
@@ -539,7 +544,7 @@ class Gate:
         share_topic = self.topics.share(recipient)
         headers = self._headers(decision_id, revision, withdrawal["agreement_id"])
         out.shares.append((share_topic, case["case_key"].encode(), None, headers))
-        self._audit(case, withdrawal, decision_id, revision, decided_at, out)
+        self._audit(case, withdrawal, decision_id, revision, decided_at, out, WITHDRAW)
 
     def _withdraw_all(
         self, case: dict[str, Any], revision: str, counts: dict[str, int], out: _Outputs
@@ -625,6 +630,7 @@ class _Outputs:
     """What a batch's decisions produced, written by Gate.process in audit-first order."""
 
     def __init__(self) -> None:
+        # Per-recipient records in the order decided; folded into one per case on writing.
         self.audits: list[tuple[bytes, dict[str, Any]]] = []
         self.shares: list[tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]] = []
         self.holders: list[tuple[str, list[str]]] = []
