@@ -43,6 +43,7 @@ from accord.core.topics import SUPPORT_REQUEST, Topics
 from accord.stack import local
 from accord.worker.app import consumed_topics, stage_topics
 from accord.worker.enforce import policy_input_record
+from accord.worker.state import remove_group_state
 
 
 @dataclass
@@ -408,6 +409,7 @@ def run_bench(
                     update={"topic_prefix": prefix, "worker_id": f"{prefix}worker"}
                 )
                 provision.remove_deployment(scoped)
+                remove_group_state(settings, scoped.worker_id)  # its RocksDB tables
     report(console, figures)
     if json_path is not None:
         json_path.write_text(json.dumps(figures.as_json(), indent=2) + "\n")

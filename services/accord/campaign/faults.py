@@ -51,6 +51,7 @@ from accord.demo.run import valid_rows
 from accord.demo.synthetic import generate_shielding_list, write_csv
 from accord.ingest.publish import publish_file
 from accord.stack import local, processes
+from accord.worker.state import remove_group_state
 
 log = get_logger("accord.campaign")
 
@@ -482,6 +483,7 @@ def run_campaign(
         if not keep_topics:
             for each in scoped:
                 delete_topics(settings, each.topic_prefix, f"{each.worker_id}-")
+                remove_group_state(settings, each.worker_id)
                 provision.remove_deployment(each)
     comparison = compare(reference.lists, faulty.lists)
     report = CampaignReport(seed, people, kills, data, reference, faulty, comparison, checks)

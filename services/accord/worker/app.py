@@ -26,6 +26,8 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import itertools
+import os
 import random
 import re
 import time
@@ -54,12 +56,14 @@ from accord.core.topics import (
     is_org_id,
 )
 from accord.worker import cases as case_rules
+from accord.worker import faust_compat
 from accord.worker.auditlog import AuditLog
 from accord.worker.authority import check_authority
 from accord.worker.enforce import Gate
 from accord.worker.faust_compat import MissedRecords
 from accord.worker.identity import erase, resolve
 from accord.worker.intake import Incoming, Intake, Rejected, quarantine_record
+from accord.worker.state import TableState, claim_datadir, store_url
 
 log = get_logger("accord.worker")
 
@@ -88,15 +92,14 @@ def partition_by_key(key: bytes | None, all_partitions: list[int], available: li
 
 def faust_app(settings: Settings, name: str, **options: Any) -> faust.App:
     """A faust app as every Accord process runs it (the worker, the bench's faust mode):
-    raw bytes in and out, in-memory tables, reading from the earliest offset, acks=all.
+    raw bytes in and out, tables in RocksDB (`accord.worker.state`) under a datadir of
+    this process's own (0700), reading from the earliest offset, acks=all.
     """
-    datadir = settings.state_dir / "faust" / name
-    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     return faust.App(
         name,
         **connection(settings).faust(),
-        store="memory://",
-        datadir=str(datadir),
+        store=store_url(settings),
+        datadir=str(claim_datadir(settings, name)),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
@@ -409,7 +412,15 @@ def create_app(settings: Settings) -> faust.App:
     review_topic = topic(topics.internal("match.review"), compacted=True)
     declared: set[str] = set()
 
-    identities, request_owners, case_states, released = (table(name) for name in TABLES)
+    tables = [table(name) for name in TABLES]
+    if settings.worker_store == "rocksdb":
+        bounded = faust_compat.bounded_rocksdb_options(
+            settings.worker_store_memory_mb * 1024 * 1024, max_open_files=64
+        )
+        for each in tables:
+            faust_compat.bound_rocksdb(each, bounded)
+    states = [TableState(each, lambda key: _key_partition(key, partitions)) for each in tables]
+    identities, request_owners, case_states, released = states
 
     declaring: dict[str, asyncio.Lock] = {}
 
@@ -454,18 +465,17 @@ def create_app(settings: Settings) -> faust.App:
             settings.worker_batch_size, within=settings.worker_batch_timeout_s
         )
 
-    async def put(state: faust.Table, key: bytes, value: Any) -> Awaitable[Any]:
+    async def put(state: TableState, key: bytes, value: Any) -> Awaitable[Any]:
         """table[key] = value; returns the changelog write's acknowledgement to wait for.
 
         faust writes a table's changelog in the background (send_soon), so a batch could
         be committed before its state change reached the broker, and a partition moved to
-        another worker then recovered stale state. Writing the store and the changelog
-        here lets each batch wait for its state like for its other outputs. The record is
-        what faust writes (raw key, JSON value) in the partition its partitioner picks.
+        another worker then recovered stale state. Writing the changelog here lets each
+        batch wait for its state like for its other outputs; the store takes the value
+        once the broker has it (`accord.worker.state`). The record is what faust writes
+        (raw key, JSON value) in the partition its partitioner picks.
         """
-        written = await send(state.changelog_topic.get_topic_name(), key, orjson.dumps(value))
-        state.data[key] = value  # after the send, which a stale batch is refused
-        return written
+        return await state.put(key, value, send)  # a stale batch's send is refused
 
     # app.rebalancing_count grows when a rebalance starts, before faust forgets anything;
     # the group has settled when the latest assignment came after the latest start.
@@ -476,6 +486,8 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_partitions_revoked.connect
     async def log_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
         missed.forget()
+        for state in states:
+            state.revoked({tp.partition for tp in revoked if tp.topic == state.changelog})
         log.info("partitions_revoked", partitions=len(revoked))
 
     @app.timer(interval=0.5)
@@ -869,15 +881,16 @@ def create_app(settings: Settings) -> faust.App:
         last = swept.setdefault("revision", revision)
         if revision == last:
             return
-        views = [
+        # Read from the store a chunk at a time: every case held need not fit in memory.
+        views = (
             view
-            for state in list(case_states.values())
+            for state in case_states.values()
             if state and (view := case_rules.build_case(state, rules)) is not None
-        ]
-        log.info("policy_changed", revision=revision, previous=last, cases=len(views))
-        size = settings.worker_batch_size
-        for start in range(0, len(views), size):
-            chunk = views[start : start + size]
+        )
+        log.info("policy_changed", revision=revision, previous=last)
+        size, decided = settings.worker_batch_size, 0
+        while chunk := list(itertools.islice(views, size)):
+            decided += len(chunk)
             try:
                 await process_until_done(
                     functools.partial(gate.process, chunk), len(chunk), settings.opa_retry_s
@@ -895,6 +908,7 @@ def create_app(settings: Settings) -> faust.App:
                             case_key=view["case_key"],
                             error=type(each).__name__,
                         )
+        log.info("policy_swept", revision=revision, cases=decided)
         swept["revision"] = revision
 
     return app
@@ -904,5 +918,6 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run until SIGTERM/SIGINT, as `accord worker` does."""
     from faust.worker import Worker
 
+    os.umask(0o077)  # the tables' files hold personal data: 0600 under 0700 dirs
     app = create_app(settings)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
