@@ -361,6 +361,7 @@ def run_bench(
     json_path: Path | None,
     keep: bool,
     timeout_s: float,
+    drivers: tuple[str, ...] = ("aiokafka",),
 ) -> Figures:
     console = Console()
     run_id = time.strftime("%Y%m%d%H%M%S")
@@ -383,9 +384,11 @@ def run_bench(
             figures.events = len(load)
             scoped = bench.scoped("main", partitions)
             figures.publish_events_per_s = bench.publish(scoped, load, "publishing the workload")
-            for mode in ("raw", "faust"):
-                if mode in modes:
-                    figures.modes[mode] = bench.passthrough(scoped, mode, load)
+            if "raw" in modes:
+                figures.modes["raw"] = bench.passthrough(scoped, "raw", load)
+            for driver in drivers if "faust" in modes else ():
+                mode = "faust" if driver == "aiokafka" else f"faust-{driver}"
+                figures.modes[mode] = bench.passthrough(scoped, mode, load)
             if "governed" in modes:
                 governed(
                     bench,
@@ -491,6 +494,7 @@ def report(console: Console, figures: Figures) -> None:
     labels = {
         "raw": "(a) raw aiokafka pass-through",
         "faust": "(b) faust pass-through",
+        "faust-confluent": "(b) faust pass-through, confluent driver",
         "governed": "(c) governed pipeline",
     }
     for name, result in figures.modes.items():

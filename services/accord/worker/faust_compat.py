@@ -169,3 +169,30 @@ def bounded_rocksdb_options(memory_bytes: int, max_open_files: int) -> Any:
         block_cache_size=memory_bytes,
         use_rocksdict=True,
     )
+
+
+# --- faust's confluent-kafka (librdkafka) driver (faust.transport.drivers.confluent) --------
+#
+# The driver builds its clients from the broker URL alone: `confluent_kafka.Consumer` with
+# bootstrap servers, group and timeouts, `confluent_kafka.Producer` with bootstrap servers
+# and client id. It ignores `broker_credentials`, so against the hub's SASL_SSL listener
+# librdkafka speaks plaintext and the broker drops it. The bench measures the driver with
+# the hub's own client settings added to each client's configuration.
+
+
+def secure_confluent_driver(config: dict[str, Any]) -> None:
+    """Make faust's confluent driver build its librdkafka clients with `config` (the
+    security settings of `accord.core.kafka.KafkaConnection.confluent`) added."""
+    import confluent_kafka
+    from faust.transport.drivers import confluent as driver
+
+    class Secured(types.SimpleNamespace):
+        pass
+
+    driver.confluent_kafka = Secured(
+        Consumer=lambda *args, **options: confluent_kafka.Consumer(
+            {**(args[0] if args else {}), **options, **config}
+        ),
+        Producer=lambda options: confluent_kafka.Producer({**options, **config}),
+        __version__=confluent_kafka.__version__,
+    )
