@@ -28,6 +28,7 @@ from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings, get_settings
 from accord.core.topics import Topics
 from accord.stack import local, processes
+from accord.worker.datadir import remove_group_state
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +82,7 @@ def isolated_settings(stack: Settings) -> Iterator[Settings]:
     finally:
         # The deployment's topics and its worker group's (table changelogs, assignor).
         delete_topics(stack, isolated.topic_prefix, f"{isolated.worker_id}-")
+        remove_group_state(stack, isolated.worker_id)  # its RocksDB tables
         provision.remove_deployment(isolated)
 
 

@@ -23,6 +23,12 @@ MODES = ("raw", "faust", "governed")
     show_default=True,
     help="Which of raw, faust, governed to run.",
 )
+@click.option(
+    "--drivers",
+    default="aiokafka",
+    show_default=True,
+    help="faust drivers for (b), side by side: aiokafka (the worker's), confluent (librdkafka).",
+)
 @click.option("--workers", default=1, show_default=True, help="Worker processes for (c).")
 @click.option(
     "--partitions", default=6, show_default=True, help="Partitions of every benchmark topic."
@@ -63,6 +69,7 @@ def bench(
     events: int,
     seed: int,
     modes: str,
+    drivers: str,
     workers: int,
     partitions: int,
     latency_rate: float,
@@ -92,6 +99,9 @@ def bench(
     unknown = sorted(set(chosen) - set(MODES))
     if unknown:
         raise click.BadParameter(f"unknown mode(s) {', '.join(unknown)}", param_hint="--modes")
+    chosen_drivers = tuple(d.strip() for d in drivers.split(",") if d.strip())
+    if not chosen_drivers or set(chosen_drivers) - {"aiokafka", "confluent"}:
+        raise click.BadParameter("aiokafka, confluent or both", param_hint="--drivers")
     if events < 1:
         raise click.BadParameter("must be at least 1", param_hint="--events")
     settings = as_principal(get_settings(), ADMIN)
@@ -110,4 +120,5 @@ def bench(
         json_path=json_path,
         keep=keep,
         timeout_s=timeout_s,
+        drivers=chosen_drivers,
     )

@@ -84,15 +84,26 @@ async def raw_loop(settings: Settings, inputs: list[str], batch: int) -> None:
         await consumer.stop()
 
 
-def faust_app(settings: Settings, inputs: list[str], batch: int, within_s: float) -> Any:
-
+def faust_app(
+    settings: Settings, inputs: list[str], batch: int, within_s: float, driver: str = "aiokafka"
+) -> Any:
+    """The pass-through agent on faust's aiokafka driver (as the worker runs) or on its
+    confluent-kafka (librdkafka) driver, given the hub's security settings
+    (`faust_compat.secure_confluent_driver`: the driver itself ignores them)."""
     from accord.worker.faust_compat import faust_app as accord_faust_app
 
-    output = output_topic(settings, "faust")
+    mode = "faust" if driver == "aiokafka" else f"faust-{driver}"
+    output = output_topic(settings, mode)
     relay = Relay(settings, output)
-    app = accord_faust_app(
-        settings, f"{settings.topic_prefix}bench-faust", producer_compression_type="lz4"
-    )
+    options: dict[str, Any] = {"producer_compression_type": "lz4"}
+    if driver == "confluent":
+        from accord.worker.faust_compat import secure_confluent_driver
+
+        conn = connection(settings)
+        secure_confluent_driver({**conn.confluent(), "compression.type": "lz4", "acks": "all"})
+        servers = ";".join(f"confluent://{s.strip()}" for s in conn.bootstrap.split(","))
+        options = {"broker": servers}
+    app = accord_faust_app(settings, f"{settings.topic_prefix}bench-{mode}", **options)
     source = app.topic(*inputs, key_serializer="raw", value_serializer="raw")
     sink = app.topic(output, key_serializer="raw", value_serializer="raw")
 
@@ -114,15 +125,16 @@ def main(argv: list[str]) -> None:
     configure_logging(settings.log_format, settings.log_level)  # as the worker does
     if mode == "raw":
         asyncio.run(raw_loop(settings, inputs, settings.worker_batch_size))
-    elif mode == "faust":
+    elif mode in ("faust", "faust-confluent"):
         from faust.worker import Worker
 
+        driver = "confluent" if mode == "faust-confluent" else "aiokafka"
         app = faust_app(
-            settings, inputs, settings.worker_batch_size, settings.worker_batch_timeout_s
+            settings, inputs, settings.worker_batch_size, settings.worker_batch_timeout_s, driver
         )
         Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
     else:
-        raise SystemExit(f"unknown mode {mode!r}: raw or faust")
+        raise SystemExit(f"unknown mode {mode!r}: raw, faust or faust-confluent")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from accord.core.topics import CASES, SUPPORT_REQUEST, Topics
 from accord.pipeline.decision import policy_input_record
 from accord.stack import local
 from accord.synthetic import workload
+from accord.worker.datadir import remove_group_state
 from accord.worker.topology import consumed_topics, stage_topics
 
 
@@ -362,6 +363,7 @@ def run_bench(
     json_path: Path | None,
     keep: bool,
     timeout_s: float,
+    drivers: tuple[str, ...] = ("aiokafka",),
 ) -> Figures:
     console = Console()
     run_id = time.strftime("%Y%m%d%H%M%S")
@@ -384,9 +386,11 @@ def run_bench(
             figures.events = len(load)
             scoped = bench.scoped("main", partitions)
             figures.publish_events_per_s = bench.publish(scoped, load, "publishing the workload")
-            for mode in ("raw", "faust"):
-                if mode in modes:
-                    figures.modes[mode] = bench.passthrough(scoped, mode, load)
+            if "raw" in modes:
+                figures.modes["raw"] = bench.passthrough(scoped, "raw", load)
+            for driver in drivers if "faust" in modes else ():
+                mode = "faust" if driver == "aiokafka" else f"faust-{driver}"
+                figures.modes[mode] = bench.passthrough(scoped, mode, load)
             if "governed" in modes:
                 governed(
                     bench,
@@ -410,6 +414,7 @@ def run_bench(
                     update={"topic_prefix": prefix, "worker_id": f"{prefix}worker"}
                 )
                 provision.remove_deployment(scoped)
+                remove_group_state(settings, scoped.worker_id)  # its RocksDB tables
     report(console, figures)
     if json_path is not None:
         json_path.write_text(json.dumps(figures.as_json(), indent=2) + "\n")
@@ -491,6 +496,7 @@ def report(console: Console, figures: Figures) -> None:
     labels = {
         "raw": "(a) raw aiokafka pass-through",
         "faust": "(b) faust pass-through",
+        "faust-confluent": "(b) faust pass-through, confluent driver",
         "governed": "(c) governed pipeline",
     }
     for name, result in figures.modes.items():

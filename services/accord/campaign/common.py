@@ -27,6 +27,7 @@ from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
 from accord.gateway.tokens import TOKENS_FILE_ENV, TokenStore
 from accord.stack import processes
+from accord.worker.datadir import remove_group_state
 
 Echo = Callable[[str], None]
 
@@ -62,6 +63,7 @@ def deployment(settings: Settings, name: str, keep: bool = False) -> Iterator[Se
         if not keep:
             delete_topics(settings, scoped.topic_prefix)
             delete_topics(settings, f"{scoped.worker_id}-")  # the worker's changelogs
+            remove_group_state(settings, scoped.worker_id)  # and its RocksDB tables
             provision.remove_deployment(scoped)
 
 

@@ -57,6 +57,7 @@ from accord.synthetic.requests import (
     valid_rows,
     write_rows,
 )
+from accord.worker.datadir import remove_group_state
 
 log = get_logger("accord.campaign")
 
@@ -489,6 +490,7 @@ def run_campaign(
         if not keep_topics:
             for each in scoped:
                 delete_topics(settings, each.topic_prefix, f"{each.worker_id}-")
+                remove_group_state(settings, each.worker_id)
                 provision.remove_deployment(each)
     comparison = compare(reference.lists, faulty.lists)
     report = CampaignReport(seed, people, kills, data, reference, faulty, comparison, checks)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -118,6 +119,17 @@ class Settings(BaseSettings):
         0.5,
         description="Max wait to fill a batch, per stage: the latency each stage adds at a "
         "low rate (under load batches fill before it).",
+    )
+    worker_store: Literal["rocksdb", "memory"] = Field(
+        "rocksdb",
+        description="Where the worker's tables live: rocksdb (on disk under the state dir, "
+        "memory bounded) or memory (every entry in the process, for comparisons only).",
+    )
+    worker_store_memory_mb: int = Field(
+        64,
+        ge=8,
+        description="RocksDB's memory for all of a worker's tables: block cache, index and "
+        "filter blocks, and write buffers (charged to the same cache).",
     )
     opa_timeout_s: float = Field(5.0, description="Timeout of one OPA query.")
     partner_discovery_interval_s: float = Field(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,6 +46,7 @@ from accord.pipeline import stages
 from accord.pipeline.authority import check_authority
 from accord.pipeline.decision import Gate
 from accord.pipeline.intake import Incoming, Intake, Rejected, quarantine_record
+from accord.worker import faust_compat
 from accord.worker.auditlog import AuditLog
 from accord.worker.batches import (
     StaleBatch,
@@ -57,6 +59,7 @@ from accord.worker.batches import (
 from accord.worker.discovery import PartnerDiscovery
 from accord.worker.faust_compat import _key_partition, faust_app, partition_by_key
 from accord.worker.offsets import OffsetGuard
+from accord.worker.state import TableState
 from accord.worker.sweep import PolicySweep
 from accord.worker.topology import partner_topics, registered_orgs, require_topics
 from accord.worker.writer import Writer
@@ -129,7 +132,15 @@ def create_app(settings: Settings) -> faust.App:
     person_topic = topic(PERSON_EVENTS)
     topic(CASES, compacted=True)
     topic(MATCH_REVIEW, compacted=True)
-    identities, request_owners, case_states, released = (table(name) for name in WORKER_TABLES)
+    tables = [table(name) for name in WORKER_TABLES]
+    if settings.worker_store == "rocksdb":
+        bounded = faust_compat.bounded_rocksdb_options(
+            settings.worker_store_memory_mb * 1024 * 1024, max_open_files=64
+        )
+        for each in tables:
+            faust_compat.bound_rocksdb(each, bounded)
+    states = [TableState(each, lambda key: _key_partition(key, partitions)) for each in tables]
+    identities, request_owners, case_states, released = states
 
     writer = Writer(app, topics)
     guard = OffsetGuard(app)
@@ -142,6 +153,8 @@ def create_app(settings: Settings) -> faust.App:
     @app.on_partitions_revoked.connect
     async def log_revoked(app: faust.App, revoked: set[Any], **_: Any) -> None:
         guard.revoked()
+        for state in states:
+            state.revoked({tp.partition for tp in revoked if tp.topic == state.changelog})
         log.info("partitions_revoked", partitions=len(revoked))
 
     @app.on_partitions_assigned.connect
@@ -268,7 +281,7 @@ def create_app(settings: Settings) -> faust.App:
     def holders(key: bytes) -> list[str]:
         return list(released.get(key) or [])
 
-    sweep = PolicySweep(app, settings, case_states, holders, rules)
+    sweep = PolicySweep(app, settings, case_states.values, holders, rules)
 
     @app.agent(source, name="check_partner_events")
     async def check_partner_events(stream: faust.StreamT) -> None:
@@ -323,4 +336,5 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from faust.worker import Worker
 
     app = create_app(settings)
+    os.umask(0o077)  # the tables' files hold personal data: 0600 under 0700 dirs
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

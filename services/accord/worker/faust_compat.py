@@ -34,6 +34,7 @@ from aiokafka.partitioner import murmur2
 from accord.core.kafka import connection
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
+from accord.worker.datadir import claim_datadir, store_url
 
 log = get_logger("accord.worker")
 
@@ -57,28 +58,28 @@ def partition_by_key(key: bytes | None, all_partitions: list[int], available: li
 
 def faust_app(settings: Settings, name: str, **options: Any) -> faust.App:
     """A faust app as every Accord process runs it (the worker, the bench's faust mode):
-    raw bytes in and out, in-memory tables, reading from the earliest offset, acks=all.
+    raw bytes in and out, tables in RocksDB (`accord.worker.state`) under a datadir of
+    this process's own (0700, `accord.worker.datadir`), reading from the earliest offset,
+    acks=all. `options` may replace any of these (the bench's driver comparison names its
+    broker).
     """
-    datadir = settings.state_dir / "faust" / name
-    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-    return faust.App(
-        name,
+    config: dict[str, Any] = {
         **connection(settings).faust(),
-        store="memory://",
-        datadir=str(datadir),
-        key_serializer="raw",
-        value_serializer="raw",
-        web_enabled=False,
-        topic_replication_factor=1,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        producer_linger_ms=5,
+        "store": store_url(settings),
+        "datadir": str(claim_datadir(settings, name)),
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "web_enabled": False,
+        "topic_replication_factor": 1,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "producer_linger_ms": 5,
         # A rebalance must not wait for streams to drain: a take_events buffer holds its
         # events until the batch is yielded, and waiting for it can stall the group.
         # Re-processing after a rebalance is harmless (see `accord.worker.batches`).
-        stream_wait_empty=False,
-        **options,
-    )
+        "stream_wait_empty": False,
+    }
+    return faust.App(name, **{**config, **options})
 
 
 # --- accessors of internals ------------------------------------------------------------
@@ -156,3 +157,132 @@ class MissedRecords:
             await self.consumer.seek(tp, offset)
             rewound += 1
         return rewound
+
+
+# --- The tables' stores (faust.stores.memory and faust.stores.rocksdb) --------------------
+#
+# `accord.worker.state` reads and writes a table's store directly, as bytes, in the
+# partition the changelog record went to: faust's own `table[key] = value` takes the
+# partition from the stream's current event (wrong for a batch from several partitions)
+# and encodes values with its own JSON codec, not the bytes the changelog carries.
+#
+# faust's RocksDB store keeps one DB per changelog partition (`<tabledir>/<table>-<n>.db`)
+# and, in each, the last changelog offset applied under `Store.offset_key`; recovery seeks
+# the changelog there and applies what follows. Opened DBs are in `Store._dbs`; a revoked
+# partition's DB is dropped from it (closed when collected).
+
+
+def is_rocksdb(table: Any) -> bool:
+    from faust.stores.rocksdb import Store
+
+    return isinstance(table.data, Store)
+
+
+def open_db(table: Any, partition: int) -> Any | None:
+    """The partition's RocksDB (rocksdict.Rdict) if this worker has it open, else None."""
+    return table.data._dbs.get(partition)
+
+
+def db_for_read(table: Any, partition: int) -> Any:
+    """The partition's RocksDB, opened if need be (faust opens assigned partitions' DBs
+    at assignment; this covers a read before that)."""
+    return table.data._db_for_partition(partition)
+
+
+def offset_key() -> bytes:
+    from faust.stores.rocksdb import Store
+
+    return Store.offset_key
+
+
+def new_write_batch() -> Any:
+    import rocksdict
+
+    return rocksdict.WriteBatch(raw_mode=True)
+
+
+def stored_values(table: Any) -> Any:
+    """Every value of the partitions this worker holds: raw bytes from RocksDB (the
+    changelog's JSON), decoded objects from the memory store."""
+    if is_rocksdb(table):
+        return table.data._itervalues()
+    return table.data.data.values()
+
+
+def memory_data(table: Any) -> Any:
+    """The memory store's dict (key bytes -> decoded JSON value)."""
+    return table.data.data
+
+
+def bound_rocksdb(table: Any, options: Any) -> None:
+    """Open the table's DBs with `options` (a faust RocksDBOptions) instead of the one
+    faust made from the table's `options`: faust gives every DB its own 2 GiB block cache
+    and 3 x 64 MiB write buffers, while one shared cache bounds them all."""
+    table.data.rocksdb_options = options
+
+
+def bounded_rocksdb_options(memory_bytes: int, max_open_files: int) -> Any:
+    """faust's RocksDBOptions whose DBs share one block cache of `memory_bytes`, their
+    write buffers (memtables) charged to that same cache, their index and filter blocks
+    kept in it: a worker's RocksDB memory stays under one bound however many DBs
+    (tables x partitions) and entries it holds."""
+    import rocksdict
+    from faust.stores.rocksdb import RocksDBOptions
+
+    cache = rocksdict.Cache(memory_bytes)
+    buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+        memory_bytes // 2, False, cache
+    )
+
+    class Bounded(RocksDBOptions):
+        def as_options(self) -> Any:
+            options = rocksdict.Options(raw_mode=True)
+            options.create_if_missing(True)
+            options.set_max_open_files(max_open_files)
+            options.set_write_buffer_size(self.write_buffer_size)
+            options.set_max_write_buffer_number(self.max_write_buffer_number)
+            options.set_target_file_size_base(self.target_file_size_base)
+            options.set_write_buffer_manager(buffers)
+            table = rocksdict.BlockBasedOptions()
+            table.set_bloom_filter(self.bloom_filter_size, block_based=True)
+            table.set_block_cache(cache)
+            table.set_cache_index_and_filter_blocks(True)
+            table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+            options.set_block_based_table_factory(table)
+            return options
+
+    return Bounded(
+        max_open_files=max_open_files,
+        write_buffer_size=4 * 1024 * 1024,
+        max_write_buffer_number=2,
+        target_file_size_base=16 * 1024 * 1024,
+        block_cache_size=memory_bytes,
+        use_rocksdict=True,
+    )
+
+
+# --- faust's confluent-kafka (librdkafka) driver (faust.transport.drivers.confluent) --------
+#
+# The driver builds its clients from the broker URL alone: `confluent_kafka.Consumer` with
+# bootstrap servers, group and timeouts, `confluent_kafka.Producer` with bootstrap servers
+# and client id. It ignores `broker_credentials`, so against the hub's SASL_SSL listener
+# librdkafka speaks plaintext and the broker drops it. The bench measures the driver with
+# the hub's own client settings added to each client's configuration.
+
+
+def secure_confluent_driver(config: dict[str, Any]) -> None:
+    """Make faust's confluent driver build its librdkafka clients with `config` (the
+    security settings of `accord.core.kafka.KafkaConnection.confluent`) added."""
+    import confluent_kafka
+    from faust.transport.drivers import confluent as driver
+
+    class Secured(types.SimpleNamespace):
+        pass
+
+    driver.confluent_kafka = Secured(
+        Consumer=lambda *args, **options: confluent_kafka.Consumer(
+            {**(args[0] if args else {}), **options, **config}
+        ),
+        Producer=lambda options: confluent_kafka.Producer({**options, **config}),
+        __version__=confluent_kafka.__version__,
+    )

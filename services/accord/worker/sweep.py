@@ -7,7 +7,8 @@ rebalance begins meanwhile (its cases' new owners decide them after their recove
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import faust
@@ -28,7 +29,7 @@ class PolicySweep:
         self,
         app: faust.App,
         settings: Settings,
-        case_states: faust.Table,
+        case_states: Callable[[], Iterable[Any]],
         holders: Callable[[bytes], list[str]],
         rules: list[dict[str, Any]],
     ) -> None:
@@ -57,37 +58,38 @@ class PolicySweep:
             return
         parties = changed_parties(self.served[1:], now[1:])
         began = batch_began.set(self.app.rebalancing_count)
+        log.info(
+            "policy_changed",
+            revision=revision,
+            previous=self.served[0],
+            parties=None if parties is None else sorted(parties),
+        )
         try:
-            views = self.affected_views(parties)
-            log.info(
-                "policy_changed",
-                revision=revision,
-                previous=self.served[0],
-                cases=len(views),
-                parties=None if parties is None else sorted(parties),
-            )
-            await self.decide(gate, views)
+            decided = await self.decide(gate, self.affected_views(parties))
         except StaleBatch:
             log.info("policy_sweep_interrupted", revision=revision)
             return  # decided again on the next tick, by whoever owns the cases then
         finally:
             batch_began.reset(began)
+        log.info("policy_swept", revision=revision, cases=decided)
         self.served = now
 
-    def affected_views(self, parties: set[str] | None) -> list[dict[str, Any]]:
-        views = []
-        for key, state in list(self.case_states.items()):
+    def affected_views(self, parties: set[str] | None) -> Iterator[dict[str, Any]]:
+        """Read from the store as they are decided: every case held need not fit in memory."""
+        for state in self.case_states():
             if not state:
                 continue
             view = case_rules.build_case(state, self.rules)
-            if view is not None and is_affected(view, self.holders(key), parties):
-                views.append(view)
-        return views
+            if view is not None and is_affected(
+                view, self.holders(view["case_key"].encode()), parties
+            ):
+                yield view
 
-    async def decide(self, gate: Gate, views: list[dict[str, Any]]) -> None:
+    async def decide(self, gate: Gate, views: Iterator[dict[str, Any]]) -> int:
         size, retry_s = self.settings.worker_batch_size, self.settings.opa_retry_s
-        for start in range(0, len(views), size):
-            chunk = views[start : start + size]
+        decided = 0
+        while chunk := list(itertools.islice(views, size)):
+            decided += len(chunk)
             try:
                 await process_until_done(
                     functools.partial(gate.process, chunk), len(chunk), retry_s
@@ -109,3 +111,4 @@ class PolicySweep:
                             case_key=view["case_key"],
                             error=type(each).__name__,
                         )
+        return decided

@@ -20,6 +20,7 @@ from accord.core.topics import Topics
 from accord.pipeline.stages import Outputs
 from accord.worker.batches import StaleBatch, batch_began
 from accord.worker.faust_compat import kafka_producer
+from accord.worker.state import TableState
 
 log = get_logger("accord.worker")
 
@@ -70,21 +71,19 @@ class Writer:
         self.still_current()
         return await self.app.producer.send(name, key, value, None, None, headers or None)
 
-    async def put(self, state: faust.Table, key: bytes, value: Any) -> Awaitable[Any]:
+    async def put(self, state: TableState, key: bytes, value: Any) -> Awaitable[Any]:
         """table[key] = value; returns the changelog write's acknowledgement to wait for.
 
         faust writes a table's changelog in the background (send_soon), so a batch could
         be committed before its state change reached the broker, and a partition moved to
-        another worker then recovered stale state. Writing the store and the changelog
-        here lets each batch wait for its state like for its other outputs. The record is
-        what faust writes (raw key, JSON value) in the partition its partitioner picks.
+        another worker then recovered stale state. Writing the changelog here lets each
+        batch wait for its state like for its other outputs; the store takes the value
+        once the broker has it (`accord.worker.state`). The record is what faust writes
+        (raw key, JSON value) in the partition its partitioner picks.
         """
-        name = state.changelog_topic.get_topic_name()
-        written = await self.send(name, key, orjson.dumps(value))
-        state.data[key] = value  # after the send, which a stale batch is refused
-        return written
+        return await state.put(key, value, self.send)  # a stale batch's send is refused
 
-    async def write(self, out: Outputs, state: faust.Table | None = None) -> list[Awaitable[Any]]:
+    async def write(self, out: Outputs, state: TableState | None = None) -> list[Awaitable[Any]]:
         """Queue a stage's records (by stage topic) and its table's new state; the
         acknowledgements to wait for before the batch is done."""
         pending = []
