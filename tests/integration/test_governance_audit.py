@@ -16,8 +16,8 @@ from accord.core.kafka import acknowledged_producer, ensure_topics
 from accord.core.pseudonym import person_key
 from accord.core.topics import Topics
 from accord.governance import audit_index
+from accord.stack import processes
 
-from .conftest import settings_env
 from .workload import people
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,7 @@ def test_index_resumes_and_who_received_prints_organisations_not_identifiers(
     send(settings, serde, [decision(key, "city-of-edinburgh", True, 5)])
     assert audit_index.catch_up(settings, serde).indexed == 1  # resumed, not re-read
 
-    env = {**settings_env(stack_settings), "ACCORD_STATE_DIR": str(settings.state_dir)}
+    env = {**processes.worker_env(stack_settings), "ACCORD_STATE_DIR": str(settings.state_dir)}
     out = subprocess.run(
         [sys.executable, "-m", "accord", "audit", "who-received"],
         env=env,
@@ -111,7 +111,7 @@ def test_index_resumes_and_who_received_prints_organisations_not_identifiers(
 def test_who_received_refuses_an_invalid_chi(settings):
     out = subprocess.run(
         [sys.executable, "-m", "accord", "audit", "who-received"],
-        env=settings_env(settings),
+        env=processes.worker_env(settings),
         input="1234567890\n",
         capture_output=True,
         text=True,
@@ -126,7 +126,7 @@ def test_who_received_refuses_a_chi_on_the_command_line(settings):
     chi = people(1)[0]["chi_number"]
     out = subprocess.run(
         [sys.executable, "-m", "accord", "audit", "who-received", "--chi", chi],
-        env=settings_env(settings),
+        env=processes.worker_env(settings),
         input="",
         capture_output=True,
         text=True,
