@@ -98,29 +98,17 @@ def serde(stack: Settings) -> AvroSerde:
     return AvroSerde(registry_client(stack, ADMIN), stack.schemas_dir)
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    return processes.worker_env(settings)
-
-
 @contextlib.contextmanager
 def workers(settings: Settings, log_dir: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    """Starts `accord worker` processes (as an operator would); stops them after."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start() -> subprocess.Popen[bytes]:
-        log = log_dir / f"worker-{len(started)}.log"
-        process = processes.spawn_worker(settings, log, loglevel="info")
-        started.append(process)
-        return process
-
+    """Starts `accord worker` processes (as an operator would, through the harness the demo
+    and the bench use too); stops them after and prints the tail of their logs."""
+    pool = processes.Workers(settings, log_dir, loglevel="info")
     try:
-        yield start
+        yield pool.start
     finally:
-        for process in started:
-            processes.stop_worker(process)
-        for log in sorted(log_dir.glob("worker-*.log")):
-            tail = log.read_text(errors="replace")[-3000:]
-            print(f"--- {log.name} (tail)\n{tail}", file=sys.stderr)
+        pool.stop()
+        for name, tail in pool.tails():
+            print(f"--- {name} (tail)\n{tail}", file=sys.stderr)
 
 
 @pytest.fixture

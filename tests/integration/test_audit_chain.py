@@ -30,7 +30,7 @@ from accord.stack import processes
 from accord.synthetic.records import LOTHIAN
 
 from .conftest import audit_decisions, decoded
-from .workload import publish_workload, wait_until_quiet
+from .workload import publish_workload
 
 pytestmark = pytest.mark.integration
 PEOPLE = 160
@@ -90,7 +90,7 @@ def test_the_chain_survives_kill_9_and_verify_finds_deletion_alteration_insertio
     os.kill(first.pid, signal.SIGKILL)  # mid-stream: transactions may be open
     first.wait()
     worker()
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
 
     result = verify(as_audit(settings), serde, topics.audit)
     audit = by_partition(settings, topics.audit)
@@ -174,8 +174,10 @@ def test_no_share_leaves_while_the_audit_cannot_be_written(settings, serde, work
         assert decoded(settings, serde, topics.audit) == []
     finally:
         provision.add_grants(admin, [grant])
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     audited = {str(d["decision_id"]) for d in audit_decisions(settings, serde)}
+    processes.wait_until_caught_up(settings)
+    audited = {str(r["decision_id"]) for _, r in decoded(settings, serde, topics.audit)}
     shared = 0
     for name in lists:
         for message in read_topic(settings, name, idle_timeout_s=1.0):

@@ -25,12 +25,12 @@ import pytest
 from accord.core.kafka import acknowledged_producer, connection, ensure_topics
 from accord.core.pseudonym import person_key
 from accord.core.topics import CONSENT_CHANGE, SHIELDING_LIST, SUPPORT_OUTCOME, Topics
+from accord.stack import processes
 from accord.synthetic.records import START, consent_change, lothian_people, shielding_entry
 from accord.synthetic.records import support_outcome as outcome_for
 from accord.synthetic.records import support_request as request_for
 
 from .conftest import decoded, wait_for
-from .workload import wait_until_quiet
 
 pytestmark = pytest.mark.integration
 LOTHIAN = "nhs-lothian"
@@ -147,7 +147,7 @@ def test_partners_without_authority_change_no_case_and_good_records_still_flow(
         settings, serde, topics.rejects(CHARITY), lambda r: len(r) >= 2, timeout_s=60
     )
     fife_rejects = wait_for(settings, serde, topics.rejects(FIFE), lambda r: len(r) >= 1)
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     after = edinburgh_list(settings, serde)
     assert key["opted"] not in after  # withheld: the board's opt-out holds
     assert after[key["requester"]]["needs"] == before[key["requester"]]["needs"]

@@ -18,11 +18,12 @@ from accord.core.kafka import read_topic
 from accord.core.pseudonym import person_key
 from accord.core.scotland import org_id
 from accord.core.topics import CONSENT_CHANGE, SUPPORT_REQUEST, Topics
+from accord.stack import processes
 from accord.synthetic.records import START, consent_change, support_request
 
-from .conftest import audit_decisions, decoded, settings_env, wait_for
+from .conftest import audit_decisions, decoded, wait_for
 from .test_governance_suspension import policies_copy, suspend, watched_opa  # noqa: F401
-from .workload import publish_workload, send_native, wait_until_quiet
+from .workload import publish_workload, send_native
 
 pytestmark = pytest.mark.integration
 EDINBURGH = "City of Edinburgh"
@@ -97,7 +98,7 @@ def test_requests_without_chi_join_the_right_person_or_go_to_review(
         [(request["source_org"], request) for request in (matched, other)],
     )
     worker()
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     view = share_view(settings, serde)
     case = view[key_of(settings, typo)]
     assert "FINANCIAL" in case["needs"] and case["match_method"] == "probabilistic"
@@ -111,7 +112,7 @@ def test_an_opt_out_tombstones_what_was_shared_and_is_audited(settings, serde, w
     sent = publish_workload(settings, serde, tmp_path, 8)
     row = next(r for r in sent["people"] if r["council_area"] == EDINBURGH)
     worker()
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     key = key_of(settings, row)
     assert key in share_view(settings, serde)
     personal = [row[name] for name in PERSONAL_FIELDS if row.get(name)]
@@ -159,7 +160,7 @@ def test_shared_records_carry_their_decision_and_policy_revision_in_headers(
 ):
     publish_workload(settings, serde, tmp_path, 4)
     worker()
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     messages = list(read_topic(settings, Topics(settings).share(org_id(EDINBURGH))))
     assert messages
     for message in messages:
@@ -187,7 +188,7 @@ def test_suspending_an_agreement_tombstones_every_case_shared_under_it(
     publish_workload(settings, serde, tmp_path, 24)
     with workers(settings, tmp_path) as start:
         start()
-        wait_until_quiet(settings)
+        processes.wait_until_caught_up(settings)
         assert len(share_view(settings, serde)) == 6
         changed_at = suspend(policies_copy, "DSA-010")
         deadline = time.monotonic() + 30
@@ -206,11 +207,11 @@ def test_suspending_an_agreement_tombstones_every_case_shared_under_it(
 def test_accord_cases_prints_and_exports_the_councils_list(settings, serde, worker, tmp_path):
     publish_workload(settings, serde, tmp_path, 16)
     worker()
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     export = tmp_path / "edinburgh.csv"
     result = subprocess.run(
         [sys.executable, "-m", "accord", "cases", "--council", EDINBURGH, "--csv", str(export)],
-        env=settings_env(settings),
+        env=processes.worker_env(settings),
         capture_output=True,
         text=True,
         timeout=120,

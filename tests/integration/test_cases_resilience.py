@@ -17,6 +17,7 @@ from accord.core.credentials import ADMIN
 from accord.core.scotland import org_id
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.topics import Topics
+from accord.stack import processes
 from accord.synthetic.records import lothian_people
 
 from .conftest import decoded, isolated_settings, workers
@@ -25,7 +26,6 @@ from .workload import (
     list_differences,
     publish_workload,
     send_native,
-    wait_until_quiet,
 )
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ def reference(stack, tmp_path_factory):
         publish_workload(settings, serde, tmp_path_factory.mktemp("ref"), PEOPLE)
         with workers(settings, tmp_path_factory.mktemp("ref-logs")) as start:
             start()
-            wait_until_quiet(settings)
+            processes.wait_until_caught_up(settings)
             lists = council_lists(settings, serde)
     assert sum(len(v) for v in lists.values()) > 0
     return lists
@@ -74,7 +74,7 @@ def test_kill_9_mid_run_then_restart_gives_the_same_lists(
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     worker()
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     assert council_lists(settings, serde) == reference
 
 
@@ -86,7 +86,7 @@ def test_two_workers_share_partitions_and_one_stops_mid_run(
     wait_for_progress(settings, serde, 3)
     second.send_signal(signal.SIGTERM)
     second.wait(timeout=60)
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     assert first.poll() is None
     differences = list_differences(council_lists(settings, serde), reference)
     assert not differences, "\n".join(differences)
@@ -106,7 +106,7 @@ def test_a_worker_stopped_just_after_it_joined_leaves_nothing_behind(
         time.sleep(0.2)
     second.send_signal(signal.SIGTERM)
     second.wait(timeout=60)
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     assert first.poll() is None
     differences = list_differences(council_lists(settings, serde), reference)
     assert not differences, "\n".join(differences)
@@ -117,7 +117,7 @@ def test_a_restarted_worker_recovers_its_tables_from_the_changelogs(
 ):
     sent = publish_workload(settings, serde, tmp_path, 40)
     first = worker()
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     first.send_signal(signal.SIGTERM)
     first.wait(timeout=60)
     before = council_lists(settings, serde)
@@ -134,7 +134,7 @@ def test_a_restarted_worker_recovers_its_tables_from_the_changelogs(
     )
     send_native(settings, serde, "support-outcome", "SupportOutcome", [(org, closing)])
     worker()
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     after = council_lists(settings, serde)
     council = request["council_area"]
     changed = {k for k in before[council] if before[council][k] != after[council].get(k)}

@@ -23,8 +23,9 @@ import requests
 from accord.core.kafka import read_topic
 from accord.core.settings import Settings, get_settings
 from accord.core.topics import Topics
+from accord.stack import processes
 
-from .conftest import decoded, settings_env
+from .conftest import decoded
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def free_port() -> int:
 
 
 def gateway_env(settings: Settings, tokens: Path) -> dict[str, str]:
-    return {**settings_env(settings), "ACCORD_GATEWAY_TOKENS_FILE": str(tokens)}
+    return {**processes.worker_env(settings), "ACCORD_GATEWAY_TOKENS_FILE": str(tokens)}
 
 
 def issue(settings: Settings, tokens: Path, org: str) -> str:

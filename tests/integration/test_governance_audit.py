@@ -24,9 +24,8 @@ from accord.core.serde import encode_body, frame
 from accord.core.topics import Topics
 from accord.governance import audit_index
 from accord.governance.verify import verify
+from accord.stack import processes
 from accord.synthetic.records import lothian_people
-
-from .conftest import settings_env
 
 pytestmark = pytest.mark.integration
 T0 = datetime.now(UTC) - timedelta(hours=1)
@@ -89,7 +88,7 @@ def test_index_resumes_and_who_received_prints_organisations_not_identifiers(
     send(settings, serde, [decision(key, "city-of-edinburgh", True, 5)])
     assert audit_index.catch_up(settings, serde).indexed == 1  # resumed, not re-read
 
-    env = {**settings_env(stack_settings), "ACCORD_STATE_DIR": str(settings.state_dir)}
+    env = {**processes.worker_env(stack_settings), "ACCORD_STATE_DIR": str(settings.state_dir)}
     out = subprocess.run(
         [sys.executable, "-m", "accord", "audit", "who-received"],
         env=env,
@@ -120,7 +119,7 @@ def test_index_resumes_and_who_received_prints_organisations_not_identifiers(
 def test_who_received_refuses_an_invalid_chi(settings):
     out = subprocess.run(
         [sys.executable, "-m", "accord", "audit", "who-received"],
-        env=settings_env(settings),
+        env=processes.worker_env(settings),
         input="1234567890\n",
         capture_output=True,
         text=True,
@@ -135,7 +134,7 @@ def test_who_received_refuses_a_chi_on_the_command_line(settings):
     chi = lothian_people(1)[0]["chi_number"]
     out = subprocess.run(
         [sys.executable, "-m", "accord", "audit", "who-received", "--chi", chi],
-        env=settings_env(settings),
+        env=processes.worker_env(settings),
         input="",
         capture_output=True,
         text=True,
@@ -262,7 +261,7 @@ def test_an_audit_of_both_shapes_is_indexed_answered_and_verified(settings, serd
     assert report.allowed == {"city-of-edinburgh": 2, "midlothian": 2}
     assert report.denied == {"west-lothian": 2} and report.people == 2
 
-    env = {**settings_env(stack_settings), "ACCORD_STATE_DIR": str(settings.state_dir)}
+    env = {**processes.worker_env(stack_settings), "ACCORD_STATE_DIR": str(settings.state_dir)}
     out = subprocess.run(
         [sys.executable, "-m", "accord", "audit", "who-received"],
         env=env,

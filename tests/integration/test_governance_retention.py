@@ -18,8 +18,7 @@ from accord.governance.retention import (
     share_topic_config,
 )
 from accord.pipeline.retention import DAY_MS
-
-from .conftest import settings_env
+from accord.stack import processes
 
 pytestmark = pytest.mark.integration
 WEEK_MS = str(7 * DAY_MS)
@@ -28,7 +27,7 @@ WEEK_MS = str(7 * DAY_MS)
 def retention_command(settings, *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "accord", "policy", "retention", *flags],
-        env=settings_env(settings),
+        env=processes.worker_env(settings),
         capture_output=True,
         text=True,
         timeout=120,

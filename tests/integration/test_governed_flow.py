@@ -21,7 +21,7 @@ from accord.core.pseudonym import person_key
 from accord.core.serde import frame, unframe
 from accord.core.topics import Topics
 from accord.ingest.publish import publish_file
-from accord.stack import local
+from accord.stack import local, processes
 from accord.synthetic.people import chi_for, write_csv
 
 from .conftest import admin_http, decoded, registry_session, wait_for
@@ -302,7 +302,6 @@ def test_the_registry_keeps_schemas_across_a_restart(stack):
 def test_publish_cli_prints_a_summary_and_exits_zero_with_bad_rows(settings, tmp_path):
     path = tmp_path / "board.csv"
     write_csv([person(40), dict(person(41), postcode="NOT A CODE")], path)
-    from .conftest import settings_env
 
     result = subprocess.run(
         [
@@ -316,7 +315,7 @@ def test_publish_cli_prints_a_summary_and_exits_zero_with_bad_rows(settings, tmp
             "shielding-list",
             str(path),
         ],
-        env=settings_env(settings),
+        env=processes.worker_env(settings),
         capture_output=True,
         text=True,
         timeout=120,

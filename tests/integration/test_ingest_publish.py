@@ -17,9 +17,10 @@ from accord.core.kafka import read_topic
 from accord.core.settings import Settings
 from accord.core.topics import Topics
 from accord.ingest.validation import COLUMNS
+from accord.stack import processes
 from accord.synthetic.people import generate_shielding_list_with_labels, write_csv
 
-from .conftest import decoded, settings_env
+from .conftest import decoded
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ HELPLINE_EXPORT = [
 def accord(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "accord", *args],
-        env=settings_env(settings),
+        env=processes.worker_env(settings),
         capture_output=True,
         text=True,
         timeout=300,

@@ -14,9 +14,10 @@ from accord.core.kafka import acknowledged_producer, admin_client, connection
 from accord.core.serde import encode_body, frame, parse_schema_text
 from accord.core.settings import REPO_ROOT
 from accord.core.topics import Topics
+from accord.stack import processes
 
 from .conftest import decoded, registry_session, wait_for
-from .workload import publish_workload, wait_until_quiet
+from .workload import publish_workload
 
 pytestmark = pytest.mark.integration
 LOTHIAN = "nhs-lothian"
@@ -201,7 +202,7 @@ def test_every_field_each_recipient_holds_is_named_by_the_agreement_that_release
 ):
     publish_workload(settings, serde, tmp_path, 80)
     worker()
-    wait_until_quiet(settings)
+    processes.wait_until_caught_up(settings)
     topics = Topics(settings)
     admin = admin_client(settings)
     try:

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from accord.core.settings import Settings
+from accord.stack import processes
 
-from .conftest import admin_http, settings_env
+from .conftest import admin_http
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 def run_check(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "accord", "schemas", "check", *args],
-        env=settings_env(settings),
+        env=processes.worker_env(settings),
         capture_output=True,
         text=True,
         timeout=120,

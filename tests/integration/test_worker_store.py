@@ -16,9 +16,9 @@ import pytest
 from accord.core.credentials import ADMIN
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST
-from accord.demo.synthetic import write_csv
 from accord.ingest.publish import publish_file
 from accord.stack import processes
+from accord.synthetic.people import write_csv
 from accord.worker.datadir import group_datadir
 
 from .conftest import isolated_settings, workers
@@ -29,7 +29,6 @@ from .workload import (
     publish_workload,
     requests_for,
     send_native,
-    wait_until_quiet,
 )
 
 pytestmark = pytest.mark.integration
@@ -44,7 +43,7 @@ def reference(stack, tmp_path_factory):
         publish_workload(settings, serde, tmp_path_factory.mktemp("ref"), PEOPLE)
         with workers(settings, tmp_path_factory.mktemp("ref-logs")) as start:
             start()
-            wait_until_quiet(settings, timeout_s=600)
+            processes.wait_until_caught_up(settings, timeout_s=600)
             lists = council_lists(settings, serde)
     assert sum(len(v) for v in lists.values()) >= PEOPLE
     return lists
@@ -85,7 +84,7 @@ def test_kill_9_while_the_rocksdb_state_is_being_written_then_restart_gives_the_
     assert lag > 0, "the worker had finished before the kill; the test proves nothing"
     assert any(path.endswith(".log") for path in last), "no write-ahead log at the kill"
     worker()  # the same state slot: it opens the DBs the killed one left
-    wait_until_quiet(settings, timeout_s=600)
+    processes.wait_until_caught_up(settings, timeout_s=600)
     assert council_lists(settings, serde) == reference
 
 
@@ -101,7 +100,7 @@ def test_a_worker_whose_rocksdb_was_deleted_recovers_from_the_changelogs_alone(
     requests = requests_for(rows)
     send_native(settings, serde, SUPPORT_REQUEST, "SupportRequest", requests)
     first = worker()
-    wait_until_quiet(settings, timeout_s=600)
+    processes.wait_until_caught_up(settings, timeout_s=600)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     folder = group_datadir(settings, settings.worker_id)
@@ -109,6 +108,6 @@ def test_a_worker_whose_rocksdb_was_deleted_recovers_from_the_changelogs_alone(
     shutil.rmtree(folder)
     send_native(settings, serde, SUPPORT_OUTCOME, "SupportOutcome", outcomes_for(requests))
     worker()
-    wait_until_quiet(settings, timeout_s=600)
+    processes.wait_until_caught_up(settings, timeout_s=600)
     assert council_lists(settings, serde) == reference
     assert db_files(settings), "the restarted worker rebuilt no DB"

@@ -19,7 +19,6 @@ from accord.core.topics import (
     Topics,
 )
 from accord.ingest.publish import publish_file
-from accord.stack import processes
 from accord.synthetic.people import write_csv
 from accord.synthetic.records import LOTHIAN, lothian_people, outcomes_for, requests_for
 
@@ -60,18 +59,6 @@ def send_native(
     for future in futures:
         future.get(timeout=30)
     producer.close()
-
-
-def worker_topics(settings: Settings) -> list[str]:
-    """What the worker reads: its partner topics and its stage topics."""
-    from accord.worker.topology import consumed_topics
-
-    return consumed_topics(settings)
-
-
-def wait_until_quiet(settings: Settings, timeout_s: float = 180.0) -> None:
-    """Until the worker's group has committed everything in every topic it reads, thrice."""
-    processes.wait_until_caught_up(settings, timeout_s)
 
 
 def council_lists(settings: Settings, serde: AvroSerde) -> dict[str, dict[str, tuple]]:

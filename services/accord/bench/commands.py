@@ -14,14 +14,23 @@ from accord.core.settings import get_settings
 MODES = ("raw", "faust", "governed")
 
 
+def counts_option(text: str, hint: str) -> tuple[int, ...]:
+    from accord.bench.run import parse_counts
+
+    try:
+        return tuple(parse_counts(text))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+
+
 @click.command()
-@click.option("--events", default=200_000, show_default=True, help="Events in the workload.")
+@click.option("--events", default=200_000, show_default=True, help="Events in the main workload.")
 @click.option("--seed", default=2020, show_default=True, help="Seed of the synthetic workload.")
 @click.option(
     "--modes",
     default=",".join(MODES),
     show_default=True,
-    help="Which of raw, faust, governed to run.",
+    help="Which of raw, faust, governed the main run measures (none: '').",
 )
 @click.option(
     "--drivers",
@@ -34,13 +43,56 @@ MODES = ("raw", "faust", "governed")
     "--partitions", default=6, show_default=True, help="Partitions of every benchmark topic."
 )
 @click.option(
-    "--latency-rate",
-    default=2000.0,
+    "--latency-rates",
+    default="200,half",
     show_default=True,
-    help="Offered load (events/s) of the latency run; 0 skips it.",
+    help="Offered loads (events/s) of the latency runs on (c), per stage; 'half' is half of "
+    "the capacity (c) just measured; '' skips them.",
 )
 @click.option(
-    "--latency-seconds", default=15.0, show_default=True, help="Length of the latency run."
+    "--latency-seconds", default=15.0, show_default=True, help="Length of each latency run."
+)
+@click.option(
+    "--sizes",
+    default="",
+    help="Linear cost: (c) alone at each of these sizes, e.g. 50k,200k,1m "
+    "[--full: 50000,200000,1000000].",
+)
+@click.option(
+    "--people",
+    default="",
+    help="Worker memory holding N people (shielding entries), for each N, e.g. 180k,1m "
+    "[--full: 180000,1000000].",
+)
+@click.option(
+    "--suspension/--no-suspension",
+    default=True,
+    show_default=True,
+    help="After the latency runs: suspend the agreement of a recipient holding about "
+    "--suspension-people people; time to its last tombstone; restore it.",
+)
+@click.option(
+    "--suspension-people",
+    default=5_000,
+    show_default=True,
+    help="How many people the suspended recipient should hold (the closest is chosen).",
+)
+@click.option(
+    "--scotland",
+    is_flag=True,
+    help="The whole Scottish list and requests from files: first publish to last share.",
+)
+@click.option(
+    "--scotland-people", default=180_000, show_default=True, help="People on the Scottish list."
+)
+@click.option(
+    "--scotland-requests", default=50_000, show_default=True, help="Requests from councils."
+)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Every figure: the main run, latency, suspension, --sizes, --people and --scotland "
+    "at their full defaults (hours on 2 cores).",
 )
 @click.option(
     "--scale-out",
@@ -72,8 +124,16 @@ def bench(
     drivers: str,
     workers: int,
     partitions: int,
-    latency_rate: float,
+    latency_rates: str,
     latency_seconds: float,
+    sizes: str,
+    people: str,
+    suspension: bool,
+    suspension_people: int,
+    scotland: bool,
+    scotland_people: int,
+    scotland_requests: int,
+    full: bool,
     scale_out: str,
     scale_out_events: int,
     audit_writes: int,
@@ -81,7 +141,9 @@ def bench(
     keep: bool,
     timeout_s: float,
 ) -> None:
-    """Measure raw aiokafka and faust pass-through and the governed pipeline, side by side."""
+    """Measure raw aiokafka and faust pass-through and the governed pipeline side by side,
+    and the pipeline's figures: latency per stage, linear cost, memory by people held, the
+    suspension-to-last-tombstone time and the Scottish list from files."""
     if audit_writes:
         import asyncio
 
@@ -93,7 +155,7 @@ def bench(
         for line in writes.report(figures, 200):
             click.echo(line)
         return
-    from accord.bench.run import parse_counts, run_bench
+    from accord.bench.run import Plan, parse_rates, run_bench
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     unknown = sorted(set(chosen) - set(MODES))
@@ -104,21 +166,34 @@ def bench(
         raise click.BadParameter("aiokafka, confluent or both", param_hint="--drivers")
     if events < 1:
         raise click.BadParameter("must be at least 1", param_hint="--events")
-    settings = as_principal(get_settings(), ADMIN)
-    configure_logging(settings.log_format, "WARNING")  # the bench reports for itself
-    run_bench(
-        settings,
+    try:
+        rates = tuple(parse_rates(latency_rates))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--latency-rates") from None
+    plan = Plan(
         events=events,
         seed=seed,
-        modes=chosen,
+        modes=tuple(chosen),
         workers=workers,
         partitions=partitions,
-        latency_rate=latency_rate if "governed" in chosen else 0.0,
+        latency_rates=rates if "governed" in chosen else (),
         latency_s=latency_seconds,
-        scale_out=parse_counts(scale_out),
+        scale_out=counts_option(scale_out, "--scale-out"),
         scale_out_events=scale_out_events,
+        sizes=counts_option(sizes, "--sizes"),
+        people=counts_option(people, "--people"),
+        suspension=suspension and "governed" in chosen,
+        suspension_people=suspension_people,
+        scotland=scotland,
+        scotland_people=scotland_people,
+        scotland_requests=scotland_requests,
         json_path=json_path,
         keep=keep,
         timeout_s=timeout_s,
         drivers=chosen_drivers,
     )
+    if full:
+        plan = plan.full()
+    settings = as_principal(get_settings(), ADMIN)
+    configure_logging(settings.log_format, "WARNING")  # the bench reports for itself
+    run_bench(settings, plan)

@@ -963,7 +963,7 @@ def run_campaign(
             post_http(scoped, probes, folder, figures, echo)
             send_kafka(scoped, probes, figures, echo)
             try:
-                processes.wait_until_caught_up(scoped, timeout_s, worker=worker)
+                processes.wait_until_caught_up(scoped, timeout_s, workers=[worker])
             except InfrastructureError as exc:
                 figures.crashes.append(str(exc)[:300])
             if worker.poll() is not None:

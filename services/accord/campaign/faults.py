@@ -428,7 +428,7 @@ def run_worker(
             figures.faults.append(line)
             echo(f"  {line}")
         try:
-            processes.wait_until_caught_up(settings, timeout_s, worker=worker)
+            processes.wait_until_caught_up(settings, timeout_s, workers=[worker])
             figures.lag_zero = True
         except InfrastructureError as exc:
             figures.lag_note = str(exc)

@@ -348,7 +348,7 @@ def run_campaign(
         try:
             publish_all(scoped, data.files, folder, outputs, report, echo)
             try:
-                processes.wait_until_caught_up(scoped, timeout_s, worker=worker)
+                processes.wait_until_caught_up(scoped, timeout_s, workers=[worker])
             except InfrastructureError as exc:
                 report.crashes.append(str(exc)[:300])
         finally:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +52,7 @@ from accord.synthetic.requests import (
 )
 
 SAMPLE_COUNCIL = "City of Edinburgh"
+WORKER_LABEL = "worker matching, joining, deciding"
 
 
 @dataclass
@@ -98,30 +99,10 @@ def write_board_files(rows: list[dict[str, str]], folder: Path) -> dict[str, Pat
     return files
 
 
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    return processes.spawn_worker(settings, log_path)
-
-
-def wait_for_worker(
-    settings: Settings,
-    worker: subprocess.Popen[bytes],
-    progress: Progress,
-    timeout_s: float = 900.0,
-) -> None:
-    """Until the worker has committed everything in every topic it reads, three times
-    running (events flow on through its stages, so one empty look is not enough)."""
-    task = progress.add_task("worker matching, joining, deciding", total=None)
-    most = [0]
-
-    def show(lag: int) -> None:
-        most[0] = max(most[0], lag)
-        progress.update(task, total=most[0], completed=most[0] - lag)
-
-    processes.wait_until_caught_up(settings, timeout_s, worker=worker, on_lag=show)
-
-
-def stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    processes.stop_worker(worker)
+def lag_bar(progress: Progress, label: str) -> Callable[[int, int], None]:
+    """A progress line for the worker's catching up (records done out of the most seen)."""
+    task = progress.add_task(label, total=None)
+    return lambda done, most: progress.update(task, total=most, completed=done)
 
 
 def latest_decisions(settings: Settings, serde: AvroSerde) -> dict[tuple[str, str], dict]:
@@ -228,24 +209,21 @@ def run_flow(
         published_requests = {org: len(r) for org, r in requests.items()}
 
         serde = AvroSerde(registry_client(settings, ADMIN), settings.schemas_dir)
-        worker = start_worker(settings, settings.state_dir / "logs" / "demo-worker.log")
-        worker_started = time.monotonic()
-        try:
-            wait_for_worker(settings, worker, progress)
+        with processes.Workers(settings, settings.state_dir / "logs", name="demo-worker") as pool:
+            pool.start()
+            worker_started = time.monotonic()
+
+            def caught_up() -> None:
+                pool.wait_until_caught_up(900.0, lag_bar(progress, WORKER_LABEL))
+
+            caught_up()
             worker_s = time.monotonic() - worker_started
             food_view = governance.view_of(
                 governance.share_log(settings, serde, governance.FOOD_PARTNER)
             )
             suspension = governance.run_suspension(
-                settings,
-                serde,
-                policies,
-                governance.trickle_rows(seed),
-                folder,
-                lambda: wait_for_worker(settings, worker, progress),
+                settings, serde, policies, governance.trickle_rows(seed), folder, caught_up
             )
-        finally:
-            stop_worker(worker)
     rows = rows + suspension.published
 
     decisions = latest_decisions(settings, serde)
