@@ -19,17 +19,11 @@ from accord.core.topics import SHIELDING_LIST, SUPPORT_OUTCOME, SUPPORT_REQUEST
 from accord.ingest.publish import publish_file
 from accord.stack import processes
 from accord.synthetic.people import write_csv
+from accord.synthetic.records import lothian_people, outcomes_for, requests_for
 from accord.worker.datadir import group_datadir
 
 from .conftest import isolated_settings, workers
-from .workload import (
-    council_lists,
-    outcomes_for,
-    people,
-    publish_workload,
-    requests_for,
-    send_native,
-)
+from .workload import council_lists, publish_workload, send_native
 
 pytestmark = pytest.mark.integration
 PEOPLE = 1600  # 1,600 on the shielding list, 800 requests, 400 outcomes: 2,800 events
@@ -93,7 +87,7 @@ def test_a_worker_whose_rocksdb_was_deleted_recovers_from_the_changelogs_alone(
 ):
     """The shielding list and the requests first; the DBs deleted; then the outcomes,
     which only a worker that rebuilt every person's case and request owner can apply."""
-    rows = people(PEOPLE)
+    rows = lothian_people(PEOPLE)
     path = tmp_path / f"lothian-{uuid.uuid4().hex[:6]}.csv"
     write_csv(rows, path)
     publish_file(settings, "nhs-lothian", SHIELDING_LIST, path)
