@@ -1,26 +1,8 @@
-"""Recipients' share topics keep records only as long as their agreements allow.
-
-An agreement's `retention: {days: N, then: delete}` becomes the broker configuration of
-every recipient's `share.<recipient>.support-list`:
-
-- `cleanup.policy=compact,delete`: the topic stays compacted by person (the latest case
-  per key; tombstones remove people), and whole log segments older than the retention
-  period are deleted as well, even when they hold a key's latest record. A person shared
-  once and never updated therefore leaves the recipient's topic after N days, counted
-  from the record's timestamp (when the hub last shared about them).
-- `retention.ms = N * 86,400,000`.
-- `segment.ms = min(retention.ms, 1 day)`: Kafka deletes by segment and never the active
-  one, so a record can outlive the period until its segment rolls; rolling daily bounds
-  that overrun to about a day (a segment rolls when a record arrives after segment.ms).
-
-A recipient under several agreements gets the shortest period of them all, whatever
-their status: the strictest promise made to any provider holds for everything in the
-topic, since one topic mixes records shared under each. A share topic whose recipient no
-agreement names (e.g. a council receiving only its own requests back) has no period to
-follow; the check reports it rather than guessing.
-
-Pure computation first (unit-tested); broker access below, with librdkafka's admin
-client (DescribeConfigs, IncrementalAlterConfigs: only the named keys change).
+"""Recipients' share topics on the broker, checked and brought into line with the
+retention their agreements set (`accord policy retention`). What each topic's
+configuration must be is computed in `accord.pipeline.retention` (its docstring explains
+the settings); the broker is read and changed with librdkafka's admin client
+(DescribeConfigs, IncrementalAlterConfigs: only the named keys change).
 """
 
 from __future__ import annotations
