@@ -72,7 +72,8 @@ def test_the_main_run_measures_every_mode_latency_per_stage_and_a_suspension(sta
 
     rates = [run["offered_events_per_s"] for run in figures["latency"]]
     assert len(rates) == 2 and rates[0] == 40.0
-    assert rates[1] == round(figures["modes"]["governed"]["events_per_s"] / 2, 1)
+    # Both figures are rounded to 0.1 in the JSON, from the same unrounded capacity.
+    assert abs(rates[1] - figures["modes"]["governed"]["events_per_s"] / 2) <= 0.1
     for run in figures["latency"]:
         plausible_latency(run)
 
