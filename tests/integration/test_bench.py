@@ -22,7 +22,7 @@ def plausible_latency(run: dict) -> None:
         assert 0 <= row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] < 600_000
     ends = run["end_to_end"]
     # Every event reached its case; a share comes no sooner than its decision.
-    assert ends["partner → case"]["samples"] == run["published"]
+    assert ends["partner → case"]["samples"] == run["published"], run["no_case"]
     assert ends["partner → share"]["p50_ms"] >= ends["partner → case"]["p50_ms"]
     assert run["to_list_by_dataset"]
 

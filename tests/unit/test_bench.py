@@ -87,7 +87,7 @@ def test_stage_records_are_matched_to_events_by_their_event_id():
     assert stages.envelope_ids(None) == (None, None)
 
 
-def test_a_stage_keeps_each_events_first_record_and_the_person_it_named():
+def test_a_stage_keeps_each_events_first_record_and_the_persons_it_named():
     stage = stages.StageRecords("hub.person-events")
     stage.add(envelope(event_id="e1", person_key="provisional"), 200)
     stage.add(envelope(event_id="e1", person_key="listed"), 100)  # earlier, read later
@@ -95,7 +95,27 @@ def test_a_stage_keeps_each_events_first_record_and_the_person_it_named():
     stage.add(envelope(event_id="e2", person_key="p2"), 170)  # a later copy names the person
     stage.add(envelope(event_id="other", person_key="p3"), 120, wanted={"e1", "e2"})
     assert stage.first_ms == {"e1": 100, "e2": 150}
-    assert stage.person == {"e1": "listed", "e2": "p2"}
+    assert stage.persons("e1") == [(100, "listed"), (200, "provisional")]
+    assert stage.persons("e2") == [(170, "p2")]
+    assert stage.persons("other") == []
+
+
+def test_an_event_forwarded_to_the_person_a_provisional_one_was_merged_into_reaches_that_case():
+    # The request matched a provisional person already merged: the join forwarded it.
+    stage = stages.StageRecords("hub.person-events")
+    stage.add(envelope(event_id="e", person_key="provisional"), 100)
+    stage.add(envelope(event_id="e", person_key="listed"), 130)
+    cases, decisions = stages.KeyTimes(), stages.KeyTimes()
+    cases.add("provisional", 20)  # its case, closed by the merge before the request came
+    cases.add("listed", 150)
+    decisions.add("listed", 160)
+    lines = stages.timelines({"e": 10}, [stage], cases, decisions, stages.KeyTimes())
+    assert lines["e"] == [
+        ("partner", 10),
+        ("hub.person-events", 100),
+        ("case", 150),
+        ("decision", 160),
+    ]
 
 
 def test_key_times_find_the_first_record_in_a_window():
@@ -199,6 +219,20 @@ def test_steps_and_end_to_end_percentiles_show_where_the_time_goes():
     once = {"samples": 1, "p50_ms": 160.0, "p95_ms": 160.0, "p99_ms": 160.0}
     assert ends["partner → share"] == once
     assert figures["to_list_by_dataset"] == {"shielding-list": once}
+    assert figures["no_case"] == []
+
+
+def test_the_events_that_reached_no_case_are_named_with_where_they_stopped():
+    stage = stages.StageRecords("hub.person-events")
+    stage.add(envelope(event_id="seen", person_key="p"), 50)
+    lines = stages.timelines({"seen": 10, "lost": 5}, [stage], *[stages.KeyTimes()] * 3)
+    missing = stages.short_of_case(
+        lines, {"seen": "support-request", "lost": "shielding-list"}, ["hub.person-events"]
+    )
+    assert missing == [
+        {"event_id": "lost", "dataset": "shielding-list", "last": "partner"},
+        {"event_id": "seen", "dataset": "support-request", "last": "hub.person-events"},
+    ]
 
 
 def test_percentiles_per_step_come_from_every_event():

@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -749,3 +749,9 @@ def report_latency(console: Console, run: dict[str, Any]) -> None:
             ms(row["p99_ms"]),
         )
     console.print(table)
+    if missing := run["no_case"]:
+        where = Counter(f"{row['dataset']} at {row['last']}" for row in missing)
+        console.print(
+            f"  [yellow]{len(missing):,} events reached no case record[/yellow]: "
+            + ", ".join(f"{n:,} {name}" for name, n in sorted(where.items()))
+        )

@@ -52,11 +52,13 @@ def envelope_ids(value: bytes | None) -> tuple[str | None, str | None]:
 
 @dataclass
 class StageRecords:
-    """The first record of each event on one stage topic, and the person it named."""
+    """The first record of each event on one stage topic, and every person it was sent to
+    there: a request for a provisional person already merged is forwarded to the person
+    it was merged into, so its case is the second person's."""
 
     name: str
     first_ms: dict[str, int] = field(default_factory=dict)
-    person: dict[str, str] = field(default_factory=dict)
+    sent_to: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
     def add(self, value: bytes | None, timestamp_ms: int, wanted: set[str] | None = None) -> None:
         event_id, person = envelope_ids(value)
@@ -64,10 +66,12 @@ class StageRecords:
             return
         if event_id not in self.first_ms or timestamp_ms < self.first_ms[event_id]:
             self.first_ms[event_id] = timestamp_ms
-            if person is not None:
-                self.person[event_id] = person
-        elif person is not None:
-            self.person.setdefault(event_id, person)
+        if person is not None:
+            self.sent_to.setdefault(event_id, []).append((timestamp_ms, person))
+
+    def persons(self, event_id: str) -> list[tuple[int, str]]:
+        """(when, person) of each record of the event that named a person, earliest first."""
+        return sorted(self.sent_to.get(event_id) or ())
 
 
 class KeyTimes:
@@ -117,18 +121,26 @@ def timelines(
     out: dict[str, list[tuple[str, int]]] = {}
     for event_id, at in published_ms.items():
         points = [(PARTNER, at)]
-        person = None
+        persons: list[tuple[int, str]] = []
         for stage in stages:
             if (t := stage.first_ms.get(event_id)) is not None:
                 points.append((stage.name, t))
-                person = stage.person.get(event_id, person)
-        if person is not None:
+                persons = stage.persons(event_id) or persons
+        if persons:
             last = points[-1][1]
-            if (case_at := cases.first_at_or_after(person, last)) is not None:
+            # The first case of any person the event was sent to, after it was sent there.
+            found = [
+                (case_at, person)
+                for sent, person in persons
+                if (case_at := cases.first_at_or_after(person, max(last, sent))) is not None
+            ]
+            if found:
+                case_at, person = min(found)
                 points.append((CASE, case_at))
                 bound = cases.next_after(person, case_at)
                 decided = decisions.first_at_or_after(person, case_at, bound)
             else:
+                person = persons[-1][1]
                 decided = decisions.first_at_or_after(person, last)
             if decided is not None:
                 points.append((DECISION, decided))
@@ -185,6 +197,19 @@ def by_dataset(
     return {name: summary(values[name]) for name in sorted(values)}
 
 
+def short_of_case(
+    lines: dict[str, list[tuple[str, int]]], datasets: dict[str, str], stage_names: Sequence[str]
+) -> list[dict[str, str]]:
+    """The events that reached no case record: their id, dataset and the last point they
+    reached (event ids are the partners' UUIDs, never personal data)."""
+    points_before_case = {PARTNER, *stage_names}
+    return [
+        {"event_id": event_id, "dataset": datasets.get(event_id, "?"), "last": points[-1][0]}
+        for event_id, points in sorted(lines.items())
+        if points[-1][0] in points_before_case
+    ]
+
+
 def short_name(topic: str, prefix: str) -> str:
     """A stage topic without the run's prefix (`hub.identity`)."""
     return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
@@ -205,4 +230,5 @@ def latency_figures(
         "steps": steps(lines, names),
         "end_to_end": end_to_end(lines),
         "to_list_by_dataset": by_dataset(lines, datasets),
+        "no_case": short_of_case(lines, datasets, names),
     }
