@@ -147,11 +147,11 @@ class FakePolicy:
         self.asked = 0
         self.agreements = {}
 
-    async def decide_with_revision(self, policy_input, retry_s, package):
+    async def decide_all_with_revision(self, queries, retry_s):
         self.asked += 1
         self.agreements = AGREEMENTS
         result = self.results.pop(0) if len(self.results) > 1 else self.results[0]
-        return copy.deepcopy(result), "r1"
+        return [copy.deepcopy(result) for _ in queries], "r1"
 
     async def fresh_revision(self):
         self.agreements = AGREEMENTS
@@ -270,7 +270,20 @@ def test_a_decision_carries_the_revision_read_around_its_query_and_is_asked_agai
 
     # The agreements changed while the first query was answered: asked again under "b".
     moving = Moving(["a", "b", "b"])
-    assert asyncio.run(moving.decide_with_revision({}, 0.0)) == ([{"answer": 2}], "b")
+    assert asyncio.run(moving.decide_all_with_revision([({}, "p")], 0.0)) == (
+        [[{"answer": 2}]],
+        "b",
+    )
     steady = Moving(["a", "a"])
-    assert asyncio.run(steady.decide_with_revision({}, 0.0)) == ([{"answer": 1}], "a")
+    assert asyncio.run(steady.decide_all_with_revision([({}, "p")], 0.0)) == (
+        [[{"answer": 1}]],
+        "a",
+    )
     assert steady.asked == 1
+    # Every query of a batch, with one reading of the revision after them all.
+    together = Moving(["a", "a"])
+    answers, revision = asyncio.run(
+        together.decide_all_with_revision([({}, "p"), ({}, "q"), ({}, "r")], 0.0)
+    )
+    assert sorted(a[0]["answer"] for a in answers) == [1, 2, 3] and revision == "a"
+    assert next(together.revisions, None) is None  # read twice: before and after

@@ -88,7 +88,7 @@ class PolicyClient:
         )
         self._revision_ttl_s = revision_ttl_s
         self._revision: tuple[float, str] | None = None
-        # The revision read last (see decide_with_revision).
+        # The revision read last (see decide_all_with_revision).
         self._fresh: str | None = None
         # The rules' text (id, raw) and the agreements OPA served with the latest revision.
         self.rules: list[tuple[str, str]] = []
@@ -157,24 +157,32 @@ class PolicyClient:
                 log.info("opa_available", waited_s=round(time.monotonic() - waited_since, 1))
             return decisions
 
-    async def decide_with_revision(
-        self, policy_input: dict[str, Any], retry_s: float = 1.0, package: str = DECISIONS_PACKAGE
-    ) -> tuple[list[dict[str, Any]], str]:
-        """Decisions and the revision that made them, read fresh around the query.
+    async def decide_all_with_revision(
+        self, queries: list[tuple[dict[str, Any], str]], retry_s: float = 1.0
+    ) -> tuple[list[list[dict[str, Any]]], str]:
+        """The decisions of each (input, package) query, asked together, and the revision
+        that made them all, read fresh around the queries.
 
         OPA serves its policies from a watched directory, with no revision in its answer, so
-        the revision is read (rules and agreements, no cache) right after the query and
-        compared with the one read after the previous query (or before this one): equal,
+        the revision is read (rules and agreements, no cache) right after the queries and
+        compared with the one read after the previous queries (or before these): equal,
         nothing changed while OPA decided, and that is the revision of these decisions;
-        different, the query is asked again under the new one. The agreements the gate
+        different, the queries are asked again under the new one. The agreements the gate
         checks a result against (`self.agreements`) are the ones of that same revision.
+        One reading covers every query of a batch: it is the costly part (the rules come
+        only with their syntax trees).
         """
         before = self._fresh or await self._when_available(self.fresh_revision, retry_s)
         while True:
-            decisions = await self.decide_when_available(policy_input, retry_s, package)
+            answers = await asyncio.gather(
+                *(
+                    self.decide_when_available(policy_input, retry_s, package)
+                    for policy_input, package in queries
+                )
+            )
             after = await self._when_available(self.fresh_revision, retry_s)
             if after == before:
-                return decisions, after
+                return list(answers), after
             log.info("policy_revision_moved", previous=before, revision=after)
             before = after
 
@@ -199,7 +207,7 @@ class PolicyClient:
         Agreements (suspensions, new parties) are re-read every `revision_ttl_s`; the rules'
         text every `rules_ttl_s`, because OPA lists rules only with their syntax trees
         (half a megabyte to parse) and rules change by deployment, not by the minute. What
-        a decision records comes from `decide_with_revision`, which reads both fresh.
+        a decision records comes from `decide_all_with_revision`, which reads both fresh.
         """
         now = time.monotonic()
         if not fresh and self._revision and now - self._revision[0] < self._revision_ttl_s:

@@ -395,23 +395,28 @@ class Gate:
         out = _Outputs()
         counts = {"cases": len(latest), "allowed": 0, "denied": 0, "withdrawn": 0}
         groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        closed = [case for case in latest.values() if case["status"] == "CLOSED"]
-        if closed:
-            revision = await self._revision()
-            for case in closed:
-                self._withdraw_all(case, revision, counts, out)
         for case in latest.values():
             if case["status"] != "CLOSED":
                 groups[(case["source"]["org"], case["source"]["dataset"])].append(case)
-        for (org, dataset), batch in groups.items():
-            policy_input = {
+        inputs = [
+            {
                 "source_org": org,
                 "dataset": dataset,
                 "purpose": self.settings.purpose,
                 "records": [policy_input_record(case) for case in batch],
             }
-            decisions, revision = await self._decide(policy_input)
-            self._release(batch, decisions, revision, counts, out)
+            for (org, dataset), batch in groups.items()
+        ]
+        revision = None
+        if inputs:
+            answers, revision = await self._decide(inputs)
+            for batch, decisions in zip(groups.values(), answers, strict=True):
+                self._release(batch, decisions, revision, counts, out)
+        closed = [case for case in latest.values() if case["status"] == "CLOSED"]
+        if closed:
+            revision = revision or await self._revision()
+            for case in closed:
+                self._withdraw_all(case, revision, counts, out)
         # Audit before release: the decisions are durable before any share leaves, one
         # record per case decided, naming every recipient's outcome.
         if out.audits:
@@ -435,45 +440,53 @@ class Gate:
         await asyncio.gather(*pending)  # done only when the broker has everything
         return counts
 
-    async def _decide(self, policy_input: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
-        """OPA's decisions for a group of cases and the revision that made them (read
-        around the same query: `PolicyClient.decide_with_revision`).
+    async def _decide(self, inputs: list[dict[str, Any]]) -> tuple[list[list[dict[str, Any]]], str]:
+        """OPA's decisions for each group of cases (one source and dataset each, asked
+        together) and the revision that made them all (read around the queries:
+        `PolicyClient.decide_all_with_revision`).
 
         A result the gate cannot trust (see check_decisions) is treated as deny-and-hold:
-        nothing of the group is released, the query is asked again, like OPA being down,
-        and the problems are logged once, without record content.
+        nothing of the batch is released, the queries are asked again, like OPA being
+        down, and the problems are logged once per group, without record content.
         """
-        org, dataset = policy_input["source_org"], policy_input["dataset"]
-        own_data = dataset == SUPPORT_REQUEST
-        package = OWN_DATA_PACKAGE if own_data else SHARING_PACKAGE
-        records = {r["record_id"]: r["fields"] for r in policy_input["records"]}
-        held_since = None
+        queries = [
+            (each, OWN_DATA_PACKAGE if each["dataset"] == SUPPORT_REQUEST else SHARING_PACKAGE)
+            for each in inputs
+        ]
+        held: set[tuple[str, str]] = set()
         while True:
-            decisions, revision = await self.policy.decide_with_revision(
-                policy_input, self.settings.opa_retry_s, package=package
+            answers, revision = await self.policy.decide_all_with_revision(
+                queries, self.settings.opa_retry_s
             )
-            problems = check_decisions(
-                decisions,
-                records,
-                self.policy.agreements,
-                source_org=org,
-                dataset=dataset,
-                own_data=own_data,
-            )
-            if not problems:
-                if held_since is not None:
-                    log.info("policy_result_accepted", source_org=org, dataset=dataset)
-                return decisions, revision
-            if held_since is None:
-                held_since = now_utc()
-                log.warning(
-                    "policy_result_rejected",
+            rejected = False
+            for (policy_input, package), decisions in zip(queries, answers, strict=True):
+                org, dataset = policy_input["source_org"], policy_input["dataset"]
+                records = {r["record_id"]: r["fields"] for r in policy_input["records"]}
+                problems = check_decisions(
+                    decisions,
+                    records,
+                    self.policy.agreements,
                     source_org=org,
                     dataset=dataset,
-                    held=len(records),
-                    problems=len(problems),
-                    first=problems[:3],
+                    own_data=package == OWN_DATA_PACKAGE,
                 )
+                if problems:
+                    rejected = True
+                    if (org, dataset) not in held:
+                        held.add((org, dataset))
+                        log.warning(
+                            "policy_result_rejected",
+                            source_org=org,
+                            dataset=dataset,
+                            held=len(records),
+                            problems=len(problems),
+                            first=problems[:3],
+                        )
+                elif (org, dataset) in held:
+                    held.discard((org, dataset))
+                    log.info("policy_result_accepted", source_org=org, dataset=dataset)
+            if not rejected:
+                return answers, revision
             self.policy.forget_revision()  # ask for the agreements again, too
             await asyncio.sleep(self.settings.opa_retry_s)
 
