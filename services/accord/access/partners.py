@@ -22,6 +22,7 @@ from accord.core.credentials import (
 )
 from accord.core.kafka import confluent_admin
 from accord.core.logging import get_logger
+from accord.core.orgs import suggest
 from accord.core.settings import Settings
 from accord.gateway.tokens import list_tokens, revoke_tokens, rotate_token
 from accord.registry.users import remove_user, set_user
@@ -47,9 +48,12 @@ class PartnerStatus:
 
 
 def _require_registered(settings: Settings, org: str) -> None:
-    if org not in registered_organisations(settings):
+    known = registered_organisations(settings)
+    if org not in known:
+        close = suggest(org, known)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise CredentialError(
-            f"{org} is not in the partner registry: name it in an agreement under "
+            f"{org} is not in the partner registry{hint}: name it in an agreement under "
             f"policies/agreements/ or add partners/{org}.yaml first"
         )
 

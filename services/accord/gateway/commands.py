@@ -74,6 +74,13 @@ def tokens() -> None:
 @click.option("--as", "org", required=True, help="The organisation whose tokens to revoke.")
 def revoke(org: str) -> None:
     """Revoke every token of ORG; a running gateway refuses them from the next request."""
-    from accord.gateway.tokens import revoke_tokens
+    from accord.core.orgs import UnknownOrganisation, require_known
+    from accord.gateway.tokens import list_tokens, revoke_tokens
 
-    click.echo(f"revoked {revoke_tokens(get_settings(), org)} token(s) of {org}")
+    settings = get_settings()
+    if not any(info.org == org for info in list_tokens(settings)):
+        try:  # nothing to revoke: say so, and whether the id was mistyped
+            require_known(settings, org, flag="--as")
+        except UnknownOrganisation as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"revoked {revoke_tokens(settings, org)} token(s) of {org}")

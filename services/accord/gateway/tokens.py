@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from accord.core.credentials import write_private
 from accord.core.errors import AccordError
+from accord.core.orgs import UnknownOrganisation, require_known
 from accord.core.settings import Settings
 from accord.core.topics import is_org_id
 
@@ -191,14 +192,25 @@ def _ttl(settings: Settings, ttl: timedelta | None) -> timedelta:
     return ttl if ttl is not None else timedelta(days=settings.gateway_token_ttl_days)
 
 
+def _known(settings: Settings, org: str) -> str:
+    """`org` if the partner registry names it; a token for a mistyped id would publish
+    as an organisation nobody knows (and its records replace real people's sources)."""
+    try:
+        return require_known(settings, org, flag="--as")
+    except UnknownOrganisation as exc:
+        raise TokenError(str(exc)) from None
+
+
 def issue_token(settings: Settings, org: str, ttl: timedelta | None = None) -> str:
-    """A new gateway token for `org` (shown once by the caller); others stay valid."""
-    return TokenStore(tokens_file(settings)).issue(org, _ttl(settings, ttl))
+    """A new gateway token for `org` (shown once by the caller); others stay valid.
+    An organisation no agreement or registration file names is refused (TokenError)."""
+    return TokenStore(tokens_file(settings)).issue(_known(settings, org), _ttl(settings, ttl))
 
 
 def rotate_token(settings: Settings, org: str, ttl: timedelta | None = None) -> str:
     """A new gateway token for `org`; every earlier one of `org` is revoked with it."""
-    return TokenStore(tokens_file(settings)).issue(org, _ttl(settings, ttl), replace=True)
+    store = TokenStore(tokens_file(settings))
+    return store.issue(_known(settings, org), _ttl(settings, ttl), replace=True)
 
 
 def revoke_tokens(settings: Settings, org: str) -> int:
