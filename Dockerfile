@@ -56,6 +56,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY schemas/ /app/schemas/
 COPY policies/ /app/policies/
 COPY partners/ /app/partners/
+COPY config/ /app/config/
 
 # Numeric, so an orchestrator can verify the user is not root without reading /etc/passwd.
 USER 10001:10001

@@ -19,7 +19,7 @@ from accord.core.logging import configure_logging
 from accord.core.settings import describe_settings, get_settings
 from accord.gateway.commands import gateway
 from accord.governance.commands import audit, policy
-from accord.ingest.commands import publish
+from accord.ingest.commands import publish, rejects
 from accord.matching.commands import match
 from accord.registry.commands import schemas
 
@@ -149,6 +149,7 @@ def demo(people: int, bad_rows: int, seed: int) -> None:
 
 # Each area keeps its commands beside its code; they are all registered here.
 main.add_command(publish)
+main.add_command(rejects)
 main.add_command(campaign)
 main.add_command(gateway)
 main.add_command(policy)

@@ -104,7 +104,8 @@ def test_csv_rows_keep_line_numbers_and_original_bytes(tmp_path: Path) -> None:
     [
         (b"a,b\n1,2,3\n", "row_shape"),
         (b"a,b\n1\n", "row_shape"),
-        (b"a,b\n\xff\xfe,2\n", "encoding"),  # not UTF-8 (e.g. saved as Windows-1252)
+        # Mostly UTF-8 ("Ó") with bytes that are not: those rows only are rejected.
+        (b"a,b\n\xff\xfe,2\n" + "Ó,1\n".encode(), "encoding"),
         (b"a,b\nx," + b"y" * (MAX_ROW_BYTES + 1) + b"\n", "row_too_large"),
     ],
 )
@@ -117,11 +118,23 @@ def test_csv_structural_problems_are_per_row(tmp_path: Path, body: bytes, rule: 
 
 
 def test_csv_non_utf8_row_keeps_its_exact_bytes(tmp_path: Path) -> None:
-    path = tmp_path / "latin1.csv"
+    path = tmp_path / "mixed.csv"
+    path.write_bytes("a,b\nÓ,1\n".encode() + "Siobh\u00e1n,2\n".encode("cp1252"))
+    rows = list(open_table(path, "csv").rows)
+    assert rows[1].problem.rule == "encoding"
+    assert rows[1].original == "Siobh\u00e1n,2".encode("cp1252")
+
+
+def test_a_windows_1252_file_is_detected_and_read_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
     path.write_bytes("a,b\nSiobh\u00e1n,2\n".encode("cp1252"))
-    [row] = list(open_table(path, "csv").rows)
-    assert row.problem.rule == "encoding"
+    table = open_table(path, "csv")
+    [row] = list(table.rows)
+    assert (table.encoding, table.encoding_detected) == ("windows-1252", True)
+    assert row.problem is None and row.values == {"a": "Siobh\u00e1n", "b": "2"}
     assert row.original == "Siobh\u00e1n,2".encode("cp1252")
+    forced = open_table(path, "csv", encoding="utf-8")  # --encoding wins
+    assert next(forced.rows).problem.rule == "encoding"
 
 
 def test_empty_and_header_only_files_have_no_rows(tmp_path: Path) -> None:
@@ -356,8 +369,24 @@ def test_cli_dry_run_prints_a_report_and_exits_0(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "2 rows read" in result.output and "dry run" in result.output
     assert "would be published         1" in result.output
-    assert "postcode_format" in result.output and "e.g. row 3" in result.output
+    assert "postcode_format" in result.output and "row 3" in result.output
+    assert "Postcode is not a valid UK postcode" in result.output  # the message, shown
     assert "1403521239" not in result.output and "Briain" not in result.output
+    assert (tmp_path / "list.rejects.csv").is_file()  # beside the input, by default
+
+
+def test_cli_exits_3_when_nothing_would_be_published(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    write_csv([dict(ROW, postcode="EH9 1H"), dict(ROW, chi_number="123")], path)
+    rejects = tmp_path / "out" / "r.jsonl"
+    rejects.parent.mkdir()
+    args = ["publish", "--as", "nhs-lothian", "-d", "shielding-list", "--dry-run"]
+    result = run([*args, "--rejects", str(rejects), str(path)])
+    assert result.exit_code == 3, result.output
+    assert "nothing would be published (exit code 3)" in result.output
+    entries = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [e["row"] for e in entries] == ["row 2", "row 3"]
+    assert oct(rejects.stat().st_mode & 0o777) == "0o600"
 
 
 @pytest.mark.parametrize(

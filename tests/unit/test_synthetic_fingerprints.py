@@ -27,7 +27,8 @@ def fingerprint(value: object) -> str:
 
 def test_the_demos_list_requests_and_outcomes_are_unchanged_for_its_seed() -> None:
     rows, labels = generate_shielding_list_with_labels(5000, seed=2020, bad_rows=12)
-    assert fingerprint([rows, labels]) == "9918b7271666d745"
+    # bad rows changed when synonyms ("Edinburgh", "Yes") stopped being errors
+    assert fingerprint([rows, labels]) == "792ebdf6c792f490"
     requests, outcomes = generate_requests(valid_rows(rows), seed=2020)
     assert fingerprint([requests, outcomes]) == "0607b3c22eea5483"
 

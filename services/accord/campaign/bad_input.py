@@ -313,7 +313,7 @@ class Generator:
             ("contact_phone", "12345"),
             ("contact_phone", "0770090012"),
             ("contact_phone", "call me"),
-            ("contact_phone", "7700 900123"),
+            ("contact_phone", "+1 202 555 0143"),  # not a UK number (a lost 0 is restored)
             ("council_area", "Atlantis"),
             ("health_board", "NHS Narnia"),
             ("council_area", "Fife"),  # not in NHS Lothian's area

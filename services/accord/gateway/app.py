@@ -6,7 +6,9 @@
 The token decides the organisation (see `accord.gateway.tokens`): records go to
 `partner.<that org>.<dataset>.v1` and nowhere else, and a record naming another
 organisation in `source_org` is rejected. Records pass through the same pipeline as
-`accord publish` (validation, normalisation, stable event ids, quarantine).
+`accord publish` (placeholders and synonyms, validation, normalisation, stable event ids,
+rejects): each rejected record is listed with every problem (field, rule, message),
+the problems are counted by field and rule, and each goes to `rejects.<org>`.
 
 A record is reported accepted only after Kafka acknowledged it (acks=all, idempotent
 producer). If Kafka cannot acknowledge the batch, the answer is 503 and no record of the
@@ -44,12 +46,16 @@ from accord.core.errors import InfrastructureError
 from accord.core.kafka import as_principal
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
+from accord.core.topics import Topics
 from accord.gateway.limits import MAX_DEPTH, RateLimiter, nesting_depth, retry_after
 from accord.gateway.tokens import TokenStore
 from accord.governance.authority import no_authority_message, publishable
 from accord.ingest.datasets import DATASETS, Dataset
+from accord.ingest.habits import Habits, load_habits
+from accord.ingest.mapping import load_mapping, mapping_path
 from accord.ingest.pipeline import Accepted, Location, Pipeline, Rejected
 from accord.ingest.publish import Deliveries, Publisher
+from accord.ingest.readers import PublishInputError
 from accord.ingest.validation import FieldError, FieldRule
 from accord.stack.tls import server_tls
 
@@ -87,10 +93,33 @@ def _publisher(app: web.Application) -> Publisher:
     return state["publisher"]
 
 
+def _habits(app: web.Application, org: str, dataset: str) -> Habits:
+    """The shared synonyms and placeholders with the partner's own (its mapping's
+    `values`), as `accord publish` reads them; read once per organisation and dataset."""
+    cache = app[STATE_KEY].setdefault("habits", {})
+    if (org, dataset) not in cache:
+        settings = app[SETTINGS_KEY]
+        rules = DATASETS[dataset].rules
+        shared = load_habits(settings.home, rules)
+        try:
+            own = load_mapping(
+                mapping_path(settings.home / "partners", org),
+                dataset,
+                DATASETS[dataset].fields,
+                rules=rules,
+            ).habits
+        except PublishInputError as exc:
+            log.warning("partner_mapping_unusable", org=org, dataset=dataset, error=str(exc)[:200])
+            own = Habits(frozenset(), {})
+        cache[(org, dataset)] = shared.merged(own)
+    return cache[(org, dataset)]
+
+
 def _outcomes(
     app: web.Application, org: str, dataset: str, records: list[Any]
 ) -> list[Accepted | Rejected]:
-    pipeline = Pipeline(org, dataset)
+    habits = _habits(app, org, dataset) if app is not None else None
+    pipeline = Pipeline(org, dataset, habits=habits)
     outcomes: list[Accepted | Rejected] = []
     for index, record in enumerate(records):
         location = Location("HTTP", f"HTTP batch record {index}", f"record {index}")
@@ -127,7 +156,13 @@ def _result(index: int, outcome: Accepted | Rejected) -> dict[str, Any]:
         "index": index,
         "status": "rejected",
         "errors": [
-            {"field": error.field or None, "rule": error.rule, "reason": error.message}
+            # "reason" is kept for clients written before "message"; they are the same text.
+            {
+                "field": error.field or None,
+                "rule": error.rule,
+                "message": error.message,
+                "reason": error.message,
+            }
             for error in outcome.errors
         ],
     }
@@ -239,12 +274,21 @@ async def post_records(request: web.Request) -> web.Response:
         rejected=len(outcomes) - accepted,
         elapsed_ms=round((time.monotonic() - started) * 1000),
     )
+    problems: Counter[tuple[str, str]] = Counter()
+    for outcome in outcomes:
+        if isinstance(outcome, Rejected):
+            problems.update((error.field or "", error.rule) for error in outcome.errors)
     return web.json_response(
         {
             "source_org": org,
             "dataset": dataset,
             "accepted": accepted,
             "rejected": len(outcomes) - accepted,
+            "problems": [
+                {"field": name or None, "rule": rule, "count": count}
+                for (name, rule), count in sorted(problems.items())
+            ],
+            "rejects_topic": Topics(app[SETTINGS_KEY]).rejects(org),
             "results": results,
         }
     )
@@ -439,7 +483,11 @@ def openapi_document() -> dict[str, Any]:
                                 "properties": {
                                     "field": {"type": "string", "nullable": True},
                                     "rule": {"type": "string"},
-                                    "reason": {"type": "string"},
+                                    "message": {"type": "string"},
+                                    "reason": {
+                                        "type": "string",
+                                        "description": "The same as message (older name).",
+                                    },
                                 },
                             },
                         },
@@ -452,6 +500,24 @@ def openapi_document() -> dict[str, Any]:
                         "dataset": {"type": "string"},
                         "accepted": {"type": "integer"},
                         "rejected": {"type": "integer"},
+                        "problems": {
+                            "type": "array",
+                            "description": "Every problem of the rejected records, counted "
+                            "by field and rule.",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "field": {"type": "string", "nullable": True},
+                                    "rule": {"type": "string"},
+                                    "count": {"type": "integer"},
+                                },
+                            },
+                        },
+                        "rejects_topic": {
+                            "type": "string",
+                            "description": "Where each rejected record went, with its "
+                            "problems (`accord rejects`).",
+                        },
                         "results": {
                             "type": "array",
                             "items": {"$ref": "#/components/schemas/RecordOutcome"},

@@ -8,11 +8,14 @@ them to the dataset's fields, per dataset:
         columns:
           CHI No: chi_number
           Surname: family_name
+        values:                      # the partner's own words for enum values
+          shielding_status: {Active: SHIELDING}
 
 Names are matched ignoring case, surrounding spaces, and spaces versus hyphens versus
 underscores, so "Date of birth" finds `date_of_birth` without a mapping. Columns that
 already carry a field's name pass through; any other column is ignored, and the report
-lists it, so nothing is read that the dataset does not define.
+lists it, so nothing is read that the dataset does not define. `values` adds synonyms
+on top of the shared table `config/aliases.yaml` (see `accord.ingest.habits`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from typing import Any, Final
 
 import yaml
 
+from accord.ingest.habits import Habits, parse_values
 from accord.ingest.readers import PublishInputError
+from accord.ingest.validation import FieldRule
 
 ENVELOPE_FIELDS: Final = ("event_id", "occurred_at", "source_org")
 """Fields every dataset accepts besides its own: a partner's event id and recording time,
@@ -45,11 +50,24 @@ class ColumnMapping:
 
     fields: tuple[str, ...]
     renames: dict[str, str] = field(default_factory=dict)  # folded column name -> field
+    habits: Habits = field(default_factory=lambda: Habits(values={}))  # the partner's synonyms
     ignored: set[str] = field(default_factory=set)
     _cache: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._known = {fold(name): name for name in (*self.fields, *ENVELOPE_FIELDS)}
+
+    def target(self, column: str) -> str | None:
+        """The field a column would feed, without noting it as ignored (for finding the
+        header row among a file's first rows)."""
+        folded = fold(column)
+        return self.renames.get(folded) or self._known.get(folded)
+
+    def header_score(self, cells: Iterable[Any]) -> int:
+        """How many distinct fields a row's cells name: the header is the row naming most."""
+        found = {self.target(str(cell)) for cell in cells if cell is not None and str(cell).strip()}
+        found.discard(None)
+        return len(found)
 
     def resolve(self, column: str) -> str | None:
         """The field a column feeds, or None (the column is ignored)."""
@@ -94,7 +112,12 @@ def mapping_path(partners_dir: Path, org: str) -> Path:
 
 
 def load_mapping(
-    path: Path | None, dataset: str, fields: tuple[str, ...], *, required: bool = False
+    path: Path | None,
+    dataset: str,
+    fields: tuple[str, ...],
+    *,
+    required: bool = False,
+    rules: tuple[FieldRule, ...] = (),
 ) -> ColumnMapping:
     """The mapping for one dataset from a partner's YAML file; no file means no renames."""
     if path is None or not path.is_file():
@@ -123,4 +146,6 @@ def load_mapping(
                 f"{dataset}; fields: {', '.join(fields)}"
             )
         renames[fold(str(column))] = str(target)
-    return ColumnMapping(fields, renames)
+    where = f"{path}: datasets.{dataset}"
+    values = parse_values(section.get("values"), rules, where, strict_fields=True) if rules else {}
+    return ColumnMapping(fields, renames, Habits(frozenset(), values))

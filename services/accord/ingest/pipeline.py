@@ -9,8 +9,8 @@ For each raw record (text from a file, or JSON values) the pipeline returns eith
 * `Accepted`: the complete Avro record (envelope + normalised payload), its stable
   event id and its Kafka key (the event id: partners need none of the hub's secrets); or
 * `Rejected`: every problem found, and the `QuarantinedRecord` that keeps the original
-  bytes, where they came from (file and line, or HTTP batch index), the first rule that
-  failed and a plain-words reason.
+  bytes, where they came from (file and line, or HTTP batch index), and every problem
+  (field, rule, plain-words message; the first one also in `reason_code` and `field`).
 
 Provenance: the source organisation is the publisher's (the CLI's `--as`, the gateway's
 token), never a field of the payload. A record naming another organisation in
@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Final
 
 from accord.ingest.datasets import DATASETS, OCCURRED_AT, Dataset
+from accord.ingest.habits import Habits, Tidied
 from accord.ingest.validation import (
     Clock,
     FieldError,
@@ -47,6 +48,7 @@ __all__ = [
     "Pipeline",
     "Rejected",
     "SCHEMA_VERSION",
+    "problems_of",
     "event_id_for",
     "validate_event",
 ]
@@ -82,6 +84,7 @@ class Accepted:
     key: bytes
     event: dict[str, Any]
     location: Location
+    tidied: tuple[Tidied, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class Rejected:
     location: Location
     quarantine: dict[str, Any]
     event_id: str | None = None
+    tidied: tuple[Tidied, ...] = ()
 
     @property
     def code(self) -> str:
@@ -138,12 +142,21 @@ def _source_org_errors(org: str, value: Any) -> list[FieldError]:
 class Pipeline:
     """Judges one partner's records of one dataset; holds no connection to anything."""
 
-    def __init__(self, org: str, dataset: str, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        org: str,
+        dataset: str,
+        clock: Clock | None = None,
+        habits: Habits | None = None,
+    ) -> None:
+        """`habits`: the placeholders and synonyms to read values through
+        (`accord.ingest.habits`); by default the built-in placeholders and no synonyms."""
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}")
         self.org = org
         self.dataset: Dataset = DATASETS[dataset]
         self._clock = clock
+        self.habits = habits if habits is not None else Habits()
 
     @property
     def clock(self) -> Clock:
@@ -152,8 +165,13 @@ class Pipeline:
     def process(
         self, raw: Mapping[str, Any], location: Location, original: bytes
     ) -> Accepted | Rejected:
-        """Validate and normalise one raw record into an event, or reject it with reasons."""
+        """Validate and normalise one raw record into an event, or reject it with reasons.
+
+        Spreadsheet habits (placeholders, synonyms, lost leading zeros) are read as what
+        they mean first; `tidied` on the outcome says which fields were."""
         clock = self.clock
+        raw, changes = self.habits.tidy(self.dataset.rules, raw)
+        tidied = tuple(changes)
         errors: list[FieldError] = []
         given_id: str | None = None
         if not _blank(raw.get("event_id")):
@@ -173,7 +191,8 @@ class Pipeline:
         except RowInvalid as exc:
             errors.extend(exc.errors)
         if errors:
-            return self.reject(location, original, errors, given_id)
+            rejected = self.reject(location, original, errors, given_id)
+            return Rejected(rejected.errors, location, rejected.quarantine, given_id, tidied)
 
         hashed = dict(payload)
         if explicit_time is not None:
@@ -194,7 +213,7 @@ class Pipeline:
         }
         # Keyed by what the partner can compute itself: the event id. People are keyed
         # by their pseudonym only inside the hub, which alone holds the secret.
-        return Accepted(event_id, event_id.encode(), event, location)
+        return Accepted(event_id, event_id.encode(), event, location, tidied)
 
     def reject(
         self,
@@ -226,8 +245,17 @@ class Pipeline:
             "reason_code": errors[0].rule,
             "reason": reason,
             "field": errors[0].field or None,
+            "problems": problems_of(errors),
         }
         return Rejected(list(errors), location, record, event_id)
+
+
+def problems_of(errors: list[FieldError]) -> list[dict[str, Any]]:
+    """Every problem as the rejects topic, the gateway and the rejects file carry it."""
+    return [
+        {"field": error.field or None, "rule": error.rule, "message": error.message}
+        for error in errors
+    ]
 
 
 def _raw_from_typed(value: Any) -> Any:

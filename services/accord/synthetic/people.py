@@ -327,21 +327,22 @@ _POSTCODE_DISTRICTS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     ),
 }
 
-# The names a board's export would hold for a council in error: everyday or
-# pre-1996 names that are not the council's official name.
+# The names a board's export would hold for a council in error: misspelt, so unknown
+# to the rules and to the synonyms (config/aliases.yaml), which read the usual short
+# forms ("Edinburgh", "Western Isles") as the council.
 _WRONG_COUNCIL_NAMES: Final[dict[str, str]] = {
-    "City of Edinburgh": "Edinburgh",
-    "Glasgow City": "Glasgow",
-    "Aberdeen City": "Aberdeen",
-    "Dundee City": "Dundee",
-    "Na h-Eileanan Siar": "Western Isles",
-    "Orkney Islands": "Orkney",
-    "Shetland Islands": "Shetland",
+    "City of Edinburgh": "City of Edinbrugh",
+    "Glasgow City": "Glasgw City",
+    "Aberdeen City": "Aberdeen Ctiy",
+    "Dundee City": "Dundee Cty",
+    "Na h-Eileanan Siar": "Na h-Eileanan",
+    "Orkney Islands": "Orkeny Islands",
+    "Shetland Islands": "Shetlnd Islands",
     "Highland": "Highlands",
-    "Scottish Borders": "Borders",
-    "Perth and Kinross": "Perth & Kinross",
-    "Argyll and Bute": "Argyll & Bute",
-    "Dumfries and Galloway": "Dumfries & Galloway",
+    "Scottish Borders": "Scottish Boarders",
+    "Perth and Kinross": "Perth and Kinros",
+    "Argyll and Bute": "Argyle and Bute",
+    "Dumfries and Galloway": "Dumfries and Gallowa",
 }
 
 _FEMALE_NAMES: Final[tuple[str, ...]] = (
@@ -393,7 +394,8 @@ _RISK_GROUP_WEIGHTS: Final[dict[str, int]] = {
     "UNKNOWN": 5,
 }
 _STATUS_WEIGHTS: Final[dict[str, int]] = {"SHIELDING": 90, "NOT_SHIELDING": 7, "UNKNOWN": 3}
-_WRONG_STATUSES: Final[tuple[str, ...]] = ("Yes", "Shielded", "Y", "Active", "1")
+# Statuses no rule or synonym reads ("Yes" and "Shielded" are synonyms of SHIELDING).
+_WRONG_STATUSES: Final[tuple[str, ...]] = ("Active", "1", "Pending", "Maybe", "?")
 
 _POSTCODE_INWARD_LETTERS: Final = "ABDEFGHJLNPQRSTUWXYZ"
 _EARLIEST_DOB: Final = date(1925, 1, 1)
@@ -576,7 +578,7 @@ def _spoil(
         row["family_name"] = ""
     elif kind == "council_area_unknown":
         council = row["council_area"]
-        row["council_area"] = _WRONG_COUNCIL_NAMES.get(council, f"{council} Council")
+        row["council_area"] = _WRONG_COUNCIL_NAMES.get(council, f"{council} Cuoncil")
     elif kind == "dob_future":
         # A century slipped when typing; pick a birth year that stays in the future for decades.
         dob = date(rng.randrange(1955, 2000), rng.randrange(1, 13), rng.randrange(1, 29))
