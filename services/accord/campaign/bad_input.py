@@ -562,7 +562,7 @@ def write_xlsx(probes: list[Probe], path: Path, name: str) -> None:
         content = probe.content
         cells = content if isinstance(content, list) else [content.get(c) for c in COLUMNS]
         sheet.append([cell(value) for value in cells])
-        probe.location = f"{name} line {number}"
+        probe.location = f"{name} sheet 'Sheet' row {number}"  # a workbook's rows are by sheet
     private_dir(path.parent)
     book.save(path)
 

@@ -98,8 +98,8 @@ def _print_report(report: Any, file: Path, dataset: str) -> None:
     if sharing is not None:
         if sharing.shared or sharing.not_shared:
             click.echo(
-                f"  sharing now (asked OPA, as the worker will): {sharing.shared} would be "
-                f"shared, {sharing.not_shared} no active agreement would share"
+                f"  sharing now (asked OPA, as the worker will): {sharing.shared} an "
+                f"agreement would share, {sharing.not_shared} no active agreement would share"
             )
             ordered_reasons = sorted(sharing.reasons.items(), key=lambda item: (-item[1], item[0]))
             for reason, count in ordered_reasons:
