@@ -281,4 +281,5 @@ def test_validate_prints_warnings_and_exits_0_and_errors_exit_1(tmp_path):
     result = CliRunner().invoke(main, ["policy", "validate", str(copy_dir), "--against", "none"])
     assert result.exit_code == 1
     assert "DSA-015.yaml:30: datasets.shielding-list.fields[0]: 'chi_numbr'" in result.output
-    assert "1 errors" in result.output and "versions not compared (--against none)" in result.output
+    assert "1 error, " in result.output
+    assert "versions not compared (--against none)" in result.output

@@ -56,6 +56,10 @@ AGAINST_HELP = (
 )
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def policies_folder(given: Path | None) -> Path:
     """The folder to check (the repository's policies/ by default), refused in one line
     (exit 2) when it is not a policies folder."""
@@ -91,8 +95,8 @@ def policy_validate(policies_dir: Path | None, against: str) -> None:
         click.echo(printable(str(problem)))
     errors = sum(1 for p in problems if p.is_error)
     click.echo(
-        f"{count} agreements and the authority rules: {errors} errors, "
-        f"{len(problems) - errors} warnings ({'; '.join(ctx.notes)})"
+        f"{count} agreements and the authority rules: {plural(errors, 'error')}, "
+        f"{plural(len(problems) - errors, 'warning')} ({'; '.join(ctx.notes)})"
     )
     sys.exit(1 if errors else 0)
 

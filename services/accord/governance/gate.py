@@ -87,7 +87,10 @@ def run_gate(
     count, problems = validate_dir(policies_dir, ctx)
     errors = [p for p in problems if p.is_error]
     warnings = len(problems) - len(errors)
-    detail = f"{count} agreements, {len(errors)} errors, {warnings} warnings"
+    detail = (
+        f"{count} agreements, {len(errors)} error{'' if len(errors) == 1 else 's'}, "
+        f"{warnings} warning{'' if warnings == 1 else 's'}"
+    )
     if ctx is not None:
         detail += "; " + "; ".join(ctx.notes)
     detail += "".join(f"\n{p}" for p in problems)
