@@ -130,7 +130,15 @@ def test_an_opt_out_tombstones_what_was_shared_and_is_audited(settings, serde, w
     )
     assert key not in share_view(settings, serde)
     audit = [d for d in audit_decisions(settings, serde) if d["subject_key"] == key]
-    assert any("withdrawn: opted out" in " ".join(d["reasons"]) for d in audit)
+    withdrawals = [d for d in audit if "withdrawn: opted out" in " ".join(d["reasons"])]
+    # each audited under the agreement its recipient held the case by (the council's
+    # DSA-010; the food partner's DSA-015 when the person had a request), never none
+    named = {(d["recipient"], d["agreement_id"], d["outcome"]) for d in withdrawals}
+    assert (org_id(EDINBURGH), "DSA-010", "WITHDRAW") in named
+    assert named <= {
+        (org_id(EDINBURGH), "DSA-010", "WITHDRAW"),
+        ("community-food-network", "DSA-015", "WITHDRAW"),
+    }
     # Storage limitation: what hub.cases and the worker's state keep of the closed case
     # identifies and contacts no one.
     view, text = wait_latest(settings, cases_topic, key, lambda v: v["status"] == "CLOSED")

@@ -294,3 +294,127 @@ def test_an_audit_of_both_shapes_is_indexed_answered_and_verified(settings, serd
     assert not broken.intact
     first = broken.partitions[0].first_break
     assert (first.offset, first.kind) == (3, "broken")
+
+
+def withdrawal(subject: str, recipient: str, agreement: str, minutes: int) -> dict:
+    """A gate's per-recipient withdrawal, as a closed case's tombstone is audited."""
+    return {
+        **decision(subject, recipient, False, minutes),
+        "agreement_id": agreement,
+        "reasons": ["withdrawn: opted out or withdrew consent"],
+        "principles": ["lawfulness"],
+        "outcome": "WITHDRAW",
+    }
+
+
+def run_cli(env, *argv, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "accord", *argv],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_who_received_shows_retractions_in_json_and_answers_from_the_index_when_kafka_is_down(
+    settings, serde, tmp_path
+):
+    """Shares to the council (DSA-010) and the food partner (DSA-015), then the person
+    opts out: one case record withdrawing both, each under its agreement. who-received
+    --json shows both shares as withdrawn with time and reason; audit agreement shows the
+    withdrawal under each agreement; unknown and mistyped ids are refused with
+    suggestions; a draft is named; and with Kafka unreachable who-received answers from
+    the local index, saying so."""
+    stack_settings = settings
+    settings = settings.model_copy(
+        update={
+            "state_dir": tmp_path / "state",
+            "credentials_dir": credentials_dir(stack_settings),
+            "ca_file": stack_settings.trusted_ca,
+        }
+    )
+    chi = lothian_people(1)[0]["chi_number"]
+    key = person_key(settings.require_pseudonym_key(), chi)
+    shares = [
+        decision(key, "city-of-edinburgh", True, 0) | {"outcome": "ALLOW"},
+        decision(key, "community-food-network", True, 0)
+        | {"agreement_id": "DSA-015", "agreement_version": 1, "outcome": "ALLOW"},
+    ]
+    shares[1]["source_event_id"] = shares[0]["source_event_id"]
+    shares[1]["decided_at"] = shares[0]["decided_at"]
+    withdrawals = [
+        withdrawal(key, "city-of-edinburgh", "DSA-010", 30),
+        withdrawal(key, "community-food-network", "DSA-015", 30),
+    ]
+    withdrawals[1]["source_event_id"] = withdrawals[0]["source_event_id"]
+    withdrawals[1]["decided_at"] = withdrawals[0]["decided_at"]
+    send(settings, serde, [case_record(shares), case_record(withdrawals)])
+    # every partition of the new audit topic answers before the index reads it whole
+    wait_for_leaders(settings, Topics(settings).audit)
+
+    env = {**processes.worker_env(stack_settings), "ACCORD_STATE_DIR": str(settings.state_dir)}
+    out = run_cli(env, "audit", "who-received", "--json", stdin=f"{chi}\n")
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["source"] == "audit index up to date", out.stderr[-2000:]
+    assert body["subject_key"] == key
+    assert [(r["recipient"], r["agreement_id"], r["holds_now"]) for r in body["received"]] == [
+        ("city-of-edinburgh", "DSA-010", False),
+        ("community-food-network", "DSA-015", False),
+    ]
+    withdrawn_at = (T0 + timedelta(minutes=30)).isoformat().replace("+00:00", "Z")
+    assert sorted(
+        (r["recipient"], r["agreement_id"], r["reason"], r["withdrawn_at"][:19])
+        for r in body["retracted"]
+    ) == [
+        (
+            "city-of-edinburgh",
+            "DSA-010",
+            "withdrawn: opted out or withdrew consent",
+            withdrawn_at[:19],
+        ),
+        (
+            "community-food-network",
+            "DSA-015",
+            "withdrawn: opted out or withdrew consent",
+            withdrawn_at[:19],
+        ),
+    ]
+    assert body["withheld"] == []  # a withdrawal is not a denial
+    assert chi not in out.stdout + out.stderr
+
+    text = run_cli(env, "audit", "who-received", stdin=f"{chi}\n")
+    assert "withdrawn (earlier shares retracted):" in text.stdout
+    assert "(withdrawn since)" in text.stdout
+
+    out = run_cli(env, "audit", "agreement", "DSA-015", "--since", "1d", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["status"] == "active" and report["people_withdrawn"] == 1
+    [partner] = report["recipients"]
+    assert (partner["recipient"], partner["allowed"], partner["withdrawn"]) == (
+        "community-food-network",
+        1,
+        1,
+    )
+
+    out = run_cli(env, "audit", "agreement", "DSA-099")
+    assert out.returncode == 2 and "no agreement 'DSA-099'" in out.stderr
+    assert "did you mean" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli(env, "audit", "agreement", "dsa-010")
+    assert out.returncode == 2 and "did you mean 'DSA-010'?" in out.stderr
+    out = run_cli(env, "audit", "agreement", "DSA-011")
+    assert out.returncode == 0, out.stderr
+    assert "DSA-011 is a draft: nothing is shared under it" in out.stdout
+
+    from accord.governance.opa import free_port
+
+    down = {**env, "ACCORD_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    out = run_cli(down, "audit", "who-received", "--json", stdin=f"{chi}\n")
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["source"].startswith("from the local audit index only")
+    assert len(body["retracted"]) == 2
+    assert "Traceback" not in out.stderr

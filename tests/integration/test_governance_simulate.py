@@ -4,6 +4,7 @@ any share or audit topic while simulating."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 
@@ -11,6 +12,8 @@ import pytest
 
 from accord.bench.measure import Offsets
 from accord.core.kafka import admin_client
+from accord.core.pseudonym import person_key
+from accord.core.scotland import org_id
 from accord.core.topics import Topics
 from accord.governance.simulate import simulate
 from accord.ingest.publish import publish_file
@@ -71,16 +74,43 @@ def test_simulation_reports_flips_and_fields_and_writes_nothing(
     assert not sim.flips
 
     agreement.write_text(text.replace("status: active", "status: suspended"))
-    sim = simulate(settings, serde, candidate)
-    flips = {r: c.count for (r, flip), c in sim.flips.items() if flip == "allow→deny"}
-    assert flips == {
-        "city-of-edinburgh": 2,
-        "east-lothian": 2,
-        "midlothian": 2,
-        "west-lothian": 2,
+    someone = person_key(settings.require_pseudonym_key(), rows[0]["chi_number"])
+    # What each council holds now, as the audit index would say: everyone of theirs.
+    held = {
+        (
+            person_key(settings.require_pseudonym_key(), row["chi_number"]),
+            org_id(row["council_area"]),
+        )
+        for row in rows
     }
+    sim = simulate(settings, serde, candidate, held=held, person=someone)
+    flips = {
+        (r, agreement_id, clause): c.count
+        for (r, flip, agreement_id, clause), c in sim.flips.items()
+        if flip == "allow→deny"
+    }
+    # each flip names the agreement whose deny causes it (a suspension cites no clause)
+    assert flips == {
+        ("city-of-edinburgh", "DSA-010", ""): 2,
+        ("east-lothian", "DSA-010", ""): 2,
+        ("midlothian", "DSA-010", ""): 2,
+        ("west-lothian", "DSA-010", ""): 2,
+    }
+    assert all("DSA-010 is suspended" in c.reason for c in sim.flips.values())
     example = next(iter(sim.flips.values())).examples[0]
     assert len(example) == 64 and all(row["chi_number"] not in example for row in rows)
+    # the records each council holds now would be withdrawn
+    assert {k: c.count for k, c in sim.retracted.items()} == {
+        (org, "DSA-010"): 2
+        for org in ("city-of-edinburgh", "east-lothian", "midlothian", "west-lothian")
+    }
+    # one person before and after: shared now, withheld under the candidate
+    council = org_id(rows[0]["council_area"])
+    assert sim.person_found
+    now, then = sim.person_decisions[council]
+    assert now.allow and "given_name" in now.fields
+    assert not then.allow and "suspended" in then.reason
+    assert all(row["chi_number"] not in json.dumps(sim.as_dict()) for row in rows)
 
     # No data left: no topic appeared, and no list or audit record was written.
     assert hub_topics(settings) == before

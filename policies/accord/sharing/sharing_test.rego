@@ -555,101 +555,83 @@ test_retractions_list_recipients_of_suspended_and_expired_agreements if {
 	r[0].datasets == ["shielding-list"]
 }
 
-test_shipped_agreements_have_nothing_to_retract if {
-	count(sharing.retractions) == 0 with input as {"now": "2026-11-27T18:00:00Z"}
+test_active_agreements_have_nothing_to_retract if {
+	count(sharing.retractions) == 0 with data.agreements as agreements_with({})
+		with input as {"now": "2026-11-27T18:00:00Z"}
 }
 
-# --- the shipped agreements ---------------------------------------------------
+# --- a third-sector partner beside the councils ----------------------------------
+# One provider with two agreements: its councils (DSA-900) and a food partner serving
+# two of their areas (DSA-905) that gets delivery details only, never a child's record.
 
-test_shipped_lothian_agreement_shares_with_edinburgh if {
-	ds := sharing.decisions with input as {
-		"now": "2026-11-27T18:00:00Z",
-		"source_org": "nhs-lothian",
-		"dataset": "shielding-list",
-		"purpose": "shielding-support",
-		"records": [record("r1", {"given_name": "Ann", "council_area": "City of Edinburgh", "date_of_birth": "1950-01-01", "clinical_risk_group": "SPECIFIC_CANCERS", "postcode": "EH1 1AA"})],
-	}
-	count(ds) == 5 # four councils (DSA-010) and the food partner (DSA-015)
-	d := only(ds, "city-of-edinburgh")
-	d.agreement_id == "DSA-010"
+food_partner := {
+	"id": "DSA-905",
+	"type": "standard",
+	"title": "Test board shares delivery details with a food partner",
+	"version": 1,
+	"status": "active",
+	"controller_relationship": "separate-controllers",
+	"valid_from": "2026-01-01T00:00:00Z",
+	"valid_until": "2027-12-31T23:59:59Z",
+	"review_date": "2026-12-01",
+	"retention": {"days": 90, "then": "delete"},
+	"purposes": ["shielding-support"],
+	"lawful_basis": {"article_6": "6(1)(e) public task", "article_9": "9(2)(h) health or social care"},
+	"providers": ["nhs-test"],
+	"recipients": [{"org": "food-network", "kind": "third-sector", "council_areas": ["North Town", "East Town"]}],
+	"datasets": {"shielding-list": {
+		"fields": ["given_name", "family_name", "address_line1", "address_line2", "town", "postcode", "contact_phone"],
+		"derived": ["needs"],
+	}},
+	"conditions": {"resident_in_recipient_area": true},
+	"children": {"permitted": false},
+	"clauses": clauses,
+}
+
+with_food_partner := {"DSA-900": base_agreement, "DSA-905": food_partner}
+
+decide_with_food_partner(fields) := decisions if {
+	decisions := sharing.decisions with data.agreements as with_food_partner
+		with input as request({}, [record("r1", fields)])
+}
+
+test_every_agreement_of_the_provider_is_decided if {
+	ds := decide_with_food_partner(north_resident)
+	[[d.agreement_id, d.recipient] | some d in ds] == [
+		["DSA-900", "north-town"], ["DSA-900", "south-town"], ["DSA-905", "food-network"],
+	]
+	only(ds, "north-town").allow
+	only(ds, "food-network").allow
+}
+
+test_food_partner_gets_delivery_details_only if {
+	fields := object.union(north_resident, {
+		"shielding_status": "SHIELDING", "address_line1": "1 Main Street",
+		"town": "Northton", "needs": ["FOOD"], "priority": "HIGH",
+	})
+	d := only(decide_with_food_partner(fields), "food-network")
+	d.agreement_id == "DSA-905"
 	d.allow
-	d.fields_released == ["council_area", "given_name", "postcode"]
-	"clinical_risk_group withheld: clinical detail never goes to non-health recipients: data minimisation, ethics rule E1, UK GDPR Art. 9, DSA-010 clause 5.1" in d.reasons
-}
-
-test_shipped_glasgow_cites_minimisation_clause if {
-	ds := sharing.decisions with input as {
-		"now": "2026-11-27T18:00:00Z",
-		"source_org": "nhs-greater-glasgow-and-clyde",
-		"dataset": "shielding-list",
-		"purpose": "shielding-support",
-		"records": [record("r1", {"given_name": "Ann", "council_area": "Glasgow City", "date_of_birth": "1950-01-01", "chi_number": "0101011234"})],
-	}
-	"chi_number, date_of_birth withheld: data minimisation, DSA-007 clause 4.2" in only(ds, "glasgow-city").reasons
-}
-
-test_shipped_orkney_agreement_is_draft_so_people_are_withheld if {
-	ds := sharing.decisions with input as {
-		"now": "2026-11-27T18:00:00Z",
-		"source_org": "nhs-orkney",
-		"dataset": "shielding-list",
-		"purpose": "shielding-support",
-		"records": [record("r1", {"given_name": "Ann", "council_area": "Orkney Islands", "date_of_birth": "1950-01-01"})],
-	}
-	d := only(ds, "orkney-islands")
-	d.agreement_id == "DSA-011"
-	not d.allow
-	d.reasons == ["denied: agreement DSA-011 is draft, not active: lawfulness, DSA-011"]
-}
-
-test_shipped_food_partner_gets_delivery_details_only if {
-	ds := sharing.decisions with input as {
-		"now": "2026-11-27T18:00:00Z",
-		"source_org": "nhs-lothian",
-		"dataset": "shielding-list",
-		"purpose": "shielding-support",
-		"records": [record("r1", {
-			"given_name": "Ann", "family_name": "Kerr", "council_area": "Midlothian",
-			"date_of_birth": "1950-01-01", "clinical_risk_group": "SPECIFIC_CANCERS",
-			"shielding_status": "SHIELDING", "postcode": "EH22 1AA", "address_line1": "1 Main Street",
-			"town": "Dalkeith", "contact_phone": "+441310000000", "chi_number": "0101011234",
-		})],
-	}
-	d := only(ds, "community-food-network")
-	d.agreement_id == "DSA-015"
-	d.allow
-	d.fields_released == ["address_line1", "contact_phone", "family_name", "given_name", "postcode", "town"]
+	d.fields_released == ["address_line1", "contact_phone", "family_name", "given_name", "needs", "postcode", "town"]
 	d.clauses == ["2.1", "5.1", "4.2"]
 	d.principles == ["lawfulness", "data minimisation"]
-	"chi_number, council_area, date_of_birth, shielding_status withheld: data minimisation, DSA-015 clause 4.2" in d.reasons
+	"chi_number, council_area, date_of_birth, priority, shielding_status withheld: data minimisation, DSA-905 clause 4.2" in d.reasons
 }
 
-test_shipped_food_partner_serves_only_its_areas if {
-	ds := sharing.decisions with input as {
-		"now": "2026-11-27T18:00:00Z",
-		"source_org": "nhs-lothian",
-		"dataset": "shielding-list",
-		"purpose": "shielding-support",
-		"records": [record("r1", {"given_name": "Ann", "council_area": "West Lothian", "date_of_birth": "1950-01-01"})],
-	}
-	d := only(ds, "community-food-network")
+test_food_partner_serves_only_its_areas if {
+	fields := object.union(north_resident, {"council_area": "South Town"})
+	d := only(decide_with_food_partner(fields), "food-network")
 	not d.allow
-	d.reasons == ["denied: person lives in West Lothian, not in the areas community-food-network serves (City of Edinburgh, Midlothian): data minimisation, DSA-015 clause 4.1"]
+	d.reasons == ["denied: person lives in South Town, not in the areas food-network serves (East Town, North Town): data minimisation, DSA-905 clause 4.1"]
 	d.clauses == ["4.1"]
 	d.principles == ["data minimisation"]
 }
 
-test_shipped_food_partner_never_gets_children if {
-	ds := sharing.decisions with input as {
-		"now": "2026-11-27T18:00:00Z",
-		"source_org": "nhs-lothian",
-		"dataset": "shielding-list",
-		"purpose": "shielding-support",
-		"records": [record("r1", {"given_name": "Ann", "council_area": "City of Edinburgh", "date_of_birth": "2015-01-01"})],
-	}
-	not only(ds, "community-food-network").allow
-	only(ds, "community-food-network").principles == ["children merit specific protection"]
-	only(ds, "city-of-edinburgh").allow
+test_food_partner_never_gets_children if {
+	ds := decide_with_food_partner(object.union(north_resident, {"date_of_birth": "2015-01-01"}))
+	not only(ds, "food-network").allow
+	only(ds, "food-network").principles == ["children merit specific protection"]
+	only(ds, "north-town").allow
 }
 
 # --- clauses and principles ----------------------------------------------------

@@ -16,10 +16,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+from accord.governance.meaning import ERROR, Context, meaning_problems
+
 # Must match emergency_max_days in policies/accord/agreements/agreements.rego.
 EMERGENCY_MAX_DAYS = 30
 # Clause topics the rules cite; an agreement without them gets uncited reasons.
-CITED_TOPICS = ("purpose", "residence", "minimisation", "clinical", "opt-out")
+CITED_TOPICS = ("purpose", "residence", "minimisation", "clinical", "opt-out", "children")
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,38 @@ class Problem:
     path: str
     line: int | None
     message: str
+    severity: str = ERROR
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == ERROR
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path or '(agreement)'}: {self.message}"
+        tag = "" if self.is_error else "warning: "
+        return f"{where}: {self.path or '(agreement)'}: {tag}{self.message}"
+
+
+def not_a_policies_folder(policies_dir: Path) -> str | None:
+    """Why `policies_dir` is not a policies folder (one line), or None when it is one:
+    it needs agreements/, Rego rules and the agreement schema."""
+    if not policies_dir.exists():
+        return f"{policies_dir} does not exist"
+    if not policies_dir.is_dir():
+        return f"{policies_dir} is not a folder"
+    missing = []
+    if not (policies_dir / "agreements").is_dir():
+        missing.append("no agreements/ folder")
+    if not any(policies_dir.rglob("*.rego")):
+        missing.append("no Rego rules (*.rego)")
+    if not schema_path(policies_dir).is_file():
+        missing.append("no schemas/agreement/schema.json")
+    if not missing:
+        return None
+    return (
+        f"{policies_dir} is not a policies folder: it has {', '.join(missing)} "
+        "(give the folder that holds agreements/, accord/ and schemas/, e.g. a copy of policies/)"
+    )
 
 
 def schema_path(policies_dir: Path) -> Path:
@@ -108,8 +138,11 @@ def semantic_problems(agreement: dict[str, Any]) -> list[tuple[list[Any], str]]:
     return found
 
 
-def validate_file(path: Path, validator: jsonschema.protocols.Validator) -> list[Problem]:
-    """Problems of one agreement file; empty when it is valid."""
+def validate_file(
+    path: Path, validator: jsonschema.protocols.Validator, ctx: Context | None = None
+) -> list[Problem]:
+    """Problems of one agreement file (errors, then warnings); empty when it is valid.
+    Without `ctx` only the shape is checked (the schema and semantic_problems)."""
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -134,18 +167,42 @@ def validate_file(path: Path, validator: jsonschema.protocols.Validator) -> list
         problems.append(Problem(name, _dotted(steps), _line_of(node, steps), error.message))
     for steps, message in semantic_problems(agreement):
         problems.append(Problem(name, _dotted(steps), _line_of(node, steps), message))
-    return problems
+    if ctx is not None:
+        for steps, message, severity in meaning_problems(str(key), agreement, ctx):
+            problems.append(Problem(name, _dotted(steps), _line_of(node, steps), message, severity))
+    return sorted(problems, key=lambda p: not p.is_error)
 
 
-def validate_dir(policies_dir: Path) -> tuple[int, list[Problem]]:
-    """(number of agreement files, their problems) for `<policies_dir>/agreements/*.yaml`."""
+def validate_dir(policies_dir: Path, ctx: Context | None = None) -> tuple[int, list[Problem]]:
+    """(number of agreement files, their problems) for `<policies_dir>/agreements/*.yaml`;
+    with `ctx` their meaning too (accord.governance.meaning)."""
     schema = load_schema(policies_dir)
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
     validator = validator_class(schema)
     files = sorted((policies_dir / "agreements").glob("*.y*ml"))
-    problems = [p for f in files for p in validate_file(f, validator)]
+    problems = [p for f in files for p in validate_file(f, validator, ctx)]
     return len(files), problems
+
+
+def context_for(policies_dir: Path, settings, against: str = "auto") -> Context:
+    """The meaning checks' context: the hub's Avro records and organisations, today, and
+    the baseline versions are compared with (`against`: auto, git, served or none)."""
+    from accord.governance.meaning import (
+        baseline_for,
+        dataset_fields,
+        known_organisations,
+        today_utc,
+    )
+
+    baseline, note = baseline_for(policies_dir, against, settings)
+    return Context(
+        fields=dataset_fields(settings.schemas_dir),
+        organisations=known_organisations(settings.home / "partners"),
+        today=today_utc(),
+        baseline=baseline,
+        notes=[note],
+    )
 
 
 # Authority rules (`policies/authority/authority.yaml`, served as data.authority): who may

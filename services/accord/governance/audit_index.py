@@ -250,6 +250,11 @@ def catch_up(
 # --- queries -------------------------------------------------------------------------------
 
 
+# A withdrawal (the gate's tombstone of an earlier share) is a deny whose first reason
+# says "withdrawn:", in both record shapes (accord.core.auditrecords.outcome_of).
+WITHDRAWN = "reasons LIKE 'withdrawn:%'"
+
+
 @dataclass
 class Receipt:
     recipient: str
@@ -259,10 +264,90 @@ class Receipt:
     first_at: datetime
     last_at: datetime
     times: int
+    holds_now: bool = True  # the recipient's latest decision about the person is a share
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "recipient": self.recipient,
+            "agreement_id": self.agreement_id,
+            "agreement_version": self.agreement_version,
+            "fields": self.fields,
+            "first_shared_at": _iso(self.first_at),
+            "last_shared_at": _iso(self.last_at),
+            "times": self.times,
+            "holds_now": self.holds_now,
+        }
+
+
+@dataclass
+class Retraction:
+    """An earlier share withdrawn (tombstoned) from a recipient, when and why."""
+
+    recipient: str
+    agreement_id: str
+    at: datetime
+    reason: str
+    principles: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "recipient": self.recipient,
+            "agreement_id": self.agreement_id,
+            "withdrawn_at": _iso(self.at),
+            "reason": self.reason,
+            "principles": self.principles,
+        }
+
+
+@dataclass
+class Answer:
+    """`who-received` for one person: shares, withdrawals and denials by recipient."""
+
+    subject_key: str
+    receipts: list[Receipt]
+    retractions: list[Retraction]
+    denied: Counter
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "subject_key": self.subject_key,
+            "received": [r.as_dict() for r in self.receipts],
+            "retracted": [r.as_dict() for r in self.retractions],
+            "withheld": [
+                {"recipient": org or None, "decisions": n} for org, n in sorted(self.denied.items())
+            ],
+        }
+
+
+def _latest_allowed(db: sqlite3.Connection, subject_key: str) -> dict[str, bool]:
+    """Recipient -> whether its latest decision about the person is a share."""
+    rows = db.execute(
+        "SELECT recipient, allow, MAX(decided_at) FROM decisions WHERE subject_key = ? "
+        "AND (allow = 1 OR " + WITHDRAWN + ") GROUP BY recipient",
+        (subject_key,),
+    ).fetchall()
+    return {recipient: bool(allow) for recipient, allow, _ in rows}
+
+
+def answer(db: sqlite3.Connection, subject_key: str) -> Answer:
+    """What each organisation received about one person, which shares were withdrawn
+    (when, why), and the denials by recipient (withdrawals apart)."""
+    receipts, denied = who_received(db, subject_key)
+    holding = _latest_allowed(db, subject_key)
+    for receipt in receipts:
+        receipt.holds_now = holding.get(receipt.recipient, False)
+    rows = db.execute(
+        "SELECT recipient, agreement_id, decided_at, reasons, principles FROM decisions "
+        "WHERE subject_key = ? AND allow = 0 AND " + WITHDRAWN + " ORDER BY decided_at",
+        (subject_key,),
+    ).fetchall()
+    retractions = [Retraction(r[0], r[1], _dt(r[2]), split(r[3])[0], split(r[4])) for r in rows]
+    return Answer(subject_key, receipts, retractions, denied)
 
 
 def who_received(db: sqlite3.Connection, subject_key: str) -> tuple[list[Receipt], Counter]:
-    """What each organisation received about one person, and the denials by recipient."""
+    """What each organisation received about one person, and the denials by recipient
+    (withdrawals of earlier shares are not denials: see `answer`)."""
     rows = db.execute(
         "SELECT recipient, agreement_id, agreement_version, fields_released, "
         "MIN(decided_at), MAX(decided_at), COUNT(*) FROM decisions "
@@ -276,7 +361,7 @@ def who_received(db: sqlite3.Connection, subject_key: str) -> tuple[list[Receipt
         dict(
             db.execute(
                 "SELECT recipient, COUNT(*) FROM decisions WHERE subject_key = ? AND allow = 0 "
-                "GROUP BY recipient",
+                "AND NOT " + WITHDRAWN + " GROUP BY recipient",
                 (subject_key,),
             ).fetchall()
         )
@@ -284,7 +369,12 @@ def who_received(db: sqlite3.Connection, subject_key: str) -> tuple[list[Receipt
     return receipts, denied
 
 
-def receipt_lines(subject_key: str, receipts: list[Receipt], denied: Counter) -> list[str]:
+def receipt_lines(
+    subject_key: str,
+    receipts: list[Receipt],
+    denied: Counter,
+    retractions: list[Retraction] = (),
+) -> list[str]:
     """`who-received` as lines of text: the pseudonymous key, never an identifier."""
     lines = [f"person {subject_key[:16]}… (pseudonymous key)"]
     if not receipts:
@@ -294,6 +384,14 @@ def receipt_lines(subject_key: str, receipts: list[Receipt], denied: Counter) ->
             f"  {r.recipient:<28} {r.agreement_id} v{r.agreement_version}  "
             f"{r.first_at:%Y-%m-%d %H:%M:%S}Z .. {r.last_at:%Y-%m-%d %H:%M:%S}Z  "
             f"{r.times}x  fields: {', '.join(r.fields)}"
+            + ("" if r.holds_now else "  (withdrawn since)")
+        )
+    if retractions:
+        lines.append("  withdrawn (earlier shares retracted):")
+    for r in retractions:
+        lines.append(
+            f"    {r.recipient:<26} {r.agreement_id or '(no agreement named)'}  "
+            f"{r.at:%Y-%m-%d %H:%M:%S}Z  {r.reason}"
         )
     if denied:
         lines.append(
@@ -301,6 +399,27 @@ def receipt_lines(subject_key: str, receipts: list[Receipt], denied: Counter) ->
             + ", ".join(f"{org or '(no agreement)'} {n}x" for org, n in sorted(denied.items()))
         )
     return lines
+
+
+def holders(db: sqlite3.Connection) -> set[tuple[str, str]]:
+    """(subject key, recipient) pairs whose latest share-or-withdrawal is a share: what
+    each recipient holds now, as far as the index knows."""
+    rows = db.execute(
+        "SELECT subject_key, recipient, allow, MAX(decided_at) FROM decisions "
+        "WHERE allow = 1 OR " + WITHDRAWN + " GROUP BY subject_key, recipient"
+    )
+    return {(subject, recipient) for subject, recipient, allow, _ in rows if allow}
+
+
+def indexed_until(db: sqlite3.Connection) -> datetime | None:
+    """The time of the newest decision in the index, or None when it is empty."""
+    (latest,) = db.execute("SELECT MAX(decided_at) FROM decisions").fetchone()
+    return None if latest is None else _dt(latest)
+
+
+def agreement_ids(db: sqlite3.Connection) -> set[str]:
+    """Every agreement id the index has decisions under."""
+    return {row[0] for row in db.execute("SELECT DISTINCT agreement_id FROM decisions") if row[0]}
 
 
 @dataclass
@@ -311,7 +430,29 @@ class AgreementReport:
     reasons: Counter = field(default_factory=Counter)  # deny reason -> decisions
     clauses: Counter = field(default_factory=Counter)  # clause cited by denies -> decisions
     principles: Counter = field(default_factory=Counter)  # principle cited by denies -> decisions
+    withdrawn: Counter = field(default_factory=Counter)  # recipient -> withdrawals of shares
     people: int = 0
+    people_withdrawn: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        recipients = sorted(set(self.allowed) | set(self.denied) | set(self.withdrawn))
+        return {
+            "people_shared": self.people,
+            "people_withdrawn": self.people_withdrawn,
+            "recipients": [
+                {
+                    "recipient": r or None,
+                    "allowed": self.allowed[r],
+                    "denied": self.denied[r],
+                    "withdrawn": self.withdrawn[r],
+                    "fields": {n: c for (org, n), c in sorted(self.fields.items()) if org == r},
+                }
+                for r in recipients
+            ],
+            "deny_reasons": [{"reason": k, "decisions": v} for k, v in self.reasons.most_common()],
+            "denials_by_clause": dict(sorted(self.clauses.items())),
+            "denials_by_principle": dict(self.principles.most_common()),
+        }
 
 
 def agreement_report(db: sqlite3.Connection, agreement_id: str, since: datetime) -> AgreementReport:
@@ -323,11 +464,13 @@ def agreement_report(db: sqlite3.Connection, agreement_id: str, since: datetime)
     since_ms = int(since.timestamp() * 1000)
     where = "WHERE agreement_id = ? AND decided_at >= ?"
     report = AgreementReport()
-    for recipient, allow, count in db.execute(
-        f"SELECT recipient, allow, COUNT(*) FROM decisions {where} GROUP BY recipient, allow",
+    for recipient, allow, withdrawn, count in db.execute(
+        f"SELECT recipient, allow, allow = 0 AND {WITHDRAWN}, COUNT(*) FROM decisions {where} "
+        "GROUP BY recipient, allow, 3",
         (agreement_id, since_ms),
     ):
-        (report.allowed if allow else report.denied)[recipient] += count
+        chosen = report.allowed if allow else report.withdrawn if withdrawn else report.denied
+        chosen[recipient] += count
     for recipient, fields, count in db.execute(
         f"SELECT recipient, fields_released, COUNT(*) FROM decisions {where} AND allow = 1 "
         "GROUP BY recipient, fields_released",
@@ -336,14 +479,15 @@ def agreement_report(db: sqlite3.Connection, agreement_id: str, since: datetime)
         for name in split(fields):
             report.fields[(recipient, name)] += count
     for reasons, count in db.execute(
-        f"SELECT reasons, COUNT(*) FROM decisions {where} AND allow = 0 GROUP BY reasons",
+        f"SELECT reasons, COUNT(*) FROM decisions {where} AND allow = 0 AND NOT {WITHDRAWN} "
+        "GROUP BY reasons",
         (agreement_id, since_ms),
     ):
         for reason in split(reasons):
             report.reasons[reason] += count
     for clauses, principles, count in db.execute(
         f"SELECT clauses, principles, COUNT(*) FROM decisions {where} AND allow = 0 "
-        "GROUP BY clauses, principles",
+        f"AND NOT {WITHDRAWN} GROUP BY clauses, principles",
         (agreement_id, since_ms),
     ):
         for clause in split(clauses):
@@ -354,7 +498,15 @@ def agreement_report(db: sqlite3.Connection, agreement_id: str, since: datetime)
         f"SELECT COUNT(DISTINCT subject_key) FROM decisions {where} AND allow = 1",
         (agreement_id, since_ms),
     ).fetchone()
+    (report.people_withdrawn,) = db.execute(
+        f"SELECT COUNT(DISTINCT subject_key) FROM decisions {where} AND allow = 0 AND {WITHDRAWN}",
+        (agreement_id, since_ms),
+    ).fetchone()
     return report
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _dt(millis: int) -> datetime:

@@ -49,63 +49,207 @@ def policy() -> None:
     """Check, test and simulate policies and agreements before they go live."""
 
 
+AGAINST = click.Choice(["auto", "git", "served", "none"])
+AGAINST_HELP = (
+    "What versions are compared with: the last committed version in git, the agreements "
+    "OPA serves, or nothing; auto: git when the folder is in git, else what OPA serves."
+)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def policies_folder(given: Path | None) -> Path:
+    """The folder to check (the repository's policies/ by default), refused in one line
+    (exit 2) when it is not a policies folder."""
+    from accord.governance.agreements import not_a_policies_folder
+
+    folder = given or get_settings().policies_dir
+    reason = not_a_policies_folder(folder)
+    if reason:
+        click.echo(f"error: {printable(reason)}", err=True)
+        sys.exit(2)
+    return folder
+
+
 @policy.command("validate")
 @click.argument("policies_dir", required=False, type=click.Path(path_type=Path))
-def policy_validate(policies_dir: Path | None) -> None:
-    """Check every agreement against the agreement schema and the authority rules against
-    theirs; one line per problem (file:line: path: problem). Exits 1 when any is invalid."""
-    from accord.governance.agreements import validate_authority, validate_dir
+@click.option("--against", type=AGAINST, default="auto", show_default=True, help=AGAINST_HELP)
+def policy_validate(policies_dir: Path | None, against: str) -> None:
+    """Check every agreement's shape (the agreement schema) and meaning, and the
+    authority rules' shape. Meaning: listed fields exist in the dataset's Avro record
+    (with suggestions), special-category (health) fields only for health recipients,
+    providers and recipients known organisations of the right kind, council areas
+    Scotland's, terms not changed without a higher version (status, status_reason and
+    review_date may change alone). A review date passed or within 30 days is a warning.
+    One line per problem (file:line: path: problem). Exits 0 with no errors (warnings
+    allowed), 1 with any error, 2 when POLICIES_DIR is not a policies folder."""
+    from accord.governance.agreements import context_for, validate_authority, validate_dir
 
-    folder = policies_dir or get_settings().policies_dir
-    count, problems = validate_dir(folder)
+    folder = policies_folder(policies_dir)
+    ctx = context_for(folder, get_settings(), against)
+    count, problems = validate_dir(folder, ctx)
     problems += validate_authority(folder)
     for problem in problems:
-        click.echo(str(problem))
-    click.echo(f"{count} agreements and the authority rules, {len(problems)} problems")
-    sys.exit(1 if problems else 0)
+        click.echo(printable(str(problem)))
+    errors = sum(1 for p in problems if p.is_error)
+    click.echo(
+        f"{count} agreements and the authority rules: {plural(errors, 'error')}, "
+        f"{plural(len(problems) - errors, 'warning')} ({'; '.join(ctx.notes)})"
+    )
+    sys.exit(1 if errors else 0)
 
 
 @policy.command("test")
 @click.argument("policies_dir", required=False, type=click.Path(path_type=Path))
-def policy_test(policies_dir: Path | None) -> None:
-    """The policy gate: opa fmt, opa check --strict, opa test with coverage >= 90%, and
-    the agreement and authority schemas. Exits 1 when any step fails."""
+@click.option("--against", type=AGAINST, default="auto", show_default=True, help=AGAINST_HELP)
+def policy_test(policies_dir: Path | None, against: str) -> None:
+    """The policy gate: opa fmt, opa check --strict, the Rego tests (which use fixture
+    agreements, so any change to the agreements themselves passes them) with coverage
+    >= 90%, the agreements as `validate` checks them, and the authority rules' schema.
+    Exits 0 when every step passes, 1 when any fails, 2 when POLICIES_DIR is not a
+    policies folder."""
+    from accord.governance.agreements import context_for
     from accord.governance.gate import run_gate
 
     settings = get_settings()
-    steps = run_gate(settings.opa_binary, policies_dir or settings.policies_dir, click.echo)
+    folder = policies_folder(policies_dir)
+    if not settings.opa_binary.exists():
+        click.echo(
+            f"error: OPA is not built at {settings.opa_binary}; run `accord stack up`", err=True
+        )
+        sys.exit(1)
+    ctx = context_for(folder, settings, against)
+
+    def echo(text: str) -> None:
+        for line in text.splitlines():
+            click.echo(printable(line))
+
+    steps = run_gate(settings.opa_binary, folder, echo, ctx=ctx)
     sys.exit(0 if all(step.ok for step in steps) else 1)
 
 
 @policy.command("simulate")
-@click.argument("candidate_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("candidate_dir", type=click.Path(path_type=Path))
 @click.option("--since", help="Replay input from this time (RFC3339, a date, or 24h / 7d).")
+@click.option(
+    "--chi",
+    "one_person",
+    is_flag=True,
+    help="Also show one person's decisions before and after. The CHI is asked at a hidden "
+    "prompt (or read from stdin), hashed here with the pseudonymisation key, never sent or "
+    "printed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def policy_simulate(candidate_dir: Path, since: str | None, as_json: bool) -> None:
+def policy_simulate(
+    candidate_dir: Path, since: str | None, one_person: bool, as_json: bool
+) -> None:
     """Replay retained partner input through the current policies and CANDIDATE_DIR (a
-    policies dir, served by an isolated OPA) and report what would change, per recipient
-    and field. Nothing is shared or audited during a simulation."""
+    policies folder, served by an isolated OPA) and report what would change: each
+    allow→deny / deny→allow flip with the agreement and clause of the deny behind it,
+    the fields newly shared or withheld per recipient, and how many records each
+    recipient holds now (per the audit index) would be withdrawn. Nothing is shared or
+    audited during a simulation. Exits 2 when CANDIDATE_DIR is not a policies folder,
+    1 when Kafka or OPA cannot be reached."""
+    from accord.core.errors import AccordError
     from accord.governance.simulate import simulate
 
+    folder = policies_folder(candidate_dir)
+    start = parse_since(since)
+    person = _person_key(get_settings()) if one_person else None
+    held, held_note = _holders()
     # A simulation replays partner input as the worker does, so it reads as the worker.
     settings = as_principal(get_settings(), WORKER)
     log_file = settings.state_dir / "logs" / "simulate-opa.log"
     private_dir(log_file.parent)
-    sim = simulate(settings, _serde(), candidate_dir, parse_since(since), log_file)
+    try:
+        sim = simulate(settings, _serde(), folder, start, log_file, held=held, person=person)
+    except AccordError as exc:
+        click.echo(f"error: cannot simulate: {printable(str(exc))}", err=True)
+        sys.exit(1)
     if as_json:
-        click.echo(json.dumps(sim.as_dict(), indent=2))
+        click.echo(json.dumps(sim.as_dict(), indent=2, ensure_ascii=False))
         return
-    click.echo(
+    for line in simulation_lines(sim, held_note):
+        click.echo(printable(line))
+
+
+def simulation_lines(sim, held_note: str) -> list[str]:
+    """The simulation report as text: pseudonymous key prefixes, never identifiers."""
+    lines = [
         f"replayed {sim.records} records ({sim.skipped} the worker would quarantine), "
         f"{sim.decisions} decisions, {sim.decisions - sim.unchanged} would change "
         f"({sim.seconds:.1f} s)"
-    )
-    for (recipient, flip), change in sorted(sim.flips.items()):
+    ]
+    if sim.flips:
+        lines.append("flips (recipient, change, count, the agreement and clause of the deny):")
+    for (recipient, flip, agreement, clause), change in sorted(sim.flips.items()):
+        cause = f"{agreement or '(no agreement)'}" + (f" clause {clause}" if clause else "")
         examples = ", ".join(k[:16] for k in change.examples)
-        click.echo(f"  {recipient:<28} {flip:<12} {change.count:>7}  e.g. {examples}")
+        lines.append(f"  {recipient:<28} {flip:<11} {change.count:>7}  {cause}: {change.reason}")
+        lines.append(f"  {'':<28} {'':<11} {'':>7}  e.g. {examples}")
+    if sim.fields:
+        lines.append("fields (recipient, field, change, count):")
     for (recipient, name, kind), change in sorted(sim.fields.items()):
         examples = ", ".join(k[:16] for k in change.examples)
-        click.echo(f"  {recipient:<28} {name:<20} {kind:<15} {change.count:>7}  e.g. {examples}")
+        lines.append(f"  {recipient:<28} {name:<20} {kind:<15} {change.count:>7}  e.g. {examples}")
+    if not sim.held_known:
+        lines.append(f"records held now that would be withdrawn: unknown ({held_note})")
+    elif not sim.retracted:
+        lines.append(f"records held now that would be withdrawn: none ({held_note})")
+    else:
+        total = sum(c.count for c in sim.retracted.values())
+        lines.append(f"records held now that would be withdrawn: {total} ({held_note})")
+        for (recipient, agreement), change in sorted(sim.retracted.items()):
+            lines.append(f"  {recipient:<28} {agreement or '(no agreement)':<10} {change.count:>7}")
+    if sim.person is not None:
+        lines.append(f"person {sim.person[:16]}… (pseudonymous key):")
+        if not sim.person_found:
+            lines.append("  no open case for this person in the retained input")
+        for recipient, (before, after) in sorted(sim.person_decisions.items()):
+            for label, side in (("now", before), ("candidate", after)):
+                verdict = "shared" if side.allow else "withheld"
+                detail = ", ".join(side.fields) if side.allow else side.reason
+                agreement = side.agreement_id or "-"
+                lines.append(f"  {recipient:<28} {label:<9} {verdict:<8} {agreement:<8} {detail}")
+    return lines
+
+
+def _person_key(settings) -> str:
+    """The pseudonymous key of the CHI given at the prompt or on stdin (never argv)."""
+    from accord.core.pseudonym import person_key
+    from accord.ingest.validation import RowInvalid, validate_chi
+
+    given = read_chi(sys.stdin, interactive=sys.stdin.isatty())
+    if len(given) > _CHI_LINE_LIMIT:
+        raise click.UsageError(f"not a valid CHI number: over {_CHI_LINE_LIMIT} characters")
+    try:
+        digits = validate_chi(given)
+    except RowInvalid as exc:  # the messages say why without quoting the value
+        raise click.UsageError(f"not a valid CHI number: {exc.errors[0].message}") from None
+    return person_key(settings.require_pseudonym_key(), digits)
+
+
+def _holders() -> tuple[set[tuple[str, str]] | None, str]:
+    """Who holds what now, from the audit index (brought up to date when Kafka answers)."""
+    from accord.core.errors import AccordError
+    from accord.governance.audit_index import catch_up, connect, holders, index_path
+
+    settings = as_principal(get_settings(), AUDIT)
+    path = index_path(settings)
+    note = "per the audit index"
+    try:
+        catch_up(settings, _serde())
+    except AccordError:
+        if not path.exists():
+            return None, "the audit could not be read and there is no local audit index"
+        note = "per the local audit index; the audit could not be read to bring it up to date"
+    db = connect(path)
+    try:
+        return holders(db), note
+    finally:
+        db.close()
 
 
 @policy.command("retention")
@@ -264,6 +408,36 @@ def refuse_chi_option(ctx: click.Context, param: click.Parameter, value: str | N
         )
 
 
+def _indexed(settings) -> tuple[Path, str]:
+    """Bring the audit index up to date and say so; when the audit cannot be read (Kafka
+    down), answer from the local index as it is, and say how far it goes."""
+    from accord.core.errors import AccordError
+    from accord.governance.audit_index import catch_up, connect, index_path, indexed_until
+
+    path = index_path(settings)
+    try:
+        catch_up(settings, _serde())
+        return path, "audit index up to date"
+    except AccordError as exc:
+        if not path.exists():
+            click.echo(
+                f"error: the audit cannot be read ({printable(str(exc))}) and there is no "
+                f"local audit index at {path}",
+                err=True,
+            )
+            sys.exit(1)
+    db = connect(path)
+    try:
+        until = indexed_until(db)
+    finally:
+        db.close()
+    when = f"{until:%Y-%m-%d %H:%M:%S}Z" if until else "nothing indexed yet"
+    return (
+        path,
+        f"from the local audit index only (the audit could not be read); newest decision {when}",
+    )
+
+
 @audit.command("who-received")
 @click.option(
     "--chi",
@@ -272,60 +446,115 @@ def refuse_chi_option(ctx: click.Context, param: click.Parameter, value: str | N
     callback=refuse_chi_option,
     help="Refused: give the CHI at the prompt or on stdin.",
 )
-def audit_who_received() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON (subject access).")
+def audit_who_received(as_json: bool) -> None:
     """List which organisations received which fields about one person, when, and under
-    which agreement. The CHI is read from a hidden prompt, or from stdin when stdin is not
-    a terminal (`accord audit who-received < chi.txt`); it is hashed here and never sent
-    or printed. Prints no identifiers."""
-    from accord.core.pseudonym import person_key
-    from accord.governance.audit_index import (
-        catch_up,
-        connect,
-        index_path,
-        receipt_lines,
-        who_received,
-    )
-    from accord.ingest.validation import RowInvalid, validate_chi
+    which agreement; which of those shares were withdrawn since (when, why); and how often
+    the person was withheld from whom. The CHI is read from a hidden prompt, or from stdin
+    when stdin is not a terminal (`accord audit who-received < chi.txt`); it is hashed
+    here and never sent or printed. When Kafka is down the answer comes from the local
+    audit index, saying how far it goes. Prints no identifiers."""
+    from accord.governance.audit_index import answer, connect, receipt_lines
 
     settings = as_principal(get_settings(), AUDIT)
-    given = read_chi(sys.stdin, interactive=sys.stdin.isatty())
-    if len(given) > _CHI_LINE_LIMIT:
-        raise click.UsageError(f"not a valid CHI number: over {_CHI_LINE_LIMIT} characters")
+    key = _person_key(settings)
+    path, source = _indexed(settings)
+    db = connect(path)
     try:
-        digits = validate_chi(given)
-    except RowInvalid as exc:  # the messages say why without quoting the value
-        raise click.UsageError(f"not a valid CHI number: {exc.errors[0].message}") from None
-    key = person_key(settings.require_pseudonym_key(), digits)
-    catch_up(settings, _serde())
-    db = connect(index_path(settings))
-    try:
-        receipts, denied = who_received(db, key)
+        found = answer(db, key)
     finally:
         db.close()
-    for line in receipt_lines(key, receipts, denied):
+    if as_json:
+        body = {**found.as_dict(), "source": source, "answered_at": _now()}
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+        return
+    for line in receipt_lines(key, found.receipts, found.denied, found.retractions):
         click.echo(printable(line))
+    click.echo(f"({source})")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _agreement_state(agreement_id: str) -> dict | None:
+    """The agreement as the repository's policies folder holds it, or None."""
+    from accord.pipeline.retention import agreements_from_dir
+
+    try:
+        agreements = agreements_from_dir(get_settings().policies_dir)
+    except Exception:  # an unreadable folder is validate's to report
+        return None
+    found = agreements.get(agreement_id)
+    return found if isinstance(found, dict) else None
 
 
 @audit.command("agreement")
 @click.argument("agreement_id")
 @click.option("--since", default="30d", show_default=True, help="RFC3339, a date, or 24h / 7d.")
-def audit_agreement(agreement_id: str, since: str) -> None:
-    """Counts of decisions under one agreement by recipient and field, and deny reasons."""
-    from accord.governance.audit_index import agreement_report, catch_up, connect, index_path
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def audit_agreement(agreement_id: str, since: str, as_json: bool) -> None:
+    """Counts of decisions under one agreement by recipient and field (shared, withheld,
+    withdrawn), deny reasons, clauses and principles. An id neither in policies/agreements
+    nor in the audit is refused with suggestions (exit 2); a draft, suspended or expired
+    agreement is named as such."""
+    from accord.governance.audit_index import agreement_ids, agreement_report, connect
+    from accord.governance.meaning import suggest
+    from accord.pipeline.retention import agreements_from_dir
 
     settings = as_principal(get_settings(), AUDIT)
     start = parse_since(since)
-    catch_up(settings, _serde())
-    db = connect(index_path(settings))
     try:
+        on_disk = set(agreements_from_dir(get_settings().policies_dir))
+    except Exception:
+        on_disk = set()
+    path, source = _indexed(settings)
+    db = connect(path)
+    try:
+        known = on_disk | agreement_ids(db)
+        if agreement_id not in known:
+            hint = suggest(agreement_id, known) or (
+                f" (agreements: {', '.join(sorted(known))})" if known else ""
+            )
+            click.echo(
+                f"error: no agreement {printable(agreement_id)!r}{printable(hint)}", err=True
+            )
+            sys.exit(2)
         report = agreement_report(db, agreement_id, start)
     finally:
         db.close()
-    click.echo(f"{agreement_id} since {start:%Y-%m-%d %H:%M:%S}Z: {report.people} people shared")
-    for recipient in sorted(set(report.allowed) | set(report.denied)):
+    state = _agreement_state(agreement_id)
+    status = (state or {}).get("status")
+    if state is None:
+        note = "not in policies/agreements (removed since); its audited decisions follow"
+    elif status == "active":
+        note = ""
+    else:
+        reason = (state or {}).get("status_reason")
+        note = f"{status}" + (f" ({reason})" if reason else "") + ": nothing is shared under it"
+        if status == "draft":
+            note = "a draft: nothing is shared under it until its status is active"
+    if as_json:
+        body = {
+            "agreement_id": agreement_id,
+            "status": status,
+            "since": start.isoformat().replace("+00:00", "Z"),
+            **report.as_dict(),
+            "source": source,
+            "answered_at": _now(),
+        }
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+        return
+    click.echo(
+        f"{agreement_id} since {start:%Y-%m-%d %H:%M:%S}Z: {report.people} people shared"
+        + (f", {report.people_withdrawn} withdrawn" if report.people_withdrawn else "")
+    )
+    if note:
+        click.echo(f"  {agreement_id} is {printable(note)}")
+    for recipient in sorted(set(report.allowed) | set(report.denied) | set(report.withdrawn)):
         click.echo(
             f"  {recipient or '(none)':<28} allowed {report.allowed[recipient]:>8}  "
-            f"denied {report.denied[recipient]:>8}"
+            f"denied {report.denied[recipient]:>8}  withdrawn {report.withdrawn[recipient]:>8}"
         )
         for (org, name), count in sorted(report.fields.items()):
             if org == recipient:
@@ -333,7 +562,7 @@ def audit_agreement(agreement_id: str, since: str) -> None:
     if report.reasons:
         click.echo("  deny reasons:")
         for reason, count in report.reasons.most_common(10):
-            click.echo(f"    {count:>8}  {reason}")
+            click.echo(f"    {count:>8}  {printable(reason)}")
     if report.clauses:
         click.echo("  denials by clause:")
         for clause, count in sorted(report.clauses.items(), key=lambda item: (-item[1], item[0])):
@@ -342,6 +571,7 @@ def audit_agreement(agreement_id: str, since: str) -> None:
         click.echo("  denials by principle:")
         for principle, count in report.principles.most_common():
             click.echo(f"    {count:>8}  {principle}")
+    click.echo(f"  ({source})")
 
 
 @audit.command("benchmark")

@@ -42,11 +42,41 @@ class Change:
 
     count: int = 0
     examples: list[str] = field(default_factory=list)
+    reason: str = ""  # the first reason of the deny behind a flip
 
     def add(self, subject_key: str) -> None:
         self.count += 1
         if len(self.examples) < EXAMPLES and subject_key not in self.examples:
             self.examples.append(subject_key)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One person's decision for one recipient, as shown by `--chi` (no field values)."""
+
+    allow: bool
+    agreement_id: str
+    fields: tuple[str, ...]
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "allow": self.allow,
+            "agreement_id": self.agreement_id,
+            "fields_released": list(self.fields),
+            "reason": self.reason,
+        }
+
+
+def _side(decision: dict[str, Any]) -> Side:
+    allow = bool(decision.get("allow"))
+    reasons = decision.get("reasons") or [""]
+    return Side(
+        allow,
+        decision.get("agreement_id") or "",
+        tuple(sorted(decision.get("fields_released") or ())) if allow else (),
+        str(reasons[0]) if decision else "no agreement names this recipient",
+    )
 
 
 @dataclass
@@ -55,27 +85,62 @@ class Simulation:
     skipped: int = 0
     decisions: int = 0
     unchanged: int = 0
-    flips: dict[tuple[str, str], Change] = field(default_factory=lambda: defaultdict(Change))
+    # (recipient, flip, agreement, clause): the agreement and clause of the deny that
+    # causes the flip (the candidate's for allow→deny, the current one's for deny→allow).
+    flips: dict[tuple[str, str, str, str], Change] = field(
+        default_factory=lambda: defaultdict(Change)
+    )
     fields: dict[tuple[str, str, str], Change] = field(
         default_factory=lambda: defaultdict(Change)
     )  # (recipient, field, "newly shared" | "newly withheld")
+    # (recipient, agreement): records the recipient holds now (its latest audited decision
+    # about the person is a share) that the candidate would deny, so withdraw.
+    retracted: dict[tuple[str, str], Change] = field(default_factory=lambda: defaultdict(Change))
+    held_known: bool = False  # whether the audit index said who holds what
+    person: str | None = None  # the pseudonymous key asked about with --chi
+    person_found: bool = False
+    person_decisions: dict[str, tuple[Side, Side]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "records": self.records,
             "skipped": self.skipped,
             "decisions": self.decisions,
             "unchanged": self.unchanged,
             "flips": [
-                {"recipient": r, "flip": f, "count": c.count, "examples": c.examples}
-                for (r, f), c in sorted(self.flips.items())
+                {
+                    "recipient": r,
+                    "flip": f,
+                    "agreement_id": a,
+                    "clause": c,
+                    "reason": ch.reason,
+                    "count": ch.count,
+                    "examples": ch.examples,
+                }
+                for (r, f, a, c), ch in sorted(self.flips.items())
             ],
             "fields": [
                 {"recipient": r, "field": n, "change": k, "count": c.count, "examples": c.examples}
                 for (r, n, k), c in sorted(self.fields.items())
             ],
+            "retracted": None
+            if not self.held_known
+            else [
+                {"recipient": r, "agreement_id": a, "count": c.count, "examples": c.examples}
+                for (r, a), c in sorted(self.retracted.items())
+            ],
         }
+        if self.person is not None:
+            out["person"] = {
+                "subject_key": self.person,
+                "found": self.person_found,
+                "recipients": [
+                    {"recipient": r, "current": before.as_dict(), "candidate": after.as_dict()}
+                    for r, (before, after) in sorted(self.person_decisions.items())
+                ],
+            }
+        return out
 
 
 def partner_topics(settings: Settings) -> list[str]:
@@ -187,7 +252,15 @@ def replayed_cases(
     return [v for v in views if v is not None and v["status"] == "OPEN"], read, skipped
 
 
-def compare(sim: Simulation, items: list[dict], current: list[dict], candidate: list[dict]) -> None:
+def compare(
+    sim: Simulation,
+    items: list[dict],
+    current: list[dict],
+    candidate: list[dict],
+    held: set[tuple[str, str]] | None = None,
+) -> None:
+    """Count what differs between the current and the candidate decisions of `items`.
+    `held`: (subject key, recipient) pairs the recipient holds now."""
     keys = {item["record_id"]: item["subject_key"] for item in items}
 
     def index(decisions: list[dict]) -> dict[tuple[str, str], dict]:
@@ -204,11 +277,24 @@ def compare(sim: Simulation, items: list[dict], current: list[dict], candidate: 
         new_fields = set(new.get("fields_released") or ()) if new_allow else set()
         sim.decisions += 1
         subject = keys.get(record_id, "")
+        if sim.person is not None and subject == sim.person:
+            sim.person_found = True
+            sim.person_decisions[recipient] = (_side(old), _side(new))
+        if held is not None and (subject, recipient) in held and not new_allow:
+            sim.retracted[
+                (recipient, new.get("agreement_id") or old.get("agreement_id") or "")
+            ].add(subject)
         if old_allow == new_allow and old_fields == new_fields:
             sim.unchanged += 1
             continue
         if old_allow != new_allow:
-            sim.flips[(recipient, "deny→allow" if new_allow else "allow→deny")].add(subject)
+            cause = old if new_allow else new
+            flip = "deny→allow" if new_allow else "allow→deny"
+            agreement = cause.get("agreement_id") or (new or old).get("agreement_id") or ""
+            change = sim.flips[(recipient, flip, agreement, cause.get("clause") or "")]
+            if not change.reason:
+                change.reason = _side(cause).reason
+            change.add(subject)
         for name in new_fields - old_fields:
             sim.fields[(recipient, name, "newly shared")].add(subject)
         for name in old_fields - new_fields:
@@ -221,10 +307,16 @@ def simulate(
     candidate_dir: Path,
     since: datetime | None = None,
     log_file: Path | None = None,
+    *,
+    held: set[tuple[str, str]] | None = None,
+    person: str | None = None,
 ) -> Simulation:
-    """Replay retained partner input through the current and the candidate policies."""
+    """Replay retained partner input through the current and the candidate policies.
+    `held`: who holds what now (from the audit index), to count the records the candidate
+    would withdraw; `person`: one pseudonymous key whose decisions are kept, before and
+    after."""
     started = time.monotonic()
-    sim = Simulation()
+    sim = Simulation(held_known=held is not None, person=person)
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     session = opa_session(settings)
     with IsolatedOpa(settings, candidate_dir, log_file=log_file) as candidate:
@@ -247,7 +339,7 @@ def simulate(
                 }
                 current = decide(session, settings.opa_url, policy_input)
                 proposed = decide(session, candidate.url, policy_input)
-                compare(sim, items, current, proposed)
+                compare(sim, items, current, proposed, held)
     sim.seconds = time.monotonic() - started
     log.info(
         "simulation_done",

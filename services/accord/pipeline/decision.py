@@ -257,6 +257,26 @@ def agreement_recipients(agreement: dict[str, Any]) -> set[str]:
     }
 
 
+def agreement_held_under(
+    agreements: dict[str, Any], source_org: str, dataset: str, recipient: str
+) -> dict[str, Any] | None:
+    """The agreement a withdrawal from `recipient` retracts: one naming the case's provider,
+    dataset and the recipient (an active one first, then by id), as {agreement_id,
+    agreement_version}; None when none does (the requester's own data)."""
+    named = [
+        (agreement.get("status") != "active", str(agreement_id), agreement)
+        for agreement_id, agreement in (agreements or {}).items()
+        if isinstance(agreement, dict)
+        and source_org in (agreement.get("providers") or ())
+        and dataset in (agreement.get("datasets") or {})
+        and recipient in agreement_recipients(agreement)
+    ]
+    if not named:
+        return None
+    _, agreement_id, agreement = min(named, key=lambda n: n[:2])
+    return {"agreement_id": agreement_id, "agreement_version": agreement.get("version")}
+
+
 def check_decisions(
     decisions: Any,
     records: dict[str, dict[str, Any]],
@@ -564,8 +584,16 @@ class Gate:
     ) -> None:
         decided_at = now_utc()
         holders = self.released(case["case_key"])
+        source = case["source"]
         for recipient in holders:
-            self._tombstone(case, recipient, case["closed_reason"], revision, decided_at, out)
+            # Audited under the agreement the recipient held the case by (an opt-out
+            # retracts every agreement's shares), not under none.
+            held_under = agreement_held_under(
+                getattr(self.policy, "agreements", {}), source["org"], source["dataset"], recipient
+            )
+            self._tombstone(
+                case, recipient, case["closed_reason"], revision, decided_at, out, held_under
+            )
             counts["withdrawn"] += 1
         if holders:
             out.holders.append((case["case_key"], []))
