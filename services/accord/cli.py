@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -29,14 +30,44 @@ def _fail(exc: Exception, code: int = 1) -> None:
     sys.exit(code)
 
 
+def infrastructure_failure(exc: BaseException) -> str | None:
+    """One line for a failure of Kafka, the registry or OPA that reached the top without
+    being turned into an AccordError (a client library's own exception), else None."""
+    from confluent_kafka import KafkaException
+    from kafka.errors import KafkaError
+    from requests import RequestException
+
+    settings = get_settings()
+    if isinstance(exc, KafkaError | KafkaException):
+        return (
+            f"Kafka at {settings.bootstrap_servers} cannot be reached or refused the request "
+            f"({type(exc).__name__}: {exc}); is the stack up (`accord stack status`)?"
+        )
+    if isinstance(exc, RequestException):
+        return (
+            f"a hub service did not answer ({type(exc).__name__}); is the stack up "
+            f"(`accord stack status`)? OPA {settings.opa_url}, registry "
+            f"{settings.schema_registry_url}"
+        )
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return f"a connection failed ({type(exc).__name__}: {exc}); is the stack up?"
+    return None
+
+
 class AccordGroup(click.Group):
-    """Turns Accord's own errors into one clear line and a non-zero exit, not a traceback."""
+    """Turns Accord's own errors, and any infrastructure failure (Kafka, the registry,
+    OPA away), into one clear line and a non-zero exit (1), never a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except AccordError as exc:
             _fail(exc)
+        except Exception as exc:
+            line = infrastructure_failure(exc)
+            if line is None:
+                raise
+            _fail(RuntimeError(line))
         return None
 
 
@@ -51,6 +82,9 @@ def main() -> None:
     os.umask(0o077)
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
+    # kafka-python logs each failed connection before the command reports the failure
+    # in one line (AccordGroup); only its worst is worth showing beside that line.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 @main.command("settings")

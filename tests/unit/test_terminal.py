@@ -69,6 +69,14 @@ HOSTILE = {
     "priority_reasons": ["[blink]urgent"],
     "case_key": "k1",
     "agreement_id": "DSA-010",
+    "fields_released": [
+        "given_name",
+        "family_name",
+        "address_line1",
+        "postcode",
+        "contact_phone",
+        "shielding_status",
+    ],
     "is_shielding": True,
 }
 

@@ -142,6 +142,21 @@ class Settings(BaseSettings):
     skipped_records_check_s: float = Field(
         5.0, description="How often an idle worker checks for fetched records never processed."
     )
+    priority_rules_file: Path | None = Field(
+        None,
+        description="Priority rules of support cases (default: config/priority.yaml); their "
+        "days are data.",
+    )
+    reassess_interval_s: float = Field(
+        300.0,
+        description="How often the worker looks for open cases whose priority a timed rule "
+        "(e.g. no contact for 3 days) has changed since, and for outcomes held too long.",
+    )
+    outcome_hold_s: float = Field(
+        86400.0,
+        description="How long an outcome that came before its request is held; then it goes "
+        "to its publisher's rejects (no_such_request).",
+    )
 
     # Access. Every client signs in; there is no unauthenticated mode.
     principal: str = Field(

@@ -99,6 +99,9 @@ async def check_authority(
 
     Raises AuthorityUnavailable (an InfrastructureError) when OPA cannot answer or
     answers badly: the caller holds the batch."""
+    # An outcome recorded against a case names no request: who may record it is decided
+    # where the case is held (only an organisation whose list holds it: cases.join).
+    checked = [(record_id, e) for record_id, e in checked if not e.get("case_addressed")]
     if not checked:
         return {}
     try:

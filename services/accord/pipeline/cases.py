@@ -168,6 +168,16 @@ def apply_event(state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
             "need": data.get("need"),
             "outcome": data.get("outcome") or "UNKNOWN",
         }
+        if event.get("case_addressed"):
+            # Recorded against the case (by its reference), not one request: it answers
+            # the need it names wherever that need is open (see open_needs_by_request).
+            state["outcomes"][event["event_id"]]["case"] = True
+    elif kind == "reassess":
+        # Time passed: the case is assessed again as of then (see assessed_as_of).
+        if state.get("assessed_at") is None or datetime.fromisoformat(at) > datetime.fromisoformat(
+            state["assessed_at"]
+        ):
+            state["assessed_at"] = at
     elif kind == "consent":
         # Each controller's latest change, under its own id (see the module docstring).
         consent = {
@@ -222,7 +232,9 @@ class Joined:
     views: the case view of every changed state (None: no case), for hub.cases and the gate;
     refused: (person key, event id, reason code) for events that must not be applied;
     erasures: (block key, person key) for hub.identity: an opted-out person's identifying
-    fields leave their matching block too (see "Storage limitation").
+    fields leave their matching block too (see "Storage limitation");
+    rejected: (envelope, reason code, reason) of partner records that go back to their
+    publisher's rejects (an outcome against a case it does not hold, or no case at all).
     """
 
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -231,12 +243,40 @@ class Joined:
     views: list[dict[str, Any]] = field(default_factory=list)
     refused: list[tuple[str, str, str]] = field(default_factory=list)
     erasures: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[tuple[dict[str, Any], str, str]] = field(default_factory=list)
+
+
+def case_outcome_refusal(
+    state: dict[str, Any] | None, envelope: dict[str, Any], holders: list[str]
+) -> tuple[str, str] | None:
+    """Why an outcome recorded against a case (by its reference) must not be applied, as
+    (reason code, reason), or None when it may. Only an organisation whose list holds the
+    case may record one (it is how it came to know the case), and only against a case
+    the hub holds. Reasons name organisations and needs, never the person."""
+    if envelope["event_id"] in ((state or {}).get("outcomes") or {}):
+        return None  # applied before: read again after a crash, applied again (no change)
+    if state is None or (state.get("entry") is None and not state.get("requests")):
+        return "no_such_case", "the outcome names a case the hub does not hold"
+    publisher = envelope["source_org"]
+    if publisher not in holders:
+        return (
+            "not_case_holder",
+            f"{publisher} does not hold this case: an outcome against a case comes only "
+            "from an organisation whose list holds it",
+        )
+    if is_closed(state):
+        return "case_closed", "the case is closed: no need is open to record an outcome against"
+    need = envelope["data"].get("need")
+    if need and need not in {n for needs in open_needs_by_request(state).values() for n in needs}:
+        return "need_not_open", f"the case has no open {need} need"
+    return None
 
 
 def join(
     events: list[tuple[str, dict[str, Any]]],
     lookup: Callable[[str], dict[str, Any] | None],
     rules: list[dict[str, Any]],
+    holders: Callable[[str], list[str]] | None = None,
 ) -> Joined:
     """Fold a batch of (person key, envelope) into the people's states.
 
@@ -250,8 +290,18 @@ def join(
         state = out.states.get(key)
         if state is None:
             stored = lookup(key)
+            if envelope["kind"] == "reassess" and (not stored or stored.get("merged_into")):
+                continue  # nothing to assess (the case left, or moved to its target)
             state = copy.deepcopy(stored) if stored else new_state(key)
         target = state.get("merged_into")
+        if envelope["kind"] == "reassess" and target is not None:
+            continue
+        if envelope.get("case_addressed") and target is None:
+            known = state if (state.get("entry") or state.get("requests")) else None
+            refusal = case_outcome_refusal(known, envelope, holders(key) if holders else [])
+            if refusal is not None:
+                out.rejected.append((envelope, *refusal))
+                continue
         if envelope["kind"] == "merge":
             to = envelope.get("target")
             if not to or to == key:
@@ -365,7 +415,8 @@ def open_needs_by_request(state: dict[str, Any]) -> dict[str, set[str]]:
     for key, request in state["requests"].items():
         needs = set(request["needs"])
         for outcome in outcomes:
-            if outcome["request_key"] != key:
+            # A case-level outcome (recorded by case reference) answers every request.
+            if outcome["request_key"] != key and not outcome.get("case"):
                 continue
             if outcome["outcome"] == "DECLINED" or (
                 outcome["outcome"] in MET and outcome["need"] is None
@@ -382,9 +433,16 @@ def open_needs_by_request(state: dict[str, Any]) -> dict[str, set[str]]:
     return open_needs
 
 
-def load_priority_rules(path: Path = PRIORITY_RULES_FILE) -> list[dict[str, Any]]:
+def load_priority_rules(path: Path | None = None) -> list[dict[str, Any]]:
+    """The priority rules (`config/priority.yaml`, or `ACCORD_PRIORITY_RULES_FILE`)."""
+    path = path or PRIORITY_RULES_FILE
     rules = yaml.safe_load(path.read_text())["rules"]
     for rule in rules:
+        days = rule.get("days")
+        if rule["condition"] in TIMED_CONDITIONS and not (
+            isinstance(days, int | float) and not isinstance(days, bool) and days >= 0
+        ):
+            raise ValueError(f"{path}: rule {rule['id']} needs `days`, a number of days >= 0")
         if rule["condition"] not in PRIORITY_CONDITIONS:
             raise ValueError(f"{path}: rule {rule['id']} has unknown condition {rule['condition']}")
         if rule["priority"] not in PRIORITY_ORDER:
@@ -405,15 +463,20 @@ def _unmet_need(state, open_needs, rule, as_of) -> set[str]:
     return {need for needs in open_needs.values() for need in needs & set(rule["needs"])}
 
 
-def _no_successful_contact(state, open_needs, rule, as_of) -> bool:
+def _no_contact_from(state: dict[str, Any], rule: dict[str, Any]) -> datetime | None:
+    """When "no successful contact for N days" starts to hold: N days after the case
+    opened, unless someone reached the person; None when it never will by itself."""
     opened = opened_at(state)
     if opened is None or any(
         o["outcome"] in SUCCESSFUL_CONTACT for o in state["outcomes"].values()
     ):
-        return False
-    return datetime.fromisoformat(as_of) - datetime.fromisoformat(opened) >= timedelta(
-        days=rule["days"]
-    )
+        return None
+    return datetime.fromisoformat(opened) + timedelta(days=rule["days"])
+
+
+def _no_successful_contact(state, open_needs, rule, as_of) -> bool:
+    since = _no_contact_from(state, rule)
+    return since is not None and datetime.fromisoformat(as_of) >= since
 
 
 def _shielding_and_alone(state, open_needs, rule, as_of) -> bool:
@@ -428,6 +491,26 @@ PRIORITY_CONDITIONS = {
     "no_successful_contact": _no_successful_contact,
     "shielding_and_alone": _shielding_and_alone,
 }
+# Conditions that can start to hold with no new event, only because time passed: when
+# each would start to hold for a state (their `days` are data, in the rules' file).
+TIMED_CONDITIONS: dict[str, Callable[[dict[str, Any], dict[str, Any]], datetime | None]] = {
+    "no_successful_contact": _no_contact_from,
+}
+
+
+def next_priority_change(state: dict[str, Any], rules: list[dict[str, Any]]) -> str | None:
+    """The earliest time after the case's assessment (`assessed_as_of`) at which a timed
+    rule starts to hold and so may change its priority or reasons; None if no rule will
+    by the passing of time alone."""
+    as_of = datetime.fromisoformat(assessed_as_of(state))
+    times = [
+        since
+        for rule in rules
+        if rule["condition"] in TIMED_CONDITIONS
+        and (since := TIMED_CONDITIONS[rule["condition"]](state, rule)) is not None
+        and since > as_of
+    ]
+    return min(times).isoformat(timespec="milliseconds") if times else None
 
 
 def assess_priority(
@@ -469,6 +552,17 @@ def last_event_at(state: dict[str, Any]) -> str:
     return max(times)
 
 
+def assessed_as_of(state: dict[str, Any]) -> str:
+    """The time the case's priority is assessed at: its last event, or a later
+    reassessment (`reassess` events, sent when a timed rule comes due: time passing
+    raises a priority without any new event). Text compares as time: one ISO form."""
+    reassessed = state.get("assessed_at")
+    last = last_event_at(state)
+    if reassessed and datetime.fromisoformat(reassessed) > datetime.fromisoformat(last):
+        return reassessed
+    return last
+
+
 # Derived attributes of a case (what the hub computes, as opposed to source fields); each
 # is released to a recipient only when its agreement names it and the decision releases it.
 DERIVED_ATTRIBUTES = (
@@ -493,7 +587,7 @@ def by_time(record: dict[str, Any]) -> tuple[str, str]:
 def derived_attributes(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any]:
     """Needs, priority, outcome and timing of a case, computed from `state` alone."""
     open_needs = open_needs_by_request(state)
-    priority, reasons = assess_priority(state, open_needs, rules, last_event_at(state))
+    priority, reasons = assess_priority(state, open_needs, rules, assessed_as_of(state))
     outcomes = [
         outcome
         for _, outcome in sorted(
@@ -692,6 +786,6 @@ def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, 
         "request_orgs": sorted({r["source_org"] for r in state["requests"].values()}),
         "source": source,
         "subject": {"opted_out": opted_out(state)},
-        "as_of": last_event_at(state),
+        "as_of": assessed_as_of(state),
         "restricted": restricted_views(state, rules),
     }

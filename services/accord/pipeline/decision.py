@@ -46,6 +46,8 @@ from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
 from accord.core.topics import SUPPORT_REQUEST, Topics, is_org_id
 from accord.pipeline.cases import DERIVED_ATTRIBUTES, SHIELDING_FIELD, WITHOUT_SHIELDING
+from accord.pipeline.removal import HEADER as REMOVAL_HEADER
+from accord.pipeline.removal import removal_code
 
 log = get_logger("accord.worker")
 
@@ -576,6 +578,8 @@ class Gate:
         decision_id = derive_decision_id(case, recipient, revision, withdrawal["agreement_id"])
         share_topic = self.topics.share(recipient)
         headers = self._headers(decision_id, revision, withdrawal["agreement_id"])
+        why = removal_code(reason, cause, getattr(self.policy, "agreements", {}))
+        headers.append((REMOVAL_HEADER, why.encode()))  # what `accord cases --follow` says
         out.shares.append((share_topic, case["case_key"].encode(), None, headers))
         self._audit(case, withdrawal, decision_id, revision, decided_at, out, WITHDRAW)
 

@@ -11,6 +11,7 @@ stages understand.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -46,6 +47,8 @@ KIND_OF_DATASET = {
     CONSENT_CHANGE: "consent",
 }
 IDENTITY_FIELDS = ("given_name", "family_name", "date_of_birth", "postcode", "address_line1")
+# A person (case) key: hex HMAC-SHA256 (`core.pseudonym`).
+PERSON_KEY = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,20 @@ class Intake:
         if dataset == SUPPORT_REQUEST:
             envelope["request_key"] = request_key(self.secret, org, data["request_id"])
         elif dataset == SUPPORT_OUTCOME:
-            owner = data.get("request_org") or org
-            envelope["request_key"] = request_key(self.secret, owner, data["request_id"])
+            # Where it came from, so a later stage can send it back to its publisher's
+            # rejects (no case or request to apply it to).
+            envelope["origin"] = message.location
+            if data.get("case_key") is not None:
+                # Recorded against a case, by the reference on the recipient's list: the
+                # case key is the person key (pseudonymous; the join stage checks that
+                # the publisher holds the case).
+                if not PERSON_KEY.match(str(data["case_key"])):
+                    raise Rejected(
+                        "case_key", "case_key is not a case key from a support list", "case_key"
+                    )
+                envelope["person_key"] = data["case_key"]
+                envelope["case_addressed"] = True
+            else:
+                owner = data.get("request_org") or org
+                envelope["request_key"] = request_key(self.secret, owner, data["request_id"])
         return envelope

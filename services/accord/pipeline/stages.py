@@ -24,7 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+import orjson
 
 from accord.core.topics import CASES, IDENTITY, MATCH_REVIEW, PERSON_EVENTS, REQUEST_EVENTS
 from accord.pipeline import cases as case_rules
@@ -90,7 +93,11 @@ def route_checked(
             out.count("quarantined")
             out.count("unauthorised")
             continue
-        if envelope["kind"] == "outcome":
+        if envelope["kind"] == "outcome" and envelope.get("case_addressed"):
+            # Recorded against a case by its reference: straight to the person (the join
+            # stage checks that the publisher holds the case).
+            out.send(PERSON_EVENTS, envelope["person_key"], envelope)
+        elif envelope["kind"] == "outcome":
             out.send(REQUEST_EVENTS, envelope["request_key"], envelope)
         elif envelope["person_key"]:
             if envelope["block_key"]:
@@ -140,27 +147,75 @@ def match(
     return out
 
 
+NO_SUCH_REQUEST = "no_such_request"
+
+
+def rejected_partner_record(envelope: dict[str, Any]) -> Incoming:
+    """The partner record an envelope came from, for its publisher's rejects: its
+    location (`origin`, kept by intake on outcomes) and its checked fields as JSON (the
+    original bytes stay on the partner topic)."""
+    topic, partition, offset = (envelope.get("origin") or "//").rsplit("/", 2)
+    return Incoming(
+        topic=topic,
+        partition=int(partition) if partition.isdigit() else -1,
+        offset=int(offset) if offset.isdigit() else -1,
+        key=envelope["event_id"].encode(),
+        value=orjson.dumps(envelope.get("data") or {}),
+    )
+
+
 def route_outcomes(
     events: list[tuple[bytes, dict[str, Any]]],
     owner_of: Callable[[bytes], dict[str, Any] | None],
+    now: str | None = None,
+    hold_s: float | None = None,
 ) -> Outputs:
     """Send each outcome to the person who owns its request, holding early arrivals until
-    the owner note comes (`kind: owner`, from the identity or the join stage)."""
-    out = Outputs(counts={"events": len(events), "held": 0})
+    the owner note comes (`kind: owner`, from the identity or the join stage).
+
+    The hold is bounded: a held outcome is stamped `held_at` (`now`, the worker's clock),
+    and an `expire` message (`pipeline.timers.expired_holds`) gives up those held since
+    before its `held_before`: they go to their publisher's rejects as `no_such_request`."""
+    out = Outputs(counts={"events": len(events), "held": 0, "expired": 0})
     for key, message in events:
         stored = out.state[key] if key in out.state else owner_of(key)
         state = stored or {"person_key": None, "held": {}}
         state = {"person_key": state["person_key"], "held": dict(state["held"])}
+        if message["kind"] == "expire":
+            ready = []
+            if state["person_key"] is None:
+                cutoff = datetime.fromisoformat(message["held_before"])
+                for event_id, held in list(state["held"].items()):
+                    since = held.get("held_at") or held.get("occurred_at")
+                    if since and datetime.fromisoformat(since) < cutoff:
+                        del state["held"][event_id]
+                        owner = held["data"].get("request_org") or held["source_org"]
+                        reason = (
+                            f"no request of {owner} with this request id reached the hub "
+                            "while the outcome was held: check the request id, or record "
+                            "the outcome against the case by its reference"
+                        )
+                        out.rejects.append(
+                            (rejected_partner_record(held), NO_SUCH_REQUEST, reason, "request_id")
+                        )
+                        out.count("expired")
+            if not state["held"] and state["person_key"] is None:
+                out.state[key] = None  # nothing left to hold for this key
+            else:
+                out.state[key] = state
+            continue
         if message["kind"] == "owner":
             state["person_key"] = message["person_key"]
             ready, state["held"] = list(state["held"].values()), {}
         elif state["person_key"] is None:
-            state["held"][message["event_id"]] = message  # the outcome came first
+            # The outcome came first: held until its request's owner is known, or given up.
+            state["held"][message["event_id"]] = {**message, "held_at": now} if now else message
             out.count("held")
             ready = []
         else:
             ready = [message]
         for outcome in ready:
+            outcome.pop("held_at", None)
             outcome["person_key"] = state["person_key"]
             out.send(PERSON_EVENTS, state["person_key"], outcome)
         out.state[key] = state
@@ -171,16 +226,21 @@ def join(
     events: list[tuple[bytes, dict[str, Any]]],
     case_of: Callable[[bytes], dict[str, Any] | None],
     rules: list[dict[str, Any]],
+    holders_of: Callable[[bytes], list[str]] | None = None,
 ) -> Outputs:
     """Fold the batch into the people's cases (`cases.join`): the states to store, the
     events a merge moves, owner notes, the record of each changed case and the views for
-    the gate, and erasures for the identity stage."""
+    the gate, and erasures for the identity stage; outcomes recorded against a case that
+    their publisher does not hold (or no case at all) go to its rejects."""
     joined = case_rules.join(
         [(key.decode(), envelope) for key, envelope in events],
         lambda person: case_of(person.encode()),
         rules,
+        (lambda person: holders_of(person.encode())) if holders_of else None,
     )
     out = Outputs(views=joined.views)
+    for envelope, code, reason in joined.rejected:
+        out.rejects.append((rejected_partner_record(envelope), code, reason, "case_key"))
     for person, envelope in joined.person_events:
         out.send(PERSON_EVENTS, person, envelope)
     for request_key, person in joined.owners:
@@ -194,6 +254,7 @@ def join(
         "events": len(events),
         "forwarded": len(joined.person_events),
         "refused": len(joined.refused),
+        "rejected": len(joined.rejected),
     }
     out.refused = joined.refused
     return out

@@ -20,6 +20,7 @@ import asyncio
 import functools
 import os
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -42,7 +43,7 @@ from accord.core.topics import (
     Topics,
 )
 from accord.pipeline import cases as case_rules
-from accord.pipeline import stages
+from accord.pipeline import stages, timers
 from accord.pipeline.authority import check_authority
 from accord.pipeline.decision import Gate
 from accord.pipeline.intake import Incoming, Intake, Rejected, quarantine_record
@@ -77,7 +78,7 @@ def create_app(settings: Settings) -> faust.App:
     topics = Topics(settings)
     partitions = settings.topic_partitions
     secret = settings.require_pseudonym_key()
-    rules = case_rules.load_priority_rules()
+    rules = case_rules.load_priority_rules(settings.priority_rules_file)
     app = faust_app(
         settings,
         settings.worker_id,
@@ -260,14 +261,19 @@ def create_app(settings: Settings) -> faust.App:
         return out.counts
 
     async def route_outcome_batch(events: list[Any]) -> dict[str, int]:
-        out = stages.route_outcomes(decoded(events), request_owners.get)
+        now = timers.iso(datetime.now(UTC))
+        out = stages.route_outcomes(decoded(events), request_owners.get, now)
+        for message, code, reason, field in out.rejects:  # held too long: no such request
+            await reject(message, code, reason, field)
         await asyncio.gather(*await writer.write(out, request_owners))
         return out.counts
 
     async def join_batch(gate: Gate, events: list[Any]) -> dict[str, int]:
         """Fold the batch into cases, then decide every changed case in the same batch
         (same key, same partition) rather than after one more trip through Kafka."""
-        out = stages.join(decoded(events), case_states.get, rules)
+        out = stages.join(decoded(events), case_states.get, rules, holders)
+        for message, code, reason, field in out.rejects:  # outcomes against no held case
+            await reject(message, code, reason, field)
         pending = await writer.write(out, case_states)
         for person, event_id, reason in out.refused:
             log.warning("person_event_refused", person_key=person, event_id=event_id, reason=reason)
@@ -328,6 +334,30 @@ def create_app(settings: Settings) -> faust.App:
     app.timer(interval=settings.policy_sweep_interval_s, name="redecide_on_policy_change")(
         sweep.tick
     )
+
+    @app.timer(interval=settings.reassess_interval_s, name="reassess_as_time_passes")
+    async def reassess_as_time_passes() -> None:
+        """Time passing with no new event: cases a timed priority rule has come due for
+        are assessed again, and outcomes held too long for their request are given up,
+        each by a message to its own stage (which stays the only writer of its state)."""
+        now = datetime.now(UTC)
+        due = timers.due_reassessments(case_states.values(), rules, now)
+        hold = timedelta(seconds=settings.outcome_hold_s)
+        expired = timers.expired_holds(request_owners.values(), now, hold)
+        sends = [(person_topic, key, value) for key, value in due]
+        sends += [(request_topic, key, value) for key, value in expired]
+        try:
+            pending = [
+                await writer.send(t.get_topic_name(), key.encode(), orjson.dumps(value))
+                for t, key, value in sends
+            ]
+            await asyncio.gather(*pending)
+        except InfrastructureError as exc:  # Kafka away: the next tick finds them again
+            log.warning("reassess_failed", error=str(exc))
+            return
+        if sends:
+            log.info("reassessed_as_time_passed", cases=len(due), expired_holds=len(expired))
+
     return app
 
 
