@@ -181,7 +181,7 @@ def test_a_case_outcome_that_matches_no_held_case_goes_to_the_publishers_rejects
 ):
     out = stages.join([(PK.encode(), event)], lambda k: stored, RULES, lambda k: holders)
     assert out.views == [] and out.state == {}
-    ((message, reason_code, reason, field),) = out.rejects
+    ((message, reason_code, reason, field, _),) = out.rejects
     assert reason_code == code and field == "case_key"
     assert message.topic == "partner.city-of-edinburgh.support-outcome.v1"
     assert (message.partition, message.offset) == (0, 17)
@@ -232,7 +232,7 @@ def test_an_outcome_held_past_the_hold_goes_to_its_publishers_rejects_with_the_r
     ((key, expire),) = timers.expired_holds([held], at(1.1), hold)
     assert key == "rk1"
     out = stages.route_outcomes([(b"rk1", expire)], lambda k: held, timers.iso(at(1.1)))
-    ((message, code, reason, field),) = out.rejects
+    ((message, code, reason, field, _),) = out.rejects
     assert code == "no_such_request" and field == "request_id"
     assert "city-of-edinburgh" in reason and "R-1" not in reason
     assert message.topic == "partner.community-food-network.support-outcome.v1"

@@ -335,3 +335,53 @@ def test_publish_and_gateway_token_refuse_an_unknown_organisation(settings, tmp_
     result = CliRunner().invoke(main, ["gateway", "token", "--as", "nhs-lothain"], env=env)
     assert result.exit_code != 0 and "did you mean nhs-lothian" in result.output
     assert not (tmp_path / "state" / "gateway-tokens.json").exists()
+
+
+def test_a_native_producers_record_reaches_its_rejects_with_every_problem():
+    """A partner's own Kafka producer skips the CLI and the gateway: the worker's intake
+    applies the same rules and its rejects record carries every problem, as theirs do."""
+    from accord.core.serde import AvroSerde
+    from accord.core.topics import Topics
+    from accord.pipeline.intake import Incoming, Intake, quarantine_record
+    from accord.pipeline.intake import Rejected as Refused
+
+    class Registry:  # the registry's id bookkeeping only; the codec is real
+        def __init__(self):
+            self.texts, self.subjects = {}, {}
+
+        def register(self, subject, text):
+            schema_id = next((i for i, t in self.texts.items() if t == text), len(self.texts) + 1)
+            self.texts[schema_id] = text
+            self.subjects.setdefault(schema_id, set()).add(subject)
+            return schema_id
+
+        def schema_by_id(self, schema_id):
+            return self.texts[schema_id]
+
+        def subjects_of(self, schema_id):
+            return self.subjects.get(schema_id, set())
+
+    settings = Settings()
+    topics = Topics(settings)
+    serde = AvroSerde(Registry(), REPO / "schemas" / "avro")
+    topic = topics.partner("nhs-lothian", "shielding-list")
+    typed = Pipeline("nhs-lothian", "shielding-list").process(
+        ROW, Location("FILE", "f", "row 2"), b""
+    )
+    assert isinstance(typed, Accepted)
+    # Two problems the Avro types let through: a short CHI and a postcode of no shape.
+    record = dict(typed.event, chi_number="1", postcode="x")
+    value = serde.encode(Topics.subject(topic), "ShieldingListEntry", record)
+    message = Incoming(topic, 0, 7, b"k", value)
+    with pytest.raises(Refused) as refused:
+        Intake(serde, topics, "s" * 64).check(message)
+    problems = refused.value.problems
+    assert [p["rule"] for p in problems] == ["chi_length", "postcode_format"]
+    quarantined = quarantine_record(
+        message, topics, refused.value.code, refused.value.reason, refused.value.field, problems
+    )
+    rejects = topics.rejects("nhs-lothian")
+    encoded = serde.encode(Topics.subject(rejects), "QuarantinedRecord", quarantined)
+    _, decoded = serde.decode_as(encoded, Topics.subject(rejects), "QuarantinedRecord")
+    assert problems_of_record(decoded) == list(problems)
+    assert "x" not in decoded["reason"].split() and "1" not in decoded["reason"].split()

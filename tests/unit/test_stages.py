@@ -63,7 +63,7 @@ def test_rejected_and_unauthorised_records_go_to_the_rejects_with_their_reasons(
         [(message(2), ok)], [(message(1), bad)], {message(2).location: refused}, SECRET
     )
     assert out.records == []
-    assert [(code, field) for _, code, _, field in out.rejects] == [
+    assert [(code, field) for _, code, _, field, _ in out.rejects] == [
         ("chi_length", "chi_number"),
         ("no_authority", "shielding_status"),
     ]

@@ -35,7 +35,7 @@ from accord.core.topics import (
     SUPPORT_REQUEST,
     Topics,
 )
-from accord.ingest.pipeline import validate_event
+from accord.ingest.pipeline import problems_of, validate_event
 from accord.ingest.validation import RowInvalid, validate_chi
 
 log = get_logger("accord.worker")
@@ -65,9 +65,20 @@ class Incoming:
 
 
 class Rejected(AccordError):
-    def __init__(self, code: str, reason: str, field: str | None = None) -> None:
+    """Why intake refused a record: the first problem's code and field, every problem's
+    plain words in `reason`, and each problem as {field, rule, message} (the rejects topic's
+    `problems`; empty for a refusal that is one problem of the whole record)."""
+
+    def __init__(
+        self,
+        code: str,
+        reason: str,
+        field: str | None = None,
+        problems: tuple[dict[str, Any], ...] = (),
+    ) -> None:
         super().__init__(reason)
         self.code, self.reason, self.field = code, reason, field
+        self.problems = problems
 
 
 def iso(value: datetime) -> str:
@@ -100,7 +111,12 @@ def block_key(secret: str, date_of_birth: str) -> str:
 
 
 def quarantine_record(
-    message: Incoming, topics: Topics, code: str, reason: str, field: str | None
+    message: Incoming,
+    topics: Topics,
+    code: str,
+    reason: str,
+    field: str | None,
+    problems: tuple[dict[str, Any], ...] = (),
 ) -> dict[str, Any]:
     record = {
         "quarantine_id": str(uuid.uuid4()),
@@ -114,6 +130,7 @@ def quarantine_record(
         "reason_code": code,
         "reason": reason,
         "field": field,
+        "problems": list(problems),
     }
     try:
         record["source_org"], record["dataset"] = topics.parse_partner(message.topic)
@@ -163,7 +180,9 @@ class Intake:
             record = validate_event(dataset, record, org=org)
         except RowInvalid as exc:
             first = exc.errors[0]
-            raise Rejected(first.rule, str(exc), first.field) from exc
+            raise Rejected(
+                first.rule, str(exc), first.field, tuple(problems_of(exc.errors))
+            ) from exc
         data = json_safe(record)
         envelope: dict[str, Any] = {
             "kind": KIND_OF_DATASET[dataset],

@@ -41,7 +41,8 @@ class Outputs:
 
     records: (stage topic, key, JSON value) to send, in order;
     state: table key -> the value to store (only keys that changed);
-    rejects: (message, reason code, reason, field) for the publisher's rejects;
+    rejects: (message, reason code, reason, field, every problem as {field, rule, message})
+    for the publisher's rejects;
     views: case views for the gate (the join stage only);
     refused: (person key, event id, reason code) of events the join must not apply;
     counts: figures for the batch's log line.
@@ -49,7 +50,9 @@ class Outputs:
 
     records: list[tuple[str, bytes, dict[str, Any]]] = field(default_factory=list)
     state: dict[bytes, Any] = field(default_factory=dict)
-    rejects: list[tuple[Incoming, str, str, str | None]] = field(default_factory=list)
+    rejects: list[tuple[Incoming, str, str, str | None, tuple[dict[str, Any], ...]]] = field(
+        default_factory=list
+    )
     views: list[dict[str, Any]] = field(default_factory=list)
     refused: list[tuple[str, str, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
@@ -85,11 +88,11 @@ def route_checked(
     out = Outputs(counts={"records": len(checked) + len(rejected), "quarantined": 0})
     out.counts["unauthorised"] = 0
     for message, exc in rejected:
-        out.rejects.append((message, exc.code, exc.reason, exc.field))
+        out.rejects.append((message, exc.code, exc.reason, exc.field, exc.problems))
         out.count("quarantined")
     for message, envelope in checked:
         if (refusal := refused.get(message.location)) is not None:
-            out.rejects.append((message, refusal.code, refusal.reason, refusal.field))
+            out.rejects.append((message, refusal.code, refusal.reason, refusal.field, ()))
             out.count("quarantined")
             out.count("unauthorised")
             continue
@@ -196,7 +199,13 @@ def route_outcomes(
                             "the outcome against the case by its reference"
                         )
                         out.rejects.append(
-                            (rejected_partner_record(held), NO_SUCH_REQUEST, reason, "request_id")
+                            (
+                                rejected_partner_record(held),
+                                NO_SUCH_REQUEST,
+                                reason,
+                                "request_id",
+                                (),
+                            )
                         )
                         out.count("expired")
             if not state["held"] and state["person_key"] is None:
@@ -240,7 +249,7 @@ def join(
     )
     out = Outputs(views=joined.views)
     for envelope, code, reason in joined.rejected:
-        out.rejects.append((rejected_partner_record(envelope), code, reason, "case_key"))
+        out.rejects.append((rejected_partner_record(envelope), code, reason, "case_key", ()))
     for person, envelope in joined.person_events:
         out.send(PERSON_EVENTS, person, envelope)
     for request_key, person in joined.owners:

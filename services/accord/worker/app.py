@@ -230,10 +230,16 @@ def create_app(settings: Settings) -> faust.App:
                 unregistered.add(owner)
         return topics.quarantine
 
-    async def reject(message: Incoming, code: str, reason: str, field: str | None) -> None:
+    async def reject(
+        message: Incoming,
+        code: str,
+        reason: str,
+        field: str | None,
+        problems: tuple[dict[str, Any], ...] = (),
+    ) -> None:
         """The record to its publisher's rejects (the topic's owner: it is who published
         it), or to the hub's quarantine when it came from no partner's topic."""
-        record = quarantine_record(message, topics, code, reason, field)
+        record = quarantine_record(message, topics, code, reason, field, problems)
         rejects = await rejects_topic(record["source_org"])
         value = serde.encode(Topics.subject(rejects), "QuarantinedRecord", record)
         await (await writer.send(rejects, message.location.encode(), value))
@@ -250,8 +256,8 @@ def create_app(settings: Settings) -> faust.App:
         # batch held while OPA cannot answer is written once when it can.
         refused = await check_authority(policy, [(m.location, e) for m, e in checked])
         out = stages.route_checked(checked, rejected, refused, secret)
-        for message, code, reason, field in out.rejects:
-            await reject(message, code, reason, field)
+        for message, code, reason, field, problems in out.rejects:
+            await reject(message, code, reason, field, problems)
         await asyncio.gather(*await writer.write(out))
         return out.counts
 
@@ -263,8 +269,8 @@ def create_app(settings: Settings) -> faust.App:
     async def route_outcome_batch(events: list[Any]) -> dict[str, int]:
         now = timers.iso(datetime.now(UTC))
         out = stages.route_outcomes(decoded(events), request_owners.get, now)
-        for message, code, reason, field in out.rejects:  # held too long: no such request
-            await reject(message, code, reason, field)
+        for message, code, reason, field, problems in out.rejects:  # held too long: no such request
+            await reject(message, code, reason, field, problems)
         await asyncio.gather(*await writer.write(out, request_owners))
         return out.counts
 
@@ -272,8 +278,8 @@ def create_app(settings: Settings) -> faust.App:
         """Fold the batch into cases, then decide every changed case in the same batch
         (same key, same partition) rather than after one more trip through Kafka."""
         out = stages.join(decoded(events), case_states.get, rules, holders)
-        for message, code, reason, field in out.rejects:  # outcomes against no held case
-            await reject(message, code, reason, field)
+        for message, code, reason, field, problems in out.rejects:  # outcomes against no held case
+            await reject(message, code, reason, field, problems)
         pending = await writer.write(out, case_states)
         for person, event_id, reason in out.refused:
             log.warning("person_event_refused", person_key=person, event_id=event_id, reason=reason)
