@@ -101,10 +101,11 @@ def test_a_stage_keeps_each_events_first_record_and_the_persons_it_named():
 
 
 def test_an_event_forwarded_to_the_person_a_provisional_one_was_merged_into_reaches_that_case():
-    # The request matched a provisional person already merged: the join forwarded it.
+    # The request matched a provisional person already merged: the join forwarded it,
+    # keyed by the person it was merged into; the envelope still names the first one.
     stage = stages.StageRecords("hub.person-events")
-    stage.add(envelope(event_id="e", person_key="provisional"), 100)
-    stage.add(envelope(event_id="e", person_key="listed"), 130)
+    stage.add(envelope(event_id="e", person_key="provisional"), 100, None, "provisional")
+    stage.add(envelope(event_id="e", person_key="provisional"), 130, None, "listed")
     cases, decisions = stages.KeyTimes(), stages.KeyTimes()
     cases.add("provisional", 20)  # its case, closed by the merge before the request came
     cases.add("listed", 150)

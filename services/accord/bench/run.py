@@ -41,7 +41,7 @@ from accord.core.errors import InfrastructureError
 from accord.core.kafka import admin_client, delete_topics, ensure_topics, read_topic
 from accord.core.policy import PolicyClient, opa_token
 from accord.core.settings import Settings
-from accord.core.topics import SHIELDING_LIST, SUPPORT_REQUEST, Topics
+from accord.core.topics import PERSON_EVENTS, SHIELDING_LIST, SUPPORT_REQUEST, Topics
 from accord.governance.opa import IsolatedOpa
 from accord.pipeline.decision import policy_input_record
 from accord.stack import local, processes
@@ -381,9 +381,11 @@ def latency_run(
         ):
             published[event_id] = record.timestamp
     found = [stages.StageRecords(stages.short_name(t, scoped.topic_prefix)) for t in stage_topics]
+    by_person = topics.internal(PERSON_EVENTS)
     for stage, topic in zip(found, stage_topics, strict=True):
         for record in read_since(scoped, [topic], starts):
-            stage.add(record.value, record.timestamp, sent)
+            key = record.key.decode() if topic == by_person and record.key else None
+            stage.add(record.value, record.timestamp, sent, key)
     keyed = {}
     for name, names in (
         ("cases", [topics.internal("cases")]),

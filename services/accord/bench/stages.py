@@ -60,8 +60,18 @@ class StageRecords:
     first_ms: dict[str, int] = field(default_factory=dict)
     sent_to: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
-    def add(self, value: bytes | None, timestamp_ms: int, wanted: set[str] | None = None) -> None:
+    def add(
+        self,
+        value: bytes | None,
+        timestamp_ms: int,
+        wanted: set[str] | None = None,
+        person_key: str | None = None,
+    ) -> None:
+        """`person_key`: the record's key on a topic keyed by person (`hub.person-events`),
+        which names the person the record is for; a forwarded envelope still names the
+        person it was first sent to."""
         event_id, person = envelope_ids(value)
+        person = person_key or person
         if event_id is None or (wanted is not None and event_id not in wanted):
             return
         if event_id not in self.first_ms or timestamp_ms < self.first_ms[event_id]:

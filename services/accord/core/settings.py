@@ -116,9 +116,10 @@ class Settings(BaseSettings):
     worker_id: str = Field("accord-worker", description="Consumer group id of the worker.")
     worker_batch_size: int = Field(500, description="Records per OPA query.")
     worker_batch_timeout_s: float = Field(
-        0.5,
+        0.02,
         description="Max wait to fill a batch, per stage: the latency each stage adds at a "
-        "low rate (under load batches fill before it).",
+        "low rate (under load batches fill before it, and larger ones form while a batch "
+        "is processed).",
     )
     worker_store: Literal["rocksdb", "memory"] = Field(
         "rocksdb",
