@@ -19,6 +19,7 @@ from accord.core.kafka import as_principal
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings, get_settings
 from accord.core.terminal import plain, printable
+from accord.ingest.datasets import OUTCOMES, SUPPORT_NEEDS
 
 # (header, field); a source field's column is shown only when the list's agreement
 # releases it (`fields_released`), the hub's own columns always.
@@ -216,16 +217,9 @@ def cases(
             pass
 
 
-OUTCOME_CHOICES = (
-    "DELIVERED",
-    "NEEDS_MET",
-    "NO_ANSWER",
-    "DECLINED",
-    "REFERRED",
-    "UNABLE_TO_CONTACT",
-    "OTHER",
-)
-NEED_CHOICES = ("FOOD", "MEDICINE", "SOCIAL_ISOLATION", "FINANCIAL", "WELFARE_CHECK", "OTHER")
+# The dataset's own symbols (UNKNOWN is for partners' files, not a coordinator's choice).
+OUTCOME_CHOICES = tuple(outcome for outcome in OUTCOMES if outcome != "UNKNOWN")
+NEED_CHOICES = SUPPORT_NEEDS
 
 
 def _symbol(value: str, choices: tuple[str, ...], flag: str) -> str:

@@ -19,7 +19,6 @@ commands then refuse the reference as ambiguous rather than pick one.
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 from collections import Counter
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from kafka import TopicPartition
 
 from accord.core.kafka import consumer as kafka_consumer
 from accord.core.kafka import read_topic
+from accord.core.orgs import suggest
 from accord.core.scotland import COUNCIL_AREAS, org_id
 from accord.core.serde import AvroSerde
 from accord.core.settings import Settings
@@ -268,7 +268,7 @@ def recipient_org(policies_dir: Path, recipient: str) -> str:
     wanted = recipient.strip().casefold()
     if wanted in known:
         return wanted
-    close = difflib.get_close_matches(wanted, sorted(known), n=3, cutoff=0.6)
+    close = suggest(wanted, known)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     raise ValueError(f"no agreement names {recipient!r} as a recipient{hint}")
 
