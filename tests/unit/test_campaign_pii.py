@@ -42,3 +42,18 @@ def test_controls_do_not_count_as_hits_but_are_required() -> None:
     assert report.hits == 0 and report.control_hits == 3
     report.place("log lines").hits["chi"] = 1
     assert report.hits == 1 and not report.passed
+
+
+def test_the_logs_scanned_are_the_processes_not_kafkas_segments(tmp_path):
+    from accord.campaign.pii import log_files
+
+    (tmp_path / "kafka" / "data" / "partner.x-0").mkdir(parents=True)
+    (tmp_path / "kafka" / "data" / "partner.x-0" / "00000000000000000000.log").write_text("r")
+    (tmp_path / "campaign" / "pii" / "logs").mkdir(parents=True)
+    (tmp_path / "campaign" / "pii" / "logs" / "worker-0.log").write_text("{}")
+    (tmp_path / "run.log").write_text("{}")
+    (tmp_path / "notes.txt").write_text("")
+    assert [p.relative_to(tmp_path).as_posix() for p in log_files(tmp_path)] == [
+        "campaign/pii/logs/worker-0.log",
+        "run.log",
+    ]

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -251,12 +252,16 @@ def scan_text(
 
 
 def log_files(state_dir: Path) -> Iterator[Path]:
-    """Every log under the state dir; Kafka's data directory holds records, not logs."""
-    data = state_dir / "kafka"
-    for path in sorted(state_dir.rglob("*.log")):
-        if data in path.parents or not path.is_file():
-            continue
-        yield path
+    """Every log under the state dir. Kafka's directory is not walked: it holds records
+    (segments named `*.log`), and the broker removes deleted topics' folders meanwhile."""
+    found = []
+    for folder, subfolders, files in os.walk(state_dir):  # a folder gone meanwhile: skipped
+        if Path(folder) == state_dir:
+            subfolders[:] = [name for name in subfolders if name != "kafka"]
+        found += [Path(folder) / name for name in files if name.endswith(".log")]
+    for path in sorted(found):
+        if path.is_file():
+            yield path
 
 
 def run_command(
