@@ -299,6 +299,7 @@ def test_template_and_fields_come_from_the_rules(tmp_path, monkeypatch):
         "shielding-list", Habits()))  # fmt: skip
     assert described["postcode"][0] == "required" and described["town"][0] == "optional"
     assert "SHIELDING" in described["shielding_status"][1]
+    assert described["town"][1].endswith("blank or -, n/a, none mean empty")  # "-" shown
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["publish", "--template", "shielding-list"])
     assert result.exit_code == 0, result.output

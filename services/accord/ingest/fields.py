@@ -64,7 +64,9 @@ def describe_fields(dataset: str, habits: Habits | None = None) -> list[tuple[st
     spec: Dataset = DATASETS[dataset]
     placeholders = ""
     if habits is not None and habits.placeholders:
-        placeholders = "; blank or " + ", ".join(sorted(habits.placeholders)) + " mean empty"
+        # Stored folded, so that "-" and "--" (separators only) fold to a space: shown as "-".
+        shown = sorted({text if text.strip() else "-" for text in habits.placeholders})
+        placeholders = "; blank or " + ", ".join(shown) + " mean empty"
     rows = []
     for rule in spec.rules:
         if rule.name == "occurred_at" and spec.derive_occurred_at is not None:
