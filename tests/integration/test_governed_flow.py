@@ -321,5 +321,5 @@ def test_publish_cli_prints_a_summary_and_exits_zero_with_bad_rows(settings, tmp
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "published         1" in result.stdout and "quarantined       1" in result.stdout
+    assert "published         1" in result.stdout and "rejected          1" in result.stdout
     assert "postcode_format" in result.stdout
