@@ -218,3 +218,22 @@ def test_who_received_prompts_with_hidden_input_on_a_terminal(monkeypatch):
     monkeypatch.setattr(click, "prompt", prompt)
     assert commands.read_chi(io.StringIO("ignored"), interactive=True) == VALID_CHI
     assert asked["hide_input"] is True and asked["err"] is True
+
+
+def test_who_received_names_the_agreement_or_says_own_data():
+    from collections import Counter
+    from datetime import UTC, datetime
+
+    from accord.governance.audit_index import Receipt, receipt_lines
+
+    at = datetime(2026, 12, 2, 7, 54, 33, tzinfo=UTC)
+    lines = receipt_lines(
+        "52a16d6daee694f7" * 4,
+        [
+            Receipt("city-of-edinburgh", "", None, ["needs"], at, at, 1),
+            Receipt("city-of-edinburgh", "DSA-010", 2, ["needs"], at, at, 2),
+        ],
+        Counter(),
+    )
+    assert "city-of-edinburgh            own data  2026-12-02 07:54:33Z" in lines[1]
+    assert "DSA-010 v2" in lines[2] and "vNone" not in "\n".join(lines)

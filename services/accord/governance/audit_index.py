@@ -380,8 +380,10 @@ def receipt_lines(
     if not receipts:
         lines.append("  no organisation received data about this person")
     for r in receipts:
+        # No agreement: the requester's own requests returned to it (its own data).
+        under = f"{r.agreement_id} v{r.agreement_version}" if r.agreement_id else "own data"
         lines.append(
-            f"  {r.recipient:<28} {r.agreement_id} v{r.agreement_version}  "
+            f"  {r.recipient:<28} {under}  "
             f"{r.first_at:%Y-%m-%d %H:%M:%S}Z .. {r.last_at:%Y-%m-%d %H:%M:%S}Z  "
             f"{r.times}x  fields: {', '.join(r.fields)}"
             + ("" if r.holds_now else "  (withdrawn since)")
