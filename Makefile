@@ -44,6 +44,7 @@ format: $(STAMP) ## format Python and Rego files in place
 	$(BIN)/ruff format services tests
 	$(BIN)/ruff check --fix services tests
 	.cache/opa/*/opa fmt -w policies
+	$(BIN)/accord policy stamp
 
 lock: $(STAMP) ## re-pin every dependency (with hashes) after changing pyproject.toml
 	echo "setuptools>=68" | $(BIN)/uv pip compile pyproject.toml - --extra test --generate-hashes \

@@ -257,6 +257,7 @@ def test_a_decision_carries_the_revision_read_around_its_query_and_is_asked_agai
     class Moving(PolicyClient):
         def __init__(self, revisions):
             self._fresh = None
+            self.stamped = False  # rules without a current stamp: read around the queries
             self.revisions = iter(revisions)
             self.asked = 0
 
@@ -287,3 +288,116 @@ def test_a_decision_carries_the_revision_read_around_its_query_and_is_asked_agai
     )
     assert sorted(a[0]["answer"] for a in answers) == [1, 2, 3] and revision == "a"
     assert next(together.revisions, None) is None  # read twice: before and after
+
+
+class Stamped:
+    """A PolicyClient whose OPA answers each query with the stamp and agreements it served."""
+
+    @staticmethod
+    def make(served, text_digest):
+        from accord.core.policy import PolicyClient
+
+        class Client(PolicyClient):
+            def __init__(self):
+                self._fresh = None
+                self._revision = None
+                self._texts = (0.0, text_digest)
+                self._rules_ttl_s = 1e9
+                self._revision_ttl_s = 0.0
+                self.stamped = True
+                self.served = iter(served)
+                self.asked = 0
+                self.texts_read = 0
+
+            async def _answer(self, policy_input, package):
+                self.asked += 1
+                rules, agreements = next(self.served)
+                return [{"n": self.asked}], rules, agreements
+
+            async def _served(self):
+                rules, agreements = next(self.served)
+                return rules, agreements
+
+            async def _text_digest(self):
+                self.texts_read += 1
+                return text_digest
+
+            async def decide_when_available(self, policy_input, retry_s=1.0, package=""):
+                self.asked += 1
+                return [{"n": self.asked}]
+
+        return Client()
+
+
+def test_stamped_decisions_name_the_stamp_and_agreements_they_came_with_and_read_no_rules():
+    from accord.core.policy import revision_of
+
+    a = {"DSA-1": {"status": "active"}}
+    client = Stamped.make([("sha256:s", a), ("sha256:s", a)], "sha256:s")
+    answers, revision = asyncio.run(client.decide_all_with_revision([({}, "p"), ({}, "q")], 0))
+    assert revision == revision_of("sha256:s", a)
+    assert [x[0]["n"] for x in answers] == [1, 2]
+    assert client.texts_read == 0 and client.agreements == a and client.rules == "sha256:s"
+
+
+def test_stamped_queries_that_saw_different_agreements_are_asked_again():
+    from accord.core.policy import revision_of
+
+    a, b = {"DSA-1": {"status": "active"}}, {"DSA-1": {"status": "suspended"}}
+    client = Stamped.make([("sha256:s", a), ("sha256:s", b)] + [("sha256:s", b)] * 2, "sha256:s")
+    answers, revision = asyncio.run(client.decide_all_with_revision([({}, "p"), ({}, "q")], 0))
+    assert client.asked == 4 and revision == revision_of("sha256:s", b)
+    assert client.agreements == b
+
+
+def test_a_stamp_that_does_not_match_the_rules_text_is_decided_the_unstamped_way():
+    from accord.core.policy import revision_of
+
+    a = {"DSA-1": {"status": "active"}}
+    # OPA serves a new stamp whose text does not match it (rules edited, stamp stale).
+    client = Stamped.make([("sha256:new", a)] + [("sha256:new", a)] * 3, "sha256:text")
+    client._texts = (0.0, "sha256:old")
+    answers, revision = asyncio.run(client.decide_all_with_revision([({}, "p")], 0))
+    assert client.stamped is False
+    # Named after the text OPA serves, not the stale stamp; the queries asked again.
+    assert revision == revision_of("sha256:text", a)
+    assert client.texts_read >= 1 and answers == [[{"n": 2}]]
+
+
+def test_the_rules_digest_leaves_out_the_stamp_and_opas_own_authorisation_policy():
+    from accord.core.policy import rules_digest
+
+    rules = ["package accord.sharing\nx := 1\n", "package accord.ethics\ny := 2\n"]
+    base = rules_digest(rules)
+    assert rules_digest(list(reversed(rules))) == base  # order of listing does not matter
+    stamp = 'package accord.revision\nrules := "sha256:x"\n'
+    authz = "package system.authz\ndefault allow := false\n"
+    assert rules_digest([*rules, stamp, authz]) == base
+    assert rules_digest([rules[0], rules[1].replace("2", "3")]) != base
+
+
+def test_the_repositorys_rules_are_stamped():
+    from accord.core.settings import REPO_ROOT
+    from accord.governance.stamp import stamp_problem
+
+    assert stamp_problem(REPO_ROOT / "policies") is None
+
+
+def test_stamping_writes_the_digest_and_notices_an_edit(tmp_path):
+    import shutil
+
+    from accord.core.settings import REPO_ROOT
+    from accord.governance.stamp import computed_stamp, stamp_problem, write_stamp
+
+    folder = tmp_path / "policies"
+    shutil.copytree(REPO_ROOT / "policies", folder)
+    rule = folder / "accord" / "ethics" / "ethics.rego"
+    rule.write_text(rule.read_text() + "\n# an edit\n")
+    assert "run `accord policy stamp`" in stamp_problem(folder)
+    stamp, changed = write_stamp(folder)
+    assert changed and stamp == computed_stamp(folder) and stamp_problem(folder) is None
+    assert write_stamp(folder) == (stamp, False)
+    # Tests and agreements are not part of the stamp.
+    (folder / "accord" / "ethics" / "ethics_test.rego").write_text("package x_test\n")
+    (folder / "agreements" / "DSA-001.yaml").write_text("id: DSA-001\n")
+    assert stamp_problem(folder) is None

@@ -6,6 +6,7 @@
 #   decision, audited like any other, and it still stops when the person opts out.
 package accord.own_data
 
+import data.accord.revision
 import rego.v1
 
 own_purposes := {"shielding-support"}
@@ -17,6 +18,11 @@ decisions := [d |
 	some record in input.records
 	d := decision(record)
 ]
+
+# METADATA
+# title: Decisions with what made them
+# description: The gate's query, as accord.sharing.answer, with the same input as decisions.
+answer := {"decisions": decisions, "served": revision.served}
 
 default allow(_) := false
 

@@ -48,3 +48,11 @@ test_missing_source_is_denied if {
 	contains(d.reasons[0], "no source organisation")
 	d.principles == ["accountability"]
 }
+
+test_answer_holds_the_decisions_and_what_made_them if {
+	fixture := {"DSA-T1": {"id": "DSA-T1"}}
+	a := own_data.answer with input as query("shielding-support", {})
+		with data.agreements as fixture
+	a.decisions == own_data.decisions with input as query("shielding-support", {})
+	a.served.agreements == fixture
+}

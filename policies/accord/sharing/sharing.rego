@@ -18,6 +18,7 @@ package accord.sharing
 
 import data.accord.agreements
 import data.accord.ethics
+import data.accord.revision
 
 # METADATA
 # title: Request fields
@@ -472,3 +473,11 @@ retractions := [{
 	retracting(agreement)
 	some recipient in agreement.recipients
 ]
+
+# METADATA
+# title: Decisions with what made them
+# description: |
+#   The gate's query: POST /v1/data/accord/sharing/answer, the same input as
+#   decisions. {"decisions", "served": accord.revision.served}, from one
+#   evaluation, so the rules' stamp and agreements named are the ones that decided.
+answer := {"decisions": decisions, "served": revision.served}

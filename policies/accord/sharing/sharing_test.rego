@@ -704,3 +704,13 @@ test_recipient_derived_replaces_the_dataset_list if {
 	only(decide({"datasets": datasets}, {}, south), "south-town").fields_released == ["given_name"]
 	only(decide({"datasets": datasets}, {}, with_derived), "north-town").fields_released == ["given_name", "needs", "priority"]
 }
+
+# --- the gate's query -----------------------------------------------------------
+
+test_answer_holds_the_decisions_and_what_made_them if {
+	fixture := agreements_with({})
+	a := sharing.answer with data.agreements as fixture
+		with input as request({}, [record("r1", north_resident)])
+	a.decisions == decide({}, {}, north_resident)
+	a.served == {"rules": data.accord.revision.rules, "agreements": fixture}
+}

@@ -130,6 +130,33 @@ def policy_test(policies_dir: Path | None, against: str) -> None:
     sys.exit(0 if all(step.ok for step in steps) else 1)
 
 
+@policy.command("stamp")
+@click.argument("policies_dir", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Only say whether the stamp is current (exit 1 when stale).",
+)
+def policy_stamp(policies_dir: Path | None, check: bool) -> None:
+    """Write the rules' stamp (a digest of every rule file's text) into
+    accord/revision/revision.rego. The gate's decisions name it, so that OPA's answer
+    carries its own revision; run it after changing any .rego file (agreements are data
+    and need no stamp). `accord policy test` fails while the stamp is stale."""
+    from accord.governance.stamp import stamp_problem, write_stamp
+
+    folder = policies_folder(policies_dir)
+    if check:
+        problem = stamp_problem(folder)
+        click.echo(f"error: {printable(problem)}" if problem else "the rules' stamp is current")
+        sys.exit(1 if problem else 0)
+    try:
+        stamp, changed = write_stamp(folder)
+    except (OSError, ValueError) as exc:
+        click.echo(f"error: {printable(str(exc))}", err=True)
+        sys.exit(1)
+    click.echo(f"{'stamped' if changed else 'already stamped'}: {stamp}")
+
+
 @policy.command("simulate")
 @click.argument("candidate_dir", type=click.Path(path_type=Path))
 @click.option("--since", help="Replay input from this time (RFC3339, a date, or 24h / 7d).")

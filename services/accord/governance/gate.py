@@ -16,6 +16,7 @@ from pathlib import Path
 
 from accord.governance.agreements import validate_authority, validate_dir
 from accord.governance.meaning import Context
+from accord.governance.stamp import stamp_problem
 
 COVERAGE_THRESHOLD = 90.0
 
@@ -95,6 +96,9 @@ def run_gate(
         detail += "; " + "; ".join(ctx.notes)
     detail += "".join(f"\n{p}" for p in problems)
     steps.append(Step("agreements", not errors, detail))
+
+    problem = stamp_problem(policies_dir)
+    steps.append(Step("rules' stamp", problem is None, problem or "current"))
 
     problems = validate_authority(policies_dir)
     detail = "who may publish what" + "".join(f"\n{p}" for p in problems)

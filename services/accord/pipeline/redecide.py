@@ -25,10 +25,11 @@ def agreement_parties(agreement: Any) -> set[str]:
 
 
 def changed_parties(
-    before: tuple[list[Any], Mapping[str, Any]], after: tuple[list[Any], Mapping[str, Any]]
+    before: tuple[Any, Mapping[str, Any]], after: tuple[Any, Mapping[str, Any]]
 ) -> set[str] | None:
     """Organisations named by an agreement that was added, removed or edited between two
-    served (rules, agreements); None when the rules changed (every case is affected)."""
+    served (rules' stamp, agreements); None when the rules changed (every case is
+    affected)."""
     (rules_before, agreements_before), (rules_after, agreements_after) = before, after
     if rules_before != rules_after:
         return None

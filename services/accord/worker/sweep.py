@@ -39,8 +39,8 @@ class PolicySweep:
         self.holders = holders
         self.rules = rules
         self.gate: Gate | None = None
-        # (revision, rules' text, agreements) last decided under.
-        self.served: tuple[str, list[Any], dict[str, Any]] | None = None
+        # (revision, rules' stamp, agreements) last decided under.
+        self.served: tuple[str, str, dict[str, Any]] | None = None
 
     async def tick(self) -> None:
         gate = self.gate
@@ -50,7 +50,7 @@ class PolicySweep:
             revision = await gate.policy.revision()
         except InfrastructureError:
             return  # OPA is down: nothing changes until it is back
-        now = (revision, list(gate.policy.rules), dict(gate.policy.agreements))
+        now = (revision, gate.policy.rules, dict(gate.policy.agreements))
         if self.served is None:
             self.served = now
             return
