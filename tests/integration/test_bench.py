@@ -124,3 +124,19 @@ def test_linear_cost_memory_by_people_and_the_scottish_list_from_files(stack, tm
     assert 0 < scotland["publish_seconds"] and 0 < scotland["first_publish_to_last_share_s"]
     assert "publish_file" in scotland["source"]
     no_bench_topics_left(stack)
+
+
+def test_the_gates_policy_reads_are_measured_both_ways_side_by_side(stack):
+    """`accord bench --policy-reads`: the stamped way (the revision in the answer) and the
+    unstamped way (the rules read around the queries), each really taken."""
+    import asyncio
+
+    from accord.bench import policy_reads
+
+    times = asyncio.run(policy_reads.run(stack, rounds=4, say=lambda _: None))
+    assert {mode: len(values) for mode, values in times.items()} == {
+        "stamped": 4,
+        "unstamped": 4,
+    }
+    assert all(value > 0 for values in times.values() for value in values)
+    assert policy_reads.report(times)[2].split()[0] == "stamped"

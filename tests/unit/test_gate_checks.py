@@ -401,3 +401,15 @@ def test_stamping_writes_the_digest_and_notices_an_edit(tmp_path):
     (folder / "accord" / "ethics" / "ethics_test.rego").write_text("package x_test\n")
     (folder / "agreements" / "DSA-001.yaml").write_text("id: DSA-001\n")
     assert stamp_problem(folder) is None
+
+
+def test_the_policy_reads_bench_has_a_stale_copy_and_a_report_relative_to_unstamped(tmp_path):
+    from accord.bench.policy_reads import report, stale_copy
+    from accord.core.settings import REPO_ROOT
+    from accord.governance.stamp import stamp_problem
+
+    copy = stale_copy(REPO_ROOT / "policies", tmp_path)
+    assert "run `accord policy stamp`" in stamp_problem(copy)
+    lines = report({"stamped": [10.0, 20.0], "unstamped": [20.0, 40.0]})
+    stamped, unstamped = (line.split() for line in lines[2:4])
+    assert stamped[0] == "stamped" and stamped[2] == "0.50" and unstamped[2] == "1.00"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -112,6 +113,13 @@ def counts_option(text: str, hint: str) -> tuple[int, ...]:
     help="Only measure the gate's write orders (concurrent, ordered, transactional, chained) "
     "for this many rounds of batches, side by side, and exit.",
 )
+@click.option(
+    "--policy-reads",
+    "policy_reads",
+    default=0,
+    help="Only measure the gate's policy work per batch with the rules' stamp and without "
+    "it (reading the rules around the queries) for this many rounds, side by side, and exit.",
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write figures here.")
 @click.option("--keep", is_flag=True, help="Keep the benchmark's topics afterwards.")
 @click.option(
@@ -137,6 +145,7 @@ def bench(
     scale_out: str,
     scale_out_events: int,
     audit_writes: int,
+    policy_reads: int,
     json_path: Path | None,
     keep: bool,
     timeout_s: float,
@@ -154,6 +163,19 @@ def bench(
         figures = asyncio.run(writes.run(settings, batches=audit_writes, say=click.echo))
         for line in writes.report(figures, 200):
             click.echo(line)
+        return
+    if policy_reads:
+        import asyncio
+
+        from accord.bench import policy_reads as reads
+
+        settings = get_settings()
+        configure_logging(settings.log_format, "WARNING")
+        times = asyncio.run(reads.run(settings, rounds=policy_reads, say=click.echo))
+        for line in reads.report(times):
+            click.echo(line)
+        if json_path:
+            json_path.write_text(json.dumps(times))
         return
     from accord.bench.run import Plan, parse_rates, run_bench
 
