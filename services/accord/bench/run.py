@@ -254,7 +254,7 @@ class Bench:
             return
         delete_topics(self.settings, scoped.topic_prefix)
         provision.remove_deployment(scoped)
-        remove_group_state(self.settings, scoped.worker_id)  # its RocksDB tables
+        remove_group_state(self.settings, scoped.worker_group)  # its RocksDB tables
 
     def release_all(self) -> None:
         for scoped in list(self.deployments.values()):

@@ -489,8 +489,8 @@ def run_campaign(
     finally:
         if not keep_topics:
             for each in scoped:
-                delete_topics(settings, each.topic_prefix, f"{each.worker_id}-")
-                remove_group_state(settings, each.worker_id)
+                delete_topics(settings, each.topic_prefix, f"{each.worker_group}-")
+                remove_group_state(settings, each.worker_group)
                 provision.remove_deployment(each)
     comparison = compare(reference.lists, faulty.lists)
     report = CampaignReport(seed, people, kills, data, reference, faulty, comparison, checks)

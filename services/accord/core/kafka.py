@@ -147,15 +147,45 @@ def consumer(target: Connectable, **options: Any) -> KafkaConsumer:
     return KafkaConsumer(**_conn(target).kafka_python(), client_id=CLIENT_ID, **options)
 
 
+def replication(brokers: int, wanted: int = 0) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of every topic the hub creates, on a
+    cluster of `brokers`: min(3, brokers) replicas unless `wanted` (ACCORD_TOPIC_REPLICATION_FACTOR)
+    says otherwise, and two in-sync replicas from three replicas on, so a record
+    acknowledged to an acks=all producer is on two brokers and one broker may be lost."""
+    replicas = wanted or min(3, max(1, brokers))
+    return replicas, 2 if replicas >= 3 else 1
+
+
+def replicated(configs: dict[str, str] | None, min_isr: int) -> dict[str, str]:
+    """A topic's configs with its min.insync.replicas (unless they set one)."""
+    out = dict(configs or {})
+    if min_isr > 1:
+        out.setdefault("min.insync.replicas", str(min_isr))
+    return out
+
+
+def topic_replication(settings: Settings, brokers: int) -> tuple[int, int]:
+    """`replication` for these settings on a cluster of `brokers` brokers."""
+    return replication(brokers, settings.topic_replication_factor)
+
+
 def ensure_topics(
     target: Connectable, topics: dict[str, dict[str, str] | None], partitions: int
 ) -> None:
-    """Create each topic (name -> configs) if missing; existing topics are left as they are."""
+    """Create each topic (name -> configs) if missing; existing topics are left as they are.
+    Replicated by the one rule (`replication`) over the brokers the cluster has."""
     admin = admin_client(target)
     try:
         existing = set(admin.list_topics())
+        brokers = len(admin.describe_cluster().get("brokers", [])) or 1
+        wanted = target.topic_replication_factor if isinstance(target, Settings) else 0
+        replicas, min_isr = replication(brokers, wanted)
         missing = {
-            name: {"num_partitions": partitions, "replication_factor": 1, "configs": configs or {}}
+            name: {
+                "num_partitions": partitions,
+                "replication_factor": replicas,
+                "configs": replicated(configs, min_isr),
+            }
             for name, configs in topics.items()
             if name not in existing
         }

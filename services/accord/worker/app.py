@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> faust.App:
     rules = case_rules.load_priority_rules(settings.priority_rules_file)
     app = faust_app(
         settings,
-        settings.worker_id,
+        settings.worker_group,
         topic_partitions=partitions,
         # Only the administrator creates topics (accord.access.provision makes the
         # worker's, the changelogs and faust's assignor topic included).

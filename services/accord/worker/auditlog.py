@@ -51,7 +51,7 @@ _TAIL = 64
 
 
 def transactional_id(settings: Settings, partition: int) -> str:
-    return f"{settings.worker_id}-audit-{partition}"
+    return f"{settings.worker_group}-audit-{partition}"
 
 
 class AuditLog:

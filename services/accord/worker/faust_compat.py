@@ -31,7 +31,7 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 
-from accord.core.kafka import connection
+from accord.core.kafka import connection, replication
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
 from accord.worker.datadir import claim_datadir, store_url
@@ -70,7 +70,11 @@ def faust_app(settings: Settings, name: str, **options: Any) -> faust.App:
         "key_serializer": "raw",
         "value_serializer": "raw",
         "web_enabled": False,
-        "topic_replication_factor": 1,
+        # The worker declares no topic (the administrator made them, replicated by
+        # accord.core.kafka.replication); faust is told the same factor all the same.
+        "topic_replication_factor": replication(
+            len(settings.bootstrap_servers.split(",")), settings.topic_replication_factor
+        )[0],
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
         "producer_linger_ms": 5,
