@@ -59,8 +59,9 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=9,
-        description="Kafka nodes of the local stack (combined broker and controller, KRaft); "
-        "`accord stack up --brokers 3` also sets it. Node i (from 0) listens on "
+        description="Kafka nodes of the local stack (combined broker and controller, KRaft) "
+        "[default: as many as its Kafka was formatted with (<state_dir>/kafka/nodes), else "
+        "1]; `accord stack up --brokers 3` sets it. Node i (from 0) listens on "
         "kafka_port + i*kafka_port_step and its controller on kafka_controller_port + "
         "i*kafka_port_step.",
     )
@@ -248,6 +249,14 @@ class Settings(BaseSettings):
     @classmethod
     def _default_endpoints_follow_local_ports(cls, values: dict) -> dict:
         values = dict(values)
+        if not values.get("kafka_brokers"):
+            # As many nodes as the local stack's Kafka was formatted with (`accord stack up
+            # --brokers 3` records it), so every command bootstraps from all of them.
+            state = Path(values.get("state_dir") or cls.model_fields["state_dir"].default)
+            try:
+                values["kafka_brokers"] = int((state / "kafka" / "nodes").read_text().strip())
+            except (OSError, ValueError):
+                pass
         ports = {
             name: int(values.get(name) or cls.model_fields[name].default)
             for name in ("kafka_port", "registry_port", "opa_port", "kafka_brokers")

@@ -751,7 +751,8 @@ class ClusterHealth:
     """What the brokers say of themselves: who is up, the controller quorum, and the
     partitions with fewer in-sync replicas than replicas."""
 
-    brokers: list[int]
+    brokers: list[int]  # registered and not fenced
+    fenced: list[int]  # registered, but the controller has heard nothing from them lately
     quorum_leader: int | None
     voters: list[tuple[int, int, bool]]  # (node id, log end offset, caught up)
     partitions: int
@@ -770,7 +771,9 @@ def cluster_health(settings: Settings) -> ClusterHealth:
         raise InfrastructureError(f"no Kafka node answers at {settings.bootstrap_servers}") from exc
     try:
         cluster = admin.describe_cluster()
-        brokers = sorted(b["broker_id"] for b in cluster.get("brokers", []))
+        known = cluster.get("brokers", [])
+        brokers = sorted(b["broker_id"] for b in known if not b.get("is_fenced"))
+        fenced = sorted(b["broker_id"] for b in known if b.get("is_fenced"))
         quorum = admin.describe_metadata_quorum()
         part = quorum["topics"][0]["partitions"][0]
         current = part.get("current_voters", [])
@@ -790,12 +793,12 @@ def cluster_health(settings: Settings) -> ClusterHealth:
     for topic in topics:
         for p in topic.get("partitions", []):
             total += 1
-            replicas, isr = len(p.get("replicas", [])), len(p.get("isr", []))
+            replicas, isr = len(p.get("replica_nodes", [])), len(p.get("isr_nodes", []))
             if isr < replicas:
-                under.append((topic["topic"], p["partition"], isr, replicas))
+                under.append((topic["name"], p["partition_index"], isr, replicas))
             if isr < min(2, replicas):
                 below_min += 1
-    return ClusterHealth(brokers, leader, voters, total, sorted(under), below_min)
+    return ClusterHealth(brokers, fenced, leader, voters, total, sorted(under), below_min)
 
 
 def down(settings: Settings, report: Report, only: list[str] | None = None) -> None:
