@@ -219,12 +219,25 @@ def stack_secrets(kafka_dir: Path, opa_dir: Path) -> None:
 
 
 @main.command()
-@click.option("--loglevel", "-l", default="warning", show_default=True)
-def worker(loglevel: str) -> None:
-    """Run the stream worker that enforces agreements (until SIGTERM or Ctrl-C)."""
+@click.option(
+    "--loglevel",
+    "-l",
+    default=None,
+    help="Level of the worker's events and of its libraries' (faust, Kafka clients) "
+    "[default: ACCORD_LOG_LEVEL for the worker's events, and WARNING or above for the "
+    "libraries'].",
+)
+def worker(loglevel: str | None) -> None:
+    """Run the stream worker that enforces agreements (until SIGTERM or Ctrl-C). It logs
+    one `worker_ready` line once it holds its partitions."""
     from accord.worker.app import run_worker
 
-    run_worker(as_principal(get_settings(), WORKER), loglevel)
+    settings = get_settings()
+    if loglevel:
+        configure_logging(settings.log_format, loglevel)
+    level = (loglevel or settings.log_level).upper()
+    libraries = level if loglevel or level in ("ERROR", "CRITICAL") else "WARNING"
+    run_worker(as_principal(settings, WORKER), libraries.lower())
 
 
 # --- demo ----------------------------------------------------------------------------------

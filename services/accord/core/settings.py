@@ -160,6 +160,14 @@ class Settings(BaseSettings):
         description="RocksDB's memory for all of a worker's tables: block cache, index and "
         "filter blocks, and write buffers (charged to the same cache).",
     )
+    producer_delivery_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="How long the worker's producers (its stage, table and share writes, "
+        "and the audit's) try to have a record acknowledged by every in-sync replica before "
+        "the send fails; a failed send fails its batch, which is retried whole until Kafka "
+        "takes it (nothing is acknowledged upstream or dropped meanwhile).",
+    )
     opa_timeout_s: float = Field(5.0, description="Timeout of one OPA query.")
     partner_discovery_interval_s: float = Field(
         5.0, description="How often the worker looks for new partner topics to consume."

@@ -166,9 +166,37 @@ def create_app(settings: Settings) -> faust.App:
         person = person_topic.get_topic_name()
         await audit_log.keep_only({tp.partition for tp in assigned if tp.topic == person})
 
+    ready: list[bool] = []
+
     @app.on_rebalance_complete.connect
     async def reread_uncommitted_partitions(app: faust.App, **_: Any) -> None:
         await guard.reread_uncommitted()
+        if not ready:
+            ready.append(True)
+            await log_ready(app)
+
+    async def log_ready(app: faust.App) -> None:
+        """One line once the worker has joined its group and holds its partitions: what
+        it reads, its group, the OPA it asks and the policy revision OPA serves."""
+        try:
+            async with policy_client() as policy:
+                revision: str | None = await policy.revision(fresh=True)
+            opa_state = "answered"
+        except Exception as exc:  # OPA away: the gate waits for it; the line says so
+            revision, opa_state = None, f"unavailable ({type(exc).__name__})"
+        assigned = app.consumer.assignment() if app.consumer else set()
+        log.info(
+            "worker_ready",
+            group=settings.worker_group,
+            topic_prefix=settings.topic_prefix or None,
+            partner_topics=len(source.topics),
+            stage_topics=topics.stages(),
+            partitions=len(assigned),
+            bootstrap=settings.bootstrap_servers,
+            opa=settings.opa_url,
+            opa_state=opa_state,
+            policy_revision=revision,
+        )
 
     async def run_stage(stream: faust.StreamT, handler: Handler, event: str) -> None:
         batches = stream.take_events(

@@ -77,6 +77,9 @@ def faust_app(settings: Settings, name: str, **options: Any) -> faust.App:
         )[0],
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
+        # A send not acknowledged in time fails, and its batch is retried whole
+        # (accord.worker.batches): the hub waits for Kafka, it never drops.
+        "producer_request_timeout": settings.producer_delivery_timeout_s,
         "producer_linger_ms": 5,
         # A rebalance must not wait for streams to drain: a take_events buffer holds its
         # events until the batch is yielded, and waiting for it can stall the group.
