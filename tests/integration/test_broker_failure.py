@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from accord.core.kafka import admin_client
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import Topics
+from accord.ingest.publish import publish_file
 from accord.stack import local, processes
 
 from .cluster import accord, node_pid, three_brokers, wait_until_replicated
@@ -55,7 +57,7 @@ def reference(cluster, mix, tmp_path_factory) -> faults.Lists:
     """Every recipient's list from a run without failures."""
     settings, _ = cluster
     scoped = faults._scoped(settings, "ref")
-    faults.publish_input(scoped, mix)
+    publish(scoped, mix)
     figures = faults.run_worker(scoped, tmp_path_factory.mktemp("ref"), [], 240.0, print)
     assert figures.lag_zero, figures.lag_note
     return faults.recipient_lists(scoped, serde_of(settings))
@@ -81,6 +83,24 @@ def test_topics_are_replicated_three_times_with_two_in_sync(cluster):
         admin.close()
 
 
+def wait_for_work(log: Path, worker, timeout_s: float = 120.0) -> None:
+    """Until the worker has checked its first batch: it is mid-stream from then on."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.exists() and '"partner_batch_checked"' in log.read_text(errors="replace"):
+            return
+        assert worker.poll() is None, f"the worker exited; see {log}"
+        time.sleep(0.1)
+    raise AssertionError(f"the worker did no work in {timeout_s:.0f}s; see {log}")
+
+
+def publish(settings: Settings, mix: faults.CampaignInput) -> int:
+    """Every partner's file, four at a time; the events Kafka acknowledged."""
+    with ThreadPoolExecutor(4) as pool:
+        done = pool.map(lambda f: publish_file(settings, f[0], f[1], f[2]).published, mix.files)
+        return sum(done)
+
+
 def run_with(
     settings: Settings, log_dir: Path, fault, **extra: str
 ) -> tuple[faults.RunFigures, dict[str, float], list[Path]]:
@@ -91,7 +111,7 @@ def run_with(
     pool = processes.Workers(settings, log_dir, loglevel="info", **extra)
     with pool:
         worker = pool.start()
-        faults.wait_for_assignment(pool.log_path(0), began)
+        wait_for_work(pool.log_path(0), worker)
         seen = fault(worker)
         processes.wait_until_caught_up(settings, 300.0, workers=[worker])
         figures.lag_zero = True
@@ -127,10 +147,9 @@ def check_against(reference, settings, name, seen) -> None:
 def test_a_broker_killed_mid_stream_loses_and_duplicates_nothing(cluster, mix, reference, tmp_path):
     settings, values = cluster
     scoped = faults._scoped(settings, "kill")
-    published = faults.publish_input(scoped, mix)
+    published = publish(scoped, mix)
 
     def kill_a_broker(worker) -> dict[str, float]:
-        time.sleep(1.0)
         lag = processes.worker_lag(scoped)
         os.kill(node_pid(settings, "kafka-2"), signal.SIGKILL)
         killed = time.monotonic()
@@ -155,7 +174,7 @@ def test_brokers_away_longer_than_the_delivery_timeout_make_the_hub_wait_not_dro
 ):
     settings, _ = cluster
     scoped = faults._scoped(settings, "away")
-    published = faults.publish_input(scoped, mix)
+    published = publish(scoped, mix)
     delivery_timeout_s = 5.0
     away_s = delivery_timeout_s * 3
 
