@@ -702,8 +702,8 @@ def up(settings: Settings, report: Report, only: list[str] | None = None) -> Non
         report(f"{component.name:<9} started in {time.monotonic() - started:4.1f}s  {where}")
     if kafka_wanted and not kafka_started:
         _start_kafka_nodes(settings, report, only)
-    wants_kafka = not only or any(is_kafka(Component(name, 0, "")) for name in only)
-    if wants_kafka and not kafka_started:
+    # `--only kafka-2` restarts one node of a cluster that has its topics and grants.
+    if (not only or "kafka" in only) and not kafka_started:
         provision(settings, report)  # idempotent: a running stack gets what is new
 
 
@@ -803,10 +803,18 @@ def cluster_health(settings: Settings) -> ClusterHealth:
 
 def down(settings: Settings, report: Report, only: list[str] | None = None) -> None:
     count = max(settings.kafka_brokers, formatted_nodes(settings) or 1)
-    for component in reversed(components(settings, count)):
-        if not _wanted(component, only):
-            continue
-        if _stop(settings, component):
+    wanted = [c for c in reversed(components(settings, count)) if _wanted(c, only)]
+    # Every Kafka node is asked to stop at once: one stopped after the others would find
+    # no controller quorum for its controlled shutdown and wait out its timeout.
+    pids = {c.name: running_pid(settings, c) for c in wanted if is_kafka(c)}
+    for pid in pids.values():
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+    for component in wanted:
+        if is_kafka(component) and pids.get(component.name) is None:
+            component.pid_file(settings).unlink(missing_ok=True)
+            report(f"{component.name:<9} was not running")
+        elif _stop(settings, component):
             report(f"{component.name:<9} stopped")
         else:
             report(f"{component.name:<9} was not running")
