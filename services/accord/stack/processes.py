@@ -248,6 +248,20 @@ class Workers:
             self.settings, timeout_s, workers=running, on_progress=on_progress, interval_s=0.5
         )
 
+    def roll(
+        self, settle_timeout_s: float = 120.0, on_step: Callable[[int], None] | None = None
+    ) -> None:
+        """A rolling restart: each running worker in turn is stopped (SIGTERM, as an
+        operator stops it), a new one started in its place, and the group left to settle
+        (stable with as many members as before) before the next."""
+        running = [p for p in self.started if p.poll() is None]
+        for n, old in enumerate(running):
+            stop_worker(old)
+            self.start()
+            wait_until_joined(self.settings, len(running), settle_timeout_s)
+            if on_step is not None:
+                on_step(n)
+
     def rss_mb(self) -> list[float]:
         """Each running worker's resident memory now."""
         return [rss_mb(p.pid) or 0.0 for p in self.started if p.poll() is None]
