@@ -173,12 +173,17 @@ def ensure_all_topics(
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise InfrastructureError(f"creating {name}: {exc}") from exc
-        # Created is not yet usable: wait until the broker's metadata has every one.
-        deadline = time.monotonic() + timeout_s
-        while not all_present(admin, wanted, timeout_s):
+        # Created is not yet usable: wait until the brokers' metadata has every one. Each
+        # look asks whichever broker the client picks, and brokers learn of new topics
+        # one after the other: three looks in a row must find them all.
+        deadline, seen = time.monotonic() + timeout_s, 0
+        looks = 3 if len(metadata.brokers) > 1 else 1
+        while seen < looks:
+            seen = seen + 1 if all_present(admin, wanted, timeout_s) else 0
             if time.monotonic() > deadline:
                 raise InfrastructureError(f"{len(new)} new topics not ready in {timeout_s:.0f}s")
-            time.sleep(0.2)
+            if seen < looks:
+                time.sleep(0.2)
     return len(wanted)
 
 
