@@ -34,6 +34,7 @@ from accord.core.kafka import (
     connection,
     replicated,
     topic_replication,
+    wait_for_metadata,
 )
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
@@ -364,6 +365,10 @@ def apply(settings: Settings, report: Report | None = None, also: Iterable[str] 
     result.grants_removed = remove_grants(admin, acls.stale(found, wanted, roots))
 
     result.topics = ensure_all_topics(admin, settings, orgs)
+    if result.grants_added or result.grants_removed:
+        # Several brokers each apply the new grants and topics when they replay the
+        # metadata log: a client let in at once could still be refused by one of them.
+        wait_for_metadata(conn)
     log.info(
         "access_applied",
         principals=result.principals,

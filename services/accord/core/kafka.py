@@ -308,6 +308,29 @@ def read_topics(
         reader.close()
 
 
+def wait_for_metadata(target: Connectable, timeout_s: float = 30.0) -> bool:
+    """Until every node of a KRaft cluster has the metadata log up to its high watermark
+    as of now (new ACLs and topics included): on several brokers a grant or topic just
+    made is otherwise unknown to some of them for a moment. False when the cluster cannot
+    say (a broker too old to describe its quorum) or not in time."""
+    admin = admin_client(target)
+    try:
+        quorum = admin.describe_metadata_quorum()["topics"][0]["partitions"][0]
+        wanted = quorum["high_watermark"]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            nodes = quorum.get("current_voters", []) + quorum.get("observers", [])
+            if all(n.get("log_end_offset", -1) >= wanted for n in nodes):
+                return True
+            time.sleep(0.2)
+            quorum = admin.describe_metadata_quorum()["topics"][0]["partitions"][0]
+        return False
+    except (KafkaError, KeyError, IndexError, AttributeError):
+        return False
+    finally:
+        admin.close()
+
+
 def _committed_offsets(
     admin: KafkaAdminClient, group_id: str, tps: list[TopicPartition], timeout_s: float = 30.0
 ) -> dict[TopicPartition, Any]:
