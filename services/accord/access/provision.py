@@ -34,7 +34,7 @@ from accord.core.kafka import (
     connection,
     replicated,
     topic_replication,
-    wait_for_metadata,
+    wait_until_usable,
 )
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
@@ -365,10 +365,13 @@ def apply(settings: Settings, report: Report | None = None, also: Iterable[str] 
     result.grants_removed = remove_grants(admin, acls.stale(found, wanted, roots))
 
     result.topics = ensure_all_topics(admin, settings, orgs)
-    if result.grants_added or result.grants_removed:
-        # Several brokers each apply the new grants and topics when they replay the
-        # metadata log: a client let in at once could still be refused by one of them.
-        wait_for_metadata(conn)
+    if result.grants_added and orgs:
+        # Several brokers each apply new grants and topics when they replay the metadata
+        # log, on a busy machine seconds apart: a partner let in at once could still be
+        # refused by one of them. The last grant and topic made are probed on each.
+        org = sorted(orgs)[-1]
+        last = Topics(settings).partner(org, sorted(DATASET_RECORDS)[-1])
+        wait_until_usable(conn, connection(settings, org), last)
     log.info(
         "access_applied",
         principals=result.principals,

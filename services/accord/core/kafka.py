@@ -308,27 +308,36 @@ def read_topics(
         reader.close()
 
 
-def wait_for_metadata(target: Connectable, timeout_s: float = 30.0) -> bool:
-    """Until every node of a KRaft cluster has the metadata log up to its high watermark
-    as of now (new ACLs and topics included): on several brokers a grant or topic just
-    made is otherwise unknown to some of them for a moment. False when the cluster cannot
-    say (a broker too old to describe its quorum) or not in time."""
+def wait_until_usable(
+    target: Connectable, as_principal_: KafkaConnection, topic: str, timeout_s: float = 90.0
+) -> float:
+    """Until every broker lets `as_principal_` see `topic` (the topic and the grant on
+    it applied there): brokers replay new grants and topics from the metadata log one
+    after the other, and on a busy machine some seconds apart. A no-op on one broker.
+    Returns the seconds waited; raises InfrastructureError on timeout."""
     admin = admin_client(target)
     try:
-        quorum = admin.describe_metadata_quorum()["topics"][0]["partitions"][0]
-        wanted = quorum["high_watermark"]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            nodes = quorum.get("current_voters", []) + quorum.get("observers", [])
-            if all(n.get("log_end_offset", -1) >= wanted for n in nodes):
-                return True
-            time.sleep(0.2)
-            quorum = admin.describe_metadata_quorum()["topics"][0]["partitions"][0]
-        return False
-    except (KafkaError, KeyError, IndexError, AttributeError):
-        return False
+        brokers = [f"{b['host']}:{b['port']}" for b in admin.describe_cluster().get("brokers", [])]
     finally:
         admin.close()
+    began = time.monotonic()
+    if len(brokers) < 2:
+        return 0.0
+    for broker in brokers:
+        probe = KafkaConnection(broker, as_principal_.credential, as_principal_.ca_file)
+        while True:
+            reader = consumer(probe)
+            try:
+                if reader.partitions_for_topic(topic):
+                    break
+            finally:
+                reader.close()
+            if time.monotonic() - began > timeout_s:
+                raise InfrastructureError(
+                    f"broker {broker} has not applied {topic} and its grants in {timeout_s:.0f}s"
+                )
+            time.sleep(0.5)
+    return time.monotonic() - began
 
 
 def _committed_offsets(
