@@ -36,7 +36,7 @@ from accord.stack import local, processes
 
 from .cluster import accord, node_pid, three_brokers, wait_until_replicated
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 PEOPLE = 80
 SEED = 2016
 

@@ -397,8 +397,30 @@ def create_app(settings: Settings) -> faust.App:
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run until SIGTERM/SIGINT, as `accord worker` does."""
+    import sys
+
     from faust.worker import Worker
 
     app = create_app(settings)
     os.umask(0o077)  # the tables' files hold personal data: 0600 under 0700 dirs
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    # faust's own log lines go through mode's colouring formatter, which colours its
+    # arguments whatever the stream: off a terminal they get a plain one, so a log file
+    # or a collector gets no control codes.
+    plain = None
+    if not sys.stderr.isatty():
+        plain = {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "plain": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"}
+            },
+            "handlers": {
+                "default": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "plain",
+                    "stream": "ext://sys.stderr",
+                }
+            },
+            "root": {"level": loglevel.upper(), "handlers": ["default"]},
+        }
+    Worker(app, loglevel=loglevel, quiet=True, logging_config=plain).execute_from_commandline()
