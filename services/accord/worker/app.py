@@ -423,4 +423,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
             },
             "root": {"level": loglevel.upper(), "handlers": ["default"]},
         }
-    Worker(app, loglevel=loglevel, quiet=True, logging_config=plain).execute_from_commandline()
+    worker = Worker(app, loglevel=loglevel, quiet=True, logging_config=plain)
+    if not sys.stderr.isatty() or not sys.stdout.isatty():
+        faust_compat.drop_spinner(worker)
+    worker.execute_from_commandline()

@@ -293,3 +293,10 @@ def secure_confluent_driver(config: dict[str, Any]) -> None:
         Producer=lambda options: confluent_kafka.Producer({**options, **config}),
         __version__=confluent_kafka.__version__,
     )
+
+
+def drop_spinner(worker: Any) -> None:
+    """faust's Worker draws a start-up spinner and, once started, writes backspaces and
+    the terminal's show-cursor sequence even when its output is a file: off a terminal
+    the worker has none (`faust.worker.Worker.spinner`, checked before each use)."""
+    worker.spinner = None
