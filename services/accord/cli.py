@@ -14,10 +14,10 @@ from accord.bench.commands import bench
 from accord.campaign.commands import campaign
 from accord.coordinator.commands import cases
 from accord.core.credentials import ADMIN, WORKER
-from accord.core.errors import AccordError
+from accord.core.errors import AccordError, InfrastructureError
 from accord.core.kafka import as_principal
 from accord.core.logging import configure_logging
-from accord.core.settings import describe_settings, get_settings
+from accord.core.settings import Settings, describe_settings, get_settings
 from accord.gateway.commands import gateway
 from accord.governance.commands import audit, policy
 from accord.ingest.commands import publish, rejects
@@ -102,34 +102,95 @@ def stack() -> None:
     """Run the local stack: Kafka (KRaft), OPA and the schema registry on 127.0.0.1."""
 
 
+ONLY_HELP = "Only these: kafka (every node), kafka-2 (one node), opa, registry."
+
+
+def _stack_settings(brokers: int | None) -> Settings:
+    """The settings, with `--brokers` as ACCORD_KAFKA_BROKERS (the bootstrap list follows)."""
+    if brokers is not None:
+        os.environ["ACCORD_KAFKA_BROKERS"] = str(brokers)
+        get_settings.cache_clear()
+    return get_settings()
+
+
 @stack.command("up")
-@click.option("--only", multiple=True, type=click.Choice(["kafka", "opa", "registry"]))
-def stack_up(only: tuple[str, ...]) -> None:
+@click.option("--only", multiple=True, metavar="NAME", help=ONLY_HELP)
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="Kafka nodes (combined broker and controller) [default: ACCORD_KAFKA_BROKERS, "
+    "else as many as the stack was formatted with, else 1]. Topics get min(3, brokers) "
+    "replicas.",
+)
+def stack_up(only: tuple[str, ...], brokers: int | None) -> None:
     """Start what is not running (idempotent); the first run fetches Kafka and builds OPA."""
     from accord.stack import local
 
-    local.up(get_settings(), click.echo, list(only) or None)
+    settings = _stack_settings(brokers)
+    _check_only(settings, only)
+    local.up(settings, click.echo, list(only) or None)
+    if settings.kafka_brokers > 1 and "ACCORD_BOOTSTRAP_SERVERS" not in os.environ:
+        click.echo(f"bootstrap  {settings.bootstrap_servers}")
+
+
+def _check_only(settings: Settings, only: tuple[str, ...]) -> None:
+    from accord.stack import local
+
+    known = local.component_names(settings)
+    for name in only:
+        if name not in known:
+            raise click.BadParameter(
+                f"{name!r} is not one of {', '.join(known)}", param_hint="--only"
+            )
 
 
 @stack.command("status")
 def stack_status() -> None:
-    """Report each component, its state, address and pid."""
+    """Report each component (each Kafka node), its state, address and pid; then the
+    brokers the cluster knows, its controller quorum and under-replicated partitions."""
     from accord.stack import local
 
-    rows = local.status(get_settings())
+    settings = get_settings()
+    rows = local.status(settings)
     for name, state, where, pid in rows:
         click.echo(f"{name:<9} {state:<24} {where:<28} pid {pid}")
-    if any(state != "running" for _, state, _, _ in rows):
+    failed = any(state != "running" for _, state, _, _ in rows)
+    if any(name.startswith("kafka") and state.startswith("running") for name, state, *_ in rows):
+        try:
+            health = local.cluster_health(settings)
+        except InfrastructureError as exc:
+            click.echo(f"cluster   {exc}")
+            sys.exit(3)
+        fenced = f"; {', '.join(map(str, health.fenced))} fenced" if health.fenced else ""
+        click.echo(f"brokers   {', '.join(map(str, health.brokers)) or 'none'} up{fenced}")
+        voters = ", ".join(
+            f"{node}{'*' if node == health.quorum_leader else ''}{'' if caught_up else ' (behind)'}"
+            for node, _, caught_up in health.voters
+        )
+        click.echo(f"quorum    voters {voters}  (* leader)")
+        click.echo(
+            f"replicas  {len(health.under_replicated)} of {health.partitions} partitions "
+            f"under-replicated, {health.under_min_isr} below min.insync.replicas"
+        )
+        for topic, partition, isr, replicas in health.under_replicated[:10]:
+            click.echo(f"          {topic}[{partition}] in sync {isr} of {replicas}")
+        if len(health.under_replicated) > 10:
+            click.echo(f"          ... and {len(health.under_replicated) - 10} more")
+        failed = failed or bool(health.under_replicated or health.fenced)
+    if failed:
         sys.exit(3)
 
 
 @stack.command("down")
-@click.option("--only", multiple=True, type=click.Choice(["kafka", "opa", "registry"]))
+@click.option("--only", multiple=True, metavar="NAME", help=ONLY_HELP)
 def stack_down(only: tuple[str, ...]) -> None:
     """Stop exactly the processes `stack up` started (by the pids it recorded)."""
     from accord.stack import local
 
-    local.down(get_settings(), click.echo, list(only) or None)
+    settings = get_settings()
+    _check_only(settings, only)
+    local.down(settings, click.echo, list(only) or None)
 
 
 @stack.command("secrets")
@@ -158,12 +219,25 @@ def stack_secrets(kafka_dir: Path, opa_dir: Path) -> None:
 
 
 @main.command()
-@click.option("--loglevel", "-l", default="warning", show_default=True)
-def worker(loglevel: str) -> None:
-    """Run the stream worker that enforces agreements (until SIGTERM or Ctrl-C)."""
+@click.option(
+    "--loglevel",
+    "-l",
+    default=None,
+    help="Level of the worker's events and of its libraries' (faust, Kafka clients) "
+    "[default: ACCORD_LOG_LEVEL for the worker's events, and WARNING or above for the "
+    "libraries'].",
+)
+def worker(loglevel: str | None) -> None:
+    """Run the stream worker that enforces agreements (until SIGTERM or Ctrl-C). It logs
+    one `worker_ready` line once it holds its partitions."""
     from accord.worker.app import run_worker
 
-    run_worker(as_principal(get_settings(), WORKER), loglevel)
+    settings = get_settings()
+    if loglevel:
+        configure_logging(settings.log_format, loglevel)
+    level = (loglevel or settings.log_level).upper()
+    libraries = level if loglevel or level in ("ERROR", "CRITICAL") else "WARNING"
+    run_worker(as_principal(settings, WORKER), libraries.lower())
 
 
 # --- demo ----------------------------------------------------------------------------------

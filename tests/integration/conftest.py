@@ -81,8 +81,8 @@ def isolated_settings(stack: Settings) -> Iterator[Settings]:
         yield isolated
     finally:
         # The deployment's topics and its worker group's (table changelogs, assignor).
-        delete_topics(stack, isolated.topic_prefix, f"{isolated.worker_id}-")
-        remove_group_state(stack, isolated.worker_id)  # its RocksDB tables
+        delete_topics(stack, isolated.topic_prefix, f"{isolated.worker_group}-")
+        remove_group_state(stack, isolated.worker_group)  # its RocksDB tables
         provision.remove_deployment(isolated)
 
 

@@ -117,7 +117,7 @@ def test_an_opt_out_tombstones_what_was_shared_and_is_audited(settings, serde, w
     assert key in share_view(settings, serde)
     personal = [row[name] for name in PERSONAL_FIELDS if row.get(name)]
     cases_topic = Topics(settings).internal("cases")
-    state_topic = f"{settings.worker_id}-cases-changelog"
+    state_topic = f"{settings.worker_group}-cases-changelog"
     _, open_text = latest_json(settings, cases_topic, key)
     assert personal and all(datum in open_text for datum in personal)  # held while open
     opt_out = consent_change(row, "nhs-lothian", "OPT_OUT", at=START + timedelta(days=5))
@@ -148,7 +148,7 @@ def test_an_opt_out_tombstones_what_was_shared_and_is_audited(settings, serde, w
     assert state["consents"]["nhs-lothian"]["change"] == "OPT_OUT"
     assert [datum for datum in personal if datum in text] == []
     # ... and the matching block that knew them no longer holds who they are.
-    identities = f"{settings.worker_id}-identities-changelog"
+    identities = f"{settings.worker_group}-identities-changelog"
     deadline = time.monotonic() + 30
     while True:
         blocks: dict[bytes, list] = {}

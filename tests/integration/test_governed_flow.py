@@ -253,7 +253,7 @@ def test_with_opa_stopped_nothing_is_shared_and_after_restart_everything_is_shar
         assert decoded(settings, serde, topics.share(EDINBURGH)) == []
         assert decoded(settings, serde, topics.audit) == []
         assert decoded(settings, serde, topics.rejects(LOTHIAN)) == []
-        assert group_lag(settings, settings.worker_id, intake_input) == 20  # none acknowledged
+        assert group_lag(settings, settings.worker_group, intake_input) == 20  # none acknowledged
     finally:
         local.up(stack, lambda _: None, only=["opa"])
     shared = wait_for(
@@ -262,9 +262,9 @@ def test_with_opa_stopped_nothing_is_shared_and_after_restart_everything_is_shar
     assert {k for k, _ in shared} == {key_of(settings, r) for r in rows}
     deadline = time.monotonic() + 30
     held = intake_input + gate_input
-    while group_lag(settings, settings.worker_id, held) and time.monotonic() < deadline:
+    while group_lag(settings, settings.worker_group, held) and time.monotonic() < deadline:
         time.sleep(1)
-    assert group_lag(settings, settings.worker_id, held) == 0
+    assert group_lag(settings, settings.worker_group, held) == 0
     # Exactly once in the compacted view: one case per person.
     latest = {k: c for k, c in decoded(settings, serde, topics.share(EDINBURGH))}
     assert len(latest) == 20

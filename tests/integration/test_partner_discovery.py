@@ -100,7 +100,7 @@ def test_a_new_partner_topic_is_read_within_seconds_and_an_unknown_one_is_report
     took = time.monotonic() - published
     print(f"new partner topic: {len(decided)} of {len(rows)} records decided in {took:.1f}s")
     assert len(decided) == len(rows), f"only {len(decided)} of {len(rows)} decided in {took:.0f}s"
-    assert group_lag(settings, settings.worker_id, [new_topic]) == 0
+    assert group_lag(settings, settings.worker_group, [new_topic]) == 0
     assert any(
         new_topic in e["topics"] for e in worker_events(log_path, "partner_topics_subscribed")
     )
@@ -113,7 +113,7 @@ def test_a_new_partner_topic_is_read_within_seconds_and_an_unknown_one_is_report
     warnings = worker_events(log_path, "unknown_partner_topic")
     assert [w["topic"] for w in warnings] == [mistyped_topic]
     assert warnings[0]["level"] == "warning"
-    assert group_lag(settings, settings.worker_id, [mistyped_topic]) == 1
+    assert group_lag(settings, settings.worker_group, [mistyped_topic]) == 1
     audit = [r for _, r in decoded(settings, serde, topics.audit) if r]
     assert not [r for r in audit if r["source_org"] == MISTYPED]
     quarantined = list(read_topic(settings, topics.quarantine, idle_timeout_s=1))

@@ -46,7 +46,7 @@ def reference(stack, tmp_path_factory):
 def db_files(settings) -> dict[str, int]:
     """Size of every file of the group's RocksDB DBs (SST files, write-ahead logs)."""
     sizes = {}
-    for root, _, names in os.walk(group_datadir(settings, settings.worker_id)):
+    for root, _, names in os.walk(group_datadir(settings, settings.worker_group)):
         for name in names:
             path = os.path.join(root, name)
             if ".db" in path:
@@ -97,7 +97,7 @@ def test_a_worker_whose_rocksdb_was_deleted_recovers_from_the_changelogs_alone(
     processes.wait_until_caught_up(settings, timeout_s=600)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
-    folder = group_datadir(settings, settings.worker_id)
+    folder = group_datadir(settings, settings.worker_group)
     assert any(p.endswith(".sst") or p.endswith(".log") for p in db_files(settings))
     shutil.rmtree(folder)
     send_native(settings, serde, SUPPORT_OUTCOME, "SupportOutcome", outcomes_for(requests))

@@ -321,7 +321,7 @@ def test_person_state_topics_compact_superseded_records_within_a_day():
 
     settings = Settings(topic_prefix="t1.", worker_id="w1")
     wanted = wanted_topics(settings, [])
-    for topic in (Topics(settings).internal("cases"), "w1-cases-changelog"):
+    for topic in (Topics(settings).internal("cases"), "t1.w1-cases-changelog"):
         assert wanted[topic]["cleanup.policy"] == "compact"
         assert wanted[topic]["max.compaction.lag.ms"] == "86400000"
 

@@ -449,7 +449,7 @@ def run(settings: Settings, report: Callable[[str], None] | None = None) -> Matr
     )
     provision.apply(scoped)
     topics = Topics(scoped)
-    fams = families(topics, scoped.worker_id, scoped.schemas_topic)
+    fams = families(topics, scoped.worker_group, scoped.schemas_topic)
     grants = provision.deployment_grants(scoped, provision.active_organisations(scoped))
     matrix = Matrix()
     seed = connection(scoped, principals.ADMIN)
@@ -474,7 +474,7 @@ def run(settings: Settings, report: Callable[[str], None] | None = None) -> Matr
             if principal in (BOARD, COUNCIL, principals.CONSOLE):
                 group_prefix = f"{topics.prefix}{principal}."
             elif principal == principals.WORKER:
-                group_prefix = scoped.worker_id
+                group_prefix = scoped.worker_group
             else:
                 group_prefix = principal
             quick = 3.0 if conn is None or name == IMPOSTOR else 8.0
@@ -496,7 +496,7 @@ def run(settings: Settings, report: Callable[[str], None] | None = None) -> Matr
                     matrix.cells.append(Cell(name, fam.label, operation, promised, allowed, detail))
         matrix.routes = opa_routes(scoped) + registry_routes(scoped, topics)
     finally:
-        for prefix in (scoped.topic_prefix, scoped.worker_id):
+        for prefix in (scoped.topic_prefix, scoped.worker_group):
             delete_topics(seed, prefix)
         provision.remove_deployment(scoped)
     matrix.seconds = time.monotonic() - started

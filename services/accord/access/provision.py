@@ -32,6 +32,9 @@ from accord.core.kafka import (
     COMPACTED,
     confluent_admin,
     connection,
+    replicated,
+    topic_replication,
+    wait_until_usable,
 )
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
@@ -109,7 +112,7 @@ def wanted_topics(settings: Settings, orgs: Iterable[str]) -> dict[str, dict[str
         **{topics.internal(n): dict(PERSON_STATE) for n in HUB_COMPACTED_TOPICS},
         topics.audit: audit_retention,
         topics.quarantine: rejects,
-        **{topics.changelog(settings.worker_id, t): dict(PERSON_STATE) for t in WORKER_TABLES},
+        **{topics.changelog(settings.worker_group, t): dict(PERSON_STATE) for t in WORKER_TABLES},
     }
     wanted.update(share_topic_configs(topics, agreements_from_dir(settings.policies_dir)))
     return wanted
@@ -122,7 +125,7 @@ def partner_topic_names(settings: Settings, orgs: Iterable[str]) -> list[str]:
 
 def leader_topic(settings: Settings) -> str:
     """faust's assignor topic (one partition), which the worker may not create itself."""
-    return Topics.assignor(settings.worker_id)
+    return Topics.assignor(settings.worker_group)
 
 
 def all_topics(settings: Settings, orgs: list[str]) -> dict[str, tuple[int, dict[str, str]]]:
@@ -152,11 +155,14 @@ def ensure_all_topics(
 
     wanted = all_topics(settings, orgs)
     try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
+        metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
         raise InfrastructureError(f"listing topics: {exc}") from exc
+    existing = set(metadata.topics)
+    # min(3, brokers) replicas, two in sync from three (accord.core.kafka.replication).
+    replicas, min_isr = topic_replication(settings, len(metadata.brokers))
     new = [
-        NewTopic(name, partitions, 1, config=config)
+        NewTopic(name, partitions, replicas, config=replicated(config, min_isr))
         for name, (partitions, config) in sorted(wanted.items())
         if name not in existing
     ]
@@ -168,12 +174,17 @@ def ensure_all_topics(
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise InfrastructureError(f"creating {name}: {exc}") from exc
-        # Created is not yet usable: wait until the broker's metadata has every one.
-        deadline = time.monotonic() + timeout_s
-        while not all_present(admin, wanted, timeout_s):
+        # Created is not yet usable: wait until the brokers' metadata has every one. Each
+        # look asks whichever broker the client picks, and brokers learn of new topics
+        # one after the other: three looks in a row must find them all.
+        deadline, seen = time.monotonic() + timeout_s, 0
+        looks = 3 if len(metadata.brokers) > 1 else 1
+        while seen < looks:
+            seen = seen + 1 if all_present(admin, wanted, timeout_s) else 0
             if time.monotonic() > deadline:
                 raise InfrastructureError(f"{len(new)} new topics not ready in {timeout_s:.0f}s")
-            time.sleep(0.2)
+            if seen < looks:
+                time.sleep(0.2)
     return len(wanted)
 
 
@@ -315,7 +326,7 @@ def remove_grants(admin: Any, grants: Iterable[acls.Grant]) -> int:
 
 
 def deployment_grants(settings: Settings, orgs: Iterable[str]) -> list[acls.Grant]:
-    return acls.derive(orgs, Topics(settings), settings.worker_id, settings.schemas_topic)
+    return acls.derive(orgs, Topics(settings), settings.worker_group, settings.schemas_topic)
 
 
 def apply(settings: Settings, report: Report | None = None, also: Iterable[str] = ()) -> Applied:
@@ -348,12 +359,19 @@ def apply(settings: Settings, report: Report | None = None, also: Iterable[str] 
     # partitions ahead of them would hold the grants back for seconds.
     wanted = deployment_grants(settings, orgs)
     found = broker_grants(admin)
-    roots = acls.namespace(orgs, Topics(settings), settings.worker_id, settings.schemas_topic)
+    roots = acls.namespace(orgs, Topics(settings), settings.worker_group, settings.schemas_topic)
     result.grants = len(wanted)
     result.grants_added = add_grants(admin, [g for g in wanted if g not in found])
     result.grants_removed = remove_grants(admin, acls.stale(found, wanted, roots))
 
     result.topics = ensure_all_topics(admin, settings, orgs)
+    if result.grants_added and orgs:
+        # Several brokers each apply new grants and topics when they replay the metadata
+        # log, on a busy machine seconds apart: a partner let in at once could still be
+        # refused by one of them. The last grant and topic made are probed on each.
+        org = sorted(orgs)[-1]
+        last = Topics(settings).partner(org, sorted(DATASET_RECORDS)[-1])
+        wait_until_usable(conn, connection(settings, org), last)
     log.info(
         "access_applied",
         principals=result.principals,
@@ -375,6 +393,6 @@ def remove_deployment(settings: Settings) -> int:
     if not settings.topic_prefix:
         raise ValueError("refusing to remove the grants of the unprefixed deployment")
     admin = confluent_admin(admin_connection(settings))
-    own = (settings.topic_prefix, settings.worker_id)
+    own = (settings.topic_prefix, settings.worker_group)
     grants = deployment_grants(settings, active_organisations(settings))
     return remove_grants(admin, [g for g in grants if g.name.startswith(own)])

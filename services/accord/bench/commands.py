@@ -98,7 +98,14 @@ def counts_option(text: str, hint: str) -> tuple[int, ...]:
 @click.option(
     "--scale-out",
     default="",
-    help="Worker counts for the scale-out table on 12 partitions, e.g. 1,2,4.",
+    help="Worker counts for the scale-out table, e.g. 1,2,4,8: each count runs the "
+    "governed pipeline on a deployment of its own with --scale-out-partitions partitions.",
+)
+@click.option(
+    "--scale-out-partitions",
+    default=24,
+    show_default=True,
+    help="Partitions of every topic of the scale-out runs (a worker count above it idles).",
 )
 @click.option(
     "--scale-out-events",
@@ -144,6 +151,7 @@ def bench(
     full: bool,
     scale_out: str,
     scale_out_events: int,
+    scale_out_partitions: int,
     audit_writes: int,
     policy_reads: int,
     json_path: Path | None,
@@ -202,6 +210,7 @@ def bench(
         latency_s=latency_seconds,
         scale_out=counts_option(scale_out, "--scale-out"),
         scale_out_events=scale_out_events,
+        scale_out_partitions=scale_out_partitions,
         sizes=counts_option(sizes, "--sizes"),
         people=counts_option(people, "--people"),
         suspension=suspension and "governed" in chosen,

@@ -66,6 +66,7 @@ class Plan:
     latency_s: float = 15.0
     scale_out: tuple[int, ...] = ()
     scale_out_events: int = 50_000
+    scale_out_partitions: int = 24
     sizes: tuple[int, ...] = ()
     people: tuple[int, ...] = ()
     suspension: bool = True
@@ -116,6 +117,7 @@ class Figures:
     latency: list[dict[str, Any]] = field(default_factory=list)
     opa: dict[str, float] = field(default_factory=dict)
     scale_out: list[ModeResult] = field(default_factory=list)
+    scale_out_partitions: int = 24
     sizes: list[ModeResult] = field(default_factory=list)
     people: list[dict[str, Any]] = field(default_factory=list)
     suspension: dict[str, Any] | None = None
@@ -170,6 +172,7 @@ class Figures:
             "latency": self.latency,
             "opa": self.opa,
             "scale_out": [mode(result) for result in self.scale_out],
+            "scale_out_partitions": self.scale_out_partitions,
             "linear_cost": self.linear_cost(),
             "rss_by_people": self.people,
             "suspension": self.suspension,
@@ -254,7 +257,7 @@ class Bench:
             return
         delete_topics(self.settings, scoped.topic_prefix)
         provision.remove_deployment(scoped)
-        remove_group_state(self.settings, scoped.worker_id)  # its RocksDB tables
+        remove_group_state(self.settings, scoped.worker_group)  # its RocksDB tables
 
     def release_all(self) -> None:
         for scoped in list(self.deployments.values()):
@@ -592,10 +595,11 @@ def measure_all(bench: Bench, figures: Figures) -> None:
 
         with figures.phase("scotland"):
             figures.scotland = scotland.measure(bench)
+    figures.scale_out_partitions = plan.scale_out_partitions
     for count in plan.scale_out:
         with figures.phase(f"scale-out {count}"):
             events = workload.load(bench.settings, plan.scale_out_events, plan.seed, bench.say)
-            result = bench.throughput(f"scale{count}", events, count, 12)
+            result = bench.throughput(f"scale{count}", events, count, plan.scale_out_partitions)
             result.name = f"{count} workers"
             figures.scale_out.append(result)
 
@@ -711,7 +715,12 @@ def report(console: Console, figures: Figures) -> None:
             "  wall time: " + ", ".join(f"{n} {s:,.0f} s" for n, s in figures.phases_s.items())
         )
     if figures.scale_out:
-        table = Table(title="scale-out: governed pipeline, 12 partitions", title_justify="left")
+        cores = os.cpu_count() or 1
+        table = Table(
+            title=f"scale-out: governed pipeline, {figures.scale_out_partitions} partitions, "
+            f"{cores} cores shared with Kafka, OPA and the registry",
+            title_justify="left",
+        )
         for column in ("workers", "events", "events/s", "per worker", "peak RSS MB (each)"):
             table.add_column(column, justify="right")
         for result in figures.scale_out:

@@ -62,8 +62,8 @@ def deployment(settings: Settings, name: str, keep: bool = False) -> Iterator[Se
     finally:
         if not keep:
             delete_topics(settings, scoped.topic_prefix)
-            delete_topics(settings, f"{scoped.worker_id}-")  # the worker's changelogs
-            remove_group_state(settings, scoped.worker_id)  # and its RocksDB tables
+            delete_topics(settings, f"{scoped.worker_group}-")  # the worker's changelogs
+            remove_group_state(settings, scoped.worker_group)  # and its RocksDB tables
             provision.remove_deployment(scoped)
 
 

@@ -41,7 +41,7 @@ from accord.campaign import FAULTS
 from accord.core.auditrecords import recipient_decisions
 from accord.core.credentials import ADMIN
 from accord.core.errors import InfrastructureError
-from accord.core.kafka import admin_client, delete_topics, read_topic
+from accord.core.kafka import admin_client, delete_topics, read_topic, read_topics
 from accord.core.logging import get_logger
 from accord.core.scotland import HEALTH_BOARDS, org_id
 from accord.core.serde import AvroSerde, registry_client
@@ -212,20 +212,18 @@ def share_topics(settings: Settings) -> list[str]:
 def recipient_lists(settings: Settings, serde: AvroSerde) -> Lists:
     """Every share topic of these settings, compacted: recipient -> key -> record."""
     prefix = f"{settings.topic_prefix}share."
-    lists: Lists = {}
-    for name in share_topics(settings):
-        recipient = name.removeprefix(prefix).rsplit(".", 1)[0]
-        view: dict[str, dict[str, Any]] = {}
-        for message in read_topic(settings, name, idle_timeout_s=2.0):
-            key = message.key.decode()
-            if message.value is None:
-                view.pop(key, None)
-                continue
-            record = dict(serde.decode(message.value)[1])
-            for volatile in VOLATILE_FIELDS:
-                record.pop(volatile, None)
-            view[key] = record
-        lists[recipient] = view
+    names = share_topics(settings)
+    lists: Lists = {name.removeprefix(prefix).rsplit(".", 1)[0]: {} for name in names}
+    for message in read_topics(settings, names, idle_timeout_s=2.0):
+        view = lists[message.topic.removeprefix(prefix).rsplit(".", 1)[0]]
+        key = message.key.decode()
+        if message.value is None:
+            view.pop(key, None)
+            continue
+        record = dict(serde.decode(message.value)[1])
+        for volatile in VOLATILE_FIELDS:
+            record.pop(volatile, None)
+        view[key] = record
     return lists
 
 
@@ -263,18 +261,17 @@ def check_shares(
         for decision in recipient_decisions(serde.decode(message.value)[1]):
             audited.add(str(decision["decision_id"]))
     records = unaudited = while_down = 0
-    for name in share_topics(settings):
-        for message in read_topic(settings, name, idle_timeout_s=2.0):
-            if message.value is None:
-                continue
-            records += 1
-            headers = dict(message.headers or ())
-            decision = (headers.get("accord-decision-id") or b"").decode()
-            if decision not in audited:
-                unaudited += 1
-            decided = serde.decode(message.value)[1]["updated_at"].timestamp()
-            if any(start + 2.0 < decided < end for start, end in opa_down):
-                while_down += 1
+    for message in read_topics(settings, share_topics(settings), idle_timeout_s=2.0):
+        if message.value is None:
+            continue
+        records += 1
+        headers = dict(message.headers or ())
+        decision = (headers.get("accord-decision-id") or b"").decode()
+        if decision not in audited:
+            unaudited += 1
+        decided = serde.decode(message.value)[1]["updated_at"].timestamp()
+        if any(start + 2.0 < decided < end for start, end in opa_down):
+            while_down += 1
     duplicated = 0
     for view in lists.values():
         sources = [record.get("source_event_id") for record in view.values()]
@@ -489,8 +486,8 @@ def run_campaign(
     finally:
         if not keep_topics:
             for each in scoped:
-                delete_topics(settings, each.topic_prefix, f"{each.worker_id}-")
-                remove_group_state(settings, each.worker_id)
+                delete_topics(settings, each.topic_prefix, f"{each.worker_group}-")
+                remove_group_state(settings, each.worker_group)
                 provision.remove_deployment(each)
     comparison = compare(reference.lists, faulty.lists)
     report = CampaignReport(seed, people, kills, data, reference, faulty, comparison, checks)

@@ -296,7 +296,7 @@ def scan_kafka(settings: Settings, needles: Needles, report: Report) -> None:
         names = sorted(
             t
             for t in admin.list_topics()
-            if t.startswith(settings.topic_prefix) or t.startswith(settings.worker_id)
+            if t.startswith(settings.topic_prefix) or t.startswith(settings.worker_group)
         )
     finally:
         admin.close()

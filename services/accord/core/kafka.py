@@ -147,15 +147,45 @@ def consumer(target: Connectable, **options: Any) -> KafkaConsumer:
     return KafkaConsumer(**_conn(target).kafka_python(), client_id=CLIENT_ID, **options)
 
 
+def replication(brokers: int, wanted: int = 0) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of every topic the hub creates, on a
+    cluster of `brokers`: min(3, brokers) replicas unless `wanted` (ACCORD_TOPIC_REPLICATION_FACTOR)
+    says otherwise, and two in-sync replicas from three replicas on, so a record
+    acknowledged to an acks=all producer is on two brokers and one broker may be lost."""
+    replicas = wanted or min(3, max(1, brokers))
+    return replicas, 2 if replicas >= 3 else 1
+
+
+def replicated(configs: dict[str, str] | None, min_isr: int) -> dict[str, str]:
+    """A topic's configs with its min.insync.replicas (unless they set one)."""
+    out = dict(configs or {})
+    if min_isr > 1:
+        out.setdefault("min.insync.replicas", str(min_isr))
+    return out
+
+
+def topic_replication(settings: Settings, brokers: int) -> tuple[int, int]:
+    """`replication` for these settings on a cluster of `brokers` brokers."""
+    return replication(brokers, settings.topic_replication_factor)
+
+
 def ensure_topics(
     target: Connectable, topics: dict[str, dict[str, str] | None], partitions: int
 ) -> None:
-    """Create each topic (name -> configs) if missing; existing topics are left as they are."""
+    """Create each topic (name -> configs) if missing; existing topics are left as they are.
+    Replicated by the one rule (`replication`) over the brokers the cluster has."""
     admin = admin_client(target)
     try:
         existing = set(admin.list_topics())
+        brokers = len(admin.describe_cluster().get("brokers", [])) or 1
+        wanted = target.topic_replication_factor if isinstance(target, Settings) else 0
+        replicas, min_isr = replication(brokers, wanted)
         missing = {
-            name: {"num_partitions": partitions, "replication_factor": 1, "configs": configs or {}}
+            name: {
+                "num_partitions": partitions,
+                "replication_factor": replicas,
+                "configs": replicated(configs, min_isr),
+            }
             for name, configs in topics.items()
             if name not in existing
         }
@@ -237,6 +267,77 @@ def read_topic(
                     remaining.discard(tp)
     finally:
         reader.close()
+
+
+def read_topics(
+    target: Connectable, topics: list[str], idle_timeout_s: float = 2.0, max_wait_s: float = 120.0
+) -> Iterator[Any]:
+    """`read_topic` over several topics with one consumer (one sign-in, one fetch
+    session): every committed record of each from its beginning to its current end."""
+    reader = consumer(
+        target,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=int(idle_timeout_s * 1000),
+        isolation_level="read_committed",
+    )
+    try:
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(reader.partitions_for_topic(topic) or set())
+        ]
+        if not tps:
+            return
+        reader.assign(tps)
+        reader.seek_to_beginning(*tps)
+        end = reader.end_offsets(tps)
+        remaining = {tp for tp in tps if end[tp] > 0}
+        deadline = time.monotonic() + max_wait_s
+        while remaining and time.monotonic() < deadline:
+            batch = reader.poll(timeout_ms=500, max_records=5000)
+            for tp, records in batch.items():
+                for record in records:
+                    yield record
+                    if record.offset + 1 >= end[tp]:
+                        remaining.discard(tp)
+            for tp in list(remaining):
+                if reader.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+    finally:
+        reader.close()
+
+
+def wait_until_usable(
+    target: Connectable, as_principal_: KafkaConnection, topic: str, timeout_s: float = 90.0
+) -> float:
+    """Until every broker lets `as_principal_` see `topic` (the topic and the grant on
+    it applied there): brokers replay new grants and topics from the metadata log one
+    after the other, and on a busy machine some seconds apart. A no-op on one broker.
+    Returns the seconds waited; raises InfrastructureError on timeout."""
+    admin = admin_client(target)
+    try:
+        brokers = [f"{b['host']}:{b['port']}" for b in admin.describe_cluster().get("brokers", [])]
+    finally:
+        admin.close()
+    began = time.monotonic()
+    if len(brokers) < 2:
+        return 0.0
+    for broker in brokers:
+        probe = KafkaConnection(broker, as_principal_.credential, as_principal_.ca_file)
+        while True:
+            reader = consumer(probe)
+            try:
+                if reader.partitions_for_topic(topic):
+                    break
+            finally:
+                reader.close()
+            if time.monotonic() - began > timeout_s:
+                raise InfrastructureError(
+                    f"broker {broker} has not applied {topic} and its grants in {timeout_s:.0f}s"
+                )
+            time.sleep(0.5)
+    return time.monotonic() - began
 
 
 def _committed_offsets(

@@ -55,6 +55,22 @@ class Settings(BaseSettings):
     opa_version: str = Field("v1.22.3", description="OPA version built with go install.")
     kafka_port: int = Field(19092, description="Local broker port.")
     kafka_controller_port: int = Field(19093, description="Local KRaft controller port.")
+    kafka_brokers: int = Field(
+        1,
+        ge=1,
+        le=9,
+        description="Kafka nodes of the local stack (combined broker and controller, KRaft) "
+        "[default: as many as its Kafka was formatted with (<state_dir>/kafka/nodes), else "
+        "1]; `accord stack up --brokers 3` sets it. Node i (from 0) listens on "
+        "kafka_port + i*kafka_port_step and its controller on kafka_controller_port + "
+        "i*kafka_port_step.",
+    )
+    kafka_port_step: int = Field(
+        10,
+        ge=2,
+        description="Distance between the ports of successive local Kafka nodes (node 1: "
+        "19092/19093, node 2: 19102/19103, node 3: 19112/19113 by default).",
+    )
     kafka_heap: str = Field(
         "-Xms512m -Xmx2g",
         description="JVM heap flags for the broker (hundreds of partitions need more than 512m).",
@@ -96,6 +112,13 @@ class Settings(BaseSettings):
         30 * 86_400_000, description="How long rejected input is kept for its publisher, in ms."
     )
     topic_partitions: int = Field(6, description="Partitions for topics the hub creates.")
+    topic_replication_factor: int = Field(
+        0,
+        ge=0,
+        description="Replicas of each topic the hub creates; 0: min(3, brokers in the "
+        "cluster). With 3 or more replicas a topic also gets min.insync.replicas=2, so an "
+        "acknowledged record (acks=all) is on two brokers at least.",
+    )
     partner_topic_partitions: int = Field(
         2,
         description="Partitions of each partner topic: many partners each publish little, and "
@@ -113,7 +136,12 @@ class Settings(BaseSettings):
         None, description="File holding ACCORD_PSEUDONYM_KEY (instead of the variable)."
     )
     purpose: str = Field("shielding-support", description="Purpose the worker shares for.")
-    worker_id: str = Field("accord-worker", description="Consumer group id of the worker.")
+    worker_id: str = Field(
+        "accord-worker",
+        description="Name of the worker's consumer group; the group (and the names of its "
+        "table changelogs, assignor topic, audit producers and local tables) is "
+        "ACCORD_TOPIC_PREFIX followed by this, so each prefix has its own.",
+    )
     worker_batch_size: int = Field(500, description="Records per OPA query.")
     worker_batch_timeout_s: float = Field(
         0.02,
@@ -131,6 +159,14 @@ class Settings(BaseSettings):
         ge=8,
         description="RocksDB's memory for all of a worker's tables: block cache, index and "
         "filter blocks, and write buffers (charged to the same cache).",
+    )
+    producer_delivery_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="How long the worker's producers (its stage, table and share writes, "
+        "and the audit's) try to have a record acknowledged by every in-sync replica before "
+        "the send fails; a failed send fails its batch, which is retried whole until Kafka "
+        "takes it (nothing is acknowledged upstream or dropped meanwhile).",
     )
     opa_timeout_s: float = Field(5.0, description="Timeout of one OPA query.")
     partner_discovery_interval_s: float = Field(
@@ -221,12 +257,21 @@ class Settings(BaseSettings):
     @classmethod
     def _default_endpoints_follow_local_ports(cls, values: dict) -> dict:
         values = dict(values)
+        if not values.get("kafka_brokers"):
+            # As many nodes as the local stack's Kafka was formatted with (`accord stack up
+            # --brokers 3` records it), so every command bootstraps from all of them.
+            state = Path(values.get("state_dir") or cls.model_fields["state_dir"].default)
+            try:
+                values["kafka_brokers"] = int((state / "kafka" / "nodes").read_text().strip())
+            except (OSError, ValueError):
+                pass
         ports = {
-            name: values.get(name) or cls.model_fields[name].default
-            for name in ("kafka_port", "registry_port", "opa_port")
+            name: int(values.get(name) or cls.model_fields[name].default)
+            for name in ("kafka_port", "registry_port", "opa_port", "kafka_brokers")
         }
-        values["bootstrap_servers"] = (
-            values.get("bootstrap_servers") or f"127.0.0.1:{ports['kafka_port']}"
+        step = int(values.get("kafka_port_step") or cls.model_fields["kafka_port_step"].default)
+        values["bootstrap_servers"] = values.get("bootstrap_servers") or ",".join(
+            f"127.0.0.1:{ports['kafka_port'] + i * step}" for i in range(ports["kafka_brokers"])
         )
         values["schema_registry_url"] = (
             values.get("schema_registry_url") or f"https://127.0.0.1:{ports['registry_port']}"
@@ -259,6 +304,14 @@ class Settings(BaseSettings):
                 f"{MIN_PSEUDONYM_KEY_BYTES} random bytes are needed"
             )
         return key
+
+    @property
+    def worker_group(self) -> str:
+        """The worker's consumer group (and faust app id): the topic prefix, then
+        ACCORD_WORKER_ID. Changelogs, faust's assignor topic, the audit's transactional
+        ids and the local tables' directory are named after it, so two prefixes on one
+        cluster share nothing."""
+        return f"{self.topic_prefix}{self.worker_id}"
 
     @property
     def tls_dir(self) -> Path:

@@ -41,7 +41,8 @@ CASES = "cases"
 MATCH_REVIEW = "match.review"
 AUDIT_CHAIN = "audit-chain"
 HUB_COMPACTED_TOPICS = (CASES, MATCH_REVIEW, AUDIT_CHAIN)
-# The worker's tables; each has a changelog topic `<worker id>-<table>-changelog`.
+# The worker's tables; each has a changelog topic `<worker group>-<table>-changelog`, the
+# group being the topic prefix then ACCORD_WORKER_ID (Settings.worker_group).
 WORKER_TABLES = ("identities", "request-owners", "cases", "released")
 
 
@@ -76,14 +77,15 @@ class Topics:
         return [self.internal(name) for name in HUB_STAGE_TOPICS]
 
     @staticmethod
-    def changelog(worker_id: str, table: str) -> str:
-        """A worker table's changelog (faust names it after the app, not the prefix)."""
-        return f"{worker_id}-{table}-changelog"
+    def changelog(worker_group: str, table: str) -> str:
+        """A worker table's changelog: faust names it after the app, whose id is the
+        worker group (`Settings.worker_group`, under the topic prefix)."""
+        return f"{worker_group}-{table}-changelog"
 
     @staticmethod
-    def assignor(worker_id: str) -> str:
+    def assignor(worker_group: str) -> str:
         """faust's partition assignor topic for a worker group."""
-        return f"{worker_id}-__assignor-__leader"
+        return f"{worker_group}-__assignor-__leader"
 
     def partner_pattern(self, dataset: str) -> str:
         return rf"^{re.escape(self.prefix)}partner\.[a-z0-9-]+\.{re.escape(dataset)}\.v[0-9]+$"

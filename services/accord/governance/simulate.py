@@ -178,7 +178,7 @@ def retained(settings: Settings, topics: list[str], since: datetime | None) -> I
             settings,
             **{
                 # never committed: offsets are not ours to move
-                "group.id": f"{settings.worker_id}-simulate",
+                "group.id": f"{settings.worker_group}-simulate",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
             },

@@ -9,6 +9,7 @@ is left alone. Readiness is a real Kafka metadata request and real HTTP health c
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import os
 import shutil
@@ -36,7 +37,7 @@ from accord.core.credentials import (
     write_private,
 )
 from accord.core.errors import InfrastructureError, MissingToolError, PortInUseError, StackError
-from accord.core.kafka import connection
+from accord.core.kafka import connection, replication
 from accord.core.settings import Settings
 from accord.registry.users import provision_services
 from accord.stack import opa
@@ -64,17 +65,94 @@ class Component:
         return settings.state_dir / "logs" / f"{self.name}.log"
 
 
-def components(settings: Settings) -> list[Component]:
+@dataclass(frozen=True)
+class KafkaNode:
+    """One Kafka node of the local stack (combined broker and controller). Node 1 keeps
+    the single-node layout (<state>/kafka); node i > 1 lives in <state>/kafka-<i>."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    home: Path
+
+    @property
+    def name(self) -> str:
+        return "kafka" if self.node_id == 1 else f"kafka-{self.node_id}"
+
+    @property
+    def config(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def voter(self) -> str:
+        return f"{self.node_id}@127.0.0.1:{self.controller_port}"
+
+
+def nodes_file(settings: Settings) -> Path:
+    """How many nodes the local stack's Kafka was formatted with (written by `up`)."""
+    return settings.state_dir / "kafka" / "nodes"
+
+
+def formatted_nodes(settings: Settings) -> int | None:
+    try:
+        return int(nodes_file(settings).read_text().strip())
+    except (OSError, ValueError):
+        # Formatted before the count was recorded: a single node.
+        return 1 if (settings.state_dir / "kafka" / "data" / "meta.properties").exists() else None
+
+
+def kafka_nodes(settings: Settings, count: int | None = None) -> list[KafkaNode]:
+    """The local Kafka nodes: node i (from 1) on kafka_port + (i-1)*kafka_port_step."""
+    count = count or settings.kafka_brokers
+    step = settings.kafka_port_step
     return [
-        Component("kafka", settings.kafka_port, "kafka.Kafka"),
+        KafkaNode(
+            i + 1,
+            settings.kafka_port + i * step,
+            settings.kafka_controller_port + i * step,
+            settings.state_dir / ("kafka" if i == 0 else f"kafka-{i + 1}"),
+        )
+        for i in range(count)
+    ]
+
+
+def component_names(settings: Settings) -> list[str]:
+    """What `--only` may name: each Kafka node (kafka, kafka-2, ...), opa, registry."""
+    count = max(settings.kafka_brokers, formatted_nodes(settings) or 1)
+    return [n.name for n in kafka_nodes(settings, count)] + ["opa", "registry"]
+
+
+def components(settings: Settings, brokers: int | None = None) -> list[Component]:
+    """Every process of the stack: the Kafka nodes (their own server.properties in the
+    command line is the marker: nodes of one stack differ only by it), OPA, the registry."""
+    return [
+        *(Component(n.name, n.port, str(n.config)) for n in kafka_nodes(settings, brokers)),
         Component("opa", settings.opa_port, "opa run --server"),
         Component("registry", settings.registry_port, "accord.registry"),
     ]
 
 
+def node_of(settings: Settings, component: Component) -> KafkaNode | None:
+    count = max(settings.kafka_brokers, formatted_nodes(settings) or 1)
+    return next((n for n in kafka_nodes(settings, count) if n.name == component.name), None)
+
+
+def is_kafka(component: Component) -> bool:
+    return component.name == "kafka" or component.name.startswith("kafka-")
+
+
 def address(settings: Settings, component: Component) -> str:
-    if component.name == "kafka":
-        return settings.bootstrap_servers
+    if is_kafka(component):
+        node = node_of(settings, component)
+        return node.bootstrap if node else settings.bootstrap_servers
     if component.name == "opa":
         return settings.opa_url
     return settings.schema_registry_url
@@ -232,15 +310,19 @@ def ensure_opa(settings: Settings, report: Report) -> Path:
 # --- Kafka -----------------------------------------------------------------------------
 
 
-def kafka_ready(settings: Settings) -> bool:
-    """A real metadata request, signed in as the administrator."""
+def _admin(settings: Settings, bootstrap: str | None = None) -> KafkaAdminClient:
+    options = connection(settings, ADMIN).kafka_python()
+    if bootstrap:
+        options["bootstrap_servers"] = bootstrap
+    return KafkaAdminClient(**options, request_timeout_ms=3000, client_id="accord-stack")
+
+
+def kafka_ready(settings: Settings, bootstrap: str | None = None) -> bool:
+    """A real metadata request, signed in as the administrator (to one node when
+    `bootstrap` names it)."""
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # refusals are expected while starting
     try:
-        admin = KafkaAdminClient(
-            **connection(settings, ADMIN).kafka_python(),
-            request_timeout_ms=3000,
-            client_id="accord-stack",
-        )
+        admin = _admin(settings, bootstrap)
     except (KafkaError, OSError, ValueError, CredentialError):
         return False
     try:
@@ -272,12 +354,27 @@ def kafka_properties(
     controller: str,
     data_dir: Path,
     written_by: str,
+    node_id: int = 1,
+    voters: list[str] | None = None,
 ) -> str:
     """server.properties: SASL_SSL (SCRAM-SHA-512) on every client listener, the controller
     on mutual TLS that only the broker's own certificate passes, the StandardAuthorizer with
     no access where no ACL grants it, and the administrator the only super user. The first
     client listener carries the broker's own (inter-broker) sign-in as the administrator.
-    The local stack and docker-compose.yml (`accord stack secrets`) both write it here."""
+    The local stack and docker-compose.yml (`accord stack secrets`) both write it here.
+
+    `voters` ("id@host:port" of every controller) makes node `node_id` one of a static
+    quorum of that many; the internal topics are then replicated min(3, nodes) times and
+    need two in-sync replicas from three nodes on (as the hub's own topics do,
+    `accord.core.kafka.replication`)."""
+
+    nodes = len(voters) if voters else 1
+    replicas, min_isr = replication(nodes)
+    quorum = (
+        f"controller.quorum.voters={','.join(voters)}"
+        if voters
+        else f"controller.quorum.bootstrap.servers={controller}"
+    )
     clients = [x for x in listeners if x.name != CONTROLLER_LISTENER]
     if not clients or len(clients) == len(listeners):
         raise ValueError("a broker needs a CONTROLLER listener and at least one client listener")
@@ -296,8 +393,8 @@ def kafka_properties(
             f"# Written by {written_by}; edit deploy/ or ACCORD_* settings instead.",
             "# Holds the administrator's secret (inter-broker sign-in): kept 0600.",
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers={controller}",
+            f"node.id={node_id}",
+            quorum,
             "listeners=" + ",".join(f"{x.name}://{x.bind}" for x in listeners),
             "advertised.listeners="
             + ",".join(f"{x.name}://{x.advertised}" for x in clients if x.advertised),
@@ -325,14 +422,16 @@ def kafka_properties(
             f"log.dirs={data_dir}",
             f"num.partitions={settings.topic_partitions}",
             "auto.create.topics.enable=false",
-            "offsets.topic.replication.factor=1",
+            f"default.replication.factor={replicas}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={replicas}",
             "offsets.topic.num.partitions=6",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
+            f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={min_isr}",
             # The audit's transactions (accord.worker.auditlog): a few partitions suffice.
             "transaction.state.log.num.partitions=6",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"share.coordinator.state.topic.replication.factor={replicas}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
             "group.initial.rebalance.delay.ms=0",
             "log.cleaner.backoff.ms=5000",
             # The cleaner's default 128 MB dedupe buffer is most of a small heap.
@@ -348,28 +447,30 @@ def scram_format_argument(admin: Credential) -> str:
     return f"SCRAM-SHA-512=[name={admin.principal},password={admin.secret.get_secret_value()}]"
 
 
-def _kafka_config(settings: Settings, admin: Credential, tls: TlsFiles) -> Path:
-    """The local stack's server.properties, on 127.0.0.1."""
+def _kafka_config(
+    settings: Settings, admin: Credential, tls: TlsFiles, node: KafkaNode, nodes: list[KafkaNode]
+) -> Path:
+    """A local node's server.properties, on 127.0.0.1."""
     host = "127.0.0.1"
-    config = settings.state_dir / "kafka" / "server.properties"
     write_private(
-        config,
+        node.config,
         kafka_properties(
             settings,
             admin,
             tls,
             listeners=[
-                Listener(
-                    "SASL_SSL", f"{host}:{settings.kafka_port}", f"{host}:{settings.kafka_port}"
-                ),
-                Listener(CONTROLLER_LISTENER, f"{host}:{settings.kafka_controller_port}"),
+                Listener("SASL_SSL", f"{host}:{node.port}", f"{host}:{node.port}"),
+                Listener(CONTROLLER_LISTENER, f"{host}:{node.controller_port}"),
             ],
-            controller=f"{host}:{settings.kafka_controller_port}",
-            data_dir=settings.state_dir / "kafka" / "data",
+            controller=f"{host}:{node.controller_port}",
+            data_dir=node.data_dir,
             written_by="`accord stack up`",
+            node_id=node.node_id,
+            # One node keeps the dynamic quorum it was always formatted with (--standalone).
+            voters=[n.voter for n in nodes] if len(nodes) > 1 else None,
         ),
     )
-    return config
+    return node.config
 
 
 def _java_argv(settings: Settings, libs: Path, main_class: str, *args: str) -> list[str]:
@@ -391,36 +492,55 @@ def _kafka_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def start_kafka(settings: Settings, report: Report) -> None:
+def check_node_count(settings: Settings) -> None:
+    """The stack's Kafka keeps the node count it was formatted with."""
+    formatted = formatted_nodes(settings)
+    if formatted is not None and formatted != settings.kafka_brokers:
+        raise StackError(
+            f"the local Kafka in {settings.state_dir} was formatted with {formatted} "
+            f"node(s), not {settings.kafka_brokers}: run `accord stack up --brokers "
+            f"{formatted}` (or set ACCORD_KAFKA_BROKERS={formatted}), or remove "
+            f"{settings.state_dir} (`make clean`) to start afresh"
+        )
+
+
+def start_kafka(settings: Settings, report: Report, only: list[str] | None = None) -> list[str]:
+    """Format (first run) and start every node that is not running; wait until each
+    answers a metadata request. Returns the names of the nodes started."""
     libs = ensure_kafka_jars(settings, report)
     private_dir(settings.state_dir, tighten=True)
+    check_node_count(settings)
     tls = ensure_tls(settings)
-    data_dir = settings.state_dir / "kafka" / "data"
-    formatted = (data_dir / "meta.properties").exists()
+    nodes = kafka_nodes(settings)
+    formatted = (nodes[0].data_dir / "meta.properties").exists()
     admin_file = credential_file(settings, ADMIN)
     if formatted and not admin_file.exists():
         raise StackError(
-            f"the Kafka data in {data_dir} was made without authentication (or its "
+            f"the Kafka data in {nodes[0].data_dir} was made without authentication (or its "
             f"administrator's credentials {admin_file} are gone); remove {settings.state_dir} "
             "(`make clean`) to start afresh"
         )
     admin = ensure_credential(settings, ADMIN)
-    if data_dir.exists():
-        data_dir.chmod(0o700)  # data written before it was made private stays private now
-    config = _kafka_config(settings, admin, tls)
-    if not formatted:
-        report("formatting Kafka storage (first run only)")
+    cluster_id = _kafka_cluster_id()
+    for node in nodes:
+        if node.data_dir.exists():
+            node.data_dir.chmod(0o700)  # data written before it was made private stays so
+        _kafka_config(settings, admin, tls, node, nodes)
+        if (node.data_dir / "meta.properties").exists():
+            continue
+        report(f"formatting Kafka storage of {node.name} (first run only)")
+        quorum = ["--standalone"] if len(nodes) == 1 else []
         result = subprocess.run(
             _java_argv(
                 settings,
                 libs,
                 "kafka.tools.StorageTool",
                 "format",
-                "--standalone",
+                *quorum,
                 "-t",
-                _kafka_cluster_id(),
+                cluster_id,
                 "-c",
-                str(config),
+                str(node.config),
                 # The first administrator's credential goes in with the metadata; every
                 # other principal is created through the admin API (accord.access).
                 "--add-scram",
@@ -432,18 +552,42 @@ def start_kafka(settings: Settings, report: Report) -> None:
         )
         if result.returncode != 0:
             raise StackError(
-                f"Kafka storage format failed: {(result.stdout + result.stderr)[-800:]}"
+                f"Kafka storage format of {node.name} failed: "
+                f"{(result.stdout + result.stderr)[-800:]}"
             )
-    component = components(settings)[0]
-    process = _spawn(settings, component, _java_argv(settings, libs, "kafka.Kafka", str(config)))
-    _wait(
-        # The port check is cheap; the metadata request is the real readiness test.
-        lambda: port_in_use(settings.kafka_port) and kafka_ready(settings),
-        f"Kafka on {settings.bootstrap_servers}",
-        settings.stack_timeout_s,
-        component.log_file(settings),
-        process,
-    )
+    write_private(nodes_file(settings), f"{len(nodes)}\n")
+    started = []
+    spawned: list[tuple[KafkaNode, Component, subprocess.Popen[bytes]]] = []
+    for node, component in zip(nodes, components(settings), strict=False):
+        if only and node.name not in only and "kafka" not in only:
+            continue
+        if running_pid(settings, component) is not None:
+            continue
+        for port, setting in ((node.port, "PORT"), (node.controller_port, "CONTROLLER_PORT")):
+            if port_in_use(port):
+                step = " (and ACCORD_KAFKA_PORT_STEP)" if node.node_id > 1 else ""
+                raise PortInUseError(
+                    f"port {port} for {node.name} is taken by another process; stop it or "
+                    f"set ACCORD_KAFKA_{setting}{step}"
+                )
+        argv = _java_argv(settings, libs, "kafka.Kafka", str(node.config))
+        spawned.append((node, component, _spawn(settings, component, argv)))
+    # Every node is started before any is waited for: a quorum needs most of them up.
+    for node, component, process in spawned:
+        _wait(
+            # The port check is cheap; the metadata request is the real readiness test.
+            functools.partial(_node_ready, settings, node),
+            f"Kafka {node.name} on {node.bootstrap}",
+            settings.stack_timeout_s,
+            component.log_file(settings),
+            process,
+        )
+        started.append(node.name)
+    return started
+
+
+def _node_ready(settings: Settings, node: KafkaNode) -> bool:
+    return port_in_use(node.port) and kafka_ready(settings, node.bootstrap)
 
 
 # --- OPA and the registry ------------------------------------------------------------------
@@ -458,7 +602,7 @@ def http_ok(url: str, ca: Path | None = None) -> bool:
 
 def start_opa(settings: Settings, report: Report) -> None:
     ensure_opa(settings, report)
-    component = components(settings)[1]
+    component = _component(settings, "opa")
     try:
         argv = opa.server_argv(
             settings, f"127.0.0.1:{settings.opa_port}", settings.policies_dir, watch=True
@@ -481,7 +625,7 @@ def registry_ok(settings: Settings) -> bool:
 
 
 def start_registry(settings: Settings, report: Report) -> None:
-    component = components(settings)[2]
+    component = _component(settings, "registry")
     ensure_tls(settings)
     # The hub's services sign in to the registry with their own credentials.
     provision_services(settings)
@@ -496,12 +640,17 @@ def start_registry(settings: Settings, report: Report) -> None:
     )
 
 
-STARTERS = {"kafka": start_kafka, "opa": start_opa, "registry": start_registry}
+def _component(settings: Settings, name: str) -> Component:
+    return next(c for c in components(settings) if c.name == name)
+
+
+STARTERS = {"opa": start_opa, "registry": start_registry}
 
 
 def healthy(settings: Settings, component: Component) -> bool:
-    if component.name == "kafka":
-        return kafka_ready(settings)
+    if is_kafka(component):
+        node = node_of(settings, component)
+        return kafka_ready(settings, node.bootstrap if node else None)
     if component.name == "opa":
         return http_ok(f"{settings.opa_url}/health")
     return registry_ok(settings)
@@ -510,34 +659,66 @@ def healthy(settings: Settings, component: Component) -> bool:
 # --- commands -------------------------------------------------------------------------------
 
 
+def _wanted(component: Component, only: list[str] | None) -> bool:
+    """`--only kafka` means every Kafka node; `--only kafka-2` that node alone."""
+    if not only:
+        return True
+    return component.name in only or (is_kafka(component) and "kafka" in only)
+
+
 def up(settings: Settings, report: Report, only: list[str] | None = None) -> None:
     require_tool("java", "to run the Kafka broker (Java 17 or newer)")
-    provisioned = False
+    check_node_count(settings)
+    kafka_started = False
+    kafka_wanted = False
     for component in components(settings):
-        if only and component.name not in only:
+        if not _wanted(component, only):
             continue
         where = address(settings, component)
         if running_pid(settings, component) is not None:
             if healthy(settings, component):
                 report(f"{component.name:<9} already running  {where}")
                 continue
-            raise StackError(
-                f"{component.name} is running but not healthy; see "
-                f"{component.log_file(settings)} or run `accord stack down`"
-            )
+            if not is_kafka(component):
+                raise StackError(
+                    f"{component.name} is running but not healthy; see "
+                    f"{component.log_file(settings)} or run `accord stack down`"
+                )
+        if is_kafka(component):
+            # The nodes start together (a quorum needs most of them), below.
+            kafka_wanted = True
+            continue
         if port_in_use(component.port):
             raise PortInUseError(
                 f"port {component.port} for {component.name} is taken by another process; "
                 f"stop it or set ACCORD_{component.name.upper()}_PORT"
             )
+        if kafka_wanted and not kafka_started:
+            _start_kafka_nodes(settings, report, only)
+            provision(settings, report)
+            kafka_started = True
         started = time.monotonic()
         STARTERS[component.name](settings, report)
         report(f"{component.name:<9} started in {time.monotonic() - started:4.1f}s  {where}")
-        if component.name == "kafka":
-            provision(settings, report)
-            provisioned = True
-    if (not only or "kafka" in only) and not provisioned:
-        provision(settings, report)
+    if kafka_wanted and not kafka_started:
+        _start_kafka_nodes(settings, report, only)
+    # `--only kafka-2` restarts one node of a cluster that has its topics and grants.
+    if (not only or "kafka" in only) and not kafka_started:
+        provision(settings, report)  # idempotent: a running stack gets what is new
+
+
+def _start_kafka_nodes(settings: Settings, report: Report, only: list[str] | None) -> None:
+    started = time.monotonic()
+    for name in start_kafka(settings, report, only):
+        node = next(n for n in kafka_nodes(settings) if n.name == name)
+        report(f"{name:<9} started in {time.monotonic() - started:4.1f}s  {node.bootstrap}")
+    # A running node that did not answer before the others came up must answer now.
+    for component in components(settings):
+        if is_kafka(component) and _wanted(component, only) and not healthy(settings, component):
+            raise StackError(
+                f"{component.name} is running but not healthy; see "
+                f"{component.log_file(settings)} or run `accord stack down`"
+            )
 
 
 def provision(settings: Settings, report: Report) -> None:
@@ -548,9 +729,10 @@ def provision(settings: Settings, report: Report) -> None:
 
 
 def status(settings: Settings) -> list[tuple[str, str, str, str]]:
-    """(component, state, address, pid) for each component."""
+    """(component, state, address, pid) for each component (each Kafka node)."""
     rows = []
-    for component in components(settings):
+    count = max(settings.kafka_brokers, formatted_nodes(settings) or 1)
+    for component in components(settings, count):
         pid = running_pid(settings, component)
         if pid is None:
             state = (
@@ -564,11 +746,75 @@ def status(settings: Settings) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+@dataclass(frozen=True)
+class ClusterHealth:
+    """What the brokers say of themselves: who is up, the controller quorum, and the
+    partitions with fewer in-sync replicas than replicas."""
+
+    brokers: list[int]  # registered and not fenced
+    fenced: list[int]  # registered, but the controller has heard nothing from them lately
+    quorum_leader: int | None
+    voters: list[tuple[int, int, bool]]  # (node id, log end offset, caught up)
+    partitions: int
+    under_replicated: list[tuple[str, int, int, int]]  # (topic, partition, isr, replicas)
+    under_min_isr: int
+
+
+def cluster_health(settings: Settings) -> ClusterHealth:
+    """Asked of the cluster as the administrator (describe cluster, describe the
+    metadata quorum, metadata of every topic). Raises InfrastructureError when no node
+    answers."""
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        admin = _admin(settings)
+    except (KafkaError, OSError, ValueError, CredentialError) as exc:
+        raise InfrastructureError(f"no Kafka node answers at {settings.bootstrap_servers}") from exc
+    try:
+        cluster = admin.describe_cluster()
+        known = cluster.get("brokers", [])
+        brokers = sorted(b["broker_id"] for b in known if not b.get("is_fenced"))
+        fenced = sorted(b["broker_id"] for b in known if b.get("is_fenced"))
+        quorum = admin.describe_metadata_quorum()
+        part = quorum["topics"][0]["partitions"][0]
+        current = part.get("current_voters", [])
+        ends = [v.get("log_end_offset", -1) for v in current]
+        high = max(ends, default=0)
+        # A voter within 100 records of the furthest is caught up (heartbeats add some).
+        voters = [
+            (v["replica_id"], end, end >= high - 100) for v, end in zip(current, ends, strict=True)
+        ]
+        leader = part.get("leader_id")
+        topics = admin.describe_topics()
+    except (KafkaError, OSError) as exc:
+        raise InfrastructureError(f"Kafka did not describe itself: {exc}") from exc
+    finally:
+        admin.close()
+    under, below_min, total = [], 0, 0
+    for topic in topics:
+        for p in topic.get("partitions", []):
+            total += 1
+            replicas, isr = len(p.get("replica_nodes", [])), len(p.get("isr_nodes", []))
+            if isr < replicas:
+                under.append((topic["name"], p["partition_index"], isr, replicas))
+            if isr < min(2, replicas):
+                below_min += 1
+    return ClusterHealth(brokers, fenced, leader, voters, total, sorted(under), below_min)
+
+
 def down(settings: Settings, report: Report, only: list[str] | None = None) -> None:
-    for component in reversed(components(settings)):
-        if only and component.name not in only:
-            continue
-        if _stop(settings, component):
+    count = max(settings.kafka_brokers, formatted_nodes(settings) or 1)
+    wanted = [c for c in reversed(components(settings, count)) if _wanted(c, only)]
+    # Every Kafka node is asked to stop at once: one stopped after the others would find
+    # no controller quorum for its controlled shutdown and wait out its timeout.
+    pids = {c.name: running_pid(settings, c) for c in wanted if is_kafka(c)}
+    for pid in pids.values():
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+    for component in wanted:
+        if is_kafka(component) and pids.get(component.name) is None:
+            component.pid_file(settings).unlink(missing_ok=True)
+            report(f"{component.name:<9} was not running")
+        elif _stop(settings, component):
             report(f"{component.name:<9} stopped")
         else:
             report(f"{component.name:<9} was not running")

@@ -127,13 +127,12 @@ def rss_mb(pid: int) -> float | None:
 
 def worker_lag(settings: Settings) -> int:
     """Records the worker group has not committed, over every topic it reads."""
-    return group_lag(settings, settings.worker_id, worker_topics(settings))
+    return group_lag(settings, settings.worker_group, worker_topics(settings))
 
 
 def lag_by_topic(settings: Settings) -> dict[str, int]:
-    return {
-        topic: group_lag(settings, settings.worker_id, [topic]) for topic in worker_topics(settings)
-    }
+    group = settings.worker_group
+    return {topic: group_lag(settings, group, [topic]) for topic in worker_topics(settings)}
 
 
 def wait_until_caught_up(
@@ -174,7 +173,7 @@ def wait_until_joined(settings: Settings, members: int = 1, timeout_s: float = 1
     while time.monotonic() < deadline:
         admin = admin_client(settings)
         try:
-            group = admin.describe_groups([settings.worker_id]).get(settings.worker_id) or {}
+            group = admin.describe_groups([settings.worker_group]).get(settings.worker_group) or {}
         finally:
             admin.close()
         state = str(group.get("group_state") or group.get("state") or "")
@@ -248,6 +247,20 @@ class Workers:
         wait_until_caught_up(
             self.settings, timeout_s, workers=running, on_progress=on_progress, interval_s=0.5
         )
+
+    def roll(
+        self, settle_timeout_s: float = 120.0, on_step: Callable[[int], None] | None = None
+    ) -> None:
+        """A rolling restart: each running worker in turn is stopped (SIGTERM, as an
+        operator stops it), a new one started in its place, and the group left to settle
+        (stable with as many members as before) before the next."""
+        running = [p for p in self.started if p.poll() is None]
+        for n, old in enumerate(running):
+            stop_worker(old)
+            self.start()
+            wait_until_joined(self.settings, len(running), settle_timeout_s)
+            if on_step is not None:
+                on_step(n)
 
     def rss_mb(self) -> list[float]:
         """Each running worker's resident memory now."""

@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> faust.App:
     rules = case_rules.load_priority_rules(settings.priority_rules_file)
     app = faust_app(
         settings,
-        settings.worker_id,
+        settings.worker_group,
         topic_partitions=partitions,
         # Only the administrator creates topics (accord.access.provision makes the
         # worker's, the changelogs and faust's assignor topic included).
@@ -166,9 +166,37 @@ def create_app(settings: Settings) -> faust.App:
         person = person_topic.get_topic_name()
         await audit_log.keep_only({tp.partition for tp in assigned if tp.topic == person})
 
+    ready: list[bool] = []
+
     @app.on_rebalance_complete.connect
     async def reread_uncommitted_partitions(app: faust.App, **_: Any) -> None:
         await guard.reread_uncommitted()
+        if not ready:
+            ready.append(True)
+            await log_ready(app)
+
+    async def log_ready(app: faust.App) -> None:
+        """One line once the worker has joined its group and holds its partitions: what
+        it reads, its group, the OPA it asks and the policy revision OPA serves."""
+        try:
+            async with policy_client() as policy:
+                revision: str | None = await policy.revision(fresh=True)
+            opa_state = "answered"
+        except Exception as exc:  # OPA away: the gate waits for it; the line says so
+            revision, opa_state = None, f"unavailable ({type(exc).__name__})"
+        assigned = app.consumer.assignment() if app.consumer else set()
+        log.info(
+            "worker_ready",
+            group=settings.worker_group,
+            topic_prefix=settings.topic_prefix or None,
+            partner_topics=len(source.topics),
+            stage_topics=topics.stages(),
+            partitions=len(assigned),
+            bootstrap=settings.bootstrap_servers,
+            opa=settings.opa_url,
+            opa_state=opa_state,
+            policy_revision=revision,
+        )
 
     async def run_stage(stream: faust.StreamT, handler: Handler, event: str) -> None:
         batches = stream.take_events(
@@ -369,8 +397,33 @@ def create_app(settings: Settings) -> faust.App:
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run until SIGTERM/SIGINT, as `accord worker` does."""
+    import sys
+
     from faust.worker import Worker
 
     app = create_app(settings)
     os.umask(0o077)  # the tables' files hold personal data: 0600 under 0700 dirs
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    # faust's own log lines go through mode's colouring formatter, which colours its
+    # arguments whatever the stream: off a terminal they get a plain one, so a log file
+    # or a collector gets no control codes.
+    plain = None
+    if not sys.stderr.isatty():
+        plain = {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "plain": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"}
+            },
+            "handlers": {
+                "default": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "plain",
+                    "stream": "ext://sys.stderr",
+                }
+            },
+            "root": {"level": loglevel.upper(), "handlers": ["default"]},
+        }
+    worker = Worker(app, loglevel=loglevel, quiet=True, logging_config=plain)
+    if not sys.stderr.isatty() or not sys.stdout.isatty():
+        faust_compat.drop_spinner(worker)
+    worker.execute_from_commandline()

@@ -51,7 +51,7 @@ _TAIL = 64
 
 
 def transactional_id(settings: Settings, partition: int) -> str:
-    return f"{settings.worker_id}-audit-{partition}"
+    return f"{settings.worker_group}-audit-{partition}"
 
 
 class AuditLog:
@@ -136,6 +136,7 @@ class AuditLog:
                 enable_idempotence=True,
                 acks="all",
                 linger_ms=5,
+                request_timeout_ms=int(self.settings.producer_delivery_timeout_s * 1000),
                 transaction_timeout_ms=self.settings.audit_transaction_timeout_ms,
             )
             try:

@@ -31,7 +31,7 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 
-from accord.core.kafka import connection
+from accord.core.kafka import connection, replication
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
 from accord.worker.datadir import claim_datadir, store_url
@@ -70,9 +70,16 @@ def faust_app(settings: Settings, name: str, **options: Any) -> faust.App:
         "key_serializer": "raw",
         "value_serializer": "raw",
         "web_enabled": False,
-        "topic_replication_factor": 1,
+        # The worker declares no topic (the administrator made them, replicated by
+        # accord.core.kafka.replication); faust is told the same factor all the same.
+        "topic_replication_factor": replication(
+            len(settings.bootstrap_servers.split(",")), settings.topic_replication_factor
+        )[0],
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
+        # A send not acknowledged in time fails, and its batch is retried whole
+        # (accord.worker.batches): the hub waits for Kafka, it never drops.
+        "producer_request_timeout": settings.producer_delivery_timeout_s,
         "producer_linger_ms": 5,
         # A rebalance must not wait for streams to drain: a take_events buffer holds its
         # events until the batch is yielded, and waiting for it can stall the group.
@@ -286,3 +293,10 @@ def secure_confluent_driver(config: dict[str, Any]) -> None:
         Producer=lambda options: confluent_kafka.Producer({**options, **config}),
         __version__=confluent_kafka.__version__,
     )
+
+
+def drop_spinner(worker: Any) -> None:
+    """faust's Worker draws a start-up spinner and, once started, writes backspaces and
+    the terminal's show-cursor sequence even when its output is a file: off a terminal
+    the worker has none (`faust.worker.Worker.spinner`, checked before each use)."""
+    worker.spinner = None

@@ -125,8 +125,8 @@ def require_topics(settings: Settings) -> None:
         *(topics.internal(n) for n in (*HUB_STAGE_TOPICS, *HUB_COMPACTED_TOPICS)),
         topics.audit,
         topics.quarantine,
-        *(Topics.changelog(settings.worker_id, name) for name in WORKER_TABLES),
-        Topics.assignor(settings.worker_id),
+        *(Topics.changelog(settings.worker_group, name) for name in WORKER_TABLES),
+        Topics.assignor(settings.worker_group),
     ]
     admin = admin_client(settings)
     deadline = time.monotonic() + 30  # topics just made take a moment to be everywhere
