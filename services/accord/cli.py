@@ -218,6 +218,36 @@ def stack_secrets(kafka_dir: Path, opa_dir: Path) -> None:
 # --- hub services --------------------------------------------------------------------------
 
 
+@main.command("status")
+@click.option(
+    "--interval", "-i", default=2.0, show_default=True, help="Seconds between the two scrapes."
+)
+def service_status(interval: float) -> None:
+    """Lag, throughput and the last error of each hub service, from its /metrics.
+
+    Reads the metrics ports of the settings (ACCORD_WORKER_METRICS_PORT and the next ones
+    for more workers, ACCORD_GATEWAY_METRICS_PORT, ACCORD_REGISTRY_METRICS_PORT,
+    ACCORD_CONSOLE_METRICS_PORT). Exits 3 when a service is down or not ready."""
+    from accord.stack.status import collect
+
+    def shown(value: float | None, digits: int = 1) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    rows = collect(get_settings(), interval)
+    click.echo(
+        f"{'service':<10} {'state':<22} {'in/s':>8} {'out/s':>8} {'lag':>8} {'rss MB':>7}  "
+        "last error"
+    )
+    for row in rows:
+        click.echo(
+            f"{row.service:<10} {row.ready:<22} {shown(row.in_per_s):>8} "
+            f"{shown(row.out_per_s):>8} {'-' if row.lag is None else row.lag:>8} "
+            f"{shown(row.memory_mb, 0):>7}  {row.last_error}"
+        )
+    if any(row.ready != "ready" for row in rows):
+        sys.exit(3)
+
+
 @main.command()
 @click.option(
     "--loglevel",

@@ -355,6 +355,34 @@ def _committed_offsets(
             time.sleep(0.5)
 
 
+def partition_lags(
+    target: Connectable, group_id: str, topics: list[str]
+) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> records not yet committed by consumer group `group_id`."""
+    conn = _conn(target)
+    reader = consumer(conn)
+    admin = admin_client(conn)
+    try:
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(reader.partitions_for_topic(topic) or ())
+        ]
+        if not tps:
+            return {}
+        end = reader.end_offsets(tps)
+        committed = _committed_offsets(admin, group_id, tps)
+        lags = {}
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lags[(tp.topic, tp.partition)] = max(0, end[tp] - done)
+        return lags
+    finally:
+        reader.close()
+        admin.close()
+
+
 def group_lag(target: Connectable, group_id: str, topics: list[str]) -> int:
     """Records in `topics` not yet committed by consumer group `group_id`."""
     conn = _conn(target)

@@ -26,6 +26,7 @@ import orjson
 import requests
 from opa_client.opa_async import AsyncOpaClient
 
+from accord.core import metrics
 from accord.core.credentials import CredentialError
 from accord.core.errors import PolicyUnavailableError
 from accord.core.logging import get_logger
@@ -186,11 +187,15 @@ class PolicyClient:
         """The result of `package.rule` for `policy_input`; PolicyUnavailableError when OPA
         does not answer or the rule is undefined (missing or broken policy: deciding
         nothing is safer than guessing)."""
+        began = time.perf_counter()
         try:
             body = await self._client.query_rule(policy_input, package, rule)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            metrics.OPA_ERRORS.labels(package, "unavailable").inc()
             raise PolicyUnavailableError(f"OPA at {self.url} did not answer: {exc!r}") from exc
+        metrics.OPA_QUERY_SECONDS.labels(package, rule).observe(time.perf_counter() - began)
         if not isinstance(body, dict) or "result" not in body:
+            metrics.OPA_ERRORS.labels(package, "undefined").inc()
             raise _Undefined(f"OPA at {self.url} has no {package}.{rule} rule loaded")
         return body["result"]
 

@@ -250,6 +250,26 @@ class Settings(BaseSettings):
         "workbook that compresses better (a zip bomb) is refused before parsing.",
     )
 
+    # Metrics, health and readiness (accord.core.metrics): GET /metrics, /healthz, /readyz.
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address the services' metrics endpoints bind to (0.0.0.0 in a container "
+        "whose port only the cluster's network reaches).",
+    )
+    worker_metrics_port: int = Field(
+        19101,
+        description="The worker's metrics port; 0 disables. A second worker on the host takes "
+        "the next free port (up to +15).",
+    )
+    gateway_metrics_port: int = Field(19102, description="The gateway's metrics port; 0 disables.")
+    registry_metrics_port: int = Field(
+        19103, description="The schema registry's metrics port; 0 disables."
+    )
+    console_metrics_port: int = Field(19104, description="The console's metrics port; 0 disables.")
+    lag_interval_s: float = Field(
+        15.0, description="How often the worker reads its group's lag per partition for /metrics."
+    )
+
     log_format: str = Field("auto", description="auto, json or console.")
     log_level: str = Field("INFO", description="Log level.")
 

@@ -41,6 +41,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from accord.core import metrics
 from accord.core.credentials import GATEWAY
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import as_principal
@@ -200,6 +201,7 @@ async def post_records(request: web.Request) -> web.Response:
         reason, token_id, org = ("missing" if not header else "malformed"), None, None
     if org is None or token_id is None:
         app[COUNTS_KEY][f"auth_failed_{reason}"] += 1
+        metrics.AUTH_FAILURES.labels("gateway", reason).inc()
         log.warning("gateway_auth_failed", reason=reason, token_id=token_id)
         return _error(
             401,
@@ -257,6 +259,7 @@ async def post_records(request: web.Request) -> web.Response:
         outcomes = await asyncio.to_thread(_publish, app, org, dataset, records)
     except Unavailable as exc:
         log.warning("gateway_unavailable", org=org, dataset=dataset, error=str(exc)[:300])
+        metrics.error("gateway", "kafka_unavailable")
         return _error(
             503,
             "unavailable",
@@ -278,6 +281,14 @@ async def post_records(request: web.Request) -> web.Response:
     for outcome in outcomes:
         if isinstance(outcome, Rejected):
             problems.update((error.field or "", error.rule) for error in outcome.errors)
+            metrics.QUARANTINED.labels("gateway", outcome.code).inc()
+    metrics.stage_done(
+        "gateway",
+        "publish_records",
+        len(outcomes),
+        {"accepted": accepted, "rejected": len(outcomes) - accepted},
+        time.monotonic() - started,
+    )
     return web.json_response(
         {
             "source_org": org,
@@ -541,7 +552,9 @@ async def _close_publisher(app: web.Application) -> None:
 
 def create_app(settings: Settings, tokens: TokenStore) -> web.Application:
     """The gateway's aiohttp application (bodies above MAX_BODY_BYTES get 413)."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[metrics.count_requests("gateway")]
+    )
     app[SETTINGS_KEY] = settings
     app[TOKENS_KEY] = tokens
     app[STATE_KEY] = {}
@@ -558,6 +571,8 @@ def run_gateway(settings: Settings, tokens: TokenStore, host: str, port: int) ->
     """Serve HTTPS until SIGTERM or Ctrl-C."""
     context: ssl.SSLContext = server_tls(settings)
     log.info("gateway_started", host=host, port=port, tls=True, tokens_file=str(tokens.path))
+    health = metrics.Health("gateway", metrics.standard_checks(settings, GATEWAY))
+    metrics.serve(health, settings.metrics_host, settings.gateway_metrics_port)
     web.run_app(
         create_app(settings, tokens),
         host=host,

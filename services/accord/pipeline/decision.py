@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
+from accord.core import metrics
 from accord.core.auditrecords import ALLOW, DENY, WITHDRAW, case_records
 from accord.core.errors import AccordError
 from accord.core.logging import get_logger
@@ -460,6 +461,7 @@ class Gate:
         for key, holders in out.holders:
             pending.append(await self.set_released(key, holders))
         await asyncio.gather(*pending)  # done only when the broker has everything
+        count_written(out, self.topics.share(""))
         return counts
 
     async def _decide(self, inputs: list[dict[str, Any]]) -> tuple[list[list[dict[str, Any]]], str]:
@@ -669,6 +671,23 @@ class Gate:
                 counts["withdrawn"] += 1
             if now_holding != holders:
                 out.holders.append((key, sorted(now_holding)))
+
+
+def count_written(out: _Outputs, share_stem: str) -> None:
+    """Count what a batch wrote, once the broker has it: decisions by outcome and
+    agreement, share-topic records by recipient (ids only: no person key in a label)."""
+    for _, audit in out.audits:
+        metrics.DECISIONS.labels(audit["outcome"], audit.get("agreement_id") or "none").inc()
+    for topic, _, value, _ in out.shares:
+        kind = "tombstone" if value is None else "share"
+        metrics.SHARE_RECORDS.labels(recipient_of(topic, share_stem), kind).inc()
+
+
+def recipient_of(topic: str, share_stem: str) -> str:
+    """The recipient a share topic (`<prefix>share.<recipient>.<dataset>`) is for, given
+    the topic name of the empty recipient (`<prefix>share..<dataset>`)."""
+    start = share_stem.index("..") + 1
+    return topic[start:].split(".", 1)[0]
 
 
 class _Outputs:

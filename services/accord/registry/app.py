@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from accord.core import metrics
+from accord.core.credentials import REGISTRY
 from accord.core.errors import SchemaError
 from accord.core.kafka import acknowledged_producer, connection, read_topic
 from accord.core.logging import get_logger
@@ -607,7 +609,9 @@ class Registry:
         return ok({"compatibilityLevel": old})
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[confluent_errors, self.authorise])
+        app = web.Application(
+            middlewares=[metrics.count_requests("registry"), confluent_errors, self.authorise]
+        )
         app.add_routes(
             [
                 web.get("/", lambda r: ok({})),
@@ -643,6 +647,9 @@ def serve(settings: Settings, host: str, port: int) -> None:
     registry = Registry(settings)
     registry.load()
     log.info("registry_listening", address=f"{host}:{port}", tls=True)
+    # Ready when Kafka answers (its store is the _schemas topic); it never asks OPA.
+    health = metrics.Health("registry", metrics.standard_checks(settings, REGISTRY, opa=False))
+    metrics.serve(health, settings.metrics_host, settings.registry_metrics_port)
     web.run_app(
         registry.app(),
         host=host,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,9 +27,10 @@ from typing import Any
 import faust
 import orjson
 
+from accord.core import metrics
 from accord.core.credentials import WORKER
 from accord.core.errors import InfrastructureError
-from accord.core.kafka import COMPACTED
+from accord.core.kafka import COMPACTED, as_principal, connection, partition_lags
 from accord.core.logging import get_logger
 from accord.core.policy import PolicyClient, opa_token
 from accord.core.serde import AvroSerde, registry_client
@@ -198,7 +200,7 @@ def create_app(settings: Settings) -> faust.App:
             policy_revision=revision,
         )
 
-    async def run_stage(stream: faust.StreamT, handler: Handler, event: str) -> None:
+    async def run_stage(stream: faust.StreamT, handler: Handler, event: str, stage: str) -> None:
         batches = stream.take_events(
             settings.worker_batch_size, within=settings.worker_batch_timeout_s
         )
@@ -214,6 +216,7 @@ def create_app(settings: Settings) -> faust.App:
             if not fresh:
                 continue
             began = batch_began.set(app.rebalancing_count)
+            started = time.perf_counter()
             try:
                 try:
                     counts = await process_until_done(
@@ -227,6 +230,7 @@ def create_app(settings: Settings) -> faust.App:
                     log.warning(
                         "batch_failed", stage=event, records=len(fresh), error=type(exc).__name__
                     )
+                    metrics.error("worker", "batch_failed")
                     counts = await record_by_record(
                         handler, fresh, event, set_aside, settings.opa_retry_s
                     )
@@ -239,6 +243,7 @@ def create_app(settings: Settings) -> faust.App:
             for each in guard.current(fresh):
                 each.message.decref()
             log.info(event, **counts)
+            metrics.stage_done("worker", stage, len(fresh), counts, time.perf_counter() - started)
 
     async def set_aside(event: Any, stage: str, exc: BaseException) -> dict[str, int]:
         """Send a record a stage failed on to the rejects place, with the reason."""
@@ -272,6 +277,7 @@ def create_app(settings: Settings) -> faust.App:
         value = serde.encode(Topics.subject(rejects), "QuarantinedRecord", record)
         await (await writer.send(rejects, message.location.encode(), value))
         log.warning("record_quarantined", location=message.location, reason_code=code)
+        metrics.QUARANTINED.labels("worker", code).inc()
 
     async def check_batch(policy: PolicyClient, events: list[Any]) -> dict[str, int]:
         checked, rejected = [], []
@@ -328,17 +334,22 @@ def create_app(settings: Settings) -> faust.App:
         """Decode, check and validate partner records, refuse what their publisher has no
         authority to assert (one OPA query per batch); route the rest."""
         async with policy_client() as policy:
-            await run_stage(stream, functools.partial(check_batch, policy), "partner_batch_checked")
+            await run_stage(
+                stream,
+                functools.partial(check_batch, policy),
+                "partner_batch_checked",
+                "check_partner_events",
+            )
 
     @app.agent(identity_topic, name="match_identities")
     async def match_identities(stream: faust.StreamT) -> None:
         """Decide which person each event is about, within its date-of-birth block."""
-        await run_stage(stream, match_batch, "identities_matched")
+        await run_stage(stream, match_batch, "identities_matched", "match_identities")
 
     @app.agent(request_topic, name="route_outcomes")
     async def route_outcomes(stream: faust.StreamT) -> None:
         """Send each outcome to the person who owns its request, holding early arrivals."""
-        await run_stage(stream, route_outcome_batch, "outcomes_routed")
+        await run_stage(stream, route_outcome_batch, "outcomes_routed", "route_outcomes")
 
     @app.agent(person_topic, name="join_cases")
     async def join_cases(stream: faust.StreamT) -> None:
@@ -355,7 +366,9 @@ def create_app(settings: Settings) -> faust.App:
                 audit=audit_log.write,
             )
             sweep.gate = gate
-            await run_stage(stream, functools.partial(join_batch, gate), "cases_joined")
+            await run_stage(
+                stream, functools.partial(join_batch, gate), "cases_joined", "join_cases"
+            )
 
     discovery = PartnerDiscovery(app, settings, source, registered)
     app.timer(interval=0.5, name="reread_missed_records")(guard.reread_missed)
@@ -388,11 +401,39 @@ def create_app(settings: Settings) -> faust.App:
             await asyncio.gather(*pending)
         except InfrastructureError as exc:  # Kafka away: the next tick finds them again
             log.warning("reassess_failed", error=str(exc))
+            metrics.error("worker", "reassess_failed")
             return
         if sends:
             log.info("reassessed_as_time_passed", cases=len(due), expired_holds=len(expired))
 
+    # Health: the loop beats every second; readiness asks Kafka and OPA (accord.core.metrics).
+    health = metrics.Health("worker", metrics.standard_checks(settings, WORKER))
+    app.timer(interval=1.0, name="beat")(_async(health.beat))
+    stage_topics = [t.get_topic_name() for t in (identity_topic, request_topic, person_topic)]
+
+    @app.timer(interval=settings.lag_interval_s, name="measure_lag")
+    async def measure_lag() -> None:
+        """The group's lag per partition, from the broker's committed offsets."""
+        try:
+            consumed = [*source.topics, *stage_topics]  # partners discovered since included
+            lags = await asyncio.to_thread(
+                partition_lags, connection(as_principal(settings, WORKER)), app.conf.id, consumed
+            )
+        except Exception as exc:  # Kafka away: readiness says so; try again next tick
+            log.warning("lag_unmeasured", error=type(exc).__name__)
+            return
+        for (topic_name, partition), lag in lags.items():
+            metrics.CONSUMER_LAG.labels("worker", app.conf.id, topic_name, str(partition)).set(lag)
+
+    app.accord_health = health  # type: ignore[attr-defined]  # run_worker serves it
     return app
+
+
+def _async(beat: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def tick() -> None:
+        beat()
+
+    return tick
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
@@ -402,6 +443,12 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     from faust.worker import Worker
 
     app = create_app(settings)
+    metrics.serve(
+        app.accord_health,  # type: ignore[attr-defined]
+        settings.metrics_host,
+        settings.worker_metrics_port,
+        tries=16,
+    )
     os.umask(0o077)  # the tables' files hold personal data: 0600 under 0700 dirs
     # faust's own log lines go through mode's colouring formatter, which colours its
     # arguments whatever the stream: off a terminal they get a plain one, so a log file
