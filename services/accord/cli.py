@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from accord.access.commands import partner, security
+from accord.access.commands import deploy, partner, security
 from accord.bench.commands import bench
 from accord.campaign.commands import campaign
 from accord.coordinator.commands import cases
@@ -224,6 +224,7 @@ main.add_command(cases)
 main.add_command(bench)
 main.add_command(partner)
 main.add_command(security)
+main.add_command(deploy)
 
 
 if __name__ == "__main__":
