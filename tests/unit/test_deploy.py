@@ -28,7 +28,7 @@ RFC1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     # A state dir of its own: no organisation revoked there.
-    return Settings(_env_file=None, state_dir=tmp_path, cache_dir=REPO / ".cache")
+    return Settings(_env_file=None, state_dir=tmp_path)
 
 
 def test_generated_values_are_current(settings: Settings) -> None:
@@ -127,14 +127,14 @@ def test_checker_finds_what_is_wrong(settings: Settings) -> None:
 
 
 needs_helm = pytest.mark.skipif(
-    not chart.helm_binary(Settings(_env_file=None, cache_dir=REPO / ".cache")).exists(),
+    not chart.helm_binary(Settings(_env_file=None)).exists(),
     reason="helm not built yet: `accord deploy check` (run by `make test`) builds it once",
 )
 
 
 @pytest.fixture(scope="module")
 def rendered() -> list[dict]:
-    settings = Settings(_env_file=None, cache_dir=REPO / ".cache")
+    settings = Settings(_env_file=None)  # ACCORD_CACHE_DIR: where helm was built
     text = chart.helm_template(chart.helm_binary(settings), chart.chart_dir(settings), [GENERATED])
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
@@ -179,7 +179,11 @@ def test_opa_and_the_registry_admit_only_the_hub(rendered: list[dict]) -> None:
 def test_worker_replicas_are_tied_to_partitions(
     rendered: list[dict], tmp_path: Path, settings: Settings
 ) -> None:
-    worker = next(d for d in rendered if d["metadata"]["name"] == "accord-worker")
+    worker = next(
+        d
+        for d in rendered
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "accord-worker"
+    )
     partitions = yaml.safe_load(GENERATED.read_text())["generated"]["topicPartitions"]
     assert 1 <= worker["spec"]["replicas"] <= partitions
     too_many = tmp_path / "too-many.yaml"

@@ -162,7 +162,7 @@ def ensure_helm(settings: Settings, report: Callable[[str], None]) -> Path:
 
 def helm_template(helm: Path, chart: Path, values: list[Path], release: str = "accord") -> str:
     """The chart rendered offline (no cluster is contacted)."""
-    argv = [str(helm), "template", release, str(chart)]
+    argv = [str(helm), "template", release, str(chart), "--kube-version", KUBERNETES_VERSION]
     for each in values:
         argv += ["-f", str(each)]
     result = subprocess.run(argv, capture_output=True, text=True)
