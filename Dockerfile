@@ -55,6 +55,8 @@ COPY --from=build /opt/venv /opt/venv
 # Read-only data, owned by root: the service user can read but not change it.
 COPY schemas/ /app/schemas/
 COPY policies/ /app/policies/
+# OPA's authorisation policy, laid into the Helm chart's policy bundle (deploy/k8s).
+COPY deploy/opa/authz.rego /app/deploy/opa/authz.rego
 COPY partners/ /app/partners/
 COPY config/ /app/config/
 

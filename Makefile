@@ -28,6 +28,7 @@ demo: $(STAMP) ## start the stack and run the whole flow on synthetic data
 test: $(STAMP) ## start the stack and run every test tier (unit, policy, integration)
 	$(BIN)/accord stack up
 	$(BIN)/accord schemas check
+	$(BIN)/accord deploy check
 	$(BIN)/ruff check services tests
 	$(BIN)/ruff format --check services tests
 	$(BIN)/python -m pytest

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from accord.access.commands import partner, security
+from accord.access.commands import deploy, partner, security
 from accord.bench.commands import bench
 from accord.campaign.commands import campaign
 from accord.coordinator.commands import cases
@@ -206,13 +206,20 @@ def stack_down(only: tuple[str, ...]) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where OPA's token hash goes (data.system.accord).",
 )
-def stack_secrets(kafka_dir: Path, opa_dir: Path) -> None:
+@click.option(
+    "--brokers",
+    default=1,
+    show_default=True,
+    type=click.Choice(["1", "3"]),
+    help="Brokers of the compose file: 1 (the default services) or 3 (--profile cluster).",
+)
+def stack_secrets(kafka_dir: Path, opa_dir: Path, brokers: str) -> None:
     """Make the certificates, credentials, OPA token and Kafka configuration that
     docker-compose.yml's services use, in the state dir and the two directories given
     (keeps what exists; ACCORD_TLS_NAMES adds the services' names to the certificates)."""
     from accord.stack.compose import make_secrets
 
-    make_secrets(get_settings(), kafka_dir, opa_dir, click.echo)
+    make_secrets(get_settings(), kafka_dir, opa_dir, click.echo, brokers=int(brokers))
 
 
 # --- hub services --------------------------------------------------------------------------
@@ -298,6 +305,7 @@ main.add_command(cases)
 main.add_command(bench)
 main.add_command(partner)
 main.add_command(security)
+main.add_command(deploy)
 
 
 if __name__ == "__main__":

@@ -63,9 +63,11 @@ def test_worker_exports_its_flow_and_answers_health_and_readiness(settings, serd
         wait_for(settings, serde, Topics(settings).share(EDINBURGH), lambda r: len(r) >= 1)
         samples = scrape_until(
             f"{base}/metrics",
-            lambda s: total(s, "accord_decisions_total") >= 2
-            and "accord_consumer_lag" in s
-            and total(s, "accord_share_records_total", recipient=EDINBURGH) >= 1,
+            lambda s: (
+                total(s, "accord_decisions_total") >= 2
+                and "accord_consumer_lag" in s
+                and total(s, "accord_share_records_total", recipient=EDINBURGH) >= 1
+            ),
         )
         assert total(samples, "accord_events_in_total", stage="check_partner_events") >= 2
         assert total(samples, "accord_events_in_total", stage="join_cases") >= 2

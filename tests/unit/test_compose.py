@@ -48,7 +48,18 @@ def compose() -> dict:
 
 @pytest.fixture(scope="module")
 def services(compose: dict) -> dict:
-    return compose["services"]
+    """The services `docker compose up` starts: those of no profile (the single node)."""
+    return {name: svc for name, svc in compose["services"].items() if not svc.get("profiles")}
+
+
+@pytest.fixture(scope="module")
+def cluster_services(compose: dict) -> dict:
+    """The services `docker compose --profile cluster up` starts: three brokers."""
+    return {
+        name: svc
+        for name, svc in compose["services"].items()
+        if not svc.get("profiles") or "cluster" in svc["profiles"]
+    }
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -420,8 +431,14 @@ def test_kafka_formats_once_with_the_administrators_scram_credential(
     start = script(services["kafka"])
     target = mount_of(services["kafka"], KAFKA_VOLUME)[0]
     assert re.search(r"if \[ ! -f /var/lib/kafka/data/meta.properties \]", start)
-    format_line = start[start.index("kafka-storage.sh format") : start.index("fi\n")]
-    assert "--standalone" in format_line
+    format_line = start[
+        start.index("kafka-storage.sh format") : start.index(
+            "fi\n", start.index("kafka-storage.sh format")
+        )
+    ]
+    # --standalone for the single node (the nodes file setup writes says how many).
+    assert "standalone=--standalone" in start and "$standalone" in format_line
+    assert (secrets_made["kafka"] / "nodes").read_text().strip() == "1"
     assert "--add-scram" in format_line
     scram = re.search(r'--add-scram "\$\(cat \$secrets/([\w.-]+)\)"', format_line)
     assert scram, format_line
@@ -707,9 +724,112 @@ def test_docker_compose_accepts_the_file() -> None:
         env={**base_env, "ACCORD_PSEUDONYM_KEY": "unit-test-key-not-a-secret"},
     )
     assert ok.returncode == 0, ok.stderr
+    cluster = subprocess.run(
+        [*argv[:-2], "--profile", "cluster", "config", "-q"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base_env, "ACCORD_PSEUDONYM_KEY": "unit-test-key-not-a-secret"},
+    )
+    assert cluster.returncode == 0, cluster.stderr
     # Without the key, compose refuses to run rather than start a worker with no key.
     refused = subprocess.run(
         argv, cwd=REPO, capture_output=True, text=True, timeout=60, env=base_env
     )
     assert refused.returncode != 0
     assert "pseudonymisation key" in refused.stderr
+
+
+# --- the cluster profile: three brokers ---------------------------------------------------
+
+CLUSTER = ("kafka", "kafka-2", "kafka-3")
+
+
+@pytest.fixture(scope="module")
+def cluster_made(services: dict, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """What setup makes with ACCORD_COMPOSE_BROKERS=3, made here."""
+    setup = services["setup"]
+    command = next(line for line in script(setup).splitlines() if "stack secrets" in line)
+    parts = shlex.split(command)
+    assert option(parts, "--brokers") == "${ACCORD_COMPOSE_BROKERS:-1}"  # 1 unless asked
+    root = tmp_path_factory.mktemp("compose-cluster")
+    env = environment(setup)
+    settings = Settings(
+        state_dir=root / env["ACCORD_STATE_DIR"].lstrip("/"), tls_names=env["ACCORD_TLS_NAMES"]
+    )
+    kafka_dir = root / option(parts, "--kafka-dir").lstrip("/")
+    make_secrets(settings, kafka_dir, root / "opa", brokers=3)
+    return {"hub": settings.state_dir, "kafka": kafka_dir}
+
+
+def test_the_cluster_profile_adds_two_brokers(compose: dict, cluster_services: dict) -> None:
+    extra = set(cluster_services) - SERVICES
+    assert extra == {"kafka-2", "kafka-3"}
+    for name in extra:
+        assert compose["services"][name]["profiles"] == ["cluster"]
+    data = [
+        mount_of(cluster_services[n], f"{n}-data" if n != "kafka" else "kafka-data")
+        for n in CLUSTER
+    ]
+    assert all(data) and {d[0] for d in data} == {"/var/lib/kafka/data"}
+    assert set(compose["volumes"]) >= {"kafka-data", "kafka-2-data", "kafka-3-data"}
+
+
+def test_cluster_brokers_publish_loopback_ports_a_step_apart(cluster_services: dict) -> None:
+    ports = {n: published_ports(cluster_services[n]) for n in CLUSTER}
+    for n, found in ports.items():
+        assert found and all(ip == "127.0.0.1" for ip, _, _ in found), n
+    assert [ports[n][0][1] for n in CLUSTER] == ["19092", "19102", "19112"]
+
+
+def test_cluster_brokers_mount_their_secrets_read_only_and_sign_in(
+    cluster_services: dict,
+) -> None:
+    for name in CLUSTER:
+        service = cluster_services[name]
+        assert mount_of(service, KAFKA_VOLUME) == ("/etc/kafka/secrets", True), name
+        assert service["user"] == "1000:1000"
+        assert not [v for v in environment(service) if v != "KAFKA_HEAP_OPTS"]
+        test = healthcheck_test(service)
+        assert option(test, "--bootstrap-server") == f"{name}:9092"
+        assert option(test, "--command-config") == "/etc/kafka/secrets/admin.properties"
+        start = script(service)
+        assert "--add-scram" in start and "PLAINTEXT" not in start.upper()
+    for name in ("kafka-2", "kafka-3"):
+        start = script(cluster_services[name])
+        assert "--standalone" not in start  # static voters: every node formats alike
+        assert f"$secrets/server-{name[-1]}.properties" in start
+
+
+def test_cluster_nodes_are_one_quorum_with_replication_three(
+    cluster_made: dict[str, Path],
+) -> None:
+    nodes = [
+        properties((cluster_made["kafka"] / f).read_text())
+        for f in ("server.properties", "server-2.properties", "server-3.properties")
+    ]
+    assert (cluster_made["kafka"] / "nodes").read_text().strip() == "3"
+    assert [n["node.id"] for n in nodes] == ["1", "2", "3"]
+    voters = "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
+    for host, node in zip(CLUSTER, nodes, strict=True):
+        assert node["controller.quorum.voters"] == voters
+        assert "controller.quorum.bootstrap.servers" not in node
+        assert node["process.roles"] == "broker,controller"
+        assert f"SASL_SSL://{host}:9092" in node["advertised.listeners"]
+        assert node["listeners"].endswith(f"CONTROLLER://{host}:9093")
+        assert node["default.replication.factor"] == "3"
+        assert node["min.insync.replicas"] == "2"
+        assert node["offsets.topic.replication.factor"] == "3"
+        assert node["transaction.state.log.replication.factor"] == "3"
+        assert node["transaction.state.log.min.isr"] == "2"
+        assert node["allow.everyone.if.no.acl.found"] == "false"
+        assert "PLAINTEXT" not in node["listener.security.protocol.map"].upper()
+        assert node["listener.name.controller.ssl.client.auth"] == "required"
+    files = tls_files(Settings(state_dir=cluster_made["hub"]))
+    assert set(CLUSTER) <= certificate_names(files.server_cert)
+
+
+def test_compose_refuses_other_broker_counts(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="1 or 3 brokers"):
+        make_secrets(Settings(state_dir=tmp_path), tmp_path / "k", tmp_path / "o", brokers=2)

@@ -148,3 +148,87 @@ def security_matrix(show_all: bool) -> None:
         f"registry, {routes_ok} as promised ({matrix.seconds:.0f}s)"
     )
     sys.exit(0 if not matrix.failures() and not matrix.route_failures() else 1)
+
+
+@click.group()
+def deploy() -> None:
+    """Deployment descriptions generated from the partner registry and the agreements."""
+
+
+@deploy.command("render")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the values file here (default: standard output).",
+)
+@click.option("--replicas", default=3, show_default=True, help="Replication factor of topics.")
+@click.option(
+    "--min-insync", default=2, show_default=True, help="min.insync.replicas of every topic."
+)
+def deploy_render(out: Path | None, replicas: int, min_insync: int) -> None:
+    """The Helm chart's generated values (deploy/k8s/accord): every topic with its
+    partitions and configuration, every principal's ACLs, as `accord security apply`
+    would make them on the local stack (ACCORD_TOPIC_PREFIX, ACCORD_WORKER_ID and
+    ACCORD_TOPIC_PARTITIONS apply). No secret is written: passwords are Secrets by
+    reference. Pass the file to `helm install -f`."""
+    import yaml
+
+    from accord.access.deploy import render_values
+
+    if not 1 <= min_insync <= replicas:
+        raise click.BadParameter("must be between 1 and --replicas", param_hint="--min-insync")
+    text = yaml.safe_dump(render_values(get_settings(), replicas, min_insync), sort_keys=False)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        click.echo(f"wrote {out}", err=True)
+
+
+@deploy.command("check")
+@click.option(
+    "--values",
+    "values_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Generated values to check [default: the chart's generated-values.yaml, which must "
+    "equal a fresh `accord deploy render`].",
+)
+def deploy_check(values_file: Path | None) -> None:
+    """Validate the Helm chart offline: `helm template` (helm built with go install on
+    first use), every Kubernetes resource against kubernetes-validate's schemas (strict),
+    every Strimzi resource against the CRDs' openAPIV3Schema in deploy/k8s/strimzi-crds,
+    requests, limits and probes on every container. Exits 1 on any problem."""
+    import yaml
+
+    from accord.access import deploy as chart
+
+    settings = get_settings()
+    folder = chart.chart_dir(settings)
+    if values_file is None:
+        values_file = folder / "generated-values.yaml"
+        if yaml.safe_load(values_file.read_text()) != chart.render_values(settings):
+            click.echo(
+                f"{values_file} is stale: the partner registry or the agreements changed; "
+                f"run `accord deploy render -o {values_file}`",
+                err=True,
+            )
+            sys.exit(1)
+    helm = chart.ensure_helm(settings, lambda line: click.echo(line, err=True))
+    rendered = chart.helm_template(helm, folder, [values_file])
+    documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    problems = chart.check_manifests(documents, chart.strimzi_schemas(settings))
+    for problem in problems:
+        click.echo(problem, err=True)
+    kinds: dict[str, int] = {}
+    for doc in documents:
+        kinds[doc["kind"]] = kinds.get(doc["kind"], 0) + 1
+    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    if problems:
+        click.echo(f"deploy check: {len(problems)} problems in {len(documents)} resources")
+        sys.exit(1)
+    crds = ", ".join(sorted(chart.strimzi_schemas(settings)))
+    click.echo(
+        f"deploy check: {len(documents)} resources valid (Kubernetes "
+        f"{chart.KUBERNETES_VERSION} schemas; Strimzi CRDs {crds}): {summary}"
+    )

@@ -257,15 +257,15 @@ class Settings(BaseSettings):
         "whose port only the cluster's network reaches).",
     )
     worker_metrics_port: int = Field(
-        19101,
+        19301,
         description="The worker's metrics port; 0 disables. A second worker on the host takes "
         "the next free port (up to +15).",
     )
-    gateway_metrics_port: int = Field(19102, description="The gateway's metrics port; 0 disables.")
+    gateway_metrics_port: int = Field(19291, description="The gateway's metrics port; 0 disables.")
     registry_metrics_port: int = Field(
-        19103, description="The schema registry's metrics port; 0 disables."
+        19292, description="The schema registry's metrics port; 0 disables."
     )
-    console_metrics_port: int = Field(19104, description="The console's metrics port; 0 disables.")
+    console_metrics_port: int = Field(19293, description="The console's metrics port; 0 disables.")
     lag_interval_s: float = Field(
         15.0, description="How often the worker reads its group's lag per partition for /metrics."
     )

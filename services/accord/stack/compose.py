@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from accord.core.credentials import ADMIN, ensure_credential, private_dir, write_private
 from accord.core.errors import StackError
@@ -121,10 +122,91 @@ def _write_public(path: Path, text: str) -> Path:
     return path
 
 
+# The `cluster` profile: three combined broker-controller nodes, kafka (node 1), kafka-2
+# and kafka-3, with static controller voters; each node's HOST listener is published on
+# 127.0.0.1 at ACCORD_KAFKA_PORT + 10 * (node - 1).
+CLUSTER_NODES = 3
+NODE_PORT_STEP = 10
+
+
+def node_host(node: int) -> str:
+    return KAFKA_HOST if node == 1 else f"{KAFKA_HOST}-{node}"
+
+
+def node_properties_file(kafka_dir: Path, node: int) -> Path:
+    return kafka_dir / ("server.properties" if node == 1 else f"server-{node}.properties")
+
+
+def with_overrides(properties: str, overrides: dict[str, str], drop: set[str]) -> str:
+    """A server.properties text with keys replaced or added, and `drop`ped keys removed."""
+    lines, seen = [], set()
+    for line in properties.splitlines():
+        key = line.split("=", 1)[0] if "=" in line and not line.startswith("#") else None
+        if key in drop:
+            continue
+        if key in overrides:
+            line = f"{key}={overrides[key]}"
+            seen.add(key)
+        lines.append(line)
+    lines += [f"{k}={v}" for k, v in overrides.items() if k not in seen]
+    return "\n".join(lines) + "\n"
+
+
+def cluster_node_properties(
+    settings: Settings, admin: Any, files: KafkaFiles, node: int, nodes: int = CLUSTER_NODES
+) -> str:
+    """server.properties of node `node` of the compose cluster: the single node's security
+    settings, its own id and names, static voters, and replication 3 with min ISR 2."""
+    host = node_host(node)
+    host_port = KAFKA_HOST_PORT + NODE_PORT_STEP * (node - 1)
+    listeners = [
+        Listener("SASL_SSL", f"0.0.0.0:{KAFKA_PORT}", f"{host}:{KAFKA_PORT}"),
+        Listener(
+            HOST_LISTENER,
+            f"0.0.0.0:{host_port}",
+            f"127.0.0.1:{settings.kafka_port + NODE_PORT_STEP * (node - 1)}",
+        ),
+        Listener(CONTROLLER_LISTENER, f"{host}:{KAFKA_CONTROLLER_PORT}"),
+    ]
+    base = kafka_properties(
+        settings,
+        admin,
+        files.tls,
+        listeners=listeners,
+        controller=f"{host}:{KAFKA_CONTROLLER_PORT}",
+        data_dir=KAFKA_DATA_DIR,
+        written_by=f"`accord stack secrets --brokers {nodes}` (docker-compose.yml's setup)",
+    )
+    replicas, min_isr = str(min(3, nodes)), str(min(2, nodes))
+    voters = ",".join(f"{n}@{node_host(n)}:{KAFKA_CONTROLLER_PORT}" for n in range(1, nodes + 1))
+    return with_overrides(
+        base,
+        {
+            "node.id": str(node),
+            "controller.quorum.voters": voters,
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
+        },
+        drop={"controller.quorum.bootstrap.servers"},
+    )
+
+
 def make_secrets(
-    settings: Settings, kafka_dir: Path, opa_dir: Path, report: Report | None = None
+    settings: Settings,
+    kafka_dir: Path,
+    opa_dir: Path,
+    report: Report | None = None,
+    brokers: int = 1,
 ) -> KafkaFiles:
-    """Every secret, certificate and configuration file the compose services need."""
+    """Every secret, certificate and configuration file the compose services need; with
+    `brokers` 3, the `cluster` profile's three nodes' configurations."""
+    if brokers not in (1, CLUSTER_NODES):
+        raise StackError(f"docker-compose.yml runs 1 or {CLUSTER_NODES} brokers, not {brokers}")
     say = report or (lambda _line: None)
     missing = missing_names(settings)
     if missing:
@@ -154,18 +236,27 @@ def make_secrets(
         write_private(target, source.read_text())
     if not files.cluster_id.exists():
         write_private(files.cluster_id, _kafka_cluster_id() + "\n")
-    write_private(
-        files.properties,
-        kafka_properties(
-            settings,
-            admin,
-            files.tls,
-            listeners=compose_listeners(settings),
-            controller=f"{KAFKA_HOST}:{KAFKA_CONTROLLER_PORT}",
-            data_dir=KAFKA_DATA_DIR,
-            written_by="`accord stack secrets` (docker-compose.yml's setup)",
-        ),
-    )
+    if brokers == 1:
+        write_private(
+            files.properties,
+            kafka_properties(
+                settings,
+                admin,
+                files.tls,
+                listeners=compose_listeners(settings),
+                controller=f"{KAFKA_HOST}:{KAFKA_CONTROLLER_PORT}",
+                data_dir=KAFKA_DATA_DIR,
+                written_by="`accord stack secrets` (docker-compose.yml's setup)",
+            ),
+        )
+    else:
+        for node in range(1, brokers + 1):
+            write_private(
+                node_properties_file(kafka_dir, node),
+                cluster_node_properties(settings, admin, files, node, brokers),
+            )
+    # How storage is formatted: --standalone for one node, static voters for three.
+    write_private(kafka_dir / "nodes", f"{brokers}\n")
     write_private(files.admin_scram, scram_format_argument(admin) + "\n")
     write_private(files.admin_client, admin_client_properties(settings, files))
     say(f"kafka: server.properties, keystores and the administrator's sign-in in {kafka_dir}")

@@ -1,0 +1,194 @@
+"""Unit tests for the Helm chart (deploy/k8s/accord) and `accord deploy render|check`.
+
+The generated values come from the same functions as the local stack's access model, so
+these compare them with it. The chart itself is rendered with helm (built by `accord
+deploy check` on its first run, which `make test` calls) and every resource validated:
+Kubernetes ones with kubernetes-validate, Strimzi ones with the stored CRD schemas.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from accord.access import acls
+from accord.access import deploy as chart
+from accord.access.provision import all_topics, deployment_grants, registered_organisations
+from accord.core.credentials import ADMIN
+from accord.core.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+GENERATED = REPO / "deploy" / "k8s" / "accord" / "generated-values.yaml"
+RFC1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    # A state dir of its own: no organisation revoked there.
+    return Settings(_env_file=None, state_dir=tmp_path)
+
+
+def test_generated_values_are_current(settings: Settings) -> None:
+    """partners/ or policies/ changed without `accord deploy render`: this fails."""
+    assert yaml.safe_load(GENERATED.read_text()) == chart.render_values(settings)
+
+
+def test_values_carry_every_topic_and_grant_and_no_secret(settings: Settings) -> None:
+    values = chart.render_values(settings)["generated"]
+    orgs = registered_organisations(settings)
+    wanted = all_topics(settings, orgs)
+    assert {t["topicName"] for t in values["topics"]} == set(wanted)
+    for topic in values["topics"]:
+        assert RFC1123.match(topic["resource"]) and len(topic["resource"]) <= 63
+        assert topic["partitions"] == wanted[topic["topicName"]][0]
+        assert topic["replicas"] == 3 and topic["config"]["min.insync.replicas"] == "2"
+    assert len({t["resource"] for t in values["topics"]}) == len(values["topics"])
+    users = {u["name"]: u for u in values["users"]}
+    assert ADMIN not in users  # the super user, without ACLs
+    grants = [g for g in deployment_grants(settings, orgs) if g.principal != ADMIN]
+    for grant in grants:
+        acl = next(
+            a
+            for a in users[grant.principal]["acls"]
+            if a["resource"]["type"] == chart.RESOURCE_TYPES[grant.resource_type]
+            and a["resource"].get("name") == grant.name
+        )
+        assert chart.OPERATIONS[grant.operation] in acl["operations"]
+        assert acl["resource"]["patternType"] == chart.PATTERNS[grant.pattern]
+    text = GENERATED.read_text().lower()
+    assert "password:" not in text and "secret:" not in text
+
+
+def test_acls_group_operations_per_resource() -> None:
+    grants = [
+        acls.Grant("org-a", acls.TOPIC, "partner.org-a.", acls.PREFIXED, "WRITE"),
+        acls.Grant("org-a", acls.TOPIC, "partner.org-a.", acls.PREFIXED, "DESCRIBE"),
+        acls.Grant("org-a", acls.GROUP, "org-a.", acls.PREFIXED, "READ"),
+    ]
+    assert chart.user_acls(grants) == [
+        {
+            "resource": {"type": "group", "name": "org-a.", "patternType": "prefix"},
+            "operations": ["Read"],
+            "host": "*",
+        },
+        {
+            "resource": {"type": "topic", "name": "partner.org-a.", "patternType": "prefix"},
+            "operations": ["Describe", "Write"],
+            "host": "*",
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("topic", "name"),
+    [("hub.audit.decisions", "hub-audit-decisions"), ("_schemas", "schemas"), ("A_b", "a-b")],
+)
+def test_resource_names(topic: str, name: str) -> None:
+    assert chart.resource_name(topic) == name
+    assert len(chart.resource_name("x" * 300)) <= 63
+
+
+def test_checker_finds_what_is_wrong(settings: Settings) -> None:
+    strimzi = chart.strimzi_schemas(settings)
+    assert set(strimzi) == {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"}
+    bad_user = {
+        "apiVersion": "kafka.strimzi.io/v1",
+        "kind": "KafkaUser",
+        "metadata": {"name": "u"},
+        "spec": {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {
+                "type": "simple",
+                "acls": [{"resource": {"type": "topic", "name": "t"}, "operations": ["Eat"]}],
+            },
+        },
+    }
+    bare = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "i", "colour": "red"}]},
+            },
+        },
+    }
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {}}
+    problems = chart.check_manifests([bad_user, bare, secret], strimzi)
+    assert any("KafkaUser/u" in p and "Eat" in p for p in problems)
+    assert any("Deployment/d" in p and "colour" in p for p in problems)  # strict
+    assert any("Deployment/d" in p and "livenessProbe" in p for p in problems)
+    assert any("Secret/s" in p for p in problems)
+
+
+needs_helm = pytest.mark.skipif(
+    not chart.helm_binary(Settings(_env_file=None)).exists(),
+    reason="helm not built yet: `accord deploy check` (run by `make test`) builds it once",
+)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict]:
+    settings = Settings(_env_file=None)  # ACCORD_CACHE_DIR: where helm was built
+    text = chart.helm_template(chart.helm_binary(settings), chart.chart_dir(settings), [GENERATED])
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+@needs_helm
+def test_the_chart_renders_valid_resources(rendered: list[dict], settings: Settings) -> None:
+    assert chart.check_manifests(rendered, chart.strimzi_schemas(settings)) == []
+    kinds = {doc["kind"] for doc in rendered}
+    assert {
+        "Kafka",
+        "KafkaNodePool",
+        "KafkaTopic",
+        "KafkaUser",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    } <= kinds
+    generated = yaml.safe_load(GENERATED.read_text())["generated"]
+    users = [doc for doc in rendered if doc["kind"] == "KafkaUser"]
+    assert len(users) == len(generated["users"])
+    for user in users:
+        ref = user["spec"]["authentication"]["password"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"].endswith(user["metadata"]["name"])
+
+
+@needs_helm
+def test_opa_and_the_registry_admit_only_the_hub(rendered: list[dict]) -> None:
+    policies = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "NetworkPolicy"}
+    for target in ("opa", "registry"):
+        policy = policies[f"accord-{target}-hub-only"]
+        assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+            target
+        )
+        hub = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"]
+        components = next(e for e in hub if e["key"] == "app.kubernetes.io/component")
+        assert set(components["values"]) <= {"worker", "gateway", "console", "registry"}
+        assert target not in components["values"]
+
+
+@needs_helm
+def test_worker_replicas_are_tied_to_partitions(
+    rendered: list[dict], tmp_path: Path, settings: Settings
+) -> None:
+    worker = next(
+        d
+        for d in rendered
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "accord-worker"
+    )
+    partitions = yaml.safe_load(GENERATED.read_text())["generated"]["topicPartitions"]
+    assert 1 <= worker["spec"]["replicas"] <= partitions
+    too_many = tmp_path / "too-many.yaml"
+    too_many.write_text(yaml.safe_dump({"worker": {"replicas": partitions + 1}}))
+    with pytest.raises(Exception, match="exceeds the topics' partitions"):
+        chart.helm_template(
+            chart.helm_binary(settings), chart.chart_dir(settings), [GENERATED, too_many]
+        )
