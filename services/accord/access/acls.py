@@ -14,8 +14,8 @@ applied, checked and printed (`accord security matrix`) from one definition.
   audit chain's heads in its own `hub.audit-chain`.
 - The audit principal (the audit index and the IG tools) alone READs the audit, and
   READs the review decisions (`hub.match.decisions`).
-- The reviewer READs the review queue (`hub.match.review`) and WRITEs decisions
-  (`hub.match.decisions`), which the worker READs; nothing else.
+- The reviewer READs the review queue (`hub.match.review`) and READs and WRITEs the
+  decisions (`hub.match.decisions`), which the worker READs; nothing else.
 - The gateway WRITEs partner topics and rejects on partners' behalf (it stamps the
   organisation its token authenticated); the console READs the lists; the registry
   reads and writes `_schemas`.
@@ -120,7 +120,8 @@ def reviewer_grants(topics: Topics) -> list[Grant]:
     r = principals.REVIEWER
     return [
         *_grants(r, TOPIC, topics.internal(MATCH_REVIEW), LITERAL, (READ, DESCRIBE)),
-        *_grants(r, TOPIC, topics.internal(MATCH_DECISIONS), LITERAL, (WRITE, DESCRIBE)),
+        # Decisions are read back to find a merge to split and to show what was decided.
+        *_grants(r, TOPIC, topics.internal(MATCH_DECISIONS), LITERAL, (READ, WRITE, DESCRIBE)),
         *_grants(r, GROUP, f"{topics.prefix}{r}", PREFIXED, (READ,)),
     ]
 

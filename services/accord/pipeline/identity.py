@@ -39,6 +39,7 @@ from typing import Any
 
 from accord.core.pseudonym import person_key
 from accord.matching import Matcher, PersonRecord
+from accord.matching.actions import CONFIRM, REJECT, SPLIT
 
 IDENTITY_FIELDS = ("given_name", "family_name", "date_of_birth", "postcode", "address_line1")
 
@@ -203,9 +204,6 @@ def provisional_matches(people: list[dict[str, Any]], record: PersonRecord) -> l
         return []
     best, result = matcher.best(record)
     return [best] if best is not None and result.outcome == "MATCH" else []
-
-
-CONFIRM, REJECT, SPLIT = "CONFIRM", "REJECT", "SPLIT"
 
 
 @dataclass

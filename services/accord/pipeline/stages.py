@@ -32,8 +32,9 @@ from typing import Any
 import orjson
 
 from accord.core.topics import CASES, IDENTITY, MATCH_REVIEW, PERSON_EVENTS, REQUEST_EVENTS
+from accord.matching.actions import CONFIRM, REJECT, SPLIT
 from accord.pipeline import cases as case_rules
-from accord.pipeline.identity import CONFIRM, REJECT, SPLIT, erase, resolve, settle
+from accord.pipeline.identity import erase, resolve, settle
 from accord.pipeline.intake import Incoming, Rejected
 
 
