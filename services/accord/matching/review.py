@@ -264,11 +264,12 @@ def decisions(settings: Settings) -> list[dict[str, Any]]:
     conn = connection(settings)
     serde = AvroSerde(registry_client(settings, conn.principal), settings.schemas_dir)
     subject = Topics.subject(topic)
-    return [
+    found = [
         serde.decode_as(m.value, subject, "MatchReviewDecision")[1]
         for m in read_topic(settings, topic, idle_timeout_s=1.0)
         if m.value
     ]
+    return [{**d, "decision_id": str(d["decision_id"])} for d in found]
 
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")

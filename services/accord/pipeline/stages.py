@@ -324,8 +324,10 @@ def route_reviews(decisions: list[tuple[bytes, dict[str, Any] | None]]) -> Outpu
     for _, decision in decisions:
         if decision is None:
             continue
+        # As JSON text: Avro gives the time as a datetime and the id as a UUID.
         decision = {
             **decision,
+            "decision_id": str(decision["decision_id"]),
             "decided_at": as_text(decision["decided_at"]),
         }
         action = decision["action"]
