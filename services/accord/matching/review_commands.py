@@ -7,8 +7,6 @@ ACCORD_PRINCIPAL or ACCORD_CREDENTIALS_FILE chose another.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 
 from accord.core.errors import AccordError
@@ -31,15 +29,9 @@ def _fail(exc: AccordError) -> None:
     raise click.ClickException(str(exc)) from exc
 
 
-def _age(queued_at: str | None) -> str:
-    if not queued_at:
-        return "-"
-    try:
-        since = datetime.now(UTC) - datetime.fromisoformat(queued_at)
-    except ValueError:
-        return "-"
-    days = since.days
-    return f"{days}d" if days else f"{int(since.total_seconds() // 3600)}h"
+def _day(queued_at: str | None) -> str:
+    """The day of the queued record (when it occurred, as its publisher said)."""
+    return (queued_at or "-")[:10]
 
 
 @click.group("review")
@@ -63,10 +55,10 @@ def list_command() -> None:
     if not queue:
         click.echo("no pairs waiting for review")
         return
-    click.echo(f"{'review':<13} {'queued':>6}  {'probability':>11}  {'dataset':<16} from")
+    click.echo(f"{'review':<13} {'record of':<10}  {'probability':>11}  {'dataset':<16} from")
     for item in queue:
         click.echo(
-            f"{item.short_id:<13} {_age(item.queued_at):>6}  {item.probability:>11.4f}  "
+            f"{item.short_id:<13} {_day(item.queued_at):<10}  {item.probability:>11.4f}  "
             f"{item.dataset:<16} {item.source_org}"
         )
     click.echo(f"{len(queue)} waiting; `accord match review show ID` to compare a pair")
