@@ -307,3 +307,14 @@ def test_a_split_names_two_people_or_the_confirmation_it_undoes():
             engine.split_pair(*args)
     with pytest.raises(engine.ReviewError):
         engine.decision("SPLIT", "a" * 64, "a" * 64, "r", reason="same key twice")
+
+
+def test_an_opted_out_persons_fields_leave_the_review_queue_too():
+    hub, item = queued_pair()
+    hub.run([(IDENTITY, b"B1", {"kind": "erase", "person_key": LISTED})])
+    assert hub.reviews[item.review_id] is None
+    block = {p["person_key"]: p for p in hub.blocks[b"B1"]}
+    assert all(m.get("review") is None for m in block[item.review_id]["resolved"].values())
+    assert block[LISTED]["erased"] and block[LISTED]["given_name"] is None
+    hub.decide(decision("CONFIRM", item))  # a decision that comes anyway changes nothing
+    assert [r[2] for r in hub.refused] == ["erased"]

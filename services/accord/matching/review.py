@@ -240,10 +240,10 @@ def decide(
 ) -> dict[str, Any]:
     """Confirm or reject a pending review: the decision published, and returned."""
     review = find(pending(settings), review_id)
-    if action == CONFIRM and not review.block_key:
+    if not review.block_key:
         raise ReviewError(
-            f"review {review.short_id} was queued before reviews named their matching block: "
-            "it cannot be confirmed; it is settled when the person's next record arrives"
+            f"review {review.short_id} was queued before reviews named their matching block, "
+            "so the hub cannot apply a decision about it; it stays a case of its own"
         )
     record = decision(
         action,

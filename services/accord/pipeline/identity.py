@@ -177,6 +177,33 @@ def erase(block: list[dict[str, Any]], person: str) -> list[dict[str, Any]]:
     return people if changed else block
 
 
+def settled_reviews(
+    block: list[dict[str, Any]], people: set[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the block with every queued review about any of `people` cleared from the memo,
+    the review keys to remove from hub.match.review): an opted-out person's identifying
+    fields must not wait in the review queue either."""
+    keys, cleared = [], []
+    for p in block:
+        memo = p.get("resolved") or {}
+        about = {
+            event_id
+            for event_id, m in memo.items()
+            if (r := m.get("review"))
+            and (r.get("provisional_key") in people or r.get("candidate_key") in people)
+        }
+        if about:
+            keys += sorted({memo[e]["review"]["provisional_key"] for e in about})
+            p = {
+                **p,
+                "resolved": {
+                    e: {**m, "review": None} if e in about else m for e, m in memo.items()
+                },
+            }
+        cleared.append(p)
+    return (cleared if keys else block), keys
+
+
 def remembered(person: dict[str, Any], event_id: str, memo: dict[str, Any]) -> dict[str, Any]:
     """The person with how `event_id` resolved to them remembered."""
     return {**person, "resolved": {**(person.get("resolved") or {}), event_id: memo}}

@@ -34,7 +34,7 @@ import orjson
 from accord.core.topics import CASES, IDENTITY, MATCH_REVIEW, PERSON_EVENTS, REQUEST_EVENTS
 from accord.matching.actions import CONFIRM, REJECT, SPLIT
 from accord.pipeline import cases as case_rules
-from accord.pipeline.identity import erase, resolve, settle
+from accord.pipeline.identity import erase, resolve, settle, settled_reviews
 from accord.pipeline.intake import Incoming, Rejected
 
 
@@ -132,6 +132,10 @@ def match(
         block = out.state[key] if key in out.state else (block_of(key) or [])
         if envelope.get("kind") == "erase":
             people = erase(block, envelope["person_key"])
+            erased = {p["person_key"] for p in people if p.get("erased")}
+            people, reviews = settled_reviews(people, erased)
+            for review_key in reviews:  # their fields leave the review queue too
+                out.send(MATCH_REVIEW, review_key, None)
             if people is not block:
                 out.state[key] = people
                 out.count("erased")
