@@ -15,9 +15,7 @@ from accord.matching import review as engine
 from accord.matching.actions import CONFIRM, REJECT
 
 reviewer_ref_option = click.option(
-    "--reviewer-ref",
-    envvar="ACCORD_REVIEWER_REF",
-    help="Your staff reference, kept with the decision [env: ACCORD_REVIEWER_REF].",
+    "--reviewer-ref", help="Your staff reference within the team, kept with the decision."
 )
 
 
