@@ -28,7 +28,7 @@ def test_every_cell_of_the_access_matrix_behaves_as_promised(stack):
     )
     routes_ok = sum(1 for r in result.routes if r.ok)
     print(f"http routes: {len(result.routes)} calls, {routes_ok} as promised", file=sys.stderr)
-    assert len(result.cells) == 10 * 10 * 7  # principals x families x operations
+    assert len(result.cells) == 11 * 12 * 7  # principals x families x operations
     assert result.failures() == []
     assert len(result.routes) == 3 * 7 + 6 * 5  # OPA: tokens x calls; registry: callers x calls
     assert result.route_failures() == []

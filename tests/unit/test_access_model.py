@@ -62,6 +62,18 @@ def grants() -> list[acls.Grant]:
         ("accord-audit", "t1.hub.audit.decisions", "delete-records", False),
         ("accord-worker", "t1.hub.audit-chain", "consume", True),
         ("nobody", "t1.share.city-of-edinburgh.support-list", "describe", False),
+        ("accord-reviewer", "t1.hub.match.review", "consume", True),
+        ("accord-reviewer", "t1.hub.match.review", "produce", False),
+        ("accord-reviewer", "t1.hub.match.decisions", "produce", True),
+        ("accord-reviewer", "t1.hub.match.decisions", "consume", True),
+        ("accord-reviewer", "t1.hub.cases", "consume", False),
+        ("accord-reviewer", "t1.hub.audit.decisions", "consume", False),
+        ("accord-reviewer", "t1.share.city-of-edinburgh.support-list", "consume", False),
+        ("accord-reviewer", "t1.hub.match.decisions", "delete-records", False),
+        ("accord-worker", "t1.hub.match.decisions", "consume", True),
+        ("accord-worker", "t1.hub.match.decisions", "produce", False),
+        ("accord-audit", "t1.hub.match.decisions", "consume", True),
+        ("city-of-edinburgh", "t1.hub.match.review", "consume", False),
     ],
 )
 def test_the_model_promises_each_principal_only_its_own(

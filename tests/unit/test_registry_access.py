@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from accord.core.credentials import ADMIN, AUDIT, CONSOLE, GATEWAY, WORKER
+from accord.core.credentials import ADMIN, AUDIT, CONSOLE, GATEWAY, REVIEWER, WORKER
 from accord.core.settings import Settings
 from accord.registry import access, users
 from accord.registry.access import ADMINISTER, READ, REGISTER, Subject, may, parse_subject
@@ -83,6 +83,11 @@ OTHER_REJECTS = "t1.rejects.city-of-edinburgh-value"
         (AUDIT, REGISTER, AUDIT_SUBJECT, False),
         (ADMIN, ADMINISTER, None, True),
         (ADMIN, REGISTER, "t1.peer-value", True),
+        (REVIEWER, REGISTER, "t1.hub.match.decisions-value", True),
+        (REVIEWER, READ, "t1.hub.match.decisions-value", True),
+        (REVIEWER, REGISTER, AUDIT_SUBJECT, False),
+        (REVIEWER, REGISTER, "t1.hub.match.review-value", False),
+        (REVIEWER, REGISTER, OWN, False),
     ],
 )
 def test_who_may_do_what(principal, action, subject, allowed):

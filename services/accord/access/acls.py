@@ -12,7 +12,10 @@ applied, checked and printed (`accord security matrix`) from one definition.
   everyone's rejects and its changelogs; it WRITEs the audit (in transactions, under
   its own transactional ids `<worker group>-audit-*`) but may not read it; it keeps the
   audit chain's heads in its own `hub.audit-chain`.
-- The audit principal (the audit index and the IG tools) alone READs the audit.
+- The audit principal (the audit index and the IG tools) alone READs the audit, and
+  READs the review decisions (`hub.match.decisions`).
+- The reviewer READs the review queue (`hub.match.review`) and READs and WRITEs the
+  decisions (`hub.match.decisions`), which the worker READs; nothing else.
 - The gateway WRITEs partner topics and rejects on partners' behalf (it stamps the
   organisation its token authenticated); the console READs the lists; the registry
   reads and writes `_schemas`.
@@ -26,7 +29,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from accord.core import credentials as principals
-from accord.core.topics import HUB_COMPACTED_TOPICS, HUB_STAGE_TOPICS, Topics
+from accord.core.topics import (
+    HUB_COMPACTED_TOPICS,
+    HUB_STAGE_TOPICS,
+    MATCH_DECISIONS,
+    MATCH_REVIEW,
+    Topics,
+)
 
 TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID = "TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID"
 LITERAL, PREFIXED = "LITERAL", "PREFIXED"
@@ -74,6 +83,7 @@ def worker_grants(topics: Topics, worker_group: str) -> list[Grant]:
         *_grants(w, TOPIC, f"{p}rejects.", PREFIXED, (WRITE, DESCRIBE)),
         *[g for name in own for g in _grants(w, TOPIC, name, LITERAL, (READ, WRITE, DESCRIBE))],
         *_grants(w, TOPIC, topics.quarantine, LITERAL, (WRITE, DESCRIBE)),
+        *_grants(w, TOPIC, topics.internal(MATCH_DECISIONS), LITERAL, (READ, DESCRIBE)),
         *_grants(w, TOPIC, topics.audit, LITERAL, (WRITE, DESCRIBE)),
         # The audit is written in transactions, one transactional id per audit partition
         # (accord.worker.auditlog); idempotent writes need no more than WRITE on the topic.
@@ -97,6 +107,22 @@ def service_grants(topics: Topics, schemas_topic: str) -> list[Grant]:
         *_grants(principals.CONSOLE, GROUP, f"{p}{principals.CONSOLE}", PREFIXED, (READ,)),
         *_grants(principals.AUDIT, TOPIC, topics.audit, LITERAL, (READ, DESCRIBE)),
         *_grants(principals.AUDIT, GROUP, principals.AUDIT, PREFIXED, (READ,)),
+        *_grants(
+            principals.AUDIT, TOPIC, topics.internal(MATCH_DECISIONS), LITERAL, (READ, DESCRIBE)
+        ),
+        *reviewer_grants(topics),
+    ]
+
+
+def reviewer_grants(topics: Topics) -> list[Grant]:
+    """The review queue to read, decisions to write: who may review is who holds this
+    principal's credential (an IG officer's team; see docs/ig-officers.md)."""
+    r = principals.REVIEWER
+    return [
+        *_grants(r, TOPIC, topics.internal(MATCH_REVIEW), LITERAL, (READ, DESCRIBE)),
+        # Decisions are read back to find a merge to split and to show what was decided.
+        *_grants(r, TOPIC, topics.internal(MATCH_DECISIONS), LITERAL, (READ, WRITE, DESCRIBE)),
+        *_grants(r, GROUP, f"{topics.prefix}{r}", PREFIXED, (READ,)),
     ]
 
 
@@ -126,6 +152,7 @@ def namespace(
         worker_group,
         schemas_topic,
         f"{p}{principals.CONSOLE}",
+        f"{p}{principals.REVIEWER}",
         principals.AUDIT,
         principals.REGISTRY,
         *(f"{p}{org}." for org in orgs),

@@ -26,7 +26,7 @@ from accord.core.credentials import Credential, read_credential_file
 from accord.core.errors import InfrastructureError
 from accord.core.kafka import KafkaConnection, confluent_admin, connection, delete_topics
 from accord.core.settings import Settings
-from accord.core.topics import CASES, Topics
+from accord.core.topics import CASES, MATCH_DECISIONS, MATCH_REVIEW, Topics
 
 OPERATIONS = (
     "produce",
@@ -105,6 +105,8 @@ def families(topics: Topics, worker_group: str, schemas_topic: str) -> list[Fami
         Family("rejects.<board>", topics.rejects(BOARD)),
         Family("rejects.<council>", topics.rejects(COUNCIL)),
         Family("hub.*", topics.internal(CASES)),
+        Family("hub.match.review", topics.internal(MATCH_REVIEW)),
+        Family("hub.match.decisions", topics.internal(MATCH_DECISIONS)),
         Family("audit", topics.audit),
         Family("changelogs", Topics.changelog(worker_group, CASES)),
         Family("_schemas", schemas_topic),

@@ -41,6 +41,7 @@ from accord.core.settings import Settings
 from accord.core.topics import (
     DATASET_RECORDS,
     HUB_COMPACTED_TOPICS,
+    HUB_REVIEW_TOPICS,
     HUB_STAGE_TOPICS,
     WORKER_TABLES,
     Topics,
@@ -111,6 +112,8 @@ def wanted_topics(settings: Settings, orgs: Iterable[str]) -> dict[str, dict[str
         **{topics.internal(n): dict(transit) for n in HUB_STAGE_TOPICS},
         **{topics.internal(n): dict(PERSON_STATE) for n in HUB_COMPACTED_TOPICS},
         topics.audit: audit_retention,
+        # The review decisions are the record of every review: kept like the audit.
+        **{topics.internal(n): dict(audit_retention) for n in HUB_REVIEW_TOPICS},
         topics.quarantine: rejects,
         **{topics.changelog(settings.worker_group, t): dict(PERSON_STATE) for t in WORKER_TABLES},
     }

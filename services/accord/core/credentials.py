@@ -32,8 +32,10 @@ REGISTRY = "accord-registry"
 GATEWAY = "accord-gateway"
 CONSOLE = "accord-console"
 AUDIT = "accord-audit"
+# Whoever settles the matcher's review queue (`accord match review`, the console's page).
+REVIEWER = "accord-reviewer"
 # The hub's own principals, each with the ACLs its service needs (accord.core.access).
-SERVICE_PRINCIPALS = (ADMIN, WORKER, REGISTRY, GATEWAY, CONSOLE, AUDIT)
+SERVICE_PRINCIPALS = (ADMIN, WORKER, REGISTRY, GATEWAY, CONSOLE, AUDIT, REVIEWER)
 
 _PRINCIPAL = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 

@@ -41,6 +41,11 @@ CASES = "cases"
 MATCH_REVIEW = "match.review"
 AUDIT_CHAIN = "audit-chain"
 HUB_COMPACTED_TOPICS = (CASES, MATCH_REVIEW, AUDIT_CHAIN)
+# hub.match.decisions: reviewers' decisions on queued pairs and merges (MatchReviewDecision,
+# Avro), written by the reviewer principal, applied by the worker; kept like the audit,
+# since it is the record of every review.
+MATCH_DECISIONS = "match.decisions"
+HUB_REVIEW_TOPICS = (MATCH_DECISIONS,)
 # The worker's tables; each has a changelog topic `<worker group>-<table>-changelog`, the
 # group being the topic prefix then ACCORD_WORKER_ID (Settings.worker_group).
 WORKER_TABLES = ("identities", "request-owners", "cases", "released")

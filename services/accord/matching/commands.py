@@ -84,3 +84,8 @@ def evaluate_command(people: int, queries: int, seed: int, by_kind: bool) -> Non
         click.echo(f"targets missed: {', '.join(missed)}")
         sys.exit(1)
     click.echo("all targets met")
+
+
+from accord.matching.review_commands import register  # noqa: E402
+
+register(match)  # review list|show|confirm|reject, split (the review workflow)

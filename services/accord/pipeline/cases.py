@@ -32,6 +32,16 @@ a crash re-sends the same events and the same closed case, and later events abou
 provisional person are forwarded to the target. A person is never merged into themselves,
 a merge is never forwarded, and a forwarded event travels a bounded chain that never
 revisits a person (`join`).
+
+Splits. The target of a merge remembers, per person merged into it, which of its records
+came from them (`merged_from`: event ids, request keys, and a consent the merged person's
+replaced), so a merge a reviewer finds wrong can be undone (`split`): the target gives
+those records back to the other person (an `unmerge`, then the records themselves), takes
+its requests' ownership back for them, and holds its own case closed (`split_hold`) until
+a `resume` it sends itself comes round: everything shared under the merge is withdrawn
+at every recipient (the reason, with the review's, in the audit), then the target's case,
+rebuilt from its own records alone, is decided afresh; the other person's case reopens
+from theirs.
 """
 
 from __future__ import annotations
@@ -208,11 +218,14 @@ def weakest_match(current: str | None, method: str | None) -> str | None:
     return max(known, key=MATCH_STRENGTH.index) if known else current or method
 
 
-def merge_event(provisional: str, target: str, cause: dict[str, Any]) -> dict[str, Any]:
-    """Tells the provisional person's case to move into the identified person's case."""
+def merge_event(
+    provisional: str, target: str, cause: dict[str, Any], review: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Tells the provisional person's case to move into the identified person's case
+    (`review`: the reviewer's decision that confirmed the pair, if one did)."""
     if provisional == target:
         raise ValueError("a person cannot be merged into themselves")
-    return {
+    event = {
         "kind": "merge",
         "event_id": f"merge|{provisional}|{target}",
         "target": target,
@@ -220,6 +233,79 @@ def merge_event(provisional: str, target: str, cause: dict[str, Any]) -> dict[st
         "source_org": cause["source_org"],
         "data": {},
     }
+    if review is not None:
+        event["review"] = review
+    return event
+
+
+def short(key: str) -> str:
+    """A person key as the review commands show it (its first 12 characters)."""
+    return key[:12]
+
+
+def merged_reason(state: dict[str, Any]) -> str:
+    review = state.get("merge_review")
+    if not review:
+        return MERGED_REASON
+    because = f": {review['reason']}" if review.get("reason") else ""
+    return (
+        f"{MERGED_REASON} {short(state['merged_into'])}, confirmed in review "
+        f"{review['decision_id']} by {review['reviewer']}{because}"
+    )
+
+
+def split_reason(other: str, review: dict[str, Any]) -> str:
+    because = f": {review['reason']}" if review.get("reason") else ""
+    return (
+        f"split from person {short(other)} (a wrong merge undone) in review "
+        f"{review['decision_id']} by {review['reviewer']}{because}"
+    )
+
+
+def moved_in(state: dict[str, Any], origin: str, envelope: dict[str, Any]) -> None:
+    """Note, in place, that `envelope` came into the state from the merged `origin` (and
+    the consent of its controller it replaces, if it does), so that a split can give it
+    back (see "Splits")."""
+    merged = state.setdefault("merged_from", {})
+    record = merged.setdefault(origin, {"event_ids": [], "requests": [], "replaced": {}})
+    if envelope["event_id"] not in record["event_ids"]:
+        record["event_ids"] = sorted({*record["event_ids"], envelope["event_id"]})
+    if envelope["kind"] == "request" and envelope["request_key"] not in record["requests"]:
+        record["requests"] = sorted({*record["requests"], envelope["request_key"]})
+    if envelope["kind"] == "consent":
+        controller = envelope.get("source_org") or UNATTRIBUTED
+        held = consents_of(state).get(controller)
+        moved = set(record["event_ids"])
+        if held is not None and held.get("event_id") not in moved:
+            record["replaced"].setdefault(controller, held)
+
+
+def split_off(
+    state: dict[str, Any], other: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """(the state without what came from `other`, those records as envelopes, the request
+    keys that go back to them)."""
+    record = (state.get("merged_from") or {}).get(other) or {}
+    ids, keys = set(record.get("event_ids") or ()), set(record.get("requests") or ())
+    upgrade(state)
+    given = {
+        **new_state(other),
+        "requests": {k: r for k, r in state["requests"].items() if k in keys},
+        "outcomes": {i: o for i, o in state["outcomes"].items() if i in ids},
+        "consents": {c: v for c, v in state["consents"].items() if v.get("event_id") in ids},
+    }
+    kept = {
+        **state,
+        "requests": {k: r for k, r in state["requests"].items() if k not in keys},
+        "outcomes": {i: o for i, o in state["outcomes"].items() if i not in ids},
+        "consents": {
+            **{c: v for c, v in state["consents"].items() if v.get("event_id") not in ids},
+            **(record.get("replaced") or {}),
+        },
+        "merged_from": {p: r for p, r in (state.get("merged_from") or {}).items() if p != other},
+    }
+    returned = [{**e, "returned_from": state["person_key"]} for e in events_of(given)]
+    return kept, returned, sorted(keys)
 
 
 @dataclass
@@ -234,7 +320,8 @@ class Joined:
     erasures: (block key, person key) for hub.identity: an opted-out person's identifying
     fields leave their matching block too (see "Storage limitation");
     rejected: (envelope, reason code, reason) of partner records that go back to their
-    publisher's rejects (an outcome against a case it does not hold, or no case at all).
+    publisher's rejects (an outcome against a case it does not hold, or no case at all);
+    splits: (block key, decision) for hub.identity: a merge undone (see "Splits").
     """
 
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -244,6 +331,7 @@ class Joined:
     refused: list[tuple[str, str, str]] = field(default_factory=list)
     erasures: list[tuple[str, str]] = field(default_factory=list)
     rejected: list[tuple[dict[str, Any], str, str]] = field(default_factory=list)
+    splits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def case_outcome_refusal(
@@ -290,7 +378,9 @@ def join(
         state = out.states.get(key)
         if state is None:
             stored = lookup(key)
-            if envelope["kind"] == "reassess" and (not stored or stored.get("merged_into")):
+            if envelope["kind"] in ("reassess", "resume") and (
+                not stored or stored.get("merged_into")
+            ):
                 continue  # nothing to assess (the case left, or moved to its target)
             state = copy.deepcopy(stored) if stored else new_state(key)
         target = state.get("merged_into")
@@ -302,6 +392,56 @@ def join(
             if refusal is not None:
                 out.rejected.append((envelope, *refusal))
                 continue
+        if envelope["kind"] == "split":
+            other = envelope["other"]
+            if other in (state.get("merged_from") or {}):
+                kept, returned, keys = split_off(state, other)
+                review = envelope["review"]
+                kept["split_hold"] = split_reason(other, review)
+                out.states[key] = kept
+                unmerge = {
+                    "kind": "unmerge",
+                    "event_id": f"unmerge|{other}|{key}|{review['decision_id']}",
+                    "from": key,
+                    "occurred_at": envelope["occurred_at"],
+                    "source_org": "hub",
+                    "review": review,
+                    "data": {},
+                }
+                out.person_events.append((other, unmerge))
+                out.person_events.extend((other, event) for event in returned)
+                out.owners.extend((request_key, other) for request_key in keys)
+                resume = {
+                    "kind": "resume",
+                    "event_id": f"resume|{key}|{review['decision_id']}",
+                    "occurred_at": envelope["occurred_at"],
+                    "source_org": "hub",
+                    "data": {},
+                }
+                out.person_events.append((key, resume))
+                decision = {
+                    "action": "SPLIT",
+                    "person_key": other,
+                    "other_person_key": key,
+                    "decision_id": review["decision_id"],
+                }
+                out.splits.extend((block, decision) for block in state.get("blocks") or ())
+            elif target != other:  # the merged side waits for its target's unmerge
+                out.refused.append((key, envelope["event_id"], "not_merged"))
+            continue
+        if envelope["kind"] == "unmerge":
+            if target == envelope["from"]:
+                state = {k: v for k, v in state.items() if k not in ("merged_into", "merge_review")}
+                state["split_from"] = sorted({*state.get("split_from", ()), envelope["from"]})
+                out.states[key] = state
+            continue
+        if envelope["kind"] == "resume":
+            if state.get("split_hold"):
+                out.states[key] = {k: v for k, v in state.items() if k != "split_hold"}
+            continue
+        if envelope.get("returned_from") and target is None:
+            out.states[key] = apply_event(state, envelope)
+            continue
         if envelope["kind"] == "merge":
             to = envelope.get("target")
             if not to or to == key:
@@ -315,7 +455,10 @@ def join(
                     (to, {**moved, "forwarded_from": [key]}) for moved in events_of(state)
                 )
                 out.owners.extend((request_key, to) for request_key in state["requests"])
-                out.states[key] = {**state, "merged_into": to}
+                merged = {**state, "merged_into": to}
+                if envelope.get("review"):
+                    merged["merge_review"] = envelope["review"]
+                out.states[key] = merged
             continue
         if target is not None:
             hops = list(envelope.get("forwarded_from") or ())
@@ -327,6 +470,8 @@ def join(
                     forwarded["match_method"] = "probabilistic"
                 out.person_events.append((target, forwarded))
             continue
+        if envelope.get("forwarded_from"):
+            moved_in(state, envelope["forwarded_from"][0], envelope)
         out.states[key] = apply_event(state, envelope)
     # A closed case keeps only what its lifecycle needs (storage limitation).
     out.states = {key: retained_state(state) for key, state in out.states.items()}
@@ -752,7 +897,9 @@ def build_case(state: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, 
     derived = derived_attributes(state, rules)
     closed_reason = None
     if state.get("merged_into"):
-        closed_reason = MERGED_REASON
+        closed_reason = merged_reason(state)
+    elif state.get("split_hold"):
+        closed_reason = state["split_hold"]
     elif opted_out(state):
         closed_reason = "opted out or withdrew consent"
     elif not derived["needs"]:

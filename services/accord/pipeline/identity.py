@@ -20,15 +20,26 @@ Every event resolved without a CHI is remembered by its id on the person it reso
 (`resolved`: method, probability, review), so reading it again resolves it the same way
 even when the block has changed since: matching depends on who is in the block, a replay
 must not.
+
+Reviews (`review`, `split`). A reviewer settles a queued pair (`accord match review`):
+confirmed, the provisional person is marked `merged_into` the listed one and their case
+is asked to merge, as an automatic merge is; rejected, each of the two names the other in
+`distinct`, and the matcher is never shown the pair again: a person's `distinct` people
+are left out of the candidates the identity stage indexes for them (`candidates`), the
+one interface between a review and the matcher. A split (a wrong merge undone) clears
+`merged_into` and records the pair as distinct. A decided pair's review is cleared from
+the memo, so an event read again does not queue it again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from accord.core.pseudonym import person_key
 from accord.matching import Matcher, PersonRecord
+from accord.matching.actions import CONFIRM, REJECT, SPLIT
 
 IDENTITY_FIELDS = ("given_name", "family_name", "date_of_birth", "postcode", "address_line1")
 
@@ -69,6 +80,8 @@ def resolve(
             return known, block, None, []  # nothing to match on, nothing to add
         previous = next((p for p in block if p["person_key"] == known), None)
         others = [p for p in block if p["person_key"] != known]
+        apart = set((previous or {}).get("distinct") or ())
+        others = [p for p in others if p["person_key"] not in apart]
         found = [m for m in provisional_matches(others, person_record(data)) if m != known]
         person = identity_of(known, data, provisional=False)
         if previous is not None and previous.get("erased"):
@@ -108,9 +121,8 @@ def resolve(
     # The matcher ranks candidates and turns a MATCH into REVIEW when a second candidate
     # is nearly as good: two plausible people is not a match.
     matcher = Matcher()
-    for candidate in block:
-        if not candidate.get("merged_into") and not candidate.get("erased"):
-            matcher.add(candidate["person_key"], person_record(candidate))
+    for candidate in candidates(block):
+        matcher.add(candidate["person_key"], person_record(candidate))
     best, result = matcher.best(person_record(data))
     review = None
     if best is not None and result.outcome == "MATCH":
@@ -122,6 +134,8 @@ def resolve(
     if best is not None and result.outcome == "REVIEW":
         review = {
             "event_id": envelope["event_id"],
+            "block_key": envelope.get("block_key"),
+            "queued_at": envelope.get("occurred_at"),
             "dataset": envelope["dataset"],
             "source_org": envelope["source_org"],
             "provisional_key": provisional,
@@ -129,6 +143,16 @@ def resolve(
             "probability": round(result.probability, 4),
             "weight": round(result.weight, 2),
             "evidence": [list(item) for item in result.evidence],
+            # What a reviewer compares, and nothing more: the identifying fields of both
+            # (no needs, contact details or identifiers). Cleared when the pair is decided.
+            "records": {
+                "queued": {name: data.get(name) for name in IDENTITY_FIELDS},
+                "candidate": next(
+                    {name: p.get(name) for name in IDENTITY_FIELDS}
+                    for p in block
+                    if p["person_key"] == best
+                ),
+            },
         }
     envelope["match_method"] = "none"
     person = remembered(
@@ -153,9 +177,48 @@ def erase(block: list[dict[str, Any]], person: str) -> list[dict[str, Any]]:
     return people if changed else block
 
 
+def settled_reviews(
+    block: list[dict[str, Any]], people: set[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the block with every queued review about any of `people` cleared from the memo,
+    the review keys to remove from hub.match.review): an opted-out person's identifying
+    fields must not wait in the review queue either."""
+    keys, cleared = [], []
+    for p in block:
+        memo = p.get("resolved") or {}
+        about = {
+            event_id
+            for event_id, m in memo.items()
+            if (r := m.get("review"))
+            and (r.get("provisional_key") in people or r.get("candidate_key") in people)
+        }
+        if about:
+            keys += sorted({memo[e]["review"]["provisional_key"] for e in about})
+            p = {
+                **p,
+                "resolved": {
+                    e: {**m, "review": None} if e in about else m for e, m in memo.items()
+                },
+            }
+        cleared.append(p)
+    return (cleared if keys else block), keys
+
+
 def remembered(person: dict[str, Any], event_id: str, memo: dict[str, Any]) -> dict[str, Any]:
     """The person with how `event_id` resolved to them remembered."""
     return {**person, "resolved": {**(person.get("resolved") or {}), event_id: memo}}
+
+
+def candidates(people: list[dict[str, Any]], person: str | None = None) -> list[dict[str, Any]]:
+    """The people of a block the matcher may propose for `person`: not merged, not erased,
+    and not recorded as distinct from them by a review (`distinct`, either side)."""
+    return [
+        p
+        for p in people
+        if not p.get("merged_into")
+        and not p.get("erased")
+        and (person is None or person not in (p.get("distinct") or ()))
+    ]
 
 
 def provisional_matches(people: list[dict[str, Any]], record: PersonRecord) -> list[str]:
@@ -168,3 +231,88 @@ def provisional_matches(people: list[dict[str, Any]], record: PersonRecord) -> l
         return []
     best, result = matcher.best(record)
     return [best] if best is not None and result.outcome == "MATCH" else []
+
+
+@dataclass
+class Settled:
+    """What a review decision did to a block: the people to store (the same list when
+    nothing changed), a merge to ask for (provisional, target), whether the queued review
+    is done (its record on hub.match.review is then removed) and why it was refused."""
+
+    people: list[dict[str, Any]]
+    merge: tuple[str, str] | None = None
+    done: bool = False
+    refused: str | None = None
+
+
+def _apart(person: dict[str, Any], other: str) -> dict[str, Any]:
+    return {**person, "distinct": sorted({*(person.get("distinct") or ()), other})}
+
+
+def _without_review(person: dict[str, Any], other: str) -> dict[str, Any]:
+    """The person with the queued review of them against `other` cleared from the memo."""
+    memo = person.get("resolved") or {}
+    if not any((m.get("review") or {}).get("candidate_key") == other for m in memo.values()):
+        return person
+    cleared = {
+        event_id: {**m, "review": None}
+        if (m.get("review") or {}).get("candidate_key") == other
+        else m
+        for event_id, m in memo.items()
+    }
+    return {**person, "resolved": cleared}
+
+
+def settle(block: list[dict[str, Any]], decision: dict[str, Any]) -> Settled:
+    """Apply a reviewer's decision about (`person_key`, `other_person_key`) to the block.
+
+    CONFIRM: the provisional person (`person_key`) is merged into the other; REJECT: the
+    two are recorded as distinct; SPLIT: a merge of the two is undone and they are
+    recorded as distinct. Deciding the same thing again changes nothing (a decision read
+    again after a crash), and a decision that no longer fits the block is refused, with a
+    reason code and nothing changed."""
+    action, first, second = decision["action"], decision["person_key"], decision["other_person_key"]
+    by_key = {p["person_key"]: p for p in block}
+    one, other = by_key.get(first), by_key.get(second)
+    if action == SPLIT:
+        if one is None and other is None:
+            return Settled(block, refused="not_in_block")
+        people = []
+        for p in block:
+            if p["person_key"] in (first, second):
+                partner = second if p["person_key"] == first else first
+                p = _apart(p, partner)
+                if p.get("merged_into") == partner:
+                    p = {k: v for k, v in p.items() if k != "merged_into"}
+            people.append(p)
+        return Settled(people, done=True)
+    if one is None or other is None:
+        return Settled(block, refused="not_in_block")
+    if one.get("erased") or other.get("erased"):
+        return Settled(block, refused="erased")
+    if action == CONFIRM:
+        if one.get("merged_into") == second:
+            return Settled(block, merge=(first, second), done=True)  # asked for again
+        if not one.get("provisional"):
+            return Settled(block, refused="not_provisional")
+        if one.get("merged_into") or other.get("merged_into"):
+            return Settled(block, refused="merged_elsewhere")
+        if second in (one.get("distinct") or ()):
+            return Settled(block, refused="rejected_before")
+        people = [
+            {**_without_review(p, second), "merged_into": second} if p is one else p for p in block
+        ]
+        return Settled(people, merge=(first, second), done=True)
+    if action == REJECT:
+        if one.get("merged_into") == second or other.get("merged_into") == first:
+            return Settled(block, refused="already_merged")
+        people = [
+            _without_review(_apart(p, second), second)
+            if p is one
+            else _without_review(_apart(p, first), first)
+            if p is other
+            else p
+            for p in block
+        ]
+        return Settled(people, done=True)
+    return Settled(block, refused="unknown_action")

@@ -35,7 +35,7 @@ def removal_code(
     deny's first reason), `cause` the deny that withdrew it (None for a closed case),
     `agreements` the ones OPA serves (their status)."""
     if cause is None:
-        if reason == MERGED_REASON:
+        if reason.startswith(MERGED_REASON):
             return MERGED
         if reason.startswith("opted out"):
             return OPTED_OUT

@@ -7,6 +7,8 @@
                         └─► hub.request-events (who owns each request)
     hub.request-events ──route_outcomes──► hub.person-events
     hub.person-events ──join──► hub.cases ; the case views the gate decides
+    hub.match.decisions ──route_reviews──► hub.identity (confirm, reject: by block)
+                                        └─► hub.person-events (split: to both people)
 
 An event whose CHI or NHS number is known carries its person key from intake
 (`pipeline.intake`), so it goes straight to the person stage; a copy marked `indexed`
@@ -30,8 +32,9 @@ from typing import Any
 import orjson
 
 from accord.core.topics import CASES, IDENTITY, MATCH_REVIEW, PERSON_EVENTS, REQUEST_EVENTS
+from accord.matching.actions import CONFIRM, REJECT, SPLIT
 from accord.pipeline import cases as case_rules
-from accord.pipeline.identity import erase, resolve
+from accord.pipeline.identity import erase, resolve, settle, settled_reviews
 from accord.pipeline.intake import Incoming, Rejected
 
 
@@ -48,7 +51,7 @@ class Outputs:
     counts: figures for the batch's log line.
     """
 
-    records: list[tuple[str, bytes, dict[str, Any]]] = field(default_factory=list)
+    records: list[tuple[str, bytes, dict[str, Any] | None]] = field(default_factory=list)
     state: dict[bytes, Any] = field(default_factory=dict)
     rejects: list[tuple[Incoming, str, str, str | None, tuple[dict[str, Any], ...]]] = field(
         default_factory=list
@@ -57,7 +60,7 @@ class Outputs:
     refused: list[tuple[str, str, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
-    def send(self, topic: str, key: str, value: dict[str, Any]) -> None:
+    def send(self, topic: str, key: str, value: dict[str, Any] | None) -> None:
         self.records.append((topic, key.encode(), value))
 
     def count(self, name: str, by: int = 1) -> None:
@@ -129,9 +132,43 @@ def match(
         block = out.state[key] if key in out.state else (block_of(key) or [])
         if envelope.get("kind") == "erase":
             people = erase(block, envelope["person_key"])
+            erased = {p["person_key"] for p in people if p.get("erased")}
+            people, reviews = settled_reviews(people, erased)
+            for review_key in reviews:  # their fields leave the review queue too
+                out.send(MATCH_REVIEW, review_key, None)
             if people is not block:
                 out.state[key] = people
                 out.count("erased")
+            continue
+        if envelope.get("kind") in ("review", "split"):
+            settled = settle(block, envelope["decision"])
+            if settled.people is not block:
+                out.state[key] = settled.people
+            if settled.refused:
+                out.count("review_refused")
+                out.refused.append(
+                    (
+                        envelope["decision"]["person_key"],
+                        envelope["decision"]["decision_id"],
+                        settled.refused,
+                    )
+                )
+                continue
+            out.count("reviewed")
+            if settled.merge is not None:
+                provisional, target = settled.merge
+                out.send(
+                    PERSON_EVENTS,
+                    provisional,
+                    case_rules.merge_event(
+                        provisional,
+                        target,
+                        {"occurred_at": envelope["decision"]["decided_at"], "source_org": "hub"},
+                        review=review_note(envelope["decision"]),
+                    ),
+                )
+            if settled.done and envelope["kind"] == "review":
+                out.send(MATCH_REVIEW, envelope["decision"]["person_key"], None)  # settled
             continue
         indexed = envelope.pop("indexed", False)
         person, people, review, merges = resolve(block, envelope, secret)
@@ -259,6 +296,8 @@ def join(
         out.send(CASES, view["case_key"], view)
     for block, person in joined.erasures:
         out.send(IDENTITY, block, {"kind": "erase", "person_key": person})
+    for block, decision in joined.splits:
+        out.send(IDENTITY, block, {"kind": "split", "decision": decision})
     out.counts = {
         "events": len(events),
         "forwarded": len(joined.person_events),
@@ -267,6 +306,65 @@ def join(
     }
     out.refused = joined.refused
     return out
+
+
+def review_note(decision: dict[str, Any]) -> dict[str, Any]:
+    """What a case keeps of the review decision that merged or split it (for the audit's
+    reasons): ids, the reviewer's principal and reason, no personal data."""
+    return {
+        "decision_id": decision["decision_id"],
+        "action": decision["action"],
+        "reviewer": decision["reviewer"],
+        "reason": decision.get("reason"),
+    }
+
+
+def route_reviews(decisions: list[tuple[bytes, dict[str, Any] | None]]) -> Outputs:
+    """Send each reviewer's decision (a MatchReviewDecision from hub.match.decisions) to
+    the stage that applies it: a confirmation or rejection to the matching block of the
+    queued pair (`identity.settle`), a split to both people's cases (`cases.join`), which
+    undo the merge and tell the blocks. Decisions of an unknown action are counted."""
+    out = Outputs(counts={"decisions": len(decisions), "unknown": 0})
+    for _, decision in decisions:
+        if decision is None:
+            continue
+        # As JSON text: Avro gives the time as a datetime and the id as a UUID.
+        decision = {
+            **decision,
+            "decision_id": str(decision["decision_id"]),
+            "decided_at": as_text(decision["decided_at"]),
+        }
+        action = decision["action"]
+        if action in (CONFIRM, REJECT) and decision.get("block_key"):
+            out.send(IDENTITY, decision["block_key"], {"kind": "review", "decision": decision})
+        elif action == SPLIT:
+            for person, other in (
+                (decision["person_key"], decision["other_person_key"]),
+                (decision["other_person_key"], decision["person_key"]),
+            ):
+                out.send(
+                    PERSON_EVENTS,
+                    person,
+                    {
+                        "kind": "split",
+                        "event_id": f"split|{person}|{decision['decision_id']}",
+                        "other": other,
+                        "occurred_at": decision["decided_at"],
+                        "source_org": "hub",
+                        "review": review_note(decision),
+                        "data": {},
+                    },
+                )
+        else:
+            out.count("unknown")
+    return out
+
+
+def as_text(value: Any) -> str:
+    """A time as the ISO text the stages compare (Avro gives datetimes)."""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    return str(value)
 
 
 def owner_note(request_key: str, person: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 - The hub's services (worker, registry, gateway, console, audit) read every schema, by
   id and by subject. The worker registers the subjects of the topics it writes (`hub.*`,
   `share.*`, `rejects.*`); the gateway those it publishes to for partners (`partner.*`,
-  `rejects.*`).
+  `rejects.*`); the reviewer only `hub.match.decisions`.
 - An organisation reads and registers only the subjects of its own partner topics
   (`[<prefix>]partner.<org>.*-value`) and of its own rejects (`rejects.<org>`, where
   `accord publish` sends its rejected rows), and reads those of its own lists
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accord.core.credentials import ADMIN, AUDIT, CONSOLE, GATEWAY, REGISTRY, WORKER
+from accord.core.credentials import ADMIN, AUDIT, CONSOLE, GATEWAY, REGISTRY, REVIEWER, WORKER
 
 READ, REGISTER, ADMINISTER = "read", "register", "administer"
 FAMILIES = ("partner", "share", "rejects", "hub")
 OWNED = ("partner", "share", "rejects")  # families whose second segment is an organisation
-SERVICE_READERS = frozenset({WORKER, REGISTRY, GATEWAY, CONSOLE, AUDIT})
+SERVICE_READERS = frozenset({WORKER, REGISTRY, GATEWAY, CONSOLE, AUDIT, REVIEWER})
 SERVICE_WRITERS = {
     WORKER: frozenset({"hub", "share", "rejects"}),
     GATEWAY: frozenset({"partner", "rejects"}),
@@ -73,6 +73,8 @@ def may(principal: str, action: str, subject: str | None = None) -> bool:
         if action == READ:
             return True
         families = SERVICE_WRITERS.get(principal, frozenset())
+        if principal == REVIEWER:  # only the review decisions' subject
+            return parsed.family == "hub" and parsed.name == "match.decisions"
         return parsed.family in families or (principal == GATEWAY and is_quarantine(parsed))
     # An organisation: only what is its own.
     if parsed.org != principal:

@@ -29,7 +29,7 @@ import orjson
 
 from accord.core import metrics
 from accord.core.credentials import WORKER
-from accord.core.errors import InfrastructureError
+from accord.core.errors import InfrastructureError, SchemaError
 from accord.core.kafka import COMPACTED, as_principal, connection, partition_lags
 from accord.core.logging import get_logger
 from accord.core.policy import PolicyClient, opa_token
@@ -38,6 +38,7 @@ from accord.core.settings import Settings
 from accord.core.topics import (
     CASES,
     IDENTITY,
+    MATCH_DECISIONS,
     MATCH_REVIEW,
     PERSON_EVENTS,
     REQUEST_EVENTS,
@@ -135,6 +136,7 @@ def create_app(settings: Settings) -> faust.App:
     person_topic = topic(PERSON_EVENTS)
     topic(CASES, compacted=True)
     topic(MATCH_REVIEW, compacted=True)
+    decisions_topic = topic(MATCH_DECISIONS)
     tables = [table(name) for name in WORKER_TABLES]
     if settings.worker_store == "rocksdb":
         bounded = faust_compat.bounded_rocksdb_options(
@@ -298,6 +300,29 @@ def create_app(settings: Settings) -> faust.App:
     async def match_batch(events: list[Any]) -> dict[str, int]:
         out = stages.match(decoded(events), identities.get, secret)
         await asyncio.gather(*await writer.write(out, identities))
+        for person, decision_id, reason in out.refused:
+            log.warning(
+                "review_decision_refused", person_key=person, decision_id=decision_id, reason=reason
+            )
+        return out.counts
+
+    async def route_review_batch(events: list[Any]) -> dict[str, int]:
+        """Reviewers' decisions (Avro, from the reviewer principal) to the stages that
+        apply them; one that does not decode is counted and skipped (it changes nothing)."""
+        decisions = []
+        subject = Topics.subject(decisions_topic.get_topic_name())
+        for event in events:
+            value = event.message.value
+            try:
+                record = (
+                    serde.decode_as(value, subject, "MatchReviewDecision")[1] if value else None
+                )
+            except SchemaError as exc:  # not a decision's schema: changes nothing
+                log.warning("review_decision_unreadable", error=type(exc).__name__)
+                continue
+            decisions.append((event.message.key, record))
+        out = stages.route_reviews(decisions)
+        await asyncio.gather(*await writer.write(out))
         return out.counts
 
     async def route_outcome_batch(events: list[Any]) -> dict[str, int]:
@@ -345,6 +370,13 @@ def create_app(settings: Settings) -> faust.App:
     async def match_identities(stream: faust.StreamT) -> None:
         """Decide which person each event is about, within its date-of-birth block."""
         await run_stage(stream, match_batch, "identities_matched", "match_identities")
+
+    @app.agent(decisions_topic, name="apply_review_decisions")
+    async def apply_review_decisions(stream: faust.StreamT) -> None:
+        """Send each reviewer's decision (confirm, reject, split) to the stage it changes."""
+        await run_stage(
+            stream, route_review_batch, "review_decisions_routed", "apply_review_decisions"
+        )
 
     @app.agent(request_topic, name="route_outcomes")
     async def route_outcomes(stream: faust.StreamT) -> None:

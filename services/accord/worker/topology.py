@@ -22,6 +22,7 @@ from accord.core.settings import Settings
 from accord.core.topics import (
     DATASET_RECORDS,
     HUB_COMPACTED_TOPICS,
+    HUB_REVIEW_TOPICS,
     HUB_STAGE_TOPICS,
     WORKER_TABLES,
     Topics,
@@ -123,6 +124,7 @@ def require_topics(settings: Settings) -> None:
     topics = Topics(settings)
     needed = [
         *(topics.internal(n) for n in (*HUB_STAGE_TOPICS, *HUB_COMPACTED_TOPICS)),
+        *(topics.internal(n) for n in HUB_REVIEW_TOPICS),
         topics.audit,
         topics.quarantine,
         *(Topics.changelog(settings.worker_group, name) for name in WORKER_TABLES),
@@ -158,6 +160,8 @@ def stage_topics(settings: Settings) -> list[str]:
 
 
 def consumed_topics(settings: Settings) -> list[str]:
-    """Every topic a worker reads: registered organisations' partner topics and its stage
-    topics. A group with no lag on all of them has decided everything published so far."""
-    return registered_partner_topics(settings) + stage_topics(settings)
+    """Every topic a worker reads: registered organisations' partner topics, its stage
+    topics and the review decisions. A group with no lag on all of them has decided
+    everything published so far."""
+    reviews = [Topics(settings).internal(n) for n in HUB_REVIEW_TOPICS]
+    return registered_partner_topics(settings) + stage_topics(settings) + reviews

@@ -89,7 +89,8 @@ class Writer:
         pending = []
         for stage_topic, key, value in out.records:
             name = self.topics.internal(stage_topic)
-            pending.append(await self.send(name, key, orjson.dumps(value)))
+            body = None if value is None else orjson.dumps(value)  # None: a tombstone
+            pending.append(await self.send(name, key, body))
         if state is not None:
             for key, value in out.state.items():
                 pending.append(await self.put(state, key, value))
