@@ -19,8 +19,12 @@ people known, so agreeing on Torquil weighs more than agreeing on Margaret.
 Independence is the model's weak spot: twins share a family name, a date of birth and
 an address, so their agreements pile up. Explicit guards therefore sit on top of the
 weight: an automatic merge needs the given name, family name and date of birth each to
-agree at least approximately, and a household pattern (same family name and date of
-birth, clearly different given names) is never a match.
+agree at least approximately (or, with the family name missing, the given name, the
+date of birth and the home to agree exactly; never with the given name missing), and a
+household pattern (same family name and date of birth, clearly different given names)
+is never a match, nor is a pair whose given names
+and dates of birth both disagree (a spouse or sibling at the same address), nor one whose
+dates of birth are a generation apart.
 """
 
 from __future__ import annotations
@@ -384,6 +388,27 @@ def _identifier(a: Features, b: Features) -> tuple[str, str] | None:
     return None
 
 
+_GIVEN_AGREES: Final = frozenset({"exact", "alias", "fuzzy"})
+_FAMILY_AGREES: Final = frozenset({"exact", "part", "fuzzy"})
+
+
+def _enough_for_a_merge(
+    given: str | None, family: str | None, dob: str | None, location: str | None
+) -> bool:
+    """Both names and the date of birth agree at least approximately; or the family name
+    is missing and the given name, the date of birth and the home agree exactly.
+
+    Never with the given name missing: it is all that tells twins apart."""
+    if given in _GIVEN_AGREES and family in _FAMILY_AGREES:
+        return dob in ("exact", "typo")
+    return (
+        family is None
+        and given == "exact"
+        and dob == "exact"
+        and location in ("same_address", "same_postcode")
+    )
+
+
 def compare_features(
     a: Features,
     b: Features,
@@ -426,14 +451,13 @@ def compare_features(
     elif given == "different" and dob == "exact" and family in ("exact", "part"):
         rules.append("household_pattern")  # twins or siblings: same family and birthday
         outcome = "NO_MATCH"
+    elif given == "different" and dob in ("different", "near"):
+        rules.append("given_and_dob_differ")  # a spouse or sibling at the same address
+        outcome = "NO_MATCH"
     elif dob == "different" and abs(a.dob.year - b.dob.year) >= GENERATION_YEARS:  # type: ignore[union-attr]
         rules.append("generation_apart")  # a parent and child of the same name, say
         outcome = "NO_MATCH"
-    elif outcome == "MATCH" and (
-        dob not in ("exact", "typo")
-        or given not in ("exact", "alias", "fuzzy")
-        or family not in ("exact", "part", "fuzzy")
-    ):
+    elif outcome == "MATCH" and not _enough_for_a_merge(given, family, dob, location):
         rules.append("needs_name_and_dob")  # never merge on address and one attribute alone
         outcome = "REVIEW"
     evidence.extend(("rule", rule, 0.0) for rule in rules)

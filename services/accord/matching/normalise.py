@@ -166,6 +166,10 @@ def features(record: PersonRecord) -> Features:
     """Normalise a record once so that comparing it is cheap."""
     given_tokens = name_tokens(record.given_name)
     family_tokens = name_tokens(record.family_name)
+    if not family_tokens and len(given_tokens) >= 2:
+        # The whole name in the given-name field ("Isla Skinner", no family name): read
+        # its last part as the family name, as a form would have split it.
+        given_tokens, family_tokens = given_tokens[:-1], given_tokens[-1:]
     return Features(
         given="".join(given_tokens),
         given_tokens=given_tokens,
