@@ -192,7 +192,10 @@ class _Trained:
 
 
 def _run_splink(
-    list_rows: list[dict[str, Any]], request_rows: list[dict[str, Any]], seed: int
+    list_rows: list[dict[str, Any]],
+    request_rows: list[dict[str, Any]],
+    seed: int,
+    u_max_pairs: int,
 ) -> _Trained:
     import logging
 
@@ -221,7 +224,7 @@ def _run_splink(
     linker.training.estimate_probability_two_random_records_match(
         [deterministic], recall=PRIOR_RECALL
     )
-    linker.training.estimate_u_using_random_sampling(max_pairs=U_MAX_PAIRS, seed=seed)
+    linker.training.estimate_u_using_random_sampling(max_pairs=u_max_pairs, seed=seed)
     sessions = []
     for rule in ("dob", "postcode"):
         linker.training.estimate_parameters_using_expectation_maximisation(
@@ -345,6 +348,7 @@ def train_model(
     source: str = "records given",
     precision_target: float = PRECISION_TARGET,
     review_budget: float = REVIEW_BUDGET,
+    u_max_pairs: int = U_MAX_PAIRS,
 ) -> dict[str, Any]:
     """Train on a list and requests to link to it; the model file's content, as a dict."""
     if len(listed) < 100 or len(requests) < 100:
@@ -354,7 +358,7 @@ def train_model(
         )
     list_rows = [_row(f"L{i}", features(r)) for i, r in enumerate(listed.values())]
     request_rows = [_row(f"R{i}", features(r)) for i, r in enumerate(requests)]
-    trained = _run_splink(list_rows, request_rows, seed)
+    trained = _run_splink(list_rows, request_rows, seed, u_max_pairs)
     lam = trained.probability_two_random_records_match
     comparisons = {
         name: {"levels": _levels(trained.comparisons[name], name), "level_function": fn}
@@ -382,7 +386,7 @@ def train_model(
         "trained_with": {
             "library": f"splink {metadata.version('splink')}",
             "backend": f"duckdb {metadata.version('duckdb')}",
-            "u": f"random sampling of {U_MAX_PAIRS} record pairs (seed {seed})",
+            "u": f"random sampling of up to {u_max_pairs} record pairs (seed {seed})",
             "m": [
                 f"expectation maximisation over pairs blocked on {s['blocking_rule']}"
                 for s in trained.em_sessions
