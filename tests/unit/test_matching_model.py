@@ -89,9 +89,9 @@ def test_training_learns_m_and_u_and_chooses_thresholds(tmp_path: Path) -> None:
     from accord.matching.training import train_model, write_model
     from accord.synthetic.population import generate_population
 
-    population = generate_population(1_500, 600, seed=4)
+    population = generate_population(1_000, 400, seed=4)
     requests = [q.record for q in population.queries]
-    model = train_model(population.people, requests, seed=4, u_max_pairs=200_000)
+    model = train_model(population.people, requests, seed=4, u_max_pairs=50_000)
     levels = {
         (name, lv["label"]): lv for name, c in model["comparisons"].items() for lv in c["levels"]
     }
@@ -106,7 +106,7 @@ def test_training_learns_m_and_u_and_chooses_thresholds(tmp_path: Path) -> None:
     path = tmp_path / "trained.json"
     write_model(model, path)
     assert load_model(path).version == model["version"]
-    assert model["training_data"]["listed_records"] == 1_500
+    assert model["training_data"]["listed_records"] == 1_000
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ and how they were chosen, and the data trained on as counts only -- never a reco
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -84,20 +85,24 @@ def _tokens(text: str) -> tuple[str, tuple[str, ...]]:
     return "".join(parts), parts
 
 
+@functools.lru_cache(maxsize=65_536)  # a CASE asks once per level
 def _given(a: str, b: str) -> str | None:
     return given_level(_tokens(a), _tokens(b))
 
 
+@functools.lru_cache(maxsize=65_536)  # a CASE asks once per level
 def _family(a: str, b: str) -> str | None:
     return family_level(_tokens(a), _tokens(b))
 
 
+@functools.lru_cache(maxsize=65_536)  # a CASE asks once per level
 def _dob(a: str, b: str) -> str | None:
     from datetime import date
 
     return dob_level(date.fromisoformat(a), date.fromisoformat(b))
 
 
+@functools.lru_cache(maxsize=65_536)  # a CASE asks once per level
 def _location(pa: str | None, aa: str | None, pb: str | None, ab: str | None) -> str | None:
     return location_level_of(pa or "", aa or "", pb or "", ab or "")
 
