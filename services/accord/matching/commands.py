@@ -139,7 +139,8 @@ def _report(evaluation: Evaluation, queries: int, seed: int, by_kind: bool) -> l
     )
     click.echo(
         f"index built in {evaluation.build_seconds:.1f} s (memory ~{memory}); "
-        f"{evaluation.ms_per_query:.3f} ms per query"
+        f"{evaluation.ms_per_query:.3f} ms per query "
+        f"({evaluation.cpu_ms_per_query:.3f} ms of processor time)"
     )
     overall = evaluation.overall
     return [

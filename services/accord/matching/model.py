@@ -167,23 +167,19 @@ def load_model(path: Path | str) -> MatchModel:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached(path: str, mtime_ns: int) -> MatchModel:
+def _cached(path: str) -> MatchModel:
     return load_model(path)
 
 
 def default_model() -> MatchModel:
     """The model named by `ACCORD_MATCH_MODEL_FILE`, or the one shipped with Accord.
 
-    Read once per file version (a retrained file is read again when its mtime changes).
+    Read once per process: a retrained file takes effect when the worker restarts, so one
+    worker never scores a stream with two models.
     """
     from accord.core.settings import get_settings
 
-    path = get_settings().match_model_file or DEFAULT_MODEL_FILE
-    try:
-        mtime = Path(path).stat().st_mtime_ns
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such model file (ACCORD_MATCH_MODEL_FILE)") from None
-    return _cached(str(path), mtime)
+    return _cached(str(get_settings().match_model_file or DEFAULT_MODEL_FILE))
 
 
 @dataclass(frozen=True, slots=True)
