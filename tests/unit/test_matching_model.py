@@ -199,3 +199,15 @@ def test_non_latin_names_compare_with_themselves() -> None:
     assert levels["given_name"] == "exact" and levels["family_name"] == "exact"
     other = replace(a, given_name="Ольга")
     assert {c: lv for c, lv, _ in compare(other, a).evidence}["given_name"] == "different"
+
+
+def test_the_prior_moves_with_the_length_of_the_list() -> None:
+    model = default_model()
+    trained = model.trained_list_size
+    assert trained and model.for_list(trained) == model
+    longer = model.for_list(trained * 8)
+    assert longer.prior_log2_odds == pytest.approx(model.prior_log2_odds - 3)
+    assert (longer.match_weight, longer.no_match_weight) == (
+        model.match_weight,
+        model.no_match_weight,
+    )

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -122,6 +122,20 @@ class MatchModel:
     no_match_weight: float
     bayes_factors: dict[tuple[str, str], float]
     m_exact: dict[str, float]
+    trained_list_size: int | None = None
+
+    def for_list(self, people: int) -> MatchModel:
+        """The model with its prior moved to a list of `people`.
+
+        The trained prior is the chance that a request and one listed person are the same
+        for the list it was trained on; against a list k times longer it is k times
+        smaller (each request is about one person at most). Thresholds are on the
+        posterior weight, so they stay as chosen.
+        """
+        if not self.trained_list_size or people <= 0:
+            return self
+        shift = math.log2(self.trained_list_size / people)
+        return replace(self, prior_log2_odds=self.prior_log2_odds + shift)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "model") -> MatchModel:
@@ -149,6 +163,7 @@ class MatchModel:
                 no_match_weight=float(thresholds["no_match_weight"]),
                 bayes_factors=factors,
                 m_exact=m_exact,
+                trained_list_size=(data.get("training_data") or {}).get("listed_records"),
             )
         except KeyError as exc:
             raise ModelError(f"{source}: missing {exc.args[0]!r}") from None
