@@ -211,3 +211,27 @@ def test_the_prior_moves_with_the_length_of_the_list() -> None:
         model.match_weight,
         model.no_match_weight,
     )
+
+
+def test_train_reads_records_from_csv_and_wants_both_files(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from accord.matching.commands import _read_records, match
+
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "given_name,family_name,date_of_birth,postcode,address_line1,extra\n"
+        "Elspeth,Urquhart,1951-05-17,IV2 3PX,7 Academy Street,x\n"
+        "Ann,Smith,17/05/1951,,,\n"
+    )
+    first, second = _read_records(path)
+    assert first == PERSON
+    assert (second.given_name, second.date_of_birth, second.postcode) == ("Ann", None, None)
+    outcome = CliRunner().invoke(match, ["train", "--list", str(path), "-o", str(tmp_path / "m")])
+    assert outcome.exit_code == 2 and "--list and --requests go together" in outcome.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,dob\nElspeth,1951-05-17\n")
+    outcome = CliRunner().invoke(
+        match, ["train", "--list", str(bad), "--requests", str(bad), "-o", str(tmp_path / "m")]
+    )
+    assert outcome.exit_code == 1 and "no column given_name, family_name" in outcome.output

@@ -9,6 +9,7 @@ import click
 
 from accord.matching.evaluate import Counts, Evaluation, kinds_by_count, run_evaluation
 from accord.matching.model import DEFAULT_MODEL_FILE, MatchModel, ModelError, load_model
+from accord.matching.normalise import PersonRecord
 
 TARGETS = {"precision": 0.999, "recall": 0.97, "review_rate": 0.03}
 """What each population must reach (issue 15); relatives merged must be zero."""
@@ -46,6 +47,20 @@ def _line(label: str, c: Counts) -> str:
     help="Synthetic population to train on (A: the demo's; B: the independent one).",
 )
 @click.option(
+    "--list",
+    "list_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Train on this CSV of listed people instead of a synthetic population.",
+)
+@click.option(
+    "--requests",
+    "requests_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="CSV of requests to link to --list (columns as --list's).",
+)
+@click.option(
     "--precision-target", default=0.999, show_default=True, help="Expected precision of merges."
 )
 @click.option(
@@ -57,6 +72,8 @@ def train_command(
     queries: int,
     seed: int,
     population: str,
+    list_file: Path | None,
+    requests_file: Path | None,
     precision_target: float,
     review_budget: float,
 ) -> None:
@@ -68,22 +85,35 @@ def train_command(
     meet the precision target within the review budget. The file holds the comparison
     levels, m, u, the prior, the thresholds and the training data as counts, never a
     record. The labels of the synthetic population are not used.
+
+    With --list and --requests it trains on your own records instead (CSV with a header:
+    given_name, family_name, date_of_birth as YYYY-MM-DD, postcode, address_line1).
     """
     from accord.matching.evaluate import generate
     from accord.matching.training import TrainingError, train_model, write_model
 
-    population = population.upper()
-    generated = generate(population, people, queries, seed)
-    click.echo(
-        f"training on synthetic population {population}: {len(generated.people)} listed, "
-        f"{len(generated.queries)} requests, seed {seed} (labels not used)"
-    )
+    if (list_file is None) != (requests_file is None):
+        raise click.UsageError("--list and --requests go together")
+    if list_file is not None and requests_file is not None:
+        listed = {f"L{i}": r for i, r in enumerate(_read_records(list_file))}
+        requests = _read_records(requests_file)
+        source = "records given (CSV files)"
+        click.echo(f"training on {len(listed)} listed and {len(requests)} requests")
+    else:
+        population = population.upper()
+        generated = generate(population, people, queries, seed)
+        listed, requests = generated.people, [q.record for q in generated.queries]
+        source = f"synthetic population {population} (seed {seed})"
+        click.echo(
+            f"training on synthetic population {population}: {len(listed)} listed, "
+            f"{len(requests)} requests, seed {seed} (labels not used)"
+        )
     try:
         model = train_model(
-            generated.people,
-            [q.record for q in generated.queries],
+            listed,
+            requests,
             seed=seed,
-            source=f"synthetic population {population} (seed {seed})",
+            source=source,
             precision_target=precision_target,
             review_budget=review_budget,
         )
@@ -103,6 +133,40 @@ def train_command(
         f"{thresholds['no_match_weight']} (expected on training requests: "
         f"{thresholds['expected_on_training_requests']})"
     )
+
+
+_CSV_FIELDS = ("given_name", "family_name", "date_of_birth", "postcode", "address_line1")
+
+
+def _read_records(path: Path) -> list[PersonRecord]:
+    """Person records from a CSV with a header naming `_CSV_FIELDS` (others ignored).
+
+    An unreadable date of birth is read as missing; the row is named, never its values.
+    """
+    import csv
+    from datetime import date
+
+    records = []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [f for f in ("given_name", "family_name") if f not in (reader.fieldnames or [])]
+        if missing:
+            raise click.ClickException(f"{path}: no column {', '.join(missing)}")
+        for row in reader:
+            try:
+                dob = date.fromisoformat(row["date_of_birth"]) if row.get("date_of_birth") else None
+            except ValueError:
+                dob = None
+            records.append(
+                PersonRecord(
+                    row.get("given_name") or None,
+                    row.get("family_name") or None,
+                    dob,
+                    row.get("postcode") or None,
+                    row.get("address_line1") or None,
+                )
+            )
+    return records
 
 
 def _report(evaluation: Evaluation, queries: int, seed: int, by_kind: bool) -> list[str]:
