@@ -105,6 +105,20 @@ DETERMINISTIC_WEIGHT: Final = 64.0
 """Finite stand-in for certainty (equal CHI or NHS number) so results stay JSON-safe."""
 
 
+def __getattr__(name: str) -> float:
+    """The constants of the hand-set model before training, now read from the trained one
+    (kept so that older imports of MATCH_THRESHOLD, NO_MATCH_THRESHOLD and
+    PRIOR_LOG2_ODDS still work)."""
+    model = default_model()
+    if name == "MATCH_THRESHOLD":
+        return model.match_weight
+    if name == "NO_MATCH_THRESHOLD":
+        return model.no_match_weight
+    if name == "PRIOR_LOG2_ODDS":
+        return model.prior_log2_odds
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class ModelError(ValueError):
     """A model file that cannot be used (missing levels, wrong format); names the file."""
 
