@@ -114,3 +114,19 @@ def test_an_opted_out_person_is_erased_from_the_block_with_whoever_was_merged_in
 def test_erasing_someone_else_leaves_the_block_as_it_is():
     _, block, _, _ = resolve([], envelope("e2", ANN, person_key="P-chi"), "s")
     assert erase(block, "P-other") is block
+
+
+def test_a_probabilistic_match_and_a_review_name_the_model_that_scored_them():
+    from accord.matching.model import default_model
+
+    version = default_model().version
+    _, block, _, _ = resolve([], envelope("e1", ANN, person_key="P-chi"), "s")
+    matched = envelope("e2", dict(ANN, given_name="Peggy"), request_key="R1")
+    person, block, review, _ = resolve(block, matched, "s")
+    assert person == "P-chi" and matched["match_model"] == version
+    again = envelope("e2", dict(ANN, given_name="Peggy"), request_key="R1")
+    assert resolve(block, again, "s")[0] == "P-chi" and again["match_model"] == version
+    unsure = envelope("e3", dict(ANN, family_name="Paterson"), request_key="R2")
+    _, _, review, _ = resolve(block, unsure, "s")
+    assert review is not None and review["model"] == version
+    assert ["model", version, 0.0] in review["evidence"]

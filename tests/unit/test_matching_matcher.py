@@ -148,3 +148,37 @@ def test_evaluate_command_prints_the_metrics() -> None:
     assert outcome.exit_code in (0, 1), outcome.output
     for word in ("precision", "recall", "review", "TP", "FP", "FN", "ms per query"):
         assert word in outcome.output
+    for line in (
+        "population A:",
+        "population B:",
+        "recall lost to blocking",
+        "pairs per rule: date_of_birth",
+        "relatives merged",
+        "  keyboard_edit",
+        "  moved",
+        "  twin",
+        "model fs-",
+    ):
+        assert line in outcome.output, line
+    # exit 1 exactly when it names a missed target
+    assert (outcome.exit_code == 1) == ("targets missed" in outcome.output)
+
+
+def test_evaluation_counts_blocking_losses_apart_from_scoring() -> None:
+    from accord.synthetic.corrupted import generate_corrupted_population
+
+    result = evaluate(generate_corrupted_population(1_500, 500, seed=8), "B")
+    assert result.population == "B"
+    assert 0 <= result.recall_lost_to_blocking <= 1 - result.overall.recall
+    assert result.recall_lost_to_scoring == pytest.approx(
+        1 - result.overall.recall - result.recall_lost_to_blocking
+    )
+    assert set(result.pairs_by_rule) == {
+        "date_of_birth",
+        "postcode+given_initial",
+        "family_phonetic+birth_year+given_initial",
+        "address+family_initial",
+    }
+    assert result.pairs_union <= sum(result.pairs_by_rule.values())
+    assert result.relatives_merged == 0
+    assert result.overall.precision >= 0.99

@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         None, description="File holding ACCORD_PSEUDONYM_KEY (instead of the variable)."
     )
     purpose: str = Field("shielding-support", description="Purpose the worker shares for.")
+    match_model_file: Path | None = Field(
+        None,
+        description=(
+            "Trained matching model the worker scores with (written by `accord match train`)"
+            " [default: the model shipped in accord/matching/models/default.json]."
+        ),
+    )
     worker_id: str = Field(
         "accord-worker",
         description="Name of the worker's consumer group; the group (and the names of its "

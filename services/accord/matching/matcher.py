@@ -1,12 +1,19 @@
 """An index of known people that finds the best candidate for a record without comparing
 it against everyone.
 
-Blocking: a query is compared only with people who share at least one blocking key --
-the same date of birth (or the same with day and month swapped), the same postcode, or
-the same Soundex code of a family name part with the same birth year and given-name
-initial (also tried the other way round, for swapped names). A true match that fails
-all three at once (moved, date of birth mistyped, and a first letter changed) is missed:
-such a record arrives as a new person rather than as someone else.
+Blocking: a query is compared only with people who share at least one blocking key. The
+rules (`BLOCKING_RULES`) are chosen so that their union forgives any one of date of
+birth, postcode or family name being wrong or missing:
+
+- date of birth (the query's also with day and month swapped);
+- postcode plus given-name initial (a mistyped or missing date of birth);
+- Soundex of a family name part plus birth year plus given-name initial (moved and a
+  slipped day or month);
+- first address line plus family-name initial (postcode and date of birth both wrong).
+
+Each is also tried the other way round for swapped names. A true match that fails every
+rule (moved, with no date of birth, say) is missed: such a record arrives as a new person
+rather than as someone else; the evaluation counts these as recall lost to blocking.
 """
 
 from __future__ import annotations
@@ -17,10 +24,10 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any, Final
 
-from accord.matching.model import MATCH_THRESHOLD, PRIOR_LOG2_ODDS, MatchResult, compare_features
+from accord.matching.model import MatchModel, MatchResult, compare_features, default_model
 from accord.matching.normalise import Features, PersonRecord, features, phonetic
 
-__all__ = ["AMBIGUITY_MARGIN", "Matcher", "record_from_dict", "record_to_dict"]
+__all__ = ["AMBIGUITY_MARGIN", "BLOCKING_RULES", "Matcher", "record_from_dict", "record_to_dict"]
 
 AMBIGUITY_MARGIN: Final = 8.0
 """A merge needs its best candidate to beat any other plausible one by this many bits."""
@@ -71,6 +78,15 @@ def _interned(f: Features) -> Features:
     )
 
 
+BLOCKING_RULES: Final[dict[str, str]] = {
+    "d": "date_of_birth",
+    "p": "postcode+given_initial",
+    "f": "family_phonetic+birth_year+given_initial",
+    "a": "address+family_initial",
+}
+"""Blocking rules by the one-letter prefix of their keys."""
+
+
 def _name_keys(tokens: tuple[str, ...], key: str, year: int, initial: str) -> Iterator[str]:
     """Soundex of each family name part, with birth year and the other name's initial."""
     parts = {t for t in tokens if len(t) > 2}
@@ -80,25 +96,30 @@ def _name_keys(tokens: tuple[str, ...], key: str, year: int, initial: str) -> It
         yield f"f{phonetic(part)}{year}{initial}"
 
 
-def _index_keys(f: Features) -> set[str]:
+def _keys(f: Features, given: str, family_tokens: tuple[str, ...], family: str) -> set[str]:
     keys = set()
     if f.dob is not None:
         keys.add(f"d{f.dob.isoformat()}")
-        keys.update(_name_keys(f.family_tokens, f.family, f.dob.year, f.given[:1]))
-    if f.postcode:
-        keys.add(f"p{f.postcode}")
+        if family:
+            keys.update(_name_keys(family_tokens, family, f.dob.year, given[:1]))
+    if f.postcode and given:
+        keys.add(f"p{f.postcode}{given[:1]}")
+    if f.address and family:
+        keys.add(f"a{f.address}|{family[:1]}")
     return keys
 
 
+def _index_keys(f: Features) -> set[str]:
+    return _keys(f, f.given, f.family_tokens, f.family)
+
+
 def _query_keys(f: Features) -> set[str]:
-    keys = _index_keys(f)
-    if f.dob is not None:
-        keys.update(_name_keys(f.given_tokens, f.given, f.dob.year, f.family[:1]))  # swapped
-        if f.dob.day <= 12 and f.dob.day != f.dob.month:
-            try:
-                keys.add(f"d{f.dob.replace(month=f.dob.day, day=f.dob.month).isoformat()}")
-            except ValueError:
-                pass
+    keys = _index_keys(f) | _keys(f, f.family, f.given_tokens, f.given)  # and names swapped
+    if f.dob is not None and f.dob.day <= 12 and f.dob.day != f.dob.month:
+        try:
+            keys.add(f"d{f.dob.replace(month=f.dob.day, day=f.dob.month).isoformat()}")
+        except ValueError:
+            pass
     return keys
 
 
@@ -109,7 +130,8 @@ class Matcher:
     plain JSON-able dict, so a faust table (or a file) can hold it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, model: MatchModel | None = None) -> None:
+        self._model = model
         self._ids: list[str] = []
         self._records: list[PersonRecord] = []
         self._features: list[Features] = []
@@ -118,6 +140,13 @@ class Matcher:
         self._identifiers: dict[str, int] = {}
         self._given_counts: Counter[str] = Counter()
         self._family_counts: Counter[str] = Counter()
+
+    @property
+    def model(self) -> MatchModel:
+        """The trained model scoring pairs (`default_model()` unless one was given)."""
+        if self._model is None:
+            self._model = default_model()
+        return self._model
 
     def __len__(self) -> int:
         return len(self._slot)
@@ -165,6 +194,14 @@ class Matcher:
         """Ids of the people a record would be compared with (for tests and diagnostics)."""
         return [self._ids[slot] for slot in sorted(self._candidate_slots(features(record)))]
 
+    def candidates_by_rule(self, record: PersonRecord) -> dict[str, set[str]]:
+        """Ids each blocking rule proposes for a record (to report each rule's cost)."""
+        found: dict[str, set[str]] = {name: set() for name in BLOCKING_RULES.values()}
+        for key in _query_keys(features(record)):
+            rule = BLOCKING_RULES[key[0]]
+            found[rule].update(self._ids[slot] for slot in self._blocks.get(key, ()))
+        return found
+
     def _candidate_slots(self, f: Features) -> set[int]:
         slots: set[int] = set()
         for key in _query_keys(f):
@@ -175,12 +212,13 @@ class Matcher:
         known = self._features[slot]
         people = len(self._slot)
         if people < TERM_FREQUENCY_MINIMUM:
-            return compare_features(f, known)
+            return compare_features(f, known, model=self.model)
         return compare_features(
             f,
             known,
             self._given_counts[known.given] / people,
             self._family_counts[known.family] / people,
+            model=self.model,
         )
 
     def best(self, record: PersonRecord) -> tuple[str | None, MatchResult]:
@@ -199,21 +237,24 @@ class Matcher:
 
         scored = [(self._compare(f, slot), slot) for slot in self._candidate_slots(f)]
         if not scored:
-            return None, MatchResult("NO_MATCH", 0.0, round(PRIOR_LOG2_ODDS, 3), ())
+            model = self.model
+            return None, MatchResult(
+                "NO_MATCH", 0.0, round(model.prior_log2_odds, 3), (("model", model.version, 0.0),)
+            )
         scored.sort(key=lambda item: (_RANK[item[0].outcome], item[0].weight), reverse=True)
         result, slot = scored[0]
         if result.outcome == "MATCH" and len(scored) > 1:
             runner_up = scored[1][0]
             if (
                 runner_up.outcome != "NO_MATCH"
-                and runner_up.weight >= MATCH_THRESHOLD
+                and runner_up.weight >= self.model.match_weight
                 and result.weight - runner_up.weight < AMBIGUITY_MARGIN
             ):
                 result = MatchResult(
                     "REVIEW",
                     result.probability,
                     result.weight,
-                    result.evidence + (("rule", "ambiguous", 0.0),),
+                    result.evidence[:-1] + (("rule", "ambiguous", 0.0),) + result.evidence[-1:],
                 )
         return self._ids[slot], result
 
@@ -228,11 +269,11 @@ class Matcher:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Matcher:
+    def from_state(cls, state: dict[str, Any], model: MatchModel | None = None) -> Matcher:
         """Rebuild a matcher from `to_state`'s output."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported matcher state version {state.get('version')!r}")
-        matcher = cls()
+        matcher = cls(model)
         for person_id, data in state["people"].items():
             matcher.add(person_id, record_from_dict(data))
         return matcher

@@ -1,4 +1,4 @@
-"""The Fellegi-Sunter model: comparison levels, their m/u probabilities, and the decision.
+"""The Fellegi-Sunter model: comparison levels, their trained m/u probabilities, the decision.
 
 Each comparison (given name, family name, date of birth, location) puts a pair of
 records at one level, from exact agreement down to clear disagreement. Every level has
@@ -7,23 +7,35 @@ two different people do). log2(m/u) is that level's Bayes factor; the match weig
 the prior's log-odds plus the sum of the factors, and the probability is
 2**w / (1 + 2**w) -- the model splink uses. A missing value contributes nothing.
 
-The m/u values below were set from the noise rates and name frequencies of the
-synthetic population (see `accord.synthetic.population`) and tuned on seed 1; they are data, so
-re-estimating them from reviewed pairs means editing this table only.
+The m and u values, the prior and the two thresholds are not written here: they are
+learnt from the records by `accord match train` (splink: u by random sampling, m by
+expectation maximisation over blocked pairs; see `accord.matching.training`) and read
+from a versioned model file (`MatchModel`). The level functions below are the only
+definition of the levels: training calls the same functions (as DuckDB functions), so
+the levels splink counted are the levels scored here. Exact agreement on a name is
+term-frequency adjusted, as splink does: its u is the name's own frequency among the
+people known, so agreeing on Torquil weighs more than agreeing on Margaret.
 
 Independence is the model's weak spot: twins share a family name, a date of birth and
 an address, so their agreements pile up. Explicit guards therefore sit on top of the
 weight: an automatic merge needs the given name, family name and date of birth each to
-agree at least approximately, and a household pattern (same family name and date of
-birth, clearly different given names) is never a match.
+agree at least approximately (or, with the family name missing, the given name, the
+date of birth and the home to agree exactly; never with the given name missing), and a
+household pattern (same family name and date of birth, clearly different given names)
+is never a match, nor is a pair whose given names
+and dates of birth both disagree (a spouse or sibling at the same address), nor one whose
+dates of birth are a generation apart.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
-from typing import Final, Literal
+from pathlib import Path
+from typing import Any, Final, Literal
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
@@ -37,62 +49,51 @@ from accord.matching.normalise import (
 )
 
 __all__ = [
+    "COMPARISONS",
+    "DEFAULT_MODEL_FILE",
     "DETERMINISTIC_WEIGHT",
-    "LEVELS",
-    "MATCH_THRESHOLD",
-    "NO_MATCH_THRESHOLD",
-    "PRIOR_LOG2_ODDS",
+    "MODEL_FORMAT",
+    "MatchModel",
     "MatchResult",
     "Outcome",
     "compare",
     "compare_features",
+    "default_model",
+    "load_model",
 ]
 
 Outcome = Literal["MATCH", "NO_MATCH", "REVIEW"]
 
-# (m, u) per comparison and level.
-LEVELS: Final[dict[str, dict[str, tuple[float, float]]]] = {
-    "given_name": {
-        "exact": (0.86, 0.02),
-        "alias": (0.07, 0.002),  # nickname, spelling variant or one part of a double name
-        "fuzzy": (0.05, 0.004),
-        "initial": (0.01, 0.02),
-        "different": (0.01, 0.95),
-    },
-    "family_name": {
-        "exact": (0.88, 0.01),
-        "part": (0.03, 0.0005),  # one part of a hyphenated or double name
-        "fuzzy": (0.06, 0.004),
-        "different": (0.03, 0.985),
-    },
-    "date_of_birth": {
-        "exact": (0.93, 5e-5),
-        "typo": (0.06, 5e-4),  # one digit, or day and month swapped
-        "near": (0.005, 0.01),  # two digits
-        "different": (0.005, 0.9894),
-    },
-    "location": {
-        "same_address": (0.70, 1e-5),
-        "same_postcode": (0.12, 2e-5),  # address missing or differing
-        "postcode_typo": (0.04, 5e-5),
-        "address_in_district": (0.02, 1e-4),  # postcode wrong or missing, same street and number
-        "same_sector": (0.01, 0.002),
-        "same_district": (0.01, 0.01),
-        "different": (0.10, 0.988),
-    },
-    "name_order": {
-        "as_given": (0.98, 0.98),
-        "swapped": (0.02, 0.02),
-    },
+COMPARISONS: Final[dict[str, tuple[str, ...]]] = {
+    "given_name": ("exact", "alias", "fuzzy", "initial", "different"),
+    "family_name": ("exact", "part", "fuzzy", "different"),
+    "date_of_birth": ("exact", "typo", "near", "different"),
+    "location": (
+        "same_address",
+        "same_postcode",
+        "postcode_typo",
+        "address_in_district",
+        "same_sector",
+        "same_district",
+        "different",
+    ),
 }
+"""Comparisons and their levels, strongest first (what a model file must give m and u for).
 
-PRIOR_LOG2_ODDS: Final = math.log2(1 / 200_000)
-"""Log-odds that a query and one listed person are the same, for a list of ~200,000."""
+given_name alias: a nickname, spelling variant or one part of a double name; family_name
+part: one part of a hyphenated or double name; date_of_birth typo: one digit, or day and
+month swapped, near: two digits; location address_in_district: the postcode wrong or
+missing but the same street and number.
+"""
 
-MATCH_THRESHOLD: Final = 5.0
-"""Match weight at or above which a pair merges automatically (probability ~0.97)."""
-NO_MATCH_THRESHOLD: Final = -2.0
-"""Match weight below which a pair is not the same person (probability ~0.2)."""
+TERM_FREQUENCY_COMPARISONS: Final = ("given_name", "family_name")
+"""Comparisons whose exact level is term-frequency adjusted."""
+
+MODEL_FORMAT: Final = 1
+"""Version of the model file's layout (not of the model: that is its `version`)."""
+
+DEFAULT_MODEL_FILE: Final = Path(__file__).parent / "models" / "default.json"
+"""The model shipped with Accord, trained by `accord match train` on the synthetic list."""
 
 GENERATION_YEARS: Final = 12
 """Dates of birth this many years apart, and not a keying slip, are never one person."""
@@ -104,12 +105,119 @@ DETERMINISTIC_WEIGHT: Final = 64.0
 """Finite stand-in for certainty (equal CHI or NHS number) so results stay JSON-safe."""
 
 
+def __getattr__(name: str) -> float:
+    """The constants of the hand-set model before training, now read from the trained one
+    (kept so that older imports of MATCH_THRESHOLD, NO_MATCH_THRESHOLD and
+    PRIOR_LOG2_ODDS still work)."""
+    model = default_model()
+    if name == "MATCH_THRESHOLD":
+        return model.match_weight
+    if name == "NO_MATCH_THRESHOLD":
+        return model.no_match_weight
+    if name == "PRIOR_LOG2_ODDS":
+        return model.prior_log2_odds
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used (missing levels, wrong format); names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class MatchModel:
+    """A trained model as the scorer needs it: Bayes factors, the prior, the thresholds.
+
+    Built from a model file (`load_model`); `version` is named in every decision's evidence.
+    """
+
+    version: str
+    prior_log2_odds: float
+    match_weight: float
+    no_match_weight: float
+    bayes_factors: dict[tuple[str, str], float]
+    m_exact: dict[str, float]
+    trained_list_size: int | None = None
+
+    def for_list(self, people: int) -> MatchModel:
+        """The model with its prior moved to a list of `people`.
+
+        The trained prior is the chance that a request and one listed person are the same
+        for the list it was trained on; against a list k times longer it is k times
+        smaller (each request is about one person at most). Thresholds are on the
+        posterior weight, so they stay as chosen.
+        """
+        if not self.trained_list_size or people <= 0:
+            return self
+        shift = math.log2(self.trained_list_size / people)
+        return replace(self, prior_log2_odds=self.prior_log2_odds + shift)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "model") -> MatchModel:
+        """Read the parts of a model file the scorer uses; refuse an incomplete one."""
+        if data.get("format") != MODEL_FORMAT:
+            raise ModelError(f"{source}: unsupported model format {data.get('format')!r}")
+        try:
+            factors: dict[tuple[str, str], float] = {}
+            m_exact: dict[str, float] = {}
+            for comparison, labels in COMPARISONS.items():
+                levels = {lv["label"]: lv for lv in data["comparisons"][comparison]["levels"]}
+                for label in labels:
+                    m, u = float(levels[label]["m"]), float(levels[label]["u"])
+                    if not (0 < m <= 1 and 0 < u <= 1):
+                        raise ModelError(
+                            f"{source}: {comparison}.{label} needs 0 < m, u <= 1 (m={m}, u={u})"
+                        )
+                    factors[comparison, label] = math.log2(m / u)
+                m_exact[comparison] = float(levels[COMPARISONS[comparison][0]]["m"])
+            thresholds = data["thresholds"]
+            return cls(
+                version=str(data["version"]),
+                prior_log2_odds=float(data["prior"]["log2_odds"]),
+                match_weight=float(thresholds["match_weight"]),
+                no_match_weight=float(thresholds["no_match_weight"]),
+                bayes_factors=factors,
+                m_exact=m_exact,
+                trained_list_size=(data.get("training_data") or {}).get("listed_records"),
+            )
+        except KeyError as exc:
+            raise ModelError(f"{source}: missing {exc.args[0]!r}") from None
+
+
+def load_model(path: Path | str) -> MatchModel:
+    """Read a model file written by `accord match train`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such model file (train one: accord match train)") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    return MatchModel.from_dict(data, source=str(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(path: str) -> MatchModel:
+    return load_model(path)
+
+
+def default_model() -> MatchModel:
+    """The model named by `ACCORD_MATCH_MODEL_FILE`, or the one shipped with Accord.
+
+    Read once per process: a retrained file takes effect when the worker restarts, so one
+    worker never scores a stream with two models.
+    """
+    from accord.core.settings import get_settings
+
+    return _cached(str(get_settings().match_model_file or DEFAULT_MODEL_FILE))
+
+
 @dataclass(frozen=True, slots=True)
 class MatchResult:
     """The decision about a pair, with the evidence a reviewer needs to check it.
 
-    evidence holds (comparison, level, log2 Bayes factor) for each comparison made, and
-    ("rule", name, 0.0) for each guard that limited the outcome.
+    evidence holds (comparison, level, log2 Bayes factor) for each comparison made,
+    ("rule", name, 0.0) for each guard that limited the outcome, and ("model", version,
+    0.0) naming the trained model that scored the pair.
     """
 
     outcome: Outcome
@@ -126,17 +234,10 @@ class MatchResult:
             "evidence": [list(item) for item in self.evidence],
         }
 
-
-def _bf(comparison: str, level: str) -> float:
-    m, u = LEVELS[comparison][level]
-    return math.log2(m / u)
-
-
-_BAYES_FACTORS: Final[dict[tuple[str, str], float]] = {
-    (comparison, level): _bf(comparison, level)
-    for comparison, levels in LEVELS.items()
-    for level in levels
-}
+    @property
+    def model_version(self) -> str | None:
+        """The version of the model that scored the pair (None for a deterministic match)."""
+        return next((item[1] for item in self.evidence if item[0] == "model"), None)
 
 
 def _similar(a: str, b: str) -> bool:
@@ -205,11 +306,13 @@ def _outward(postcode: str) -> str:
     return postcode[:-3]
 
 
-def location_level(a: Features, b: Features) -> str | None:
-    """Postcode and first address line judged together, since they are not independent."""
-    pa, pb = a.postcode, b.postcode
-    same_address = (
-        bool(a.address and b.address) and fuzz.token_set_ratio(a.address, b.address) >= 90
+def location_level_of(pa: str, address_a: str, pb: str, address_b: str) -> str | None:
+    """Postcode and first address line judged together, since they are not independent.
+
+    Postcodes normalised ('EH12AB', '' when missing), addresses folded ('' when missing).
+    """
+    same_address = bool(address_a and address_b) and (
+        address_a == address_b or fuzz.token_set_ratio(address_a, address_b) >= 90
     )
     if pa and pb:
         if pa == pb:
@@ -226,6 +329,11 @@ def location_level(a: Features, b: Features) -> str | None:
     return None
 
 
+def location_level(a: Features, b: Features) -> str | None:
+    """`location_level_of` for two records' features."""
+    return location_level_of(a.postcode, a.address, b.postcode, b.address)
+
+
 def _probability(weight: float) -> float:
     if weight > 60:
         return 1.0
@@ -238,50 +346,57 @@ def _probability(weight: float) -> float:
 _AGREE: Final = frozenset({"exact", "alias", "part"})
 
 
-def _exact_bf(comparison: str, share: float | None) -> float:
+def _exact_bf(model: MatchModel, comparison: str, share: float | None) -> float:
     """Bayes factor of exact agreement, from the name's own frequency when it is known.
 
-    Splink's term-frequency adjustment: agreeing on a rare name (Torquil) is stronger
-    evidence than agreeing on a common one (Margaret).
+    Splink's term-frequency adjustment: u of exact agreement is the name's frequency.
     """
     if share is None:
-        return _BAYES_FACTORS[comparison, "exact"]
-    m = LEVELS[comparison]["exact"][0]
-    return math.log2(m / max(share, NAME_SHARE_FLOOR))
+        return model.bayes_factors[comparison, "exact"]
+    return math.log2(model.m_exact[comparison] / max(share, NAME_SHARE_FLOOR))
 
 
 def _names(
-    a: Features, b: Features, given_share: float | None, family_share: float | None
+    model: MatchModel,
+    a: Features,
+    b: Features,
+    given_share: float | None,
+    family_share: float | None,
 ) -> tuple[float, list[tuple[str, str, float]], str | None, str | None]:
-    """Name evidence in the better of the two orders (given/family as written, or swapped)."""
+    """Name evidence in the better of the two orders (given/family as written, or swapped).
+
+    A swap is not a trained comparison: it only lets crossed names be compared as names,
+    and is named in the evidence (with no weight of its own).
+    """
     best: tuple[float, list[tuple[str, str, float]], str | None, str | None] | None = None
     orders = (
         ("as_given", (a.given, a.given_tokens), (a.family, a.family_tokens)),
         ("swapped", (a.family, a.family_tokens), (a.given, a.given_tokens)),
     )
+    factors = model.bayes_factors
     for order, given_a, family_a in orders:
         given = given_level(given_a, (b.given, b.given_tokens))
         family = family_level(family_a, (b.family, b.family_tokens))
+        if order == "swapped" and (given is None or family is None):
+            continue  # a swap is only evidence when both names line up crossed
         evidence = []
-        total = 0.0
         if given is not None:
             bf = (
-                _exact_bf("given_name", given_share)
+                _exact_bf(model, "given_name", given_share)
                 if given == "exact"
-                else _BAYES_FACTORS["given_name", given]
+                else factors["given_name", given]
             )
             evidence.append(("given_name", given, bf))
         if family is not None:
             bf = (
-                _exact_bf("family_name", family_share)
+                _exact_bf(model, "family_name", family_share)
                 if family == "exact"
-                else _BAYES_FACTORS["family_name", family]
+                else factors["family_name", family]
             )
             evidence.append(("family_name", family, bf))
-        evidence.append(("name_order", order, _BAYES_FACTORS["name_order", order]))
         total = sum(item[2] for item in evidence)
-        if order == "swapped" and (given is None or family is None):
-            continue  # a swap is only evidence when both names line up crossed
+        if order == "swapped":
+            evidence.append(("name_order", "swapped", 0.0))
         if best is None or total > best[0]:
             best = (total, evidence, given, family)
         if given in _AGREE and family in _AGREE:
@@ -298,31 +413,58 @@ def _identifier(a: Features, b: Features) -> tuple[str, str] | None:
     return None
 
 
+_GIVEN_AGREES: Final = frozenset({"exact", "alias", "fuzzy"})
+_FAMILY_AGREES: Final = frozenset({"exact", "part", "fuzzy"})
+
+
+def _enough_for_a_merge(
+    given: str | None, family: str | None, dob: str | None, location: str | None
+) -> bool:
+    """Both names and the date of birth agree at least approximately; or the family name
+    is missing and the given name, the date of birth and the home agree exactly.
+
+    Never with the given name missing: it is all that tells twins apart."""
+    if given in _GIVEN_AGREES and family in _FAMILY_AGREES:
+        return dob in ("exact", "typo")
+    return (
+        family is None
+        and given == "exact"
+        and dob == "exact"
+        and location in ("same_address", "same_postcode")
+    )
+
+
 def compare_features(
-    a: Features, b: Features, given_share: float | None = None, family_share: float | None = None
+    a: Features,
+    b: Features,
+    given_share: float | None = None,
+    family_share: float | None = None,
+    model: MatchModel | None = None,
 ) -> MatchResult:
     """Decide about two normalised records; see `compare`.
 
     given_share and family_share are the frequencies of b's names among the people known
-    (a `Matcher` supplies them); without them the table's average u probabilities apply.
+    (a `Matcher` supplies them); without them the model's average u probabilities apply.
+    model defaults to `default_model()`.
     """
     identifier = _identifier(a, b)
     if identifier is not None and identifier[1] == "equal":
         return MatchResult("MATCH", 1.0, DETERMINISTIC_WEIGHT, (identifier + (0.0,),))
+    model = model or default_model()
 
-    _, evidence, given, family = _names(a, b, given_share, family_share)
+    _, evidence, given, family = _names(model, a, b, given_share, family_share)
     dob = dob_level(a.dob, b.dob)
     if dob is not None:
-        evidence.append(("date_of_birth", dob, _BAYES_FACTORS["date_of_birth", dob]))
+        evidence.append(("date_of_birth", dob, model.bayes_factors["date_of_birth", dob]))
     location = location_level(a, b)
     if location is not None:
-        evidence.append(("location", location, _BAYES_FACTORS["location", location]))
-    weight = PRIOR_LOG2_ODDS + sum(item[2] for item in evidence)
+        evidence.append(("location", location, model.bayes_factors["location", location]))
+    weight = model.prior_log2_odds + sum(item[2] for item in evidence)
 
     outcome: Outcome
-    if weight >= MATCH_THRESHOLD:
+    if weight >= model.match_weight:
         outcome = "MATCH"
-    elif weight < NO_MATCH_THRESHOLD:
+    elif weight < model.no_match_weight:
         outcome = "NO_MATCH"
     else:
         outcome = "REVIEW"
@@ -334,25 +476,25 @@ def compare_features(
     elif given == "different" and dob == "exact" and family in ("exact", "part"):
         rules.append("household_pattern")  # twins or siblings: same family and birthday
         outcome = "NO_MATCH"
+    elif given == "different" and dob in ("different", "near"):
+        rules.append("given_and_dob_differ")  # a spouse or sibling at the same address
+        outcome = "NO_MATCH"
     elif dob == "different" and abs(a.dob.year - b.dob.year) >= GENERATION_YEARS:  # type: ignore[union-attr]
         rules.append("generation_apart")  # a parent and child of the same name, say
         outcome = "NO_MATCH"
-    elif outcome == "MATCH" and (
-        dob not in ("exact", "typo")
-        or given not in ("exact", "alias", "fuzzy")
-        or family not in ("exact", "part", "fuzzy")
-    ):
+    elif outcome == "MATCH" and not _enough_for_a_merge(given, family, dob, location):
         rules.append("needs_name_and_dob")  # never merge on address and one attribute alone
         outcome = "REVIEW"
     evidence.extend(("rule", rule, 0.0) for rule in rules)
+    evidence.append(("model", model.version, 0.0))
     return MatchResult(outcome, _probability(weight), round(weight, 3), tuple(evidence))
 
 
-def compare(a: PersonRecord, b: PersonRecord) -> MatchResult:
+def compare(a: PersonRecord, b: PersonRecord, model: MatchModel | None = None) -> MatchResult:
     """Decide whether two records are the same person: MATCH, NO_MATCH or REVIEW.
 
     Equal CHI (or NHS) numbers match outright; two different ones never match. Otherwise
-    the Fellegi-Sunter weight decides, within the guards described in the module doc.
-    Pure and free of I/O, so that it can run inside a stream agent.
+    the trained Fellegi-Sunter weight decides, within the guards described in the module
+    doc. Pure and free of I/O once the model is read, so that it can run in a stream agent.
     """
-    return compare_features(features(a), features(b))
+    return compare_features(features(a), features(b), model=model)

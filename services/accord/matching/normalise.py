@@ -4,6 +4,11 @@ Normalisation is for comparison only: the hub never rewrites a partner's record.
 Names are casefolded with accents stripped (Siobhán ~ Siobhan), apostrophes dropped
 (O'Neill ~ ONeill), hyphens read as spaces (Douglas-Hamilton has two parts), and the
 Scottish patronymic prefixes Mc, M' and Mac read alike (McDonald ~ MacDonald).
+
+Bad input is normalised, never refused: letters of any script are kept (a name in
+Cyrillic or Han compares with itself), a name is cut at `NAME_LIMIT` characters so that a
+500-character field costs no more than a long name, and a date of birth in the future or
+before `EARLIEST_BIRTH` is read as missing (it is evidence of nothing).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Final, NamedTuple
 
 import jellyfish
@@ -23,10 +28,13 @@ __all__ = [
     "PersonRecord",
     "are_distinct_names",
     "features",
+    "EARLIEST_BIRTH",
+    "NAME_LIMIT",
     "fold",
     "name_tokens",
     "nickname_groups",
     "normalise_postcode",
+    "plausible_dob",
 ]
 
 
@@ -44,7 +52,7 @@ class PersonRecord:
 
 
 _APOSTROPHES: Final = re.compile(r"['\u2019\u2018`]")
-_NON_ALNUM: Final = re.compile(r"[^a-z0-9]+")
+_NON_ALNUM: Final = re.compile(r"[\W_]+")  # letters and digits of any script are kept
 _M_APOSTROPHE: Final = re.compile(r"\bm['\u2019\u2018`]\s*")
 
 
@@ -59,11 +67,27 @@ def fold(text: str | None) -> str:
     return _NON_ALNUM.sub(" ", plain).strip()
 
 
+NAME_LIMIT: Final = 100
+"""Characters of a name kept for comparison; the rest of a longer field is ignored."""
+
+EARLIEST_BIRTH: Final = date(1880, 1, 1)
+"""Dates of birth before this are read as missing (a placeholder such as 1800-01-01)."""
+
+
 def name_tokens(text: str | None) -> tuple[str, ...]:
     """A name's parts, folded, with Mc read as Mac (McLean ~ MacLean ~ M'Lean)."""
     return tuple(
-        "mac" + token[2:] if token.startswith("mc") else token for token in fold(text).split()
+        "mac" + token[2:] if token.startswith("mc") else token
+        for token in fold(text[:NAME_LIMIT] if text else text).split()
     )
+
+
+def plausible_dob(value: date | None, today: date | None = None) -> date | None:
+    """The date of birth, or None when it is in the future or implausibly early."""
+    if value is None:
+        return None
+    latest = (today or date.today()) + timedelta(days=1)  # a day's grace for time zones
+    return value if EARLIEST_BIRTH <= value <= latest else None
 
 
 def _parse_groups(text: str) -> dict[str, frozenset[int]]:
@@ -142,12 +166,16 @@ def features(record: PersonRecord) -> Features:
     """Normalise a record once so that comparing it is cheap."""
     given_tokens = name_tokens(record.given_name)
     family_tokens = name_tokens(record.family_name)
+    if not family_tokens and len(given_tokens) >= 2:
+        # The whole name in the given-name field ("Isla Skinner", no family name): read
+        # its last part as the family name, as a form would have split it.
+        given_tokens, family_tokens = given_tokens[:-1], given_tokens[-1:]
     return Features(
         given="".join(given_tokens),
         given_tokens=given_tokens,
         family="".join(family_tokens),
         family_tokens=family_tokens,
-        dob=record.date_of_birth,
+        dob=plausible_dob(record.date_of_birth),
         postcode=normalise_postcode(record.postcode),
         address=_address(record.address_line1),
         chi=re.sub(r"\D", "", record.chi_number or ""),
@@ -157,4 +185,8 @@ def features(record: PersonRecord) -> Features:
 
 def phonetic(token: str) -> str:
     """A blocking code for a name part: Soundex, which forgives most vowel and -e/-y slips."""
-    return jellyfish.soundex(token) if token else ""
+    if not token:
+        return ""
+    if not token.isascii():  # Soundex is defined on Latin letters: keep other scripts whole
+        return token
+    return jellyfish.soundex(token)

@@ -16,6 +16,10 @@ An opted-out person is erased from the block (`erase`, asked for by the join sta
 identifying fields, and those of the provisional people merged into them, leave it for
 good, and they are no longer a candidate.
 
+Probabilistic decisions are scored by the trained model named in the settings
+(`ACCORD_MATCH_MODEL_FILE`, default the model shipped in accord/matching/models/); its
+version is kept with the match (`match_model`) and in a review item's evidence.
+
 Every event resolved without a CHI is remembered by its id on the person it resolved to
 (`resolved`: method, probability, review), so reading it again resolves it the same way
 even when the block has changed since: matching depends on who is in the block, a replay
@@ -110,6 +114,8 @@ def resolve(
         memo = (candidate.get("resolved") or {}).get(event_id)
         if memo is not None:  # the same event again: resolved as the first time
             envelope["match_method"] = memo["method"]
+            if memo.get("model") is not None:
+                envelope["match_model"] = memo["model"]
             if memo.get("probability") is not None:
                 envelope["match_probability"] = memo["probability"]
             return candidate["person_key"], block, memo.get("review"), []
@@ -128,7 +134,12 @@ def resolve(
     if best is not None and result.outcome == "MATCH":
         envelope["match_method"] = "probabilistic"
         envelope["match_probability"] = round(result.probability, 4)
-        memo = {"method": "probabilistic", "probability": envelope["match_probability"]}
+        envelope["match_model"] = result.model_version
+        memo = {
+            "method": "probabilistic",
+            "probability": envelope["match_probability"],
+            "model": result.model_version,
+        }
         people = [remembered(p, event_id, memo) if p["person_key"] == best else p for p in block]
         return best, people, None, []
     if best is not None and result.outcome == "REVIEW":
@@ -142,6 +153,7 @@ def resolve(
             "candidate_key": best,
             "probability": round(result.probability, 4),
             "weight": round(result.weight, 2),
+            "model": result.model_version,
             "evidence": [list(item) for item in result.evidence],
             # What a reviewer compares, and nothing more: the identifying fields of both
             # (no needs, contact details or identifiers). Cleared when the pair is decided.

@@ -45,6 +45,7 @@ from accord.core.topics import (
     WORKER_TABLES,
     Topics,
 )
+from accord.matching.model import default_model
 from accord.pipeline import cases as case_rules
 from accord.pipeline import stages, timers
 from accord.pipeline.authority import check_authority
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> faust.App:
     partitions = settings.topic_partitions
     secret = settings.require_pseudonym_key()
     rules = case_rules.load_priority_rules(settings.priority_rules_file)
+    default_model()  # the matching model named in the settings: refuse to start without it
     app = faust_app(
         settings,
         settings.worker_group,
