@@ -166,7 +166,7 @@ class FakeSerde:
         return repr((record_name, record)).encode()
 
 
-def run_gate(results, audit_fails=False):
+def run_gate(results, audit_fails=False, held=()):
     from accord.pipeline import cases
 
     state = cases.new_state(KEY)
@@ -207,7 +207,7 @@ def run_gate(results, audit_fails=False):
         FakeSerde(),
         policy,
         send,
-        released=lambda key: [],
+        released=lambda key: list(held),
         set_released=set_released,
         audit=audit,
     )
@@ -413,3 +413,21 @@ def test_the_policy_reads_bench_has_a_stale_copy_and_a_report_relative_to_unstam
     lines = report({"stamped": [10.0, 20.0], "unstamped": [20.0, 40.0]})
     stamped, unstamped = (line.split() for line in lines[2:4])
     assert stamped[0] == "stamped" and stamped[2] == "0.50" and unstamped[2] == "1.00"
+
+
+def test_a_withdrawal_and_the_deny_that_caused_it_are_two_decisions_with_their_own_ids():
+    """The audit index keeps one row per decision id: a withdrawal sharing its cause's id
+    would be overwritten by it, and who-received would say the recipient still holds it."""
+    deny = dict(GOOD, allow=False, fields_released=[], reasons=["denied: suspended"])
+    _, counts, sent = run_gate([[deny]], held=["city-of-edinburgh"])
+    assert counts["withdrawn"] == 1
+    [record] = [r for topic, r in sent if topic == "hub.audit.decisions"]
+    entries = {e["outcome"]: e for e in record["recipients"]}
+    assert set(entries) == {"WITHDRAW", "DENY"}
+    assert entries["WITHDRAW"]["decision_id"] != entries["DENY"]["decision_id"]
+    # Replayed, the same batch gets the same ids (duplicates stay harmless).
+    _, _, again = run_gate([[deny]], held=["city-of-edinburgh"])
+    [replayed] = [r for topic, r in again if topic == "hub.audit.decisions"]
+    assert [e["decision_id"] for e in replayed["recipients"]] == [
+        e["decision_id"] for e in record["recipients"]
+    ]

@@ -193,13 +193,21 @@ def decision_record(
 
 
 def derive_decision_id(
-    case: dict[str, Any], recipient: str, revision: str, agreement_id: str = ""
+    case: dict[str, Any],
+    recipient: str,
+    revision: str,
+    agreement_id: str = "",
+    *,
+    withdrawal: bool = False,
 ) -> str:
     """The same case version decided for the same recipient under the same agreement and
     policy revision always gets the same id; two agreements naming one recipient never
-    share an id (one would overwrite the other in the audit index)."""
+    share an id, nor a withdrawal the deny that caused it (one would overwrite the other
+    in the audit index, and who-received would lose the withdrawal)."""
     version = f"{case['source']['event_id']}|{case['as_of']}|{case['status']}"
     name = f"{case['case_key']}|{version}|{recipient}|{agreement_id or ''}|{revision}"
+    if withdrawal:
+        name += "|withdrawal"
     return str(uuid.uuid5(DECISION_NAMESPACE, name))
 
 
@@ -577,7 +585,9 @@ class Gate:
             "clauses": list((cause or {}).get("clauses") or ()),
             "principles": list((cause or {}).get("principles") or ()),
         }
-        decision_id = derive_decision_id(case, recipient, revision, withdrawal["agreement_id"])
+        decision_id = derive_decision_id(
+            case, recipient, revision, withdrawal["agreement_id"], withdrawal=True
+        )
         share_topic = self.topics.share(recipient)
         headers = self._headers(decision_id, revision, withdrawal["agreement_id"])
         why = removal_code(reason, cause, getattr(self.policy, "agreements", {}))
