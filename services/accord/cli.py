@@ -12,6 +12,7 @@ import click
 from accord.access.commands import partner, security
 from accord.bench.commands import bench
 from accord.campaign.commands import campaign
+from accord.console.commands import console
 from accord.coordinator.commands import cases
 from accord.core.credentials import ADMIN, WORKER
 from accord.core.errors import AccordError
@@ -194,6 +195,7 @@ main.add_command(cases)
 main.add_command(bench)
 main.add_command(partner)
 main.add_command(security)
+main.add_command(console)
 
 
 if __name__ == "__main__":
