@@ -200,7 +200,7 @@ def create_app(
     app.state.hub = hub or settings
     app.state.users = users or UserStore(settings.console_users_path)
     app.state.sessions = sessions
-    app.state.access_log = access_log or AccessLog(settings.console_dir / "access.jsonl")
+    app.state.access_log = access_log or AccessLog(settings.console_access_log_path)
     app.state.login_limiter = login_limiter(settings.console_login_per_minute)
     app.state.lists = lists
     app.state.secure_cookies = settings.console_tls
