@@ -521,9 +521,13 @@ def console_ok(settings: Settings) -> bool:
 def ensure_console_assets(settings: Settings, report: Report) -> None:
     """GOV.UK and MOJ Frontend from npm, as package-lock.json pins them, compiled once
     (`make assets` does the same)."""
-    if (CONSOLE_ASSETS / "dist" / "console.css").is_file() and (
-        CONSOLE_ASSETS / "node_modules" / "govuk-frontend"
-    ).is_dir():
+    css = CONSOLE_ASSETS / "dist" / "console.css"
+    sources = [CONSOLE_ASSETS / "package-lock.json", *CONSOLE_ASSETS.glob("scss/*.scss")]
+    if (
+        css.is_file()
+        and (CONSOLE_ASSETS / "node_modules" / "govuk-frontend").is_dir()
+        and all(css.stat().st_mtime >= source.stat().st_mtime for source in sources)
+    ):
         return
     npm = require_tool("npm", "to install the console's assets (Node.js 18 or newer)")
     report("console   installing its assets with npm ci (first run only)")
