@@ -11,7 +11,7 @@ ASSETS := services/accord/console/assets
 ASSETS_STAMP := $(ASSETS)/node_modules/.built-$(shell cat $(ASSETS)/package-lock.json $(ASSETS)/scss/*.scss | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help assets demo test unit lint format lock stack-up stack-status stack-down clean
+.PHONY: help assets browser demo test unit lint format lock stack-up stack-status stack-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -36,7 +36,16 @@ assets: $(ASSETS_STAMP) ## install and compile the console's assets (npm ci)
 demo: $(STAMP) $(ASSETS_STAMP) ## start the stack and run the whole flow on synthetic data
 	$(BIN)/accord demo
 
-test: $(STAMP) $(ASSETS_STAMP) ## start the stack and run every test tier (unit, policy, integration)
+# The console's browser tests drive Debian's Chromium (Playwright never downloads one).
+# Installed here where apt is available and it is absent; elsewhere those tests skip.
+browser: ## install headless Chromium for the console's browser tests (apt, where available)
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium; \
+	else echo "no /usr/bin/chromium and no apt-get: the console's browser tests will skip"; fi
+
+test: $(STAMP) $(ASSETS_STAMP) browser ## start the stack and run every test tier (unit, policy, integration)
 	$(BIN)/accord stack up
 	$(BIN)/accord schemas check
 	$(BIN)/ruff check services tests

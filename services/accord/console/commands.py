@@ -15,8 +15,7 @@ def console(ctx: click.Context) -> None:
     """Serve the coordinators' and IG officers' console on ACCORD_CONSOLE_HOST:PORT
     (127.0.0.1:18080, HTTPS with the stack's certificate) until SIGTERM or Ctrl-C.
 
-    Users sign in with accounts from ACCORD_CONSOLE_USERS_FILE (`accord console user add`)
-    or, where configured, the council's OpenID Connect provider.
+    Users sign in with accounts from ACCORD_CONSOLE_USERS_FILE (`accord console user add`).
     """
     if ctx.invoked_subcommand is not None:
         return

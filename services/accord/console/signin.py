@@ -1,5 +1,5 @@
-"""Sign-in and sign-out: local users (Argon2id) and, where configured, a council's OpenID
-Connect provider (`accord.console.oidc`).
+"""Sign-in and sign-out of local users (Argon2id). A council's OpenID Connect provider
+(Entra ID) is not wired yet: see docs/operators.md.
 
 Sign-in attempts are limited per user name and per client address
 (ACCORD_CONSOLE_LOGIN_PER_MINUTE): beyond it the answer is 429 with Retry-After, and
@@ -64,7 +64,6 @@ def sign_in_page(
             "error": error,
             "username": username,
             "expired": request.query_params.get("expired") == "1",
-            "oidc": bool(request.app.state.settings.console_oidc_metadata_url),
         },
         status_code=status_code,
     )

@@ -233,21 +233,6 @@ class Settings(BaseSettings):
         description="Sign-in attempts per minute allowed per user name and per client address "
         "(a burst of the same number), beyond which the console answers 429.",
     )
-    console_oidc_metadata_url: str = Field(
-        "",
-        description="OpenID Connect discovery document of a council's identity provider, e.g. "
-        "https://login.microsoftonline.com/<tenant>/v2.0/.well-known/openid-configuration "
-        "(Entra ID); unset, only local users sign in.",
-    )
-    console_oidc_client_id: str = Field("", description="The console's OIDC client id.")
-    console_oidc_client_secret: SecretStr | None = Field(
-        None, description="The console's OIDC client secret."
-    )
-    console_oidc_users_claim: str = Field(
-        "preferred_username",
-        description="ID-token claim that names a console user in the users file (whose role "
-        "and organisation apply); someone not in the file is refused.",
-    )
 
     # Partners' files: what a workbook may inflate to before it is parsed.
     xlsx_max_inflated_bytes: int = Field(
