@@ -342,3 +342,15 @@ def test_security_headers(console):
     assert "script-src 'self'" in response.headers["content-security-policy"]
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_flood_of_anonymous_sessions_signs_nobody_out(monkeypatch):
+    from accord.console import auth
+    from accord.console.users import User
+
+    monkeypatch.setattr(auth, "MAX_SESSIONS", 10)
+    store = auth.SessionStore(100, 1000, Clock())
+    signed_in = store.new(User("alice", "coordinator", EDINBURGH))
+    for _ in range(50):
+        store.new()
+    assert store.get(signed_in.token)[0] is signed_in

@@ -93,7 +93,13 @@ class SessionStore:
         with self._lock:
             self._sessions[session.token] = session
             while len(self._sessions) > MAX_SESSIONS:
-                self._sessions.popitem(last=False)
+                # The stalest session without a user goes first, so a flood of sign-in
+                # page loads never signs anyone out.
+                stale = next((t for t, s in self._sessions.items() if s.user is None), None)
+                if stale is None:
+                    self._sessions.popitem(last=False)
+                else:
+                    del self._sessions[stale]
         return session
 
     def get(self, token: str | None) -> tuple[Session | None, bool]:
