@@ -118,6 +118,13 @@ def test_a_coordinators_day_in_the_browser(settings, tmp_path, console_app, brow
 
         # Tablet width: the same list, usable.
         page.set_viewport_size(TABLET)
+        wide = page.evaluate(
+            """() => [document.documentElement.scrollWidth, [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > innerWidth + 1)
+                .filter(e => !e.closest('.app-table-wrapper'))
+                .slice(0, 5).map(e => e.tagName + '.' + e.className)]"""
+        )
+        assert wide[0] <= TABLET["width"], f"the page is wider than a tablet: {wide}"
         assert_accessible(page, "coordinator: support list at 768 px")
         screenshot(page, "coordinator-list-tablet")
         page.set_viewport_size({"width": 1280, "height": 800})
