@@ -6,9 +6,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+# The console's front-end assets: npm packages pinned by package-lock.json, compiled once.
+ASSETS := services/accord/console/assets
+ASSETS_STAMP := $(ASSETS)/node_modules/.built-$(shell cat $(ASSETS)/package-lock.json $(ASSETS)/scss/*.scss | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test unit lint format lock stack-up stack-status stack-down clean
+.PHONY: help assets browser demo test unit lint format lock stack-up stack-status stack-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -22,10 +25,27 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
-demo: $(STAMP) ## start the stack and run the whole flow on synthetic data
+# GOV.UK Frontend, MOJ Frontend, axe-core and sass from npm, exactly as locked.
+$(ASSETS_STAMP): $(ASSETS)/package.json $(ASSETS)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18 or newer) is needed for the console's assets"; exit 1; }
+	cd $(ASSETS) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+	@rm -f $(ASSETS)/node_modules/.built-* && touch $@
+
+assets: $(ASSETS_STAMP) ## install and compile the console's assets (npm ci)
+
+demo: $(STAMP) $(ASSETS_STAMP) ## start the stack and run the whole flow on synthetic data
 	$(BIN)/accord demo
 
-test: $(STAMP) ## start the stack and run every test tier (unit, policy, integration)
+# The console's browser tests drive Debian's Chromium (Playwright never downloads one).
+# Installed here where apt is available and it is absent; elsewhere those tests skip.
+browser: ## install headless Chromium for the console's browser tests (apt, where available)
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null; then \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium; \
+	else echo "no /usr/bin/chromium and no apt-get: the console's browser tests will skip"; fi
+
+test: $(STAMP) $(ASSETS_STAMP) browser ## start the stack and run every test tier (unit, policy, integration)
 	$(BIN)/accord stack up
 	$(BIN)/accord schemas check
 	$(BIN)/accord deploy check
@@ -51,7 +71,7 @@ lock: $(STAMP) ## re-pin every dependency (with hashes) after changing pyproject
 	echo "setuptools>=68" | $(BIN)/uv pip compile pyproject.toml - --extra test --generate-hashes \
 		--python-version 3.11 --universal --quiet -o requirements.lock
 
-stack-up: $(STAMP) ## start Kafka, OPA and the schema registry (idempotent)
+stack-up: $(STAMP) $(ASSETS_STAMP) ## start Kafka, OPA and the schema registry (idempotent)
 	$(BIN)/accord stack up
 
 stack-status: $(STAMP) ## show each component of the local stack

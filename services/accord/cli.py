@@ -12,6 +12,7 @@ import click
 from accord.access.commands import deploy, partner, security
 from accord.bench.commands import bench
 from accord.campaign.commands import campaign
+from accord.console.commands import console
 from accord.coordinator.commands import cases
 from accord.core.credentials import ADMIN, WORKER
 from accord.core.errors import AccordError, InfrastructureError
@@ -99,10 +100,11 @@ def show_settings() -> None:
 
 @main.group()
 def stack() -> None:
-    """Run the local stack: Kafka (KRaft), OPA and the schema registry on 127.0.0.1."""
+    """Run the local stack: Kafka (KRaft), OPA, the schema registry and the console on
+    127.0.0.1."""
 
 
-ONLY_HELP = "Only these: kafka (every node), kafka-2 (one node), opa, registry."
+ONLY_HELP = "Only these: kafka (every node), kafka-2 (one node), opa, registry, console."
 
 
 def _stack_settings(brokers: int | None) -> Settings:
@@ -306,6 +308,7 @@ main.add_command(bench)
 main.add_command(partner)
 main.add_command(security)
 main.add_command(deploy)
+main.add_command(console)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ def test_stack_status_reports_every_component_running(stack):
         ("kafka", "running"),
         ("opa", "running"),
         ("registry", "running"),
+        ("console", "running"),
     ]
 
 

@@ -12,13 +12,27 @@ PACKAGE = Path(__file__).resolve().parents[2] / "services" / "accord"
 
 # package -> packages it must never import (directly, at any depth of its modules).
 FORBIDDEN = {
-    "core": {"pipeline", "worker", "governance", "access", "ingest", "matching", "bench", "demo"},
+    "core": {
+        "pipeline",
+        "worker",
+        "governance",
+        "access",
+        "ingest",
+        "matching",
+        "bench",
+        "demo",
+        "console",
+    },
     "pipeline": {"worker", "governance", "access", "bench", "demo", "campaign", "stack"},
     "worker": {"governance", "bench", "demo", "campaign", "coordinator", "gateway"},
     "governance": {"worker", "bench", "demo", "campaign"},
     "matching": {"pipeline", "worker", "governance"},
     # ingest.publish (the partner CLI) asks governance who may assert what.
     "ingest": {"pipeline", "worker"},
+    # The console is a service on top: what it uses never imports it, and it runs no worker.
+    "stack": {"console"},
+    "coordinator": {"console", "worker"},
+    "console": {"worker", "bench", "demo", "campaign"},
 }
 
 

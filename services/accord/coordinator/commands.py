@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -271,9 +270,8 @@ def record_outcome(
     your list, 1 infrastructure failure.
     """
     from accord.coordinator import views
-    from accord.core.topics import SUPPORT_OUTCOME
-    from accord.ingest.pipeline import Accepted, Location
-    from accord.ingest.publish import Deliveries, Publisher, PublishInputError, signed_in_as
+    from accord.coordinator.outcomes import OutcomeRefused, PublishInputError, publish_outcome
+    from accord.ingest.pipeline import Location
 
     need_symbol = _symbol(need, NEED_CHOICES, "--need")
     outcome_symbol = _symbol(outcome, OUTCOME_CHOICES, "--outcome")
@@ -313,33 +311,14 @@ def record_outcome(
         sys.exit(EXIT_NOT_FOUND)
 
     publisher_org = org or holder
-    record = {
-        "event_id": str(uuid.uuid4()),
-        "occurred_at": moment,
-        "source_org": publisher_org,
-        "schema_version": 1,
-        "request_id": wanted,
-        "request_org": None,
-        "need": need_symbol,
-        "outcome": outcome_symbol,
-        "case_key": case["case_key"],
-    }
     location = Location("CLI", f"accord cases outcome {wanted}", f"case {wanted}")
-    accepted = Accepted(record["event_id"], record["event_id"].encode(), record, location)
     try:
-        publisher = Publisher(signed_in_as(get_settings(), publisher_org))
-    except PublishInputError as exc:
+        recorded = publish_outcome(
+            get_settings(), publisher_org, case, need_symbol, outcome_symbol, moment, location
+        )
+    except (PublishInputError, OutcomeRefused) as exc:
         raise click.UsageError(str(exc)) from exc
-    try:
-        try:
-            publisher.prepare(publisher_org, SUPPORT_OUTCOME)
-        except PublishInputError as exc:
-            raise click.UsageError(str(exc)) from exc
-        deliveries = Deliveries()
-        publisher.send(publisher_org, SUPPORT_OUTCOME, accepted, deliveries)
-        publisher.wait(deliveries)
-    finally:
-        publisher.close()
+    record = {"event_id": recorded.event_id}
     click.echo(
         f"recorded {outcome_symbol.lower()} for {need_symbol.lower()} on case {wanted} "
         f"({views.display_name(case)}) as {publisher_org}, event {record['event_id']}; "

@@ -245,6 +245,38 @@ class Settings(BaseSettings):
         40, description="Requests a gateway token may make at once before being limited."
     )
 
+    # The console (`accord console`): coordinators' and IG officers' web pages.
+    console_host: str = Field(
+        "127.0.0.1", description="Address the console listens on (loopback unless set)."
+    )
+    console_port: int = Field(18080, description="Port of the console.")
+    console_tls: bool = Field(
+        True,
+        description="Serve the console over HTTPS with the stack's certificate (cookies are "
+        "then Secure); false only behind a TLS-terminating proxy on the same host.",
+    )
+    console_users_file: Path | None = Field(
+        None,
+        description="The console's local users (Argon2id hashes) "
+        "[default: <state_dir>/console/users.json].",
+    )
+    console_access_log_file: Path | None = Field(
+        None,
+        description="The console's access log: refused attempts and page views of personal "
+        "data, JSON lines, pseudonymous keys only [default: <state_dir>/console/access.jsonl].",
+    )
+    console_session_idle_s: float = Field(
+        1800.0, description="A console session ends after this many seconds without a request."
+    )
+    console_session_max_s: float = Field(
+        8 * 3600.0, description="A console session ends this many seconds after sign-in."
+    )
+    console_login_per_minute: float = Field(
+        5.0,
+        description="Sign-in attempts per minute allowed per user name and per client address "
+        "(a burst of the same number), beyond which the console answers 429.",
+    )
+
     # Partners' files: what a workbook may inflate to before it is parsed.
     xlsx_max_inflated_bytes: int = Field(
         200 * 1024 * 1024,
@@ -355,6 +387,19 @@ class Settings(BaseSettings):
     @property
     def registry_users_path(self) -> Path:
         return self.registry_users_file or self.state_dir / "registry" / "users.json"
+
+    @property
+    def console_users_path(self) -> Path:
+        return self.console_users_file or self.state_dir / "console" / "users.json"
+
+    @property
+    def console_dir(self) -> Path:
+        """The console's own state (0700): its users, demo sign-ins and access log."""
+        return self.state_dir / "console"
+
+    @property
+    def console_access_log_path(self) -> Path:
+        return self.console_access_log_file or self.console_dir / "access.jsonl"
 
     @property
     def kafka_dir(self) -> Path:
