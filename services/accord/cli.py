@@ -100,11 +100,12 @@ def show_settings() -> None:
 
 @main.group()
 def stack() -> None:
-    """Run the local stack: Kafka (KRaft), OPA and the schema registry on 127.0.0.1."""
+    """Run the local stack: Kafka (KRaft), OPA, the schema registry and the console on
+    127.0.0.1."""
 
 
 @stack.command("up")
-@click.option("--only", multiple=True, type=click.Choice(["kafka", "opa", "registry"]))
+@click.option("--only", multiple=True, type=click.Choice(["kafka", "opa", "registry", "console"]))
 def stack_up(only: tuple[str, ...]) -> None:
     """Start what is not running (idempotent); the first run fetches Kafka and builds OPA."""
     from accord.stack import local
@@ -125,7 +126,7 @@ def stack_status() -> None:
 
 
 @stack.command("down")
-@click.option("--only", multiple=True, type=click.Choice(["kafka", "opa", "registry"]))
+@click.option("--only", multiple=True, type=click.Choice(["kafka", "opa", "registry", "console"]))
 def stack_down(only: tuple[str, ...]) -> None:
     """Stop exactly the processes `stack up` started (by the pids it recorded)."""
     from accord.stack import local

@@ -1,6 +1,7 @@
 """The console's access log: every refused attempt and every page view of personal data.
 
-One JSON line per entry in <state dir>/console/access.jsonl (0600 under 0700), which IG
+One JSON line per entry in ACCORD_CONSOLE_ACCESS_LOG_FILE (default
+<state dir>/console/access.jsonl; 0600 under 0700), which IG
 officers read in the console. An entry names the user, their role and organisation, what
 they asked for (method and path, never a query string, which could carry a CHI) and, for
 a view of personal data, the pseudonymous keys of the people shown; never a name, an

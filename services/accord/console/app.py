@@ -18,7 +18,8 @@ Adding pages (how the IG pages plug in)
    `{% block title %}` and `{% block content %}` (and `{% block beforeContent %}` for
    breadcrumbs); render with `accord.console.web.render(request, "ig/x.html", {...})`,
    which adds `user`, `nav` and `csrf_field()`. `error_page(request, status, title,
-   message, what_to_do)` renders a plain-English error with its status code.
+   message, what_to_do)` renders a plain-English error with its status code (or raise
+   `PageError(status, title, message, what_to_do)` from anywhere in a route).
 4. Every POST: `dependencies=[Depends(csrf_protect)]` on the route, and
    `{{ csrf_field() }}` inside the `<form method="post">`. A forged or missing token is a
    403 page and nothing changes.
@@ -58,7 +59,7 @@ from accord.console.auth import (
     session_of,
 )
 from accord.console.users import ADMIN, COORDINATOR, IG, UserStore
-from accord.console.web import NavItem, error_page
+from accord.console.web import NavItem, PageError, error_page
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
 
@@ -199,7 +200,7 @@ def create_app(
     app.state.hub = hub or settings
     app.state.users = users or UserStore(settings.console_users_path)
     app.state.sessions = sessions
-    app.state.access_log = access_log or AccessLog(settings.console_dir / "access.jsonl")
+    app.state.access_log = access_log or AccessLog(settings.console_access_log_path)
     app.state.login_limiter = login_limiter(settings.console_login_per_minute)
     app.state.lists = lists
     app.state.secure_cookies = settings.console_tls
@@ -255,6 +256,10 @@ def create_app(
             else "This page is only for signed-in users.",
             "Sign in again; anything you were sending was not saved.",
         )
+
+    @app.exception_handler(PageError)
+    async def page_error(request: Request, exc: PageError) -> Response:
+        return error_page(request, exc.status_code, exc.title, exc.message, exc.what_to_do)
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:

@@ -88,8 +88,10 @@ def check_password(password: str) -> str:
 class UserStore:
     """The users file, read again whenever it changes on disk."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, hasher: PasswordHasher | None = None) -> None:
+        """`hasher`: argon2-cffi's defaults unless given (tests give cheaper parameters)."""
         self.path = path
+        self.hasher = hasher or _hasher
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._users: dict[str, dict] = {}
@@ -131,14 +133,14 @@ class UserStore:
             entry = self._load().get(username)
         stored = entry.get("password_hash") if isinstance(entry, dict) else None
         try:
-            _hasher.verify(stored or _DUMMY_HASH, password)
+            self.hasher.verify(stored or _DUMMY_HASH, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return None
         if not stored:
             return None
         user = self.get(username)
-        if user is not None and _hasher.check_needs_rehash(stored):
-            self._set(username, {**entry, "password_hash": _hasher.hash(password)})
+        if user is not None and self.hasher.check_needs_rehash(stored):
+            self._set(username, {**entry, "password_hash": self.hasher.hash(password)})
         return user
 
     def add(
@@ -161,7 +163,7 @@ class UserStore:
             exists = username in self._load()
         if exists and not replace:
             raise UserError(f"user {username!r} exists already (replace it to change it)")
-        entry = {"role": role, "password_hash": _hasher.hash(password)}
+        entry = {"role": role, "password_hash": self.hasher.hash(password)}
         if org:
             entry["org"] = org
         if display_name:

@@ -105,3 +105,14 @@ def error_page(
         status_code=status_code,
         headers=headers,
     )
+
+
+class PageError(Exception):
+    """Raise from a route to answer with a plain-English error page (`error_page`)."""
+
+    def __init__(
+        self, status_code: int, title: str, message: str, what_to_do: str | None = None
+    ) -> None:
+        super().__init__(title)
+        self.status_code, self.title, self.message = status_code, title, message
+        self.what_to_do = what_to_do

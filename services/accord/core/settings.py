@@ -217,6 +217,11 @@ class Settings(BaseSettings):
         description="The console's local users (Argon2id hashes) "
         "[default: <state_dir>/console/users.json].",
     )
+    console_access_log_file: Path | None = Field(
+        None,
+        description="The console's access log: refused attempts and page views of personal "
+        "data, JSON lines, pseudonymous keys only [default: <state_dir>/console/access.jsonl].",
+    )
     console_session_idle_s: float = Field(
         1800.0, description="A console session ends after this many seconds without a request."
     )
@@ -324,8 +329,12 @@ class Settings(BaseSettings):
 
     @property
     def console_dir(self) -> Path:
-        """The console's own state: its access log (0600 under 0700)."""
+        """The console's own state (0700): its users, demo sign-ins and access log."""
         return self.state_dir / "console"
+
+    @property
+    def console_access_log_path(self) -> Path:
+        return self.console_access_log_file or self.console_dir / "access.jsonl"
 
     @property
     def kafka_dir(self) -> Path:

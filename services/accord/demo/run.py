@@ -150,6 +150,7 @@ def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
     started = time.monotonic()
     console.rule("[bold]Accord demo")
     local.up(settings, lambda line: console.print(f"  {line}"))
+    print_console_sign_ins(console, settings)
     settings = with_demo_key(settings, console)
     # The demo's own OPA watches a copy of policies/, so suspending an agreement mid-demo
     # changes the copy, never the repository's files.
@@ -159,6 +160,21 @@ def run_demo(settings: Settings, people: int, bad_rows: int, seed: int) -> None:
         console.print(f"  the demo's OPA on {opa.url} watches {policies}")
         demo_settings = settings.model_copy(update={"opa_url": opa.url})
         run_flow(console, demo_settings, policies, people, bad_rows, seed, started)
+
+
+def print_console_sign_ins(console: Console, settings: Settings) -> None:
+    """The console's address and the demo users' sign-ins (made on the first run)."""
+    from accord.console.demo import ensure_demo_users
+
+    console.print(
+        f"  the console: {local.console_url(settings)} (the stack's certificate: "
+        f"{settings.trusted_ca})"
+    )
+    for user in ensure_demo_users(settings):
+        scope = f" for {user.org}" if user.org else ""
+        console.print(
+            f"    sign in as [bold]{user.username}[/bold] / {user.password}  ({user.role}{scope})"
+        )
 
 
 def run_flow(

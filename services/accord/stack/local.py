@@ -1,7 +1,9 @@
-"""The local stack: Apache Kafka (KRaft), OPA and the schema registry on 127.0.0.1.
+"""The local stack: Apache Kafka (KRaft), OPA, the schema registry and the console on
+127.0.0.1.
 
 Kafka runs from Maven Central jars resolved into the cache; OPA is built once with
-`go install`. `up` is idempotent: a component whose recorded process is alive and healthy
+`go install`; the console's assets come from npm (`npm ci`) on its first start. `up` is
+idempotent: a component whose recorded process is alive and healthy
 is left alone. Readiness is a real Kafka metadata request and real HTTP health calls.
 `down` stops exactly the processes `up` started, by the pids it recorded.
 """
@@ -69,6 +71,7 @@ def components(settings: Settings) -> list[Component]:
         Component("kafka", settings.kafka_port, "kafka.Kafka"),
         Component("opa", settings.opa_port, "opa run --server"),
         Component("registry", settings.registry_port, "accord.registry"),
+        Component("console", settings.console_port, "accord console"),
     ]
 
 
@@ -77,7 +80,14 @@ def address(settings: Settings, component: Component) -> str:
         return settings.bootstrap_servers
     if component.name == "opa":
         return settings.opa_url
+    if component.name == "console":
+        return console_url(settings)
     return settings.schema_registry_url
+
+
+def console_url(settings: Settings) -> str:
+    scheme = "https" if settings.console_tls else "http"
+    return f"{scheme}://{settings.console_host}:{settings.console_port}"
 
 
 # --- processes -------------------------------------------------------------------------
@@ -496,7 +506,60 @@ def start_registry(settings: Settings, report: Report) -> None:
     )
 
 
-STARTERS = {"kafka": start_kafka, "opa": start_opa, "registry": start_registry}
+# The console's npm packages (accord.console.app serves them); found by path, so the stack
+# does not import the service it starts.
+CONSOLE_ASSETS = Path(__file__).resolve().parents[1] / "console" / "assets"
+
+
+def console_ok(settings: Settings) -> bool:
+    """`GET /health` of the console (over TLS, verified against the stack's CA)."""
+    return http_ok(
+        f"{console_url(settings)}/health", settings.trusted_ca if settings.console_tls else None
+    )
+
+
+def ensure_console_assets(settings: Settings, report: Report) -> None:
+    """GOV.UK and MOJ Frontend from npm, as package-lock.json pins them, compiled once
+    (`make assets` does the same)."""
+    if (CONSOLE_ASSETS / "dist" / "console.css").is_file() and (
+        CONSOLE_ASSETS / "node_modules" / "govuk-frontend"
+    ).is_dir():
+        return
+    npm = require_tool("npm", "to install the console's assets (Node.js 18 or newer)")
+    report("console   installing its assets with npm ci (first run only)")
+    for argv in (
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        [npm, "run", "--silent", "build"],
+    ):
+        done = subprocess.run(argv, cwd=CONSOLE_ASSETS, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise StackError(
+                f"`{' '.join(argv[1:3])}` failed in {CONSOLE_ASSETS}: "
+                f"{(done.stderr or done.stdout).strip()[-500:]}"
+            )
+
+
+def start_console(settings: Settings, report: Report) -> None:
+    component = next(c for c in components(settings) if c.name == "console")
+    ensure_tls(settings)
+    ensure_console_assets(settings, report)
+    argv = [sys.executable, "-m", "accord", "console"]
+    process = _spawn(settings, component, argv, env={"ACCORD_LOG_FORMAT": "json"})
+    _wait(
+        lambda: console_ok(settings),
+        f"console on {console_url(settings)}",
+        settings.stack_timeout_s,
+        component.log_file(settings),
+        process,
+    )
+
+
+STARTERS = {
+    "kafka": start_kafka,
+    "opa": start_opa,
+    "registry": start_registry,
+    "console": start_console,
+}
 
 
 def healthy(settings: Settings, component: Component) -> bool:
@@ -504,6 +567,8 @@ def healthy(settings: Settings, component: Component) -> bool:
         return kafka_ready(settings)
     if component.name == "opa":
         return http_ok(f"{settings.opa_url}/health")
+    if component.name == "console":
+        return console_ok(settings)
     return registry_ok(settings)
 
 
