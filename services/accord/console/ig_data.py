@@ -492,6 +492,7 @@ def chart_svg(series: Series, width: int = 720, height: int = 240) -> Markup:
     )
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="app-chart" role="img" '
+        'font-family="arial, sans-serif" '
         f'viewBox="0 0 {width} {height}" width="100%" aria-labelledby="{title_id}">',
         f'<title id="{title_id}">{escape(desc)}</title>',
     ]
