@@ -150,6 +150,19 @@ def candidate_zip(policies: Path) -> bytes:
     return buffer.getvalue()
 
 
+def broken_zip(policies: Path) -> bytes:
+    """policies/ with DSA-015's status misspelt: off the agreement schema."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(policies.rglob("*")):
+            if path.is_file():
+                data = path.read_bytes()
+                if path.name == "DSA-015.yaml":
+                    data = data.replace(b"status: active", b"status: paused")
+                archive.writestr(f"policies/{path.relative_to(policies)}", data)
+    return buffer.getvalue()
+
+
 def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
     settings, serde, worker, policies_copy, tmp_path
 ):
@@ -220,6 +233,14 @@ def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
             assert "could not be simulated" in page.content()
             check(page, "ig-policy-change-refused")
             page.goto(f"{url}/ig/policy-change")
+            broken = tmp_path / "broken.zip"
+            broken.write_bytes(broken_zip(policies_copy))
+            page.set_input_files("#archive", str(broken))
+            with page.expect_navigation():
+                page.click("button:has-text('Run the simulation')")
+            assert "agreements/DSA-015.yaml" in page.content()
+            check(page, "ig-policy-change-malformed")
+            page.goto(f"{url}/ig/policy-change")
             good = tmp_path / "candidate.zip"
             good.write_bytes(candidate_zip(policies_copy))
             page.set_input_files("#archive", str(good))
@@ -287,6 +308,8 @@ def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
             assert FOOD in withheld
             check(page, "ig-who-received-answer")
 
+            # An IG officer never sees a list's contact details: the list is refused.
+            assert page.goto(f"{url}/lists/{FOOD}").status == 403
             # A coordinator trying an IG page is refused and the IG officer sees it.
             assert cora.goto(f"{url}/ig/agreements").status == 403
             page.goto(f"{url}/ig/access-log?kind=denied")
@@ -297,7 +320,9 @@ def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
         lists.close()
     print(
         f"browser part {time.monotonic() - started:.0f} s; axe-core per page: "
-        + json.dumps({k: len(v) for k, v in AXE_RESULTS.items()}),
+        + json.dumps(
+            {k: [f"{v['id']} ({v['impact']})" for v in found] for k, found in AXE_RESULTS.items()}
+        ),
         file=sys.stderr,
     )
     stored = "".join(p.read_text(errors="ignore") for p in tmp_path.rglob("*.json*") if p.is_file())
