@@ -155,3 +155,7 @@ def wait_for(
 
 def topics_of(settings: Settings) -> Topics:
     return Topics(settings)
+
+
+# The console's browser tests (a real `accord console`, system Chromium, axe-core).
+from .console_harness import browser, console_app  # noqa: E402, F401

@@ -1,0 +1,206 @@
+"""A coordinator's day in the console, in headless Chromium against the real stack and a
+real worker: sign in, a case published through the CLI appears without reloading, filters
+say what they hide, exports hold the filtered list, an outcome recorded on the case page
+flows back into the list, a closed case disappears (its tombstone); another recipient's
+list is 403 in the browser and through the API and lands in the access log. Every page is
+checked with axe-core (no serious or critical violation) and photographed to
+docs/screenshots/, at 1280x800 and at tablet width (768 px)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+import time
+from datetime import date
+
+import pytest
+from openpyxl import load_workbook
+
+from accord.coordinator import views
+from accord.core.pseudonym import person_key
+from accord.stack import processes
+from accord.synthetic.people import write_csv
+from accord.synthetic.records import lothian_people
+
+from .console_harness import TABLET, assert_accessible, screenshot
+
+pytestmark = pytest.mark.integration
+EDINBURGH = "city-of-edinburgh"
+USERS = {
+    "alice": ("coordinator", EDINBURGH),
+    "fiona": ("coordinator", "fife"),
+    "ian": ("ig", None),
+    "ada": ("admin", None),
+}
+
+
+def publish(settings, tmp_path, rows, name: str) -> None:
+    """As a board's data team would: `accord publish` of a CSV."""
+    path = tmp_path / f"{name}.csv"
+    write_csv(rows, path)
+    done = subprocess.run(
+        [sys.executable, "-m", "accord", "publish", "--as", "nhs-lothian"]
+        + ["-d", "shielding-list", str(path)],
+        env=processes.process_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def row_of(page, reference: str):
+    return page.locator(f"#case-{reference}")
+
+
+def test_a_coordinators_day_in_the_browser(settings, tmp_path, console_app, browser):
+    people = [r for r in lothian_people(12) if r["council_area"] == "City of Edinburgh"][:2]
+    for row in people:
+        row.update(effective_date=date.today().isoformat(), address_line2="Flat 2/1")
+        row.update(town="Edinburgh")
+    secret = settings.require_pseudonym_key()
+    first, second = (views.case_reference(person_key(secret, r["chi_number"])) for r in people)
+
+    pool = processes.Workers(settings, tmp_path, loglevel="info")
+    try:
+        pool.start()
+        app = console_app(USERS)
+
+        page = app.sign_in(browser, "alice")
+        assert page.url.endswith(f"/lists/{EDINBURGH}")
+        page.evaluate("() => { window.notReloaded = true }")
+
+        # A new case published through the CLI appears without reloading the page.
+        started = time.monotonic()
+        publish(settings, tmp_path, people, "lothian")
+        row_of(page, first).wait_for(timeout=120_000)
+        row_of(page, second).wait_for(timeout=30_000)
+        appeared_s = time.monotonic() - started
+        assert page.evaluate("() => window.notReloaded === true"), "the page was reloaded"
+        text = row_of(page, first).inner_text()
+        assert people[0]["family_name"] in text and "Flat 2/1" in text and "Edinburgh" in text
+        assert "welfare check" in text
+        print(f"published to shown in the open page: {appeared_s:.1f}s", file=sys.stderr)
+        assert_accessible(page, "coordinator: support list")
+        screenshot(page, "coordinator-list")
+
+        # Filters, by keyboard-operable controls, and what they hide.
+        page.get_by_label("high (0)").check()
+        page.get_by_role("button", name="Apply filters").click()
+        page.wait_for_url("**priority=high**")
+        assert "0 of 2 open cases shown" in page.locator("#list-count").inner_text()
+        assert "2 hidden by the filters" in page.locator("#list-count").inner_text()
+        assert_accessible(page, "coordinator: support list, filtered")
+        screenshot(page, "coordinator-list-filtered")
+        page.get_by_role("link", name="Clear filters").click()
+        page.get_by_label("welfare check (2)").check()
+        page.get_by_role("button", name="Apply filters").click()
+        page.wait_for_url("**need=welfare_check**")
+        assert "2 of 2 open cases shown" in page.locator("#list-count").inner_text()
+
+        # Exports of the filtered list: every released field, the references.
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Export CSV").click()
+        rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+        assert {r["reference"] for r in rows} == {first, second}
+        assert {r["address_line2"] for r in rows} == {"Flat 2/1"}
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Export Excel (.xlsx)").click()
+        assert download.value.suggested_filename.endswith(".xlsx")
+        sheet = load_workbook(io.BytesIO(download.value.path().read_bytes())).active
+        values = [[c.value for c in row] for row in sheet.iter_rows()]
+        assert len(values) == 3 and values[0][0] == "reference"
+
+        # Tablet width: the same list, usable.
+        page.set_viewport_size(TABLET)
+        assert_accessible(page, "coordinator: support list at 768 px")
+        screenshot(page, "coordinator-list-tablet")
+        page.set_viewport_size({"width": 1280, "height": 800})
+
+        # The case page; an outcome recorded there comes back into the list.
+        page.get_by_role("link", name=first).click()
+        page.wait_for_url(f"**/cases/{first}")
+        assert "DSA-" in page.content() and "Policy revision" in page.content()
+        assert_accessible(page, "coordinator: case")
+        screenshot(page, "coordinator-case")
+        page.get_by_role("button", name="Record outcome").click()  # nothing chosen
+        assert "There is a problem" in page.content()
+        assert_accessible(page, "coordinator: case, outcome form with errors")
+        page.get_by_label("welfare check").check()
+        page.get_by_label("What happened?").select_option("NO_ANSWER")
+        page.get_by_role("button", name="Record outcome").click()
+        page.get_by_text("The outcome was sent to the hub").wait_for()
+        screenshot(page, "coordinator-outcome-recorded")
+        page.get_by_role("link", name="Back to the support list").click()
+        page.wait_for_url(f"**/lists/{EDINBURGH}")
+        page.evaluate("() => { window.notReloaded = true }")
+        page.wait_for_function(
+            f"() => (document.querySelector('#case-{first}') || {{}}).innerText"
+            "?.includes('no answer')",
+            timeout=90_000,
+        )
+
+        # The welfare check met: the case closes and leaves the open list (a tombstone).
+        page.get_by_role("link", name=second).click()
+        page.get_by_label("welfare check").check()
+        page.get_by_label("What happened?").select_option("NEEDS_MET")
+        page.get_by_role("button", name="Record outcome").click()
+        page.get_by_text("The outcome was sent to the hub").wait_for()
+        page.get_by_role("link", name="Back to the support list").click()
+        page.evaluate("() => { window.notReloaded = true }")
+        row_of(page, second).wait_for(state="detached", timeout=90_000)
+        assert page.evaluate("() => window.notReloaded === true")
+        assert row_of(page, first).is_visible()
+
+        # Keyboard: the first Tab reaches the skip link, which is visible when focused.
+        page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.className").startswith("govuk-skip-link")
+
+        # Another recipient's list, by URL and by API call: 403, recorded.
+        response = page.goto(app.url("/lists/fife"))
+        assert response.status == 403 and "You cannot see this page" in page.content()
+        assert_accessible(page, "error: another recipient's list (403)")
+        screenshot(page, "forbidden")
+        api = page.request.get(app.url("/lists/fife/export.csv"))
+        assert api.status == 403
+        denied = [e for e in app.access_entries() if e["kind"] == "denied"]
+        assert {(e["user"], e["path"], e["status"]) for e in denied} >= {
+            ("alice", "/lists/fife", 403),
+            ("alice", "/lists/fife/export.csv", 403),
+        }
+        viewed = [e for e in app.access_entries() if e["kind"] == "viewed"]
+        assert viewed and all("Family" not in str(e) for e in viewed)
+        keys = {k for e in viewed for k in e["keys"]}
+        assert person_key(secret, people[0]["chi_number"]) in keys
+
+        page.goto(app.url("/review"))
+        assert_accessible(page, "coordinator: review queue (placeholder)")
+        screenshot(page, "coordinator-review-queue")
+
+        # A Fife coordinator sees only Fife's (empty) list, never Edinburgh's people.
+        fife = app.sign_in(browser, "fiona")
+        assert fife.url.endswith("/lists/fife")
+        assert people[0]["family_name"] not in fife.content()
+
+        # The sign-in page (with an error) and the administrator's users page.
+        context = browser.new_context(ignore_https_errors=True, bypass_csp=True)
+        app.contexts.append(context)
+        anonymous = context.new_page()
+        anonymous.goto(app.url("/sign-in"))
+        assert_accessible(anonymous, "sign-in")
+        screenshot(anonymous, "sign-in")
+        anonymous.get_by_label("User name").fill("alice")
+        anonymous.get_by_label("Password").fill("not the password")
+        anonymous.get_by_role("button", name="Sign in").click()
+        assert "The user name or password is not right" in anonymous.content()
+        assert_accessible(anonymous, "sign-in with an error")
+        admin = app.sign_in(browser, "ada")
+        admin.goto(app.url("/admin/users"))
+        assert_accessible(admin, "administrator: users")
+        screenshot(admin, "admin-users")
+    finally:
+        pool.stop()
+        for name, tail in pool.tails():
+            print(f"--- {name} (tail)\n{tail}", file=sys.stderr)
