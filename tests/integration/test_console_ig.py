@@ -9,7 +9,8 @@ food partner), an oversized upload refused with 413; DSA-015 suspended with a re
 its recipient's list seen to empty on the sharing page and in a coordinator's window;
 the decisions chart and the deny reasons citing the suspension; who-received for a CHI
 typed into the form (never in the URL or the page); the access log with a coordinator's
-refused attempt. axe-core (from the console's npm packages) runs on every page: no
+refused attempt. axe-core (from the console's npm packages, through the console browser
+harness: `console_harness.assert_accessible`) runs on every page: no
 serious or critical violation. Screenshots go to docs/screenshots/ig-*.png.
 """
 
@@ -29,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from accord.console.accesslog import AccessLog
-from accord.console.app import NODE_MODULES, assets_built, create_app
+from accord.console.app import assets_built, create_app
 from accord.console.lists import ShareLists
 from accord.console.users import UserStore
 from accord.core.topics import Topics
@@ -39,24 +40,19 @@ from accord.synthetic.people import write_csv
 from accord.synthetic.records import lothian_people, requests_for
 
 from .conftest import decoded, wait_for
+from .console_harness import assert_accessible, screenshot
 from .workload import send_native
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-AXE = NODE_MODULES / "axe-core" / "axe.min.js"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 FOOD = "community-food-network"
 PASSWORD = "a long test password"
 AREAS = ("City of Edinburgh", "Midlothian")
 
 
-def _needs_browser():
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
-    if not assets_built() or not AXE.is_file():
+def _needs_assets() -> None:
+    if not assets_built():
         pytest.skip("the console's assets are not built: run `make assets`")
-    return pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture
@@ -109,19 +105,10 @@ AXE_RESULTS: dict[str, list[dict]] = {}
 
 
 def check(page, name: str) -> None:
-    """axe-core on the page (no serious or critical violation), then a screenshot."""
-    page.add_script_tag(path=str(AXE))
-    violations = page.evaluate(
-        """async () => {
-            const r = await axe.run(document, {resultTypes: ['violations']});
-            return r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}));
-        }"""
-    )
-    AXE_RESULTS[name] = violations
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-    bad = [v for v in violations if v["impact"] in ("serious", "critical")]
-    assert not bad, f"{name}: axe-core found {bad}"
+    """axe-core on the page (no serious or critical violation; recorded in
+    docs/screenshots/axe-results.json), then its screenshot."""
+    AXE_RESULTS[name] = assert_accessible(page, name)
+    screenshot(page, name)
 
 
 def sign_in(context, url: str, username: str):
@@ -164,9 +151,9 @@ def broken_zip(policies: Path) -> bytes:
 
 
 def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
-    settings, serde, worker, policies_copy, tmp_path
+    settings, serde, worker, policies_copy, tmp_path, browser
 ):
-    sync_api = _needs_browser()
+    _needs_assets()
     # A Lothian list and support requests: the food partner gets its areas' requesters.
     rows = lothian_people(24)
     for row in rows:
@@ -203,10 +190,7 @@ def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
     app.state.ig_candidate_roots = [tmp_path]
     started = time.monotonic()
     try:
-        with served(app) as url, sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-            )
+        with served(app) as url:
             # axe-core is injected as a script, which the console's CSP (rightly) refuses.
             ig = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
             coordinator = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -315,7 +299,8 @@ def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
             page.goto(f"{url}/ig/access-log?kind=denied")
             assert "cora" in page.content() and "/ig/agreements" in page.content()
             check(page, "ig-access-log")
-            browser.close()
+            ig.close()
+            coordinator.close()
     finally:
         lists.close()
     print(
