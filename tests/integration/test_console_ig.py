@@ -256,6 +256,9 @@ def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
                 time.sleep(2)
                 page.reload()
             assert now_cell.inner_text().strip() == "0", page.content()[-3000:]
+            under = page.locator(f"[data-recipient-under='{FOOD}']").inner_text().strip()
+            assert under == "0"
+            assert f"{len(food_keys)} ({len(food_keys)})" in page.content()  # before
             row = page.locator("tr", has=now_cell).inner_text()
             check(page, "ig-sharing-stopped")
             print(f"\nsharing page after the suspension: {row}", file=sys.stderr)

@@ -484,3 +484,16 @@ def test_the_list_measure_counts_people_before_and_now_and_the_last_removal():
     assert m.last_tombstone_s == pytest.approx(1.5)
     empty = ig_status.measure_list("org", [], since=1.0)
     assert (empty.before, empty.now, empty.last_tombstone_s) == (0, 0, None)
+
+
+def test_the_list_measure_counts_people_under_the_changed_agreement_by_header():
+    records = [
+        (b"a", 10.0, False, "DSA-015"),
+        (b"b", 11.0, False, "DSA-010"),
+        (b"c", 12.0, False, ""),  # the recipient's own data
+        (b"a", 21.0, True, "DSA-015"),
+        (b"e", 22.0, False, "DSA-015"),
+    ]
+    m = ig_status.measure_list("org", records, since=20.0, agreement_id="DSA-015")
+    assert (m.before, m.under_before, m.now, m.under_now) == (3, 1, 3, 1)
+    assert ig_status.measure_list("org", records, 20.0).under_now == 0

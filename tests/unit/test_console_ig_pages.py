@@ -166,6 +166,7 @@ def test_suspending_needs_a_reason_and_a_csrf_token_then_changes_the_file(env):
     assert "DSA-015 is now suspended" in sharing
     assert 'data-recipient-now="community-food-network">1<' in sharing  # b remains
     assert "none yet" not in sharing  # the last removal after the change is timed
+    assert "(0)" in sharing  # the test's records carry no agreement header
     again = client.post(
         "/ig/agreements/DSA-015/status",
         data={"action": "suspend", "reason": "incident IG-7", "csrf_token": token},

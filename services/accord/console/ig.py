@@ -229,7 +229,13 @@ def change_status(
     )
     request.app.state.__dict__.setdefault("ig_measures", {})[agreement_id] = {
         "change": change,
-        "before": {org: len(records) for org, records in before.items()},
+        "before": {
+            org: (
+                (m := ig_status.measure_list(org, records, time.time(), agreement_id)).now,
+                m.under_now,
+            )
+            for org, records in before.items()
+        },
     }
     return RedirectResponse(f"/ig/agreements/{agreement_id}/sharing", status_code=303)
 
@@ -251,9 +257,16 @@ def _validator(folder: Path):
     return check
 
 
-def _list_records(request: Request, recipient: str) -> list[tuple[bytes | None, float, bool]]:
-    """(key, broker time s, tombstone) of every record of the recipient's share topic,
-    read as the console's principal; values are never decoded."""
+def _agreement_header(headers: Any) -> str:
+    for name, value in headers or ():
+        if name == "accord-agreement" and value:
+            return value.decode("utf-8", "replace")
+    return ""
+
+
+def _list_records(request: Request, recipient: str) -> list[tuple]:
+    """(key, broker time s, tombstone, agreement header) of every record of the
+    recipient's share topic, read as the console's principal; values are never decoded."""
     from accord.core.kafka import read_topic
 
     given = getattr(request.app.state, "ig_share_records", None)
@@ -265,7 +278,7 @@ def _list_records(request: Request, recipient: str) -> list[tuple[bytes | None, 
     topic = Topics(reader).share(recipient)
     try:
         return [
-            (m.key, m.timestamp / 1000, m.value is None)
+            (m.key, m.timestamp / 1000, m.value is None, _agreement_header(m.headers))
             for m in read_topic(reader, topic, idle_timeout_s=1.0, max_wait_s=20.0)
         ]
     except AccordError as exc:
@@ -284,8 +297,10 @@ def sharing_page(request: Request, user: IgUser, agreement_id: str) -> Response:
     change: ig_status.StatusChange = measured["change"]
     lists = []
     for org in ig_data.recipients_of(agreements[agreement_id]):
-        result = ig_status.measure_list(org, _list_records(request, org), change.changed_at)
-        lists.append((result, measured["before"].get(org, result.before)))
+        result = ig_status.measure_list(
+            org, _list_records(request, org), change.changed_at, agreement_id
+        )
+        lists.append((result, measured["before"].get(org, (result.before, result.under_before))))
     return render(
         request,
         "ig/sharing.html",

@@ -169,8 +169,8 @@ def changes(log_path: Path, agreement_id: str | None = None, limit: int = 50) ->
 
 @dataclass(frozen=True)
 class ListMeasure:
-    """One recipient's list around a change at `since` (from the share topic's keys and
-    broker timestamps only: no record is decoded)."""
+    """One recipient's list around a change at `since` (from the share topic's keys,
+    broker timestamps and `accord-agreement` headers only: no record is decoded)."""
 
     recipient: str
     before: int  # people on the list just before the change
@@ -178,25 +178,47 @@ class ListMeasure:
     tombstones: int  # removals since the change
     last_tombstone_s: float | None  # seconds from the change to the last removal
     shares_after: int  # records shared since the change
+    under_before: int = 0  # people held under the changed agreement just before it
+    under_now: int = 0  # ... and now
+
+
+Record = tuple  # (key, broker time s, is a tombstone[, agreement id of a share])
 
 
 def measure_list(
-    recipient: str, records: list[tuple[bytes | None, float, bool]], since: float
+    recipient: str, records: list[Record], since: float, agreement_id: str | None = None
 ) -> ListMeasure:
-    """`records`: (key, broker time in seconds, is a tombstone) in topic order."""
-    before: set[bytes] = set()
-    now: set[bytes] = set()
+    """`records`: (key, broker time in seconds, is a tombstone[, the agreement a share was
+    made under]) in topic order."""
+    before: dict[bytes, str] = {}
+    now: dict[bytes, str] = {}
     tombstones, shares_after, last = 0, 0, None
-    for key, at, tombstone in records:
+    for record in records:
+        key, at, tombstone = record[:3]
+        under = record[3] if len(record) > 3 else ""
         if key is None:
             continue
         if at <= since:
-            (before.discard if tombstone else before.add)(key)
-        else:
             if tombstone:
-                tombstones += 1
-                last = max(last or 0.0, at - since)
+                before.pop(key, None)
             else:
-                shares_after += 1
-        (now.discard if tombstone else now.add)(key)
-    return ListMeasure(recipient, len(before), len(now), tombstones, last, shares_after)
+                before[key] = under
+        elif tombstone:
+            tombstones += 1
+            last = max(last or 0.0, at - since)
+        else:
+            shares_after += 1
+        if tombstone:
+            now.pop(key, None)
+        else:
+            now[key] = under
+    return ListMeasure(
+        recipient,
+        len(before),
+        len(now),
+        tombstones,
+        last,
+        shares_after,
+        sum(1 for a in before.values() if agreement_id and a == agreement_id),
+        sum(1 for a in now.values() if agreement_id and a == agreement_id),
+    )
