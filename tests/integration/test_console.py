@@ -1,7 +1,7 @@
 """A coordinator's day in the console, in headless Chromium against the real stack and a
 real worker: sign in, a case published through the CLI appears without reloading, filters
 say what they hide, exports hold the filtered list, an outcome recorded on the case page
-flows back into the list, a closed case disappears (its tombstone); another recipient's
+flows back into the list, an opted-out person disappears (the hub's tombstone); another recipient's
 list is 403 in the browser and through the API and lands in the access log. Every page is
 checked with axe-core (no serious or critical violation) and photographed to
 docs/screenshots/, at 1280x800 and at tablet width (768 px)."""
@@ -13,7 +13,7 @@ import io
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from openpyxl import load_workbook
@@ -36,13 +36,16 @@ USERS = {
 }
 
 
-def publish(settings, tmp_path, rows, name: str) -> None:
+def publish(
+    settings, tmp_path, rows, name: str, dataset: str = "shielding-list", path=None
+) -> None:
     """As a board's data team would: `accord publish` of a CSV."""
-    path = tmp_path / f"{name}.csv"
-    write_csv(rows, path)
+    if path is None:
+        path = tmp_path / f"{name}.csv"
+        write_csv(rows, path)
     done = subprocess.run(
         [sys.executable, "-m", "accord", "publish", "--as", "nhs-lothian"]
-        + ["-d", "shielding-list", str(path)],
+        + ["-d", dataset, str(path)],
         env=processes.process_env(settings),
         capture_output=True,
         text=True,
@@ -142,14 +145,16 @@ def test_a_coordinators_day_in_the_browser(settings, tmp_path, console_app, brow
             timeout=90_000,
         )
 
-        # The welfare check met: the case closes and leaves the open list (a tombstone).
-        page.get_by_role("link", name=second).click()
-        page.get_by_label("welfare check").check()
-        page.get_by_label("What happened?").select_option("NEEDS_MET")
-        page.get_by_role("button", name="Record outcome").click()
-        page.get_by_text("The outcome was sent to the hub").wait_for()
-        page.get_by_role("link", name="Back to the support list").click()
+        # The second person opts out (the board publishes it): the hub's tombstone
+        # removes them from the open page.
         page.evaluate("() => { window.notReloaded = true }")
+        opt_out = tmp_path / "opt-out.csv"
+        opt_out.write_text(
+            "occurred_at,chi_number,scope,change\n"
+            f"{datetime.now(UTC).isoformat(timespec='seconds')},{people[1]['chi_number']},"
+            "ALL_SHARING,OPT_OUT\n"
+        )
+        publish(settings, tmp_path, None, "opt-out", dataset="consent-change", path=opt_out)
         row_of(page, second).wait_for(state="detached", timeout=90_000)
         assert page.evaluate("() => window.notReloaded === true")
         assert row_of(page, first).is_visible()

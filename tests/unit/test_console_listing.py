@@ -130,3 +130,20 @@ def test_outcomes_seen_keep_each_change_once():
     for outcome in (None, "NO_ANSWER", "NO_ANSWER", "DELIVERED"):
         note_outcome(seen, case(1, latest_outcome=outcome, latest_outcome_at=at))
     assert [o for o, _ in seen[f"{1:064x}"]] == ["NO_ANSWER", "DELIVERED"]
+
+
+def test_an_outcome_is_judged_by_the_ingestion_pipeline():
+    from accord.coordinator.outcomes import OutcomeRefused, outcome_event
+    from accord.ingest.pipeline import Location
+
+    where = Location("CONSOLE", "case", "case")
+    the_case = case(7, needs=["WELFARE_CHECK"])
+    accepted = outcome_event(
+        "city-of-edinburgh", the_case, "WELFARE_CHECK", "NO_ANSWER", None, where
+    )
+    event = accepted.event
+    assert event["case_key"] == the_case["case_key"] and event["source_org"] == "city-of-edinburgh"
+    assert event["request_id"] == views.case_reference(the_case["case_key"])
+    assert event["outcome"] == "NO_ANSWER" and event["need"] == "WELFARE_CHECK"
+    with pytest.raises(OutcomeRefused):
+        outcome_event("city-of-edinburgh", the_case, "WELFARE_CHECK", "NOT_A_THING", None, where)

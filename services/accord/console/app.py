@@ -302,6 +302,19 @@ def create_app(
         title, message = titles.get(exc.status_code, ("Something went wrong", str(exc.detail)))
         return error_page(request, exc.status_code, title, message, headers=exc.headers)
 
+    @app.exception_handler(Exception)
+    async def failed(request: Request, exc: Exception) -> Response:
+        # Logged with its type only: a message could quote a record.
+        log.error("console_request_failed", path=request.url.path, error=type(exc).__name__)
+        return error_page(
+            request,
+            500,
+            "Sorry, there is a problem with the console",
+            "Something went wrong on our side. If you were sending a form, it may not have "
+            "been saved.",
+            "Try again in a few minutes; if it goes on, tell your administrator.",
+        )
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         fields = sorted({str(e["loc"][-1]) for e in exc.errors() if e.get("loc")})

@@ -58,7 +58,7 @@ def outcome_event(
     )
     if isinstance(judged, Rejected):
         raise OutcomeRefused("; ".join(error.message for error in judged.errors))
-    judged.record["case_key"] = case["case_key"]
+    judged.event["case_key"] = case["case_key"]
     return judged
 
 
