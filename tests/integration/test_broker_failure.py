@@ -32,6 +32,7 @@ from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import Topics
 from accord.ingest.publish import publish_file
+from accord.ingest.readers import PublishInputError
 from accord.stack import local, processes
 
 from .cluster import accord, node_pid, three_brokers, wait_until_replicated
@@ -98,7 +99,8 @@ def publish(settings: Settings, mix: faults.CampaignInput) -> int:
     """Every partner's file, as `accord publish` does; the events Kafka acknowledged.
 
     On this loaded machine a broker of a cluster just provisioned has been seen refusing
-    a partner's first records (TOPIC_AUTHORIZATION_FAILED) for a few seconds although
+    a partner's first records (TOPIC_AUTHORIZATION_FAILED, or the topic not yet in the
+    partner's view of the metadata) for a few seconds although
     provisioning had found the grants applied on every broker: the file is then
     published again (stable event ids: the pipeline absorbs the repeats), at most 5
     times, and the retries are printed."""
@@ -108,8 +110,9 @@ def publish(settings: Settings, mix: faults.CampaignInput) -> int:
             try:
                 published += publish_file(settings, org, dataset, path).published
                 break
-            except InfrastructureError as exc:
-                if "TOPIC_AUTHORIZATION_FAILED" not in str(exc) or attempt == 5:
+            except (InfrastructureError, PublishInputError) as exc:
+                refused = "TOPIC_AUTHORIZATION_FAILED" in str(exc) or "does not exist" in str(exc)
+                if not refused or attempt == 5:
                     raise
                 retries += 1
                 time.sleep(3.0)

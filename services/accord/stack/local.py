@@ -880,7 +880,7 @@ def down(settings: Settings, report: Report, only: list[str] | None = None) -> N
         if is_kafka(component) and pids.get(component.name) is None:
             component.pid_file(settings).unlink(missing_ok=True)
             report(f"{component.name:<9} was not running")
-        elif _stop(settings, component):
+        elif _stop(settings, component) or is_kafka(component):  # it may be gone already
             report(f"{component.name:<9} stopped")
         else:
             report(f"{component.name:<9} was not running")
