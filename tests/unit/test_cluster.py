@@ -49,7 +49,7 @@ def test_nodes_take_ports_a_step_apart_and_the_bootstrap_lists_them_all(tmp_path
     ]
     assert nodes[0].home == tmp_path / "kafka"  # the single node's layout is kept
     assert settings.bootstrap_servers == "127.0.0.1:35092,127.0.0.1:35102,127.0.0.1:35112"
-    assert [c.name for c in local.components(settings)][-2:] == ["opa", "registry"]
+    assert [c.name for c in local.components(settings)][-3:] == ["opa", "registry", "console"]
 
 
 def test_settings_follow_the_node_count_the_stack_was_formatted_with(tmp_path):

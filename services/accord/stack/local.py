@@ -654,8 +654,6 @@ def _component(settings: Settings, name: str) -> Component:
     return next(c for c in components(settings) if c.name == name)
 
 
-
-
 # The console's npm packages (accord.console.app serves them); found by path, so the stack
 # does not import the service it starts.
 CONSOLE_ASSETS = Path(__file__).resolve().parents[1] / "console" / "assets"
