@@ -187,10 +187,6 @@ def test_a_coordinators_day_in_the_browser(settings, tmp_path, console_app, brow
         keys = {k for e in viewed for k in e["keys"]}
         assert person_key(secret, people[0]["chi_number"]) in keys
 
-        page.goto(app.url("/review"))
-        assert_accessible(page, "coordinator: review queue (placeholder)")
-        screenshot(page, "coordinator-review-queue")
-
         # A Fife coordinator sees only Fife's (empty) list, never Edinburgh's people.
         fife = app.sign_in(browser, "fiona")
         assert fife.url.endswith("/lists/fife")

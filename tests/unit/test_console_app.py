@@ -215,7 +215,7 @@ def test_sessions_expire_when_idle_and_after_the_maximum(console):
     client = TestClient(app)
     sign_in(client, "alice")
     clock.now += 99  # idle 100 s, maximum 250 s
-    assert client.get("/review").status_code == 200
+    assert client.get("/cases").status_code == 200
     clock.now += 101
     response = client.get(f"/lists/{EDINBURGH}", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/sign-in?expired=1"
@@ -224,7 +224,7 @@ def test_sessions_expire_when_idle_and_after_the_maximum(console):
     sign_in(client, "alice")
     for _ in range(2):
         clock.now += 90
-        assert client.get("/review").status_code == 200
+        assert client.get("/cases").status_code == 200
     clock.now += 90
     response = client.get(f"/lists/{EDINBURGH}/events", headers={"accept": "text/event-stream"})
     assert response.status_code == 401 and "Your session has ended" in response.text

@@ -79,6 +79,7 @@ ROUTER_MODULES: Final = (
     "accord.console.coordinator",
     "accord.console.admin",
     "accord.console.ig",
+    "accord.console.review",
 )
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024  # the largest upload (a policy directory's archive)
 

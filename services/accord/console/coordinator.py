@@ -8,8 +8,8 @@
                                                  seen, every released field, provenance
     POST /lists/{org}/cases/{reference}/outcome  record an outcome (CSRF-protected)
     GET  /lists/{org}/export.csv | export.xlsx   the filtered list, formulas made inert
-    GET  /review                                 the review queue of uncertain matches
-                                                 (not built yet: says so)
+
+The review queue of uncertain matches is an IG officer's page (`accord.console.review`).
 
 Every route checks that `org` is the coordinator's own organisation: another recipient's
 list is 403 and recorded in the access log; a recipient no agreement names is 404. Every
@@ -37,7 +37,6 @@ log = get_logger("accord.console")
 router = APIRouter()
 NAV = [
     NavItem("Support list", "/cases", (COORDINATOR,), prefix="/lists"),
-    NavItem("Review queue", "/review", (COORDINATOR,)),
 ]
 
 SSE_MIN_INTERVAL_S: Final = 1.0
@@ -342,9 +341,3 @@ def export_xlsx(request: Request, org: str, user: CoordinatorUser) -> Response:
         media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
     )
-
-
-@router.get("/review")
-def review_queue(request: Request, user: CoordinatorUser) -> Response:
-    """The review queue of uncertain matches: its place in the console, not built yet."""
-    return render(request, "coordinator/review.html", {"org": user.org})

@@ -1,0 +1,146 @@
+"""The console's review-queue pages through the real FastAPI application, with the engine's
+two Kafka calls (`pending`, `publish`) replaced by an in-memory queue: the list holds no
+personal data, a pair's page shows both records and is access-logged, a reject needs a
+reason, a reason that looks like personal data is a form error and nothing is published,
+a forged CSRF token changes nothing, and only IG officers reach the pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from accord.console import review as page
+from accord.console.app import create_app
+from accord.console.users import UserStore
+from accord.core.settings import Settings
+from accord.matching import review as engine
+
+from .test_console_app import FAST, PASSWORD, csrf, sign_in
+
+QUEUED = "1a" * 32
+LISTED = "2b" * 32
+
+
+def queued_review() -> engine.Review:
+    return engine.Review.from_item(
+        QUEUED,
+        {
+            "provisional_key": QUEUED,
+            "candidate_key": LISTED,
+            "block_key": "blk",
+            "dataset": "support-request",
+            "source_org": "city-of-edinburgh",
+            "probability": 0.62,
+            "weight": 0.7,
+            "evidence": [["given_name", "initial", 1.5], ["family_name", "exact", 8.2]],
+            "queued_at": (datetime.now(UTC) - timedelta(hours=3)).isoformat(),
+            "records": {
+                "queued": {"given_name": "M", "family_name": "Campbell"},
+                "candidate": {"given_name": "Morag", "family_name": "Campbell"},
+            },
+        },
+    )
+
+
+@pytest.fixture
+def console(tmp_path, monkeypatch):
+    settings = Settings(state_dir=tmp_path, console_tls=False)
+    users = UserStore(settings.console_users_path, FAST)
+    users.add("ian", "ig", PASSWORD)
+    users.add("alice", "coordinator", PASSWORD, org="city-of-edinburgh")
+    queue = [queued_review()]
+    published: list[dict] = []
+    monkeypatch.setattr(engine, "pending", lambda s: list(queue))
+
+    def publish(s, record):
+        published.append(record)
+        queue.clear()
+
+    monkeypatch.setattr(engine, "publish", publish)
+    monkeypatch.setattr(engine, "connection", lambda s: type("C", (), {"principal": s.principal}))
+    app = create_app(settings, users=users, lists=None)
+    return app, published
+
+
+def test_age_in_plain_words():
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    assert page.age(None, now) == "not known"
+    assert page.age("2026-12-02T11:59:30Z", now) == "less than a minute"
+    assert page.age("2026-12-02T11:00:00+00:00", now) == "1 hour"
+    assert page.age("2026-11-29T12:00:00", now) == "3 days"
+    assert page.age("yesterday", now) == "not known"
+
+
+def test_the_queue_lists_no_personal_data_and_a_pair_is_access_logged(console):
+    app, _ = console
+    client = TestClient(app)
+    sign_in(client, "ian")
+    listing = client.get("/ig/review")
+    assert listing.status_code == 200
+    assert QUEUED[:12] in listing.text and "62%" in listing.text and "3 hours" in listing.text
+    assert "Campbell" not in listing.text and "Morag" not in listing.text
+    assert 'href="/ig/review"' in listing.text  # in the IG navigation
+    assert client.get("/review").url.path == "/ig/review"
+    assert not app.state.access_log.entries("viewed")
+
+    pair = client.get(f"/ig/review/{QUEUED}")
+    assert pair.status_code == 200
+    assert "Morag" in pair.text and "initial (+1.5)" in pair.text and "62.0%" in pair.text
+    [entry] = app.state.access_log.entries("viewed")
+    assert entry["user"] == "ian" and set(entry["keys"]) == {QUEUED, LISTED}
+    assert "Morag" not in str(entry)
+    assert client.get(f"/ig/review/{'3c' * 32}").status_code == 404
+
+
+def test_reject_needs_a_reason_free_of_personal_data(console):
+    app, published = console
+    client = TestClient(app)
+    sign_in(client, "ian")
+    token = csrf(client.get(f"/ig/review/{QUEUED}").text)
+    url = f"/ig/review/{QUEUED}/decision"
+    for data, message in (
+        ({"action": "REJECT", "reason": ""}, "Say why the records are two different people"),
+        ({"action": "REJECT", "reason": "born 01/02/1950"}, "seems to hold a date"),
+        ({"action": "REJECT", "reason": "CHI 0101501234 differs"}, "seems to hold a number"),
+        ({"action": ""}, "Select whether the records are the same person"),
+    ):
+        response = client.post(url, data={**data, "csrf_token": token})
+        assert response.status_code == 400 and message in response.text
+        assert "There is a problem" in response.text
+        assert "0101501234" not in response.text  # a refused reason is not echoed
+    # A forged token: 403 and nothing published.
+    response = client.post(url, data={"action": "CONFIRM", "csrf_token": "forged"})
+    assert response.status_code == 403
+    assert published == []
+
+    response = client.post(
+        url,
+        data={"action": "REJECT", "reason": "two people: twins", "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303 and response.headers["location"].startswith("/ig/review?")
+    [record] = published
+    assert record["action"] == "REJECT" and record["reason"] == "two people: twins"
+    assert (record["person_key"], record["other_person_key"]) == (QUEUED, LISTED)
+    assert record["reviewer"] == "accord-reviewer" and record["reviewer_ref"] == "ian"
+    done = client.get(response.headers["location"])
+    assert "rejection was sent" in done.text and "No pair is waiting" in done.text
+    # Decided already: the pair's page and a second decision are 404, nothing more sent.
+    assert client.get(f"/ig/review/{QUEUED}").status_code == 404
+    assert client.post(url, data={"action": "CONFIRM", "csrf_token": token}).status_code == 404
+    assert len(published) == 1
+
+
+def test_only_ig_officers_review(console):
+    app, _ = console
+    client = TestClient(app)
+    sign_in(client, "alice")
+    assert client.get("/ig/review").status_code == 403
+    assert client.get(f"/ig/review/{QUEUED}").status_code == 403
+    assert 'href="/ig/review"' not in client.get("/cases").text
+    assert [e["path"] for e in app.state.access_log.entries("denied")] == [
+        f"/ig/review/{QUEUED}",
+        "/ig/review",
+    ]  # newest first
