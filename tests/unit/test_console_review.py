@@ -55,13 +55,12 @@ def console(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "pending", lambda s: list(queue))
 
     def publish(s, record):
-        published.append(record)
-        queue.clear()
+        published.append(record)  # the queue keeps the pair until the worker applies it
 
     monkeypatch.setattr(engine, "publish", publish)
     monkeypatch.setattr(engine, "connection", lambda s: type("C", (), {"principal": s.principal}))
     app = create_app(settings, users=users, lists=None)
-    return app, published
+    return app, published, queue
 
 
 def test_age_in_plain_words():
@@ -74,7 +73,7 @@ def test_age_in_plain_words():
 
 
 def test_the_queue_lists_no_personal_data_and_a_pair_is_access_logged(console):
-    app, _ = console
+    app, _, _ = console
     client = TestClient(app)
     sign_in(client, "ian")
     listing = client.get("/ig/review")
@@ -95,7 +94,7 @@ def test_the_queue_lists_no_personal_data_and_a_pair_is_access_logged(console):
 
 
 def test_reject_needs_a_reason_free_of_personal_data(console):
-    app, published = console
+    app, published, queue = console
     client = TestClient(app)
     sign_in(client, "ian")
     token = csrf(client.get(f"/ig/review/{QUEUED}").text)
@@ -127,14 +126,19 @@ def test_reject_needs_a_reason_free_of_personal_data(console):
     assert record["reviewer"] == "accord-reviewer" and record["reviewer_ref"] == "ian"
     done = client.get(response.headers["location"])
     assert "rejection was sent" in done.text and "No pair is waiting" in done.text
-    # Decided already: the pair's page and a second decision are 404, nothing more sent.
+    # Decided already (the hub applying it, still on its queue): hidden, the pair's page
+    # and a second decision are 404, nothing more is sent.
     assert client.get(f"/ig/review/{QUEUED}").status_code == 404
     assert client.post(url, data={"action": "CONFIRM", "csrf_token": token}).status_code == 404
     assert len(published) == 1
+    # Once the hub has taken the pair off its queue, the console forgets it.
+    queue.clear()
+    client.get("/ig/review")
+    assert app.state.review_decided == {}
 
 
 def test_only_ig_officers_review(console):
-    app, _ = console
+    app, _, _ = console
     client = TestClient(app)
     sign_in(client, "alice")
     assert client.get("/ig/review").status_code == 403

@@ -65,9 +65,19 @@ def age(queued_at: str | None, now: datetime | None = None) -> str:
     return "less than a minute"
 
 
+def _decided(request: Request) -> dict[str, str]:
+    """Review id -> decision id of the pairs this console has decided that the hub may not
+    have taken off the queue yet (the worker applies a decision within seconds)."""
+    state = request.app.state
+    if not hasattr(state, "review_decided"):
+        state.review_decided = {}
+    return state.review_decided
+
+
 def _pending(request: Request) -> list[engine.Review] | Response:
+    """The pairs waiting, less those decided here whose decision the hub is applying."""
     try:
-        return engine.pending(reviewer_settings(request))
+        reviews = engine.pending(reviewer_settings(request))
     except AccordError as exc:
         log.warning("console_review_unavailable", error=type(exc).__name__)
         return error_page(
@@ -77,6 +87,11 @@ def _pending(request: Request) -> list[engine.Review] | Response:
             "The console could not read the queue of uncertain matches from the hub just now.",
             "Try again in a minute. If it persists, ask the hub's operators.",
         )
+    decided = _decided(request)
+    waiting = {r.review_id for r in reviews}
+    for gone in set(decided) - waiting:
+        decided.pop(gone, None)  # applied: the hub took it off the queue
+    return [r for r in reviews if r.review_id not in decided]
 
 
 def _not_found(request: Request) -> Response:
@@ -182,6 +197,7 @@ def decide(
                 "Try again in a minute.",
             )
         else:
+            _decided(request)[review.review_id] = record["decision_id"]
             log.info(
                 "console_review_decided",
                 user=user.username,

@@ -1,0 +1,168 @@
+"""The review queue in the console, in headless Chromium (the system's, driven by
+Playwright's Python API) against the real stack: Kafka, the registry, OPA, a real
+`accord worker` and a real `accord console`. Two uncertain pairs are queued as in
+test_match_review (two listed people, then two requests without CHI, with an initial and
+no postcode); an IG officer signs in, sees the queue (no names), opens each pair (both
+records side by side, the evidence and score; access-logged with both keys), is refused a
+reason that holds a date (a form error, nothing sent), confirms one and rejects the other.
+The council coordinator's open list then loses the confirmed provisional person's case and
+keeps the rejected one's. axe-core on every page (no serious or critical violation);
+screenshots to docs/screenshots/ig-review-*.png."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from accord.coordinator import views
+from accord.core.credentials import REVIEWER
+from accord.core.pseudonym import person_key
+from accord.core.topics import SHIELDING_LIST, SUPPORT_REQUEST
+from accord.matching import review as engine
+from accord.stack import processes
+from accord.synthetic.records import START, lothian_people, shielding_entry, support_request
+
+from .console_harness import assert_accessible, screenshot
+from .workload import send_native
+
+pytestmark = pytest.mark.integration
+EDINBURGH = "city-of-edinburgh"
+USERS = {"ian": ("ig", None), "alice": ("coordinator", EDINBURGH)}
+
+
+def queue_two_pairs(settings, serde, worker) -> tuple[list[dict], list[str]]:
+    rows = [r for r in lothian_people(30) if r["council_area"] == "City of Edinburgh"][:2]
+    send_native(
+        settings,
+        serde,
+        SHIELDING_LIST,
+        "ShieldingListEntry",
+        [("nhs-lothian", shielding_entry(row)) for row in rows],
+    )
+    worker()
+    processes.wait_until_caught_up(settings)  # listed first: a later request is compared
+    later = START + timedelta(days=1)
+    requests = [
+        support_request(
+            row,
+            f"WEB-{i}",
+            at=later,
+            with_chi=False,
+            needs=["FINANCIAL"],
+            given_name=row["given_name"][0],
+            postcode=None,
+        )
+        for i, row in enumerate(rows)
+    ]
+    send_native(
+        settings,
+        serde,
+        SUPPORT_REQUEST,
+        "SupportRequest",
+        [(r["source_org"], r) for r in requests],
+    )
+    processes.wait_until_caught_up(settings)
+    secret = settings.require_pseudonym_key()
+    return rows, [person_key(secret, row["chi_number"]) for row in rows]
+
+
+def wait_rows(page, present: list[str], absent: list[str], timeout_s: float = 45) -> None:
+    """Until the open list shows every `present` case and none of `absent` (live, no reload)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shown = {ref: page.locator(f"#case-{ref}").count() > 0 for ref in present + absent}
+        if all(shown[r] for r in present) and not any(shown[r] for r in absent):
+            return
+        assert time.monotonic() < deadline, f"the list did not settle: {shown}"
+        time.sleep(0.5)
+
+
+def test_confirm_and_reject_from_the_review_page(
+    settings, serde, worker, tmp_path, console_app, browser
+):
+    rows, listed = queue_two_pairs(settings, serde, worker)
+    reviewer = settings.model_copy(update={"principal": REVIEWER})
+    queue = {item.candidate_key: item for item in engine.pending(reviewer)}
+    assert set(queue) == set(listed)
+    confirmed, rejected = queue[listed[0]], queue[listed[1]]
+    ref = views.case_reference
+
+    app = console_app(USERS)
+    # The council's coordinator has the list open: both provisional cases are on it.
+    council = app.sign_in(browser, "alice")
+    assert council.url.endswith(f"/lists/{EDINBURGH}")
+    wait_rows(council, [ref(confirmed.review_id), ref(rejected.review_id)], [])
+    council.evaluate("() => { window.notReloaded = true }")
+
+    page = app.sign_in(browser, "ian")
+    page.goto(app.url("/ig/review"))
+    table = page.locator("#review-queue")
+    assert "2 pairs waiting for review" in table.inner_text()
+    text = page.content()
+    for row in rows:  # the queue shows no personal data
+        assert row["family_name"] not in text and row["chi_number"] not in text
+    assert_accessible(page, "ig: review queue")
+    screenshot(page, "ig-review-queue")
+
+    # The first pair: both records side by side with the evidence; a reason holding a
+    # date is refused as a form error and nothing is sent.
+    page.locator(f"#review-{confirmed.short_id} a").click()
+    page.wait_for_load_state()
+    pair = page.locator("#side-by-side").inner_text()
+    assert rows[0]["family_name"] in pair and rows[0]["given_name"] in pair
+    assert "%" in page.locator("#probability").inner_text()
+    assert_accessible(page, "ig: review pair")
+    screenshot(page, "ig-review-pair")
+    page.get_by_label("Reject: two different people").check()
+    page.get_by_label("Why (required to reject)").fill("born on 01/02/1950, different")
+    page.get_by_role("button", name="Send decision").click()
+    page.wait_for_load_state()
+    assert "There is a problem" in page.content() and "seems to hold a date" in page.content()
+    assert_accessible(page, "ig: review reason refused")
+    screenshot(page, "ig-review-reason-refused")
+    assert len(engine.pending(reviewer)) == 2  # nothing decided
+    page.get_by_label("Confirm: the same person").check()
+    page.get_by_role("button", name="Send decision").click()
+    page.wait_for_load_state()
+    assert "confirmation was sent" in page.content()
+
+    # The second pair: rejected with a reason.
+    page.locator(f"#review-{rejected.short_id} a").click()
+    page.wait_for_load_state()
+    page.get_by_label("Reject: two different people").check()
+    page.get_by_label("Why (required to reject)").fill("different people: twins")
+    page.get_by_role("button", name="Send decision").click()
+    page.wait_for_load_state()
+    assert "rejection was sent" in page.content()
+    assert page.locator("#review-empty").count() == 1
+    assert_accessible(page, "ig: review queue decided")
+    screenshot(page, "ig-review-decided")
+
+    # The decisions flow back into matching: the confirmed provisional case leaves the
+    # council's open list (merged into the listed person), the rejected one stays.
+    wait_rows(
+        council,
+        [ref(listed[0]), ref(listed[1]), ref(rejected.review_id)],
+        [ref(confirmed.review_id)],
+        timeout_s=60,
+    )
+    assert council.evaluate("() => window.notReloaded") is True
+    screenshot(council, "ig-review-effect-on-list")
+    published = engine.decisions(reviewer)
+    assert [(d["action"], d["reviewer"], d["reviewer_ref"]) for d in published] == [
+        ("CONFIRM", REVIEWER, "ian"),
+        ("REJECT", REVIEWER, "ian"),
+    ]
+    assert published[1]["reason"] == "different people: twins"
+
+    # Every view of a pair is in the access log with both keys, never a name.
+    viewed = [e for e in app.access_entries() if e.get("what") == "review pair"]
+    assert {k for e in viewed for k in e["keys"]} >= {
+        confirmed.review_id,
+        confirmed.candidate_key,
+        rejected.review_id,
+        rejected.candidate_key,
+    }
+    assert all(rows[0]["family_name"] not in str(e) for e in app.access_entries())
