@@ -48,7 +48,8 @@ def reviewer_settings(request: Request) -> Settings:
 
 
 def age(queued_at: str | None, now: datetime | None = None) -> str:
-    """How long a pair has waited, in plain words ("3 hours", "2 days")."""
+    """How old the queued record is (when it occurred, as its publisher said: the pair has
+    waited since about then), in plain words ("3 hours", "2 days")."""
     if not queued_at:
         return "not known"
     try:
@@ -63,6 +64,14 @@ def age(queued_at: str | None, now: datetime | None = None) -> str:
             n = seconds // size
             return f"{n} {unit}{'' if n == 1 else 's'}"
     return "less than a minute"
+
+
+def day(queued_at: str | None) -> str:
+    """The queued record's date ("2 December 2026"), or "not known"."""
+    try:
+        return datetime.fromisoformat((queued_at or "")[:10]).strftime("%-d %B %Y")
+    except ValueError:
+        return "not known"
 
 
 def _decided(request: Request) -> dict[str, str]:
@@ -122,6 +131,7 @@ def queue_page(request: Request, user: IgUser) -> Response:
         {
             "reviews": reviews,
             "age": lambda r: age(r.queued_at, now),
+            "day": lambda r: day(r.queued_at),
             "decided": request.query_params.get("decided"),
             "action": request.query_params.get("action"),
         },
@@ -133,6 +143,7 @@ def _pair_context(review: engine.Review, **extra: Any) -> dict[str, Any]:
         "review": review,
         "rows": engine.side_by_side(review),
         "age": age(review.queued_at),
+        "day": day(review.queued_at),
         "actions": ACTIONS,
         "reason_max": engine.REASON_MAX,
         **extra,
