@@ -71,6 +71,13 @@ def test_age_in_plain_words():
     assert page.age("2026-11-29T12:00:00", now) == "3 days"
     assert page.age("yesterday", now) == "not known"
     assert page.day("2020-03-12T10:00:00Z") == "12 March 2020"
+    assert [page.percent(p) for p in (0.62, 0.9996, 1.0, 0.0, 0.0004)] == [
+        "62.0%",
+        "over 99.9%",
+        "100%",
+        "0.0%",
+        "under 0.1%",
+    ]
     assert page.day(None) == page.day("soon") == "not known"
 
 
@@ -80,7 +87,8 @@ def test_the_queue_lists_no_personal_data_and_a_pair_is_access_logged(console):
     sign_in(client, "ian")
     listing = client.get("/ig/review")
     assert listing.status_code == 200
-    assert QUEUED[:12] in listing.text and "62%" in listing.text and "(3 hours ago)" in listing.text
+    assert QUEUED[:12] in listing.text and "62.0%" in listing.text
+    assert "(3 hours ago)" in listing.text
     assert "Campbell" not in listing.text and "Morag" not in listing.text
     assert 'href="/ig/review"' in listing.text  # in the IG navigation
     assert client.get("/review").url.path == "/ig/review"

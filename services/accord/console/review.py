@@ -66,6 +66,18 @@ def age(queued_at: str | None, now: datetime | None = None) -> str:
     return "less than a minute"
 
 
+def percent(probability: float) -> str:
+    """A match probability as people read it: "62.0%", never a rounded-up "100%" for a
+    pair the matcher was not sure of ("over 99.9%")."""
+    if probability >= 1.0:
+        return "100%"
+    if probability > 0.999:
+        return "over 99.9%"
+    if 0.0 < probability < 0.001:
+        return "under 0.1%"
+    return f"{probability * 100:.1f}%"
+
+
 def day(queued_at: str | None) -> str:
     """The queued record's date ("2 December 2026"), or "not known"."""
     try:
@@ -132,6 +144,7 @@ def queue_page(request: Request, user: IgUser) -> Response:
             "reviews": reviews,
             "age": lambda r: age(r.queued_at, now),
             "day": lambda r: day(r.queued_at),
+            "percent": percent,
             "decided": request.query_params.get("decided"),
             "action": request.query_params.get("action"),
         },
@@ -144,6 +157,7 @@ def _pair_context(review: engine.Review, **extra: Any) -> dict[str, Any]:
         "rows": engine.side_by_side(review),
         "age": age(review.queued_at),
         "day": day(review.queued_at),
+        "percent": percent,
         "actions": ACTIONS,
         "reason_max": engine.REASON_MAX,
         **extra,
