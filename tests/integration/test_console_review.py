@@ -148,6 +148,12 @@ def test_confirm_and_reject_from_the_review_page(
         [ref(confirmed.review_id)],
         timeout_s=60,
     )
+    merged = council.locator(f"#case-{ref(listed[0])}")
+    deadline = time.monotonic() + 30
+    while "financial" not in merged.inner_text().lower():  # the request joined the person
+        assert time.monotonic() < deadline, merged.inner_text()
+        time.sleep(0.5)
+    assert "financial" not in council.locator(f"#case-{ref(listed[1])}").inner_text().lower()
     assert council.evaluate("() => window.notReloaded") is True
     screenshot(council, "ig-review-effect-on-list")
     # (keyed by person, over several partitions: no order between the two)
