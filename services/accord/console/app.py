@@ -76,6 +76,7 @@ MOJ_IMAGES: Final = NODE_MODULES / "@ministryofjustice" / "frontend" / "moj" / "
 # Modules whose `router` (and `NAV`) the console includes when they exist.
 ROUTER_MODULES: Final = (
     "accord.console.signin",
+    "accord.console.oidc",
     "accord.console.coordinator",
     "accord.console.admin",
     "accord.console.ig",
@@ -184,11 +185,14 @@ def create_app(
     hub: Settings | None = None,
     access_log: AccessLog | None = None,
     clock: Any = time.monotonic,
+    oidc: Any | None = None,
 ) -> FastAPI:
     """The console application. `settings` are the console's own (endpoints, state dir);
     `lists` the live recipient lists (`accord.console.lists.ShareLists`, started by
     `run_console`; None in tests that need no Kafka: the list pages then say the lists
-    are unavailable); `hub` the hub principal's settings (audit topic, OPA)."""
+    are unavailable); `hub` the hub principal's settings (audit topic, OPA); `oidc` the
+    OpenID Connect provider (`accord.console.oidc.OidcProvider`; by default the one the
+    settings describe, or none)."""
     app = FastAPI(
         title="Accord console",
         docs_url=None,
@@ -203,6 +207,11 @@ def create_app(
     app.state.access_log = access_log or AccessLog(settings.console_access_log_path)
     app.state.login_limiter = login_limiter(settings.console_login_per_minute)
     app.state.lists = lists
+    if oidc is None:
+        from accord.console.oidc import OidcProvider
+
+        oidc = OidcProvider.from_settings(settings)
+    app.state.oidc = oidc
     app.state.secure_cookies = settings.console_tls
     app.state.nav = []
     app.state.areas = [m for m in ROUTER_MODULES if _include(app, m, app.state.nav)]

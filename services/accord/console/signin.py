@@ -1,5 +1,7 @@
-"""Sign-in and sign-out of local users (Argon2id). A council's OpenID Connect provider
-(Entra ID) is not wired yet: see docs/operators.md.
+"""Sign-in and sign-out of local users (Argon2id), and the sign-in page, which also offers
+"Sign in with <provider>" when a council's OpenID Connect provider (Entra ID) is configured
+(`accord.console.oidc`). ACCORD_CONSOLE_LOCAL_USERS=false takes the user name and password
+form away (and refuses its POST with 403).
 
 Sign-in attempts are limited per user name and per client address
 (ACCORD_CONSOLE_LOGIN_PER_MINUTE): beyond it the answer is 429 with Retry-After, and
@@ -64,6 +66,8 @@ def sign_in_page(
             "error": error,
             "username": username,
             "expired": request.query_params.get("expired") == "1",
+            "local_users": request.app.state.settings.console_local_users,
+            "oidc_name": oidc.name if (oidc := getattr(request.app.state, "oidc", None)) else None,
         },
         status_code=status_code,
     )
@@ -86,6 +90,14 @@ def sign_in(
     username: Annotated[str, Form(max_length=MAX_FIELD_CHARS)] = "",
     password: Annotated[str, Form(max_length=MAX_FIELD_CHARS)] = "",
 ) -> Response:
+    if not request.app.state.settings.console_local_users:
+        return error_page(
+            request,
+            403,
+            "Sign-in with a user name and password is turned off",
+            "This console signs people in through their organisation's account only.",
+            "Go back to the sign-in page and use the button there.",
+        )
     username = username.strip().lower()
     if not username or not password:
         return sign_in_page(request, "Enter your user name and password", username, status_code=400)
