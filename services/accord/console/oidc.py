@@ -61,6 +61,7 @@ from accord.console.users import (
     check_username,
 )
 from accord.console.web import error_page, render
+from accord.core.errors import ConfigurationError
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
 
@@ -76,8 +77,9 @@ ALGORITHMS: Final = ("RS256",)
 HTTP_TIMEOUT_S: Final = 10.0
 
 
-class OidcConfigError(ValueError):
-    """The OIDC settings or the role map are incomplete or wrong (raised at start-up)."""
+class OidcConfigError(ConfigurationError):
+    """The OIDC settings or the role map are incomplete or wrong (raised at start-up: the
+    console refuses to start, saying which)."""
 
 
 class OidcRefused(Exception):
