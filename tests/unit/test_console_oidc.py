@@ -54,7 +54,9 @@ class StubProvider:
     """A minimal OpenID Connect provider. `tamper` changes the next ID token's claims or
     header; `sign_key` signs with another key (a forged token)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: str = "https://login.example.test", redirect: str = "") -> None:
+        self.base, self.issuer = base, f"{base}/tenant-1/v2.0"
+        self.redirect = redirect or REDIRECT
         self.key = RSAKey.generate_key(2048, parameters={"kid": "key-1", "use": "sig"})
         self.sign_key: RSAKey | None = None
         self.claims: dict[str, Any] = {
@@ -74,15 +76,15 @@ class StubProvider:
                 Route("/tenant-1/oauth2/v2.0/token", self.token, methods=["POST"]),
             ]
         )
-        self.client = TestClient(self.app, base_url="https://login.example.test")
+        self.client = TestClient(self.app, base_url=base)
 
     async def discovery(self, request: Request) -> JSONResponse:
         return JSONResponse(
             {
-                "issuer": ISSUER,
-                "authorization_endpoint": "https://login.example.test/tenant-1/oauth2/v2.0/authorize",
-                "token_endpoint": "https://login.example.test/tenant-1/oauth2/v2.0/token",
-                "jwks_uri": "https://login.example.test/tenant-1/v2.0/keys",
+                "issuer": self.issuer,
+                "authorization_endpoint": f"{self.base}/tenant-1/oauth2/v2.0/authorize",
+                "token_endpoint": f"{self.base}/tenant-1/oauth2/v2.0/token",
+                "jwks_uri": f"{self.base}/tenant-1/v2.0/keys",
                 "id_token_signing_alg_values_supported": ["RS256"],
                 "code_challenge_methods_supported": ["S256"],
             }
@@ -94,7 +96,7 @@ class StubProvider:
     async def authorize(self, request: Request) -> RedirectResponse:
         q = request.query_params
         assert q["response_type"] == "code" and q["client_id"] == CLIENT_ID
-        assert q["code_challenge_method"] == "S256" and q["redirect_uri"] == REDIRECT
+        assert q["code_challenge_method"] == "S256" and q["redirect_uri"] == self.redirect
         code = secrets.token_urlsafe(16)
         self.codes[code] = {
             "nonce": q["nonce"],
@@ -125,7 +127,7 @@ class StubProvider:
             return JSONResponse({"error": "invalid_grant"}, 400)
         now = int(time.time())
         claims = {
-            "iss": ISSUER,
+            "iss": self.issuer,
             "aud": CLIENT_ID,
             "iat": now,
             "nbf": now,
@@ -252,6 +254,13 @@ def test_sign_in_maps_an_app_role_to_a_coordinator_of_one_council(console, stub)
     assert client.get("/", follow_redirects=False).headers["location"] != "/sign-in"
     # The flow's cookie is used once: the same callback again is refused.
     assert FLOW_COOKIE not in client.cookies
+
+
+def test_sign_in_page_lets_its_form_lead_to_the_provider(console):
+    app, client = console
+    csp = client.get("/sign-in").headers["content-security-policy"]
+    assert "form-action 'self' https://login.example.test;" in csp
+    assert "script-src 'self';" in csp  # the rest of the policy as strict as elsewhere
 
 
 def test_group_object_id_maps_to_an_ig_officer(console, stub):

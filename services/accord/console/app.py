@@ -59,7 +59,7 @@ from accord.console.auth import (
     session_of,
 )
 from accord.console.users import ADMIN, COORDINATOR, IG, UserStore
-from accord.console.web import NavItem, PageError, error_page
+from accord.console.web import CSP, NavItem, PageError, error_page
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
 
@@ -82,12 +82,6 @@ ROUTER_MODULES: Final = (
     "accord.console.ig",
 )
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024  # the largest upload (a policy directory's archive)
-
-CSP: Final = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'; object-src 'none'"
-)
 
 
 class AssetsMissing(RuntimeError):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 import threading
@@ -303,6 +304,22 @@ class OidcProvider:
             self._keys = KeySet.import_key_set(self._get_json(self.metadata()["jwks_uri"]))
         return self._keys
 
+    def form_origins(self) -> list[str]:
+        """Where the sign-in page's form may lead (CSP form-action also covers the redirect
+        that follows a form): the issuer's origin and the authorization endpoint's."""
+        urls = [self.issuer]
+        try:
+            urls.append(self.metadata()["authorization_endpoint"])
+        except (httpx2.HTTPError, ValueError):
+            pass  # the issuer's origin only; the button's own page says when it is down
+        origins = []
+        for url in urls:
+            parts = urlsplit(url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+            if origin not in origins and all(c not in origin for c in " ;,'\""):
+                origins.append(origin)
+        return origins
+
     # the flow
 
     def begin(self) -> tuple[str, str]:
@@ -458,7 +475,13 @@ def username_for(claims: dict[str, Any]) -> str:
 
 
 def _loopback(url: str) -> bool:
-    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # --- routes ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from accord.console.auth import SESSION_COOKIE, csrf_protect, session_of
 from accord.console.users import User
-from accord.console.web import error_page, render
+from accord.console.web import CSP, error_page, render
 from accord.core.logging import get_logger
 from accord.gateway.limits import retry_after
 
@@ -59,6 +59,17 @@ def sign_in_page(
     if fresh:
         session = sessions.new()
         request.state.session = session  # so the form's CSRF field is this session's
+    oidc = getattr(request.app.state, "oidc", None)
+    headers = None
+    if oidc is not None:
+        # The provider's button: its form's redirect goes to the provider, which the CSP's
+        # form-action must allow (Chromium enforces it on the redirect).
+        origins = " ".join(oidc.form_origins())
+        headers = {
+            "Content-Security-Policy": CSP.replace(
+                "form-action 'self'", f"form-action 'self' {origins}"
+            )
+        }
     response = render(
         request,
         "signin.html",
@@ -67,9 +78,10 @@ def sign_in_page(
             "username": username,
             "expired": request.query_params.get("expired") == "1",
             "local_users": request.app.state.settings.console_local_users,
-            "oidc_name": oidc.name if (oidc := getattr(request.app.state, "oidc", None)) else None,
+            "oidc_name": oidc.name if oidc is not None else None,
         },
         status_code=status_code,
+        headers=headers,
     )
     if fresh:
         set_session_cookie(request, response, session.token)
