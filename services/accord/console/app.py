@@ -60,6 +60,7 @@ from accord.console.auth import (
 )
 from accord.console.users import ADMIN, COORDINATOR, IG, UserStore
 from accord.console.web import CSP, NavItem, PageError, error_page
+from accord.core import metrics
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
 
@@ -140,6 +141,9 @@ class ConsoleMiddleware:
                     if name not in names:
                         headers.append((name, value))
                 message = {**message, "headers": headers}
+                # By route template (never the raw path, which may carry a key or an id).
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                metrics.REQUESTS.labels("console", route, str(message["status"])).inc()
             await send(message)
 
         if scope["state"].get("too_large"):
