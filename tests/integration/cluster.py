@@ -45,6 +45,12 @@ def cluster_values(state_dir: Path, brokers: int = 3) -> dict[str, str]:
         "ACCORD_KAFKA_PORT_STEP": str(base.kafka_port_step),
         "ACCORD_REGISTRY_PORT": str(base.registry_port + offset),
         "ACCORD_OPA_PORT": str(base.opa_port + offset),
+        # Never the session stack's: a second registry or worker would find them taken.
+        "ACCORD_CONSOLE_PORT": str(base.console_port + offset),
+        "ACCORD_REGISTRY_METRICS_PORT": str(base.registry_metrics_port + offset),
+        "ACCORD_WORKER_METRICS_PORT": str(base.worker_metrics_port + offset),
+        "ACCORD_GATEWAY_METRICS_PORT": str(base.gateway_metrics_port + offset),
+        "ACCORD_CONSOLE_METRICS_PORT": str(base.console_metrics_port + offset),
         # Three JVMs beside the session's stack on a small machine.
         "ACCORD_KAFKA_HEAP": os.environ.get("ACCORD_TEST_CLUSTER_HEAP", "-Xms256m -Xmx512m"),
         "ACCORD_KAFKA_BROKERS": str(brokers),
@@ -89,7 +95,9 @@ def three_brokers(state_dir: Path) -> Iterator[tuple[Settings, dict[str, str]]]:
     values = cluster_values(state_dir)
     began = time.monotonic()
     try:
-        out = accord(values, "stack", "up", "--brokers", "3")
+        # The brokers, OPA and the registry: the tests need no console.
+        only = ("--only", "kafka", "--only", "opa", "--only", "registry")
+        out = accord(values, "stack", "up", "--brokers", "3", *only)
         print(f"cluster up in {time.monotonic() - began:.0f}s:\n{out}", file=sys.stderr)
         yield settings_of(values), values
     finally:

@@ -354,3 +354,23 @@ def test_a_flood_of_anonymous_sessions_signs_nobody_out(monkeypatch):
     for _ in range(50):
         store.new()
     assert store.get(signed_in.token)[0] is signed_in
+
+
+def test_requests_are_counted_by_route_template_never_the_raw_path(console):
+    from accord.core import metrics
+
+    app, _ = console
+    client = TestClient(app)
+    sign_in(client, "alice")
+
+    def count(route: str, status: str) -> float:
+        return metrics.REQUESTS.labels("console", route, status)._value.get()
+
+    before = count("/lists/{org}", "200")
+    client.get(f"/lists/{EDINBURGH}")
+    assert count("/lists/{org}", "200") == before + 1
+    forbidden = count("/lists/{org}", "403")
+    client.get("/lists/fife")
+    assert count("/lists/{org}", "403") == forbidden + 1
+    routes = {s.labels["route"] for m in metrics.REQUESTS.collect() for s in m.samples}
+    assert not any(EDINBURGH in route or "fife" in route for route in routes)

@@ -59,7 +59,8 @@ from accord.console.auth import (
     session_of,
 )
 from accord.console.users import ADMIN, COORDINATOR, IG, UserStore
-from accord.console.web import NavItem, PageError, error_page
+from accord.console.web import CSP, NavItem, PageError, error_page
+from accord.core import metrics
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
 
@@ -76,18 +77,13 @@ MOJ_IMAGES: Final = NODE_MODULES / "@ministryofjustice" / "frontend" / "moj" / "
 # Modules whose `router` (and `NAV`) the console includes when they exist.
 ROUTER_MODULES: Final = (
     "accord.console.signin",
+    "accord.console.oidc",
     "accord.console.coordinator",
     "accord.console.admin",
     "accord.console.ig",
     "accord.console.review",
 )
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024  # the largest upload (a policy directory's archive)
-
-CSP: Final = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'; object-src 'none'"
-)
 
 
 class AssetsMissing(RuntimeError):
@@ -146,6 +142,9 @@ class ConsoleMiddleware:
                     if name not in names:
                         headers.append((name, value))
                 message = {**message, "headers": headers}
+                # By route template (never the raw path, which may carry a key or an id).
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                metrics.REQUESTS.labels("console", route, str(message["status"])).inc()
             await send(message)
 
         if scope["state"].get("too_large"):
@@ -185,11 +184,14 @@ def create_app(
     hub: Settings | None = None,
     access_log: AccessLog | None = None,
     clock: Any = time.monotonic,
+    oidc: Any | None = None,
 ) -> FastAPI:
     """The console application. `settings` are the console's own (endpoints, state dir);
     `lists` the live recipient lists (`accord.console.lists.ShareLists`, started by
     `run_console`; None in tests that need no Kafka: the list pages then say the lists
-    are unavailable); `hub` the hub principal's settings (audit topic, OPA)."""
+    are unavailable); `hub` the hub principal's settings (audit topic, OPA); `oidc` the
+    OpenID Connect provider (`accord.console.oidc.OidcProvider`; by default the one the
+    settings describe, or none)."""
     app = FastAPI(
         title="Accord console",
         docs_url=None,
@@ -204,6 +206,11 @@ def create_app(
     app.state.access_log = access_log or AccessLog(settings.console_access_log_path)
     app.state.login_limiter = login_limiter(settings.console_login_per_minute)
     app.state.lists = lists
+    if oidc is None:
+        from accord.console.oidc import OidcProvider
+
+        oidc = OidcProvider.from_settings(settings)
+    app.state.oidc = oidc
     app.state.secure_cookies = settings.console_tls
     app.state.nav = []
     app.state.areas = [m for m in ROUTER_MODULES if _include(app, m, app.state.nav)]

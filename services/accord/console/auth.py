@@ -149,6 +149,14 @@ def current_user(request: Request) -> User:
     session = session_of(request)
     if session is None or session.user is None:
         raise SignInRequired(expired=getattr(request.state, "session_expired", False))
+    if session.user.source == "oidc":
+        # Signed in through the provider: the role map still gives the same role and org.
+        oidc = getattr(request.app.state, "oidc", None)
+        mapped = oidc.role_map.resolve(session.user.idp_values) if oidc is not None else None
+        if mapped is None or (mapped.role, mapped.org) != (session.user.role, session.user.org):
+            request.app.state.sessions.end(session.token)
+            raise SignInRequired(expired=True)
+        return session.user
     users = request.app.state.users
     now = users.get(session.user.username)
     if now is None or (now.role, now.org) != (session.user.role, session.user.org):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uvicorn
 
 from accord.console.app import create_app
+from accord.core import metrics
 from accord.core.credentials import CONSOLE
 from accord.core.kafka import as_principal
 from accord.core.logging import get_logger
@@ -26,6 +27,8 @@ def run_console(settings: Settings) -> None:
     from accord.console.lists import ShareLists
 
     hub = as_principal(settings, CONSOLE)
+    health = metrics.Health("console", metrics.standard_checks(settings, CONSOLE))
+    metrics.serve(health, settings.metrics_host, settings.console_metrics_port)
     lists = ShareLists(settings)
     app = create_app(settings, lists=lists, hub=hub)
     tls: dict[str, str] = {}

@@ -1,5 +1,7 @@
-"""Sign-in and sign-out of local users (Argon2id). A council's OpenID Connect provider
-(Entra ID) is not wired yet: see docs/operators.md.
+"""Sign-in and sign-out of local users (Argon2id), and the sign-in page, which also offers
+"Sign in with <provider>" when a council's OpenID Connect provider (Entra ID) is configured
+(`accord.console.oidc`). ACCORD_CONSOLE_LOCAL_USERS=false takes the user name and password
+form away (and refuses its POST with 403).
 
 Sign-in attempts are limited per user name and per client address
 (ACCORD_CONSOLE_LOGIN_PER_MINUTE): beyond it the answer is 429 with Retry-After, and
@@ -16,7 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from accord.console.auth import SESSION_COOKIE, csrf_protect, session_of
 from accord.console.users import User
-from accord.console.web import error_page, render
+from accord.console.web import CSP, error_page, render
 from accord.core.logging import get_logger
 from accord.gateway.limits import retry_after
 
@@ -57,6 +59,17 @@ def sign_in_page(
     if fresh:
         session = sessions.new()
         request.state.session = session  # so the form's CSRF field is this session's
+    oidc = getattr(request.app.state, "oidc", None)
+    headers = None
+    if oidc is not None:
+        # The provider's button: its form's redirect goes to the provider, which the CSP's
+        # form-action must allow (Chromium enforces it on the redirect).
+        origins = " ".join(oidc.form_origins())
+        headers = {
+            "Content-Security-Policy": CSP.replace(
+                "form-action 'self'", f"form-action 'self' {origins}"
+            )
+        }
     response = render(
         request,
         "signin.html",
@@ -64,8 +77,11 @@ def sign_in_page(
             "error": error,
             "username": username,
             "expired": request.query_params.get("expired") == "1",
+            "local_users": request.app.state.settings.console_local_users,
+            "oidc_name": oidc.name if oidc is not None else None,
         },
         status_code=status_code,
+        headers=headers,
     )
     if fresh:
         set_session_cookie(request, response, session.token)
@@ -86,6 +102,14 @@ def sign_in(
     username: Annotated[str, Form(max_length=MAX_FIELD_CHARS)] = "",
     password: Annotated[str, Form(max_length=MAX_FIELD_CHARS)] = "",
 ) -> Response:
+    if not request.app.state.settings.console_local_users:
+        return error_page(
+            request,
+            403,
+            "Sign-in with a user name and password is turned off",
+            "This console signs people in through their organisation's account only.",
+            "Go back to the sign-in page and use the button there.",
+        )
     username = username.strip().lower()
     if not username or not password:
         return sign_in_page(request, "Enter your user name and password", username, status_code=400)

@@ -64,6 +64,10 @@ class User:
     role: str
     org: str | None = None
     display_name: str | None = None
+    # "local" (the users file) or "oidc" (the council's provider; `idp_values` are the app
+    # roles and group ids its ID token carried, re-checked against the role map).
+    source: str = "local"
+    idp_values: tuple[str, ...] = ()
 
     @property
     def role_name(self) -> str:

@@ -44,6 +44,13 @@ class NavItem:
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
+# The pages' Content-Security-Policy (ConsoleMiddleware adds it where a response has none).
+CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; object-src 'none'"
+)
+
 
 @pass_context
 def csrf_field(context: dict[str, Any]) -> Markup:

@@ -276,6 +276,42 @@ class Settings(BaseSettings):
         description="Sign-in attempts per minute allowed per user name and per client address "
         "(a burst of the same number), beyond which the console answers 429.",
     )
+    console_local_users: bool = Field(
+        True,
+        description="Offer sign-in with the console's local users (the users file). Set false "
+        "where everyone signs in through the council's OpenID Connect provider.",
+    )
+    # Sign-in through a council's OpenID Connect provider (Entra ID): on when the issuer,
+    # client id, client secret file and redirect URL are all set (docs/operators.md).
+    console_oidc_issuer: str | None = Field(
+        None,
+        description="The OpenID Connect issuer, e.g. https://login.microsoftonline.com/"
+        "<tenant id>/v2.0 (its .well-known/openid-configuration is read at sign-in).",
+    )
+    console_oidc_client_id: str | None = Field(
+        None, description="The console's client (application) id at the provider."
+    )
+    console_oidc_client_secret_file: Path | None = Field(
+        None,
+        description="A file (0600) holding the console's client secret; never the value itself.",
+    )
+    console_oidc_redirect_url: str | None = Field(
+        None,
+        description="The redirect URI registered at the provider: the console's address "
+        "followed by /sign-in/oidc/callback.",
+    )
+    console_oidc_provider_name: str = Field(
+        "Microsoft Entra ID",
+        description="The provider's name on the sign-in button (Sign in with <name>).",
+    )
+    console_oidc_roles_file: Path | None = Field(
+        None,
+        description="Which app roles or group object ids give which console role and "
+        "organisation [default: <state_dir>/console/oidc-roles.json].",
+    )
+    console_oidc_scopes: str = Field(
+        "openid profile", description="The scopes the console asks the provider for."
+    )
 
     # Partners' files: what a workbook may inflate to before it is parsed.
     xlsx_max_inflated_bytes: int = Field(
@@ -391,6 +427,10 @@ class Settings(BaseSettings):
     @property
     def console_users_path(self) -> Path:
         return self.console_users_file or self.state_dir / "console" / "users.json"
+
+    @property
+    def console_oidc_roles_path(self) -> Path:
+        return self.console_oidc_roles_file or self.console_dir / "oidc-roles.json"
 
     @property
     def console_dir(self) -> Path:
