@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import threading
 import time
@@ -61,19 +60,11 @@ class Served:
 
 
 @pytest.fixture
-def chromium() -> Iterator[Any]:
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        pytest.skip(f"Chromium is not installed at {CHROMIUM}: `apt-get install chromium`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+def chromium(browser: Any) -> Any:
+    """The suite's one headless Chromium (`console_harness.browser`, session-scoped): a
+    second Playwright started in the same process refuses to run inside the first one's
+    event loop, so this module never starts its own."""
+    return browser
 
 
 @pytest.fixture
