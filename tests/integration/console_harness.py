@@ -158,9 +158,12 @@ def console_app(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Co
         print(f"--- console log (tail)\n{app.log_path.read_text()[-3000:]}", file=sys.stderr)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium from the system's packages (never a downloaded build)."""
+    """Headless Chromium from the system's packages (never a downloaded build), one per
+    test module: Playwright's sync API keeps its event loop running in this thread while it
+    is open, so every later `asyncio.run()` in the session (the unit tier runs after this
+    one) would fail if it stayed open to the session's end."""
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         pytest.skip(
             f"Chromium is not installed at {CHROMIUM}: `apt-get install chromium` (make test "

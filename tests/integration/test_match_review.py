@@ -90,7 +90,8 @@ def test_confirm_reject_and_split_on_the_real_stack(settings, serde, worker):
     assert engine.pending(reviewer) == []  # both settled
     reasons = withdrawals(settings, serde, confirmed.review_id)
     assert reasons and all(confirm["decision_id"] in r for r in reasons)
-    published = engine.decisions(reviewer)
+    # One per partition of hub.match.decisions: their order across partitions is not kept.
+    published = sorted(engine.decisions(reviewer), key=lambda d: d["action"])
     assert [(d["action"], d["reviewer"]) for d in published] == [
         ("CONFIRM", REVIEWER),
         ("REJECT", REVIEWER),

@@ -46,7 +46,9 @@ def test_a_rolling_restart_of_every_worker_keeps_every_list(settings, serde, tmp
         joined = time.monotonic() - began
         lag = processes.worker_lag(settings)
         pool.roll(on_step=lambda _: steps.append(time.monotonic() - began))
-        processes.wait_until_caught_up(settings, 180.0, workers=pool.started[-WORKERS:])
+        # Three workers, the broker, OPA and the registry on 2 shared cores: a busy machine
+        # catches up slowly after the last restart (131 s from the start when quiet).
+        processes.wait_until_caught_up(settings, 420.0, workers=pool.started[-WORKERS:])
         done = time.monotonic() - began
     print(
         f"\nrolling restart of {WORKERS} workers: joined at {joined:.0f}s with lag {lag}, "
