@@ -238,42 +238,15 @@ def read_topic(
 
     Read-committed: the audit is written in transactions, and a record of an aborted one
     (a failed or fenced write, written again since) never happened."""
-    reader = consumer(
-        target,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=int(idle_timeout_s * 1000),
-        isolation_level="read_committed",
-    )
-    try:
-        partitions = reader.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return
-        reader.assign(tps)
-        reader.seek_to_beginning(*tps)
-        end = reader.end_offsets(tps)
-        deadline = time.monotonic() + max_wait_s
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining and time.monotonic() < deadline:
-            batch = reader.poll(timeout_ms=500, max_records=5000)
-            for tp, records in batch.items():
-                for record in records:
-                    yield record
-                    if record.offset + 1 >= end[tp]:
-                        remaining.discard(tp)
-            for tp in list(remaining):
-                if reader.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-    finally:
-        reader.close()
+    yield from read_topics(target, [topic], idle_timeout_s, max_wait_s)
 
 
 def read_topics(
     target: Connectable, topics: list[str], idle_timeout_s: float = 2.0, max_wait_s: float = 120.0
 ) -> Iterator[Any]:
-    """`read_topic` over several topics with one consumer (one sign-in, one fetch
-    session): every committed record of each from its beginning to its current end."""
+    """Every committed record of each of `topics` from its beginning to its current end,
+    with one consumer (one sign-in, one fetch session), then stop (read-committed: see
+    `read_topic`)."""
     reader = consumer(
         target,
         enable_auto_commit=False,
