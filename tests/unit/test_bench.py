@@ -8,7 +8,15 @@ from click.testing import CliRunner
 from accord.bench import stages
 from accord.bench.commands import bench
 from accord.bench.measure import percentile
-from accord.bench.run import HALF, Figures, ModeResult, Plan, parse_counts, parse_rates
+from accord.bench.run import (
+    HALF,
+    Figures,
+    ModeResult,
+    Plan,
+    later_runs,
+    parse_counts,
+    parse_rates,
+)
 from accord.bench.scotland import STRANGERS, request_share
 from accord.bench.suspension import closest, live_view, main_agreement
 from accord.synthetic.workload import people_for
@@ -280,6 +288,19 @@ def test_the_full_plan_asks_for_every_figure():
     assert plan.people == (180_000, 1_000_000)
     assert plan.suspension and plan.scotland
     assert Plan().full().sizes == (50_000, 200_000, 1_000_000)
+
+
+def test_the_runs_after_the_main_one_go_smallest_first():
+    # a long run stopped early has then reported every shorter one
+    assert later_runs(Plan().full()) == [
+        ("size", 50_000),
+        ("people", 180_000),
+        ("size", 200_000),
+        ("scotland", 230_000),
+        ("size", 1_000_000),
+        ("people", 1_000_000),
+    ]
+    assert later_runs(Plan()) == []
 
 
 def test_linear_cost_compares_each_size_with_the_first():

@@ -563,38 +563,58 @@ def run_bench(settings: Settings, plan: Plan) -> Figures:
     try:
         with IsolatedOpa(settings, bench.policies, watch=True, log_file=opa_log) as opa, progress:
             bench.settings = settings.model_copy(update={"opa_url": opa.url})
-            measure_all(bench, figures)
+            measure_all(bench, figures, lambda: write_figures(figures, plan.json_path))
     finally:
         bench.release_all()
         shutil.rmtree(bench.policies, ignore_errors=True)
     report(console, figures)
     if plan.json_path is not None:
-        plan.json_path.write_text(json.dumps(figures.as_json(), indent=2) + "\n")
+        write_figures(figures, plan.json_path)
         console.print(f"  figures written to {plan.json_path}")
     return figures
 
 
-def measure_all(bench: Bench, figures: Figures) -> None:
+def write_figures(figures: Figures, path: Path | None) -> None:
+    """The figures so far as JSON (after every run, so a stopped bench keeps them)."""
+    if path is not None:
+        path.write_text(json.dumps(figures.as_json(), indent=2) + "\n")
+
+
+def later_runs(plan: Plan) -> list[tuple[str, int]]:
+    """The runs after the main one, smallest first (by events to process), so that a long
+    run stopped early has already reported every shorter one."""
+    runs = [("size", size) for size in plan.sizes]
+    runs += [("people", people) for people in plan.people]
+    if plan.scotland:
+        runs.append(("scotland", plan.scotland_people + plan.scotland_requests))
+    return sorted(runs, key=lambda run: run[1])
+
+
+def measure_all(bench: Bench, figures: Figures, checkpoint: Callable[[], None]) -> None:
+    """Every run the plan asks for; `checkpoint` after each, with the figures so far."""
     plan = bench.plan
     if any(mode in plan.modes for mode in ("raw", "faust", "governed")):
         with figures.phase("main"):
             main_run(bench, figures)
-    for size in plan.sizes:
-        main = figures.modes.get("governed")
-        if main is not None and main.events == size and plan.workers == 1:
-            figures.sizes.append(main)  # the main run's (c) is this size's figure
-            continue
-        with figures.phase(f"size {size}"):
-            events = workload.load(bench.settings, size, plan.seed, bench.say)
-            figures.sizes.append(bench.throughput(f"size{size}", events, 1, plan.partitions))
-    for people in plan.people:
-        with figures.phase(f"people {people}"):
-            figures.people.append(rss_by_people(bench, people))
-    if plan.scotland:
-        from accord.bench import scotland
+        checkpoint()
+    for kind, count in later_runs(plan):
+        if kind == "size":
+            main = figures.modes.get("governed")
+            if main is not None and main.events == count and plan.workers == 1:
+                figures.sizes.append(main)  # the main run's (c) is this size's figure
+                continue
+            with figures.phase(f"size {count}"):
+                events = workload.load(bench.settings, count, plan.seed, bench.say)
+                figures.sizes.append(bench.throughput(f"size{count}", events, 1, plan.partitions))
+        elif kind == "people":
+            with figures.phase(f"people {count}"):
+                figures.people.append(rss_by_people(bench, count))
+        else:
+            from accord.bench import scotland
 
-        with figures.phase("scotland"):
-            figures.scotland = scotland.measure(bench)
+            with figures.phase("scotland"):
+                figures.scotland = scotland.measure(bench)
+        checkpoint()
     figures.scale_out_partitions = plan.scale_out_partitions
     for count in plan.scale_out:
         with figures.phase(f"scale-out {count}"):
