@@ -254,6 +254,7 @@ def _similar(a: str, b: str) -> bool:
     return JaroWinkler.similarity(a, b) >= 0.9
 
 
+@functools.lru_cache(maxsize=1 << 16)  # names repeat: each pair is judged once
 def given_level(a: tuple[str, tuple[str, ...]], b: tuple[str, tuple[str, ...]]) -> str | None:
     """Level of two given names, as (key, tokens); None when either is missing."""
     key_a, tokens_a = a
@@ -278,6 +279,7 @@ def given_level(a: tuple[str, tuple[str, ...]], b: tuple[str, tuple[str, ...]]) 
     return "different"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # names repeat: each pair is judged once
 def family_level(a: tuple[str, tuple[str, ...]], b: tuple[str, tuple[str, ...]]) -> str | None:
     """Level of two family names, as (key, tokens); None when either is missing."""
     key_a, tokens_a = a

@@ -3,7 +3,12 @@
 Normalisation is for comparison only: the hub never rewrites a partner's record.
 Names are casefolded with accents stripped (Siobhán ~ Siobhan), apostrophes dropped
 (O'Neill ~ ONeill), hyphens read as spaces (Douglas-Hamilton has two parts), and the
-Scottish patronymic prefixes Mc, M' and Mac read alike (McDonald ~ MacDonald).
+Scottish patronymic prefixes Mc, M' and Mac read alike (McDonald ~ MacDonald), and a
+digit inside a name read as the letter it looks like (Is1a ~ Isla). Fields filled in the
+wrong box are put back as a form would have split them: the whole name in the given-name
+field (no family name) is split, and a postcode written at the end of the address line
+(no postcode) is taken out into the postcode. A postcode with letters and digits
+confused is put right where the UK format allows only one.
 
 Bad input is normalised, never refused: letters of any script are kept (a name in
 Cyrillic or Han compares with itself), a name is cut at `NAME_LIMIT` characters so that a
