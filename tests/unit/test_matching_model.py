@@ -100,6 +100,11 @@ def test_training_learns_m_and_u_and_chooses_thresholds(tmp_path: Path) -> None:
     for name in ("given_name", "family_name", "date_of_birth"):
         assert levels[name, "exact"]["m"] > 10 * levels[name, "exact"]["u"]
         assert levels[name, "different"]["u"] > levels[name, "different"]["m"]
+    # No partial agreement is weaker evidence than clear disagreement, even a level the
+    # training barely saw among matches (same_sector, similar family names).
+    for name, labels in COMPARISONS.items():
+        floor = levels[name, labels[-1]]["bayes_factor_log2"]
+        assert all(levels[name, label]["bayes_factor_log2"] >= floor for label in labels)
     thresholds = model["thresholds"]
     assert thresholds["no_match_weight"] <= thresholds["match_weight"]
     assert thresholds["expected_on_training_requests"]["expected_precision"] >= 0.999
@@ -130,6 +135,16 @@ def test_training_learns_m_and_u_and_chooses_thresholds(tmp_path: Path) -> None:
         (
             "postcode and date of birth wrong",
             replace(PERSON, postcode="IV9 9ZZ", date_of_birth=date(1915, 5, 17)),
+        ),
+        (
+            "postcode written into the address line, date of birth missing",
+            replace(
+                PERSON, postcode=None, address_line1="7 Academy Street, IV2 3PX", date_of_birth=None
+            ),
+        ),
+        (
+            "postcode misread (1 for I), date of birth wrong",
+            replace(PERSON, postcode="1V2 3PX", date_of_birth=date(1915, 5, 17)),
         ),
     ],
 )

@@ -37,6 +37,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import jellyfish
 from rapidfuzz import fuzz
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
@@ -66,7 +67,7 @@ Outcome = Literal["MATCH", "NO_MATCH", "REVIEW"]
 
 COMPARISONS: Final[dict[str, tuple[str, ...]]] = {
     "given_name": ("exact", "alias", "fuzzy", "initial", "different"),
-    "family_name": ("exact", "part", "fuzzy", "different"),
+    "family_name": ("exact", "part", "fuzzy", "similar", "different"),
     "date_of_birth": ("exact", "typo", "near", "different"),
     "location": (
         "same_address",
@@ -81,7 +82,9 @@ COMPARISONS: Final[dict[str, tuple[str, ...]]] = {
 """Comparisons and their levels, strongest first (what a model file must give m and u for).
 
 given_name alias: a nickname, spelling variant or one part of a double name; family_name
-part: one part of a hyphenated or double name; date_of_birth typo: one digit, or day and
+part: one part of a hyphenated or double name, fuzzy: one edit or Jaro-Winkler >= 0.9,
+similar: further apart but alike (two edits, Jaro-Winkler >= 0.85 or the same Metaphone
+code: a phonetic respelling or a misread pair of letters); date_of_birth typo: one digit, or day and
 month swapped, near: two digits; location address_in_district: the postcode wrong or
 missing but the same street and number.
 """
@@ -109,6 +112,10 @@ def __getattr__(name: str) -> float:
     """The constants of the hand-set model before training, now read from the trained one
     (kept so that older imports of MATCH_THRESHOLD, NO_MATCH_THRESHOLD and
     PRIOR_LOG2_ODDS still work)."""
+    if name not in ("MATCH_THRESHOLD", "NO_MATCH_THRESHOLD", "PRIOR_LOG2_ODDS"):
+        # Not a reason to read the model (the import system asks for __path__, say): an
+        # unreadable model file must not break importing this module.
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     model = default_model()
     if name == "MATCH_THRESHOLD":
         return model.match_weight
@@ -247,6 +254,7 @@ def _similar(a: str, b: str) -> bool:
     return JaroWinkler.similarity(a, b) >= 0.9
 
 
+@functools.lru_cache(maxsize=1 << 16)  # names repeat: each pair is judged once
 def given_level(a: tuple[str, tuple[str, ...]], b: tuple[str, tuple[str, ...]]) -> str | None:
     """Level of two given names, as (key, tokens); None when either is missing."""
     key_a, tokens_a = a
@@ -260,17 +268,18 @@ def given_level(a: tuple[str, tuple[str, ...]], b: tuple[str, tuple[str, ...]]) 
         return "initial" if first_a[0] == first_b[0] else "different"
     if set(tokens_a) <= set(tokens_b) or set(tokens_b) <= set(tokens_a):
         return "alias"
+    if are_distinct_names(first_a, first_b):
+        return "different"  # before nicknames: Marjorie is not a Margaret
     if nickname_groups(first_a) & nickname_groups(first_b) or nickname_groups(
         key_a
     ) & nickname_groups(key_b):
         return "alias"
-    if are_distinct_names(first_a, first_b):
-        return "different"
     if _similar(key_a, key_b):
         return "fuzzy"
     return "different"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # names repeat: each pair is judged once
 def family_level(a: tuple[str, tuple[str, ...]], b: tuple[str, tuple[str, ...]]) -> str | None:
     """Level of two family names, as (key, tokens); None when either is missing."""
     key_a, tokens_a = a
@@ -285,7 +294,33 @@ def family_level(a: tuple[str, tuple[str, ...]], b: tuple[str, tuple[str, ...]])
         return "part"
     if _similar(key_a, key_b):
         return "fuzzy"
+    if _alike(key_a, key_b):
+        return "similar"
     return "different"
+
+
+def _alike(a: str, b: str) -> bool:
+    """Further than a typo but plainly the same family name misspelt: one edit in a name
+    of three letters, two in one of five or more, Jaro-Winkler >= 0.85, or the same
+    Metaphone code (Philips ~ Filips, Wardlaw ~ Wardlavv). Only for family names: the
+    people it could confuse (relatives) share the family name anyway, and a merge still
+    needs the given name and the date of birth."""
+    shorter = min(len(a), len(b))
+    if shorter < 3:
+        return False
+    edits = DamerauLevenshtein.distance(a, b, score_cutoff=2)
+    if edits <= 1 or (shorter >= 5 and edits <= 2):
+        return True
+    if JaroWinkler.similarity(a, b) >= 0.85:
+        return True
+    if not (a.isascii() and b.isascii()):
+        return False
+    code = _metaphone(a)
+    return len(code) >= 2 and code == _metaphone(b)
+
+
+_metaphone: Final = functools.lru_cache(maxsize=65_536)(jellyfish.metaphone)
+"""Metaphone of a folded name; names repeat, so each is coded once."""
 
 
 def dob_level(a: date | None, b: date | None) -> str | None:
@@ -414,23 +449,28 @@ def _identifier(a: Features, b: Features) -> tuple[str, str] | None:
 
 
 _GIVEN_AGREES: Final = frozenset({"exact", "alias", "fuzzy"})
-_FAMILY_AGREES: Final = frozenset({"exact", "part", "fuzzy"})
+_FAMILY_AGREES: Final = frozenset({"exact", "part", "fuzzy", "similar"})
+_HOME: Final = frozenset({"same_address", "same_postcode"})
 
 
 def _enough_for_a_merge(
     given: str | None, family: str | None, dob: str | None, location: str | None
 ) -> bool:
-    """Both names and the date of birth agree at least approximately; or the family name
-    is missing and the given name, the date of birth and the home agree exactly.
+    """Both names and the date of birth agree at least approximately (a date two digits
+    apart only with the very same given name, the family name and the home: a spouse
+    whose name is a variant of the other's, Sean and Shaun, is born apart); or the family
+    name is missing and the given name, the date of birth and the home agree exactly.
 
     Never with the given name missing: it is all that tells twins apart."""
     if given in _GIVEN_AGREES and family in _FAMILY_AGREES:
-        return dob in ("exact", "typo")
+        if dob in ("exact", "typo"):
+            return True
+        return dob == "near" and given == "exact" and family in _AGREE and location in _HOME
     return (
         family is None
         and given == "exact"
         and dob == "exact"
-        and location in ("same_address", "same_postcode")
+        and location in (*_HOME, "address_in_district")
     )
 
 
@@ -482,6 +522,13 @@ def compare_features(
     elif dob == "different" and abs(a.dob.year - b.dob.year) >= GENERATION_YEARS:  # type: ignore[union-attr]
         rules.append("generation_apart")  # a parent and child of the same name, say
         outcome = "NO_MATCH"
+    elif (
+        outcome == "MATCH" and dob == "near" and abs(a.dob.year - b.dob.year) >= GENERATION_YEARS  # type: ignore[union-attr]
+    ):
+        # Two digits apart and a generation: a slip in the decade and the day, or a
+        # same-name parent at the address. Only a person can tell.
+        rules.append("years_apart")
+        outcome = "REVIEW"
     elif outcome == "MATCH" and not _enough_for_a_merge(given, family, dob, location):
         rules.append("needs_name_and_dob")  # never merge on address and one attribute alone
         outcome = "REVIEW"

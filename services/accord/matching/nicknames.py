@@ -87,9 +87,12 @@ louis louise
 eric erica
 james jane
 andrew andrea
+margaret marjorie
 """
 """Names close in spelling that belong to different people (often a brother and a sister).
 
 A pair on one line is never taken for a typo of each other, however similar the
-spelling: twins named Alexander and Alexandra must not be merged.
+spelling: twins named Alexander and Alexandra must not be merged. A listed pair is
+different even where a nickname group above holds both (Marjorie grew out of Margaret,
+but a Marjorie and a Margaret at one address are two people).
 """

@@ -265,6 +265,18 @@ def _levels(trained: dict[str, Any], name: str) -> list[dict[str, Any]]:
         else:
             entry.update(m=max(float(m), 1e-6), u=max(float(u), 1e-6), trained=True)
         out.append(entry)
+    # A partial agreement is never weaker evidence than clear disagreement (the same
+    # sector is not further than another town): a level training saw too rarely among
+    # matches to say more (m floored near 0) is scored as the disagreement level.
+    last = out[-1]
+    floor = last["m"] / last["u"]
+    for level in out[:-1]:
+        if level["m"] / level["u"] < floor:
+            level["m"] = min(1.0, level["u"] * floor)
+            level["note"] = (
+                "fewer matches here than the model can tell from none: scored as "
+                f"{last['label']} (a partial agreement is no weaker evidence)"
+            )
     for level in out:
         level["bayes_factor_log2"] = round(math.log2(level["m"] / level["u"]), 4)
     return out
