@@ -216,6 +216,32 @@ def record_axe(name: str, url: str, violations: list[dict]) -> None:
     AXE_RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 
+def assert_fits_tablet(page: Any, name: str, shot: str | None = None) -> list[dict]:
+    """The page at tablet width (768 px): never wider than the screen (a wide table
+    scrolls inside its `.app-table-wrapper`, nothing else sticks out) and axe-core clean
+    of serious and critical violations (recorded as "<name> at 768 px"); photographed to
+    docs/screenshots/<shot>.png when `shot` is given. The viewport is put back after."""
+    before = page.viewport_size or DESKTOP
+    page.set_viewport_size(TABLET)
+    try:
+        width, sticking_out = page.evaluate(
+            """() => [document.documentElement.scrollWidth,
+                [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > innerWidth + 1)
+                .filter(e => !e.closest('.app-table-wrapper'))
+                .slice(0, 5).map(e => e.tagName + '.' + e.className)]"""
+        )
+        assert width <= TABLET["width"], (
+            f"{name}: the page is {width} px wide at {TABLET['width']} px: {sticking_out}"
+        )
+        found = assert_accessible(page, f"{name} at 768 px")
+        if shot:
+            screenshot(page, shot)
+        return found
+    finally:
+        page.set_viewport_size(before)
+
+
 def screenshot(page: Any, name: str) -> Path:
     """docs/screenshots/<name>.png, the whole page."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,13 @@ uploaded and simulated (a field removed from DSA-015 shows as newly withheld for
 food partner), an oversized upload refused with 413; DSA-015 suspended with a reason and
 its recipient's list seen to empty on the sharing page and in a coordinator's window;
 the decisions chart and the deny reasons citing the suspension; who-received for a CHI
-typed into the form (never in the URL or the page); the access log with a coordinator's
-refused attempt. axe-core (from the console's npm packages, through the console browser
-harness: `console_harness.assert_accessible`) runs on every page: no
-serious or critical violation. Screenshots go to docs/screenshots/ig-*.png.
+typed into the form (never in the URL or the page); DSA-015 reactivated with a reason
+and the food partner's people back on the sharing page and, live, in the coordinator's
+open window; the access log with a coordinator's refused attempt. axe-core (from the
+console's npm packages, through the console browser harness:
+`console_harness.assert_accessible`) runs on every page, at 1280x800 and at tablet width
+(768 px, where no page is wider than the screen): no serious or critical violation.
+Screenshots go to docs/screenshots/ig-*.png.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from accord.console.accesslog import AccessLog
 from accord.console.app import assets_built, create_app
 from accord.console.lists import ShareLists
 from accord.console.users import UserStore
+from accord.coordinator import views
 from accord.core.topics import Topics
 from accord.governance.opa import IsolatedOpa
 from accord.ingest.publish import publish_file
@@ -40,7 +44,7 @@ from accord.synthetic.people import write_csv
 from accord.synthetic.records import lothian_people, requests_for
 
 from .conftest import decoded, wait_for
-from .console_harness import assert_accessible, screenshot
+from .console_harness import assert_accessible, assert_fits_tablet, screenshot
 from .workload import send_native
 
 pytestmark = pytest.mark.integration
@@ -104,11 +108,14 @@ def served(app):
 AXE_RESULTS: dict[str, list[dict]] = {}
 
 
-def check(page, name: str) -> None:
+def check(page, name: str, tablet_shot: str | None = None) -> None:
     """axe-core on the page (no serious or critical violation; recorded in
-    docs/screenshots/axe-results.json), then its screenshot."""
+    docs/screenshots/axe-results.json), then its screenshot; then the same page at
+    tablet width (768 px): no wider than the screen and axe-core clean again
+    (`tablet_shot`: its screenshot too)."""
     AXE_RESULTS[name] = assert_accessible(page, name)
     screenshot(page, name)
+    AXE_RESULTS[f"{name} at 768 px"] = assert_fits_tablet(page, name, shot=tablet_shot)
 
 
 def sign_in(context, url: str, username: str):
@@ -198,10 +205,7 @@ def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
 
             page.goto(f"{url}/ig/agreements")
             assert "DSA-015" in page.content()
-            check(page, "ig-agreements")
-            page.set_viewport_size({"width": 768, "height": 1024})
-            check(page, "ig-agreements-tablet")
-            page.set_viewport_size({"width": 1280, "height": 800})
+            check(page, "ig-agreements", tablet_shot="ig-agreements-tablet")
             page.click("a[href='/ig/agreements/DSA-015']")
             assert "Only residents of the council areas the partner serves" in page.content()
             check(page, "ig-agreement")
@@ -276,7 +280,7 @@ def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
             assert "<svg" in content and "withdrawn" in content
             assert "DSA-015 is suspended" in content
             assert "incident IG-7" in content
-            check(page, "ig-decisions")
+            check(page, "ig-decisions", tablet_shot="ig-decisions-tablet")
 
             # who-received: the CHI goes in a POST body only.
             page.goto(f"{url}/ig/who-received")
@@ -294,6 +298,42 @@ def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
             withheld = page.locator("p", has_text="Withheld from:").inner_text()
             assert FOOD in withheld
             check(page, "ig-who-received-answer")
+
+            # Reactivated with a reason: the hub decides every case again and the food
+            # partner's people come back, on the sharing page and live in the
+            # coordinator's open window (no reload).
+            cora.goto(f"{url}/lists/{FOOD}")
+            assert "0 of 0 open cases shown" in cora.locator("#list-count").inner_text()
+            cora.evaluate("() => { window.notReloaded = true }")
+            page.goto(f"{url}/ig/agreements/DSA-015")
+            assert "suspended" in page.locator("main").inner_text()
+            page.fill("#reason", "incident IG-7 closed: deliveries resume")
+            page.click("button:has-text('Reactivate DSA-015')")
+            page.wait_for_url(f"{url}/ig/agreements/DSA-015/sharing")
+            reactivated = time.monotonic()
+            assert "DSA-015 is now active" in page.content()
+            back = f"{len(food_keys)} of {len(food_keys)} open cases shown"
+            cora.wait_for_function(
+                "text => document.querySelector('#list-count').innerText.includes(text)",
+                arg=back,
+                timeout=120_000,
+            )
+            print(f"\nreactivated to back on the list: {time.monotonic() - reactivated:.1f}s")
+            assert cora.evaluate("() => window.notReloaded === true"), "the list was reloaded"
+            for key in food_keys:
+                assert cora.locator(f"#case-{views.case_reference(key)}").count() == 1
+            now_cell = page.locator(f"[data-recipient-now='{FOOD}']")
+            under_cell = page.locator(f"[data-recipient-under='{FOOD}']")
+            deadline = time.monotonic() + 60
+            while True:
+                page.reload()
+                counts = (now_cell.inner_text().strip(), under_cell.inner_text().strip())
+                if counts == (str(len(food_keys)),) * 2 or time.monotonic() > deadline:
+                    break
+                time.sleep(2)
+            assert counts == (str(len(food_keys)),) * 2, page.content()[-3000:]
+            assert "Sharing restart" in page.content()
+            check(page, "ig-sharing-restarted")
 
             # An IG officer never sees a list's contact details: the list is refused.
             assert page.goto(f"{url}/lists/{FOOD}").status == 403
@@ -318,3 +358,5 @@ def test_an_ig_officer_simulates_suspends_and_answers_who_received_in_a_browser(
     assert changed_at
     records = decoded(settings, serde, food_topic)
     assert sum(v is None for _, v in records) >= len(food_keys)
+    latest = {k.decode(): v for k, v in records}  # each person's last record: shared again
+    assert {k for k, v in latest.items() if v is not None} == food_keys

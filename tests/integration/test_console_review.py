@@ -6,8 +6,9 @@ no postcode); an IG officer signs in, sees the queue (no names), opens each pair
 records side by side, the evidence and score; access-logged with both keys), is refused a
 reason that holds a date (a form error, nothing sent), confirms one and rejects the other.
 The council coordinator's open list then loses the confirmed provisional person's case and
-keeps the rejected one's. axe-core on every page (no serious or critical violation);
-screenshots to docs/screenshots/ig-review-*.png."""
+keeps the rejected one's. axe-core on every page (no serious or critical violation),
+at 1280x800 and at tablet width (768 px, where no page is wider than the screen);
+screenshots to docs/screenshots/ig-review-*.png (the queue at 768 px too)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from accord.matching import review as engine
 from accord.stack import processes
 from accord.synthetic.records import START, lothian_people, shielding_entry, support_request
 
-from .console_harness import assert_accessible, screenshot
+from .console_harness import assert_accessible, assert_fits_tablet, screenshot
 from .workload import send_native
 
 pytestmark = pytest.mark.integration
@@ -105,6 +106,7 @@ def test_confirm_and_reject_from_the_review_page(
         assert row["family_name"] not in text and row["chi_number"] not in text
     assert_accessible(page, "ig: review queue")
     screenshot(page, "ig-review-queue")
+    assert_fits_tablet(page, "ig: review queue", shot="ig-review-queue-tablet")
 
     # The first pair: both records side by side with the evidence; a reason holding a
     # date is refused as a form error and nothing is sent.
@@ -115,6 +117,7 @@ def test_confirm_and_reject_from_the_review_page(
     assert "%" in page.locator("#probability").inner_text()
     assert_accessible(page, "ig: review pair")
     screenshot(page, "ig-review-pair")
+    assert_fits_tablet(page, "ig: review pair")
     page.get_by_label("Reject: two different people").check()
     page.get_by_label("Why (required to reject)").fill("born on 01/02/1950, different")
     page.get_by_role("button", name="Send decision").click()
@@ -122,6 +125,7 @@ def test_confirm_and_reject_from_the_review_page(
     assert "There is a problem" in page.content() and "seems to hold a date" in page.content()
     assert_accessible(page, "ig: review reason refused")
     screenshot(page, "ig-review-reason-refused")
+    assert_fits_tablet(page, "ig: review reason refused")
     assert len(engine.pending(reviewer)) == 2  # nothing decided
     page.get_by_label("Confirm: the same person").check()
     page.get_by_role("button", name="Send decision").click()
@@ -139,6 +143,7 @@ def test_confirm_and_reject_from_the_review_page(
     assert page.locator("#review-empty").count() == 1
     assert_accessible(page, "ig: review queue decided")
     screenshot(page, "ig-review-decided")
+    assert_fits_tablet(page, "ig: review queue decided")
 
     # The decisions flow back into matching: the confirmed provisional case leaves the
     # council's open list (merged into the listed person), the rejected one stays.

@@ -3,6 +3,7 @@ FastAPI application (no Kafka: the lists are an in-memory stand-in holding cases
 
 from __future__ import annotations
 
+import asyncio
 import re
 import stat
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from accord.console.app import MAX_BODY_BYTES, create_app
-from accord.console.lists import RecipientList
+from accord.console.lists import RecipientList, list_changes
 from accord.console.users import UserError, UserStore
 from accord.coordinator import views
 from accord.core.settings import Settings
@@ -374,3 +375,66 @@ def test_requests_are_counted_by_route_template_never_the_raw_path(console):
     assert count("/lists/{org}", "403") == forbidden + 1
     routes = {s.labels["route"] for m in metrics.REQUESTS.collect() for s in m.samples}
     assert not any(EDINBURGH in route or "fife" in route for route in routes)
+
+
+# --- the live list's event stream ------------------------------------------------------------
+
+
+def test_the_list_page_gives_its_event_stream_the_version_it_shows(console):
+    app, _ = console
+    client = TestClient(app)
+    sign_in(client, "alice")
+    live = app.state.lists.get(EDINBURGH)
+    page = client.get(f"/lists/{EDINBURGH}").text
+    assert f'data-events="/lists/{EDINBURGH}/events?v={live.stamp}"' in page
+    filtered = client.get(f"/lists/{EDINBURGH}?need=welfare_check").text
+    assert f"/events?need=welfare_check&amp;v={live.stamp}" in filtered
+
+
+@pytest.mark.parametrize(
+    "page_stamp",
+    [
+        pytest.param("rendered", id="changed between the page's render and its stream"),
+        pytest.param(None, id="a page that gave no version"),
+        pytest.param("0badcafe.1", id="a page from an earlier console process"),
+        pytest.param("not a stamp", id="a malformed version"),
+    ],
+)
+def test_a_list_change_the_page_does_not_show_is_sent_at_once(page_stamp):
+    """The case closes (its tombstone) seconds after its outcome was recorded, between
+    the list page's render and its event stream's start: the stream sends the list at once
+    instead of leaving the closed case on the page until some later change."""
+
+    async def first_of(live: RecipientList, stamp: str | None) -> bool:
+        updates = list_changes(live, stamp, ping_s=0.05)
+        try:
+            return await asyncio.wait_for(anext(updates), 2)
+        finally:
+            await updates.aclose()
+
+    live = RecipientList(EDINBURGH, f"share.{EDINBURGH}")
+    live.cases[KEY] = a_case()
+    live._changed()
+    rendered = live.stamp
+    del live.cases[KEY]  # the tombstone
+    live._changed()
+    stamp = rendered if page_stamp == "rendered" else page_stamp
+    assert asyncio.run(first_of(live, stamp)) is True
+
+
+def test_a_page_showing_the_list_as_it_is_waits_for_the_next_change():
+    async def scenario() -> list[bool]:
+        live = RecipientList(EDINBURGH, f"share.{EDINBURGH}")
+        live._changed()
+        updates = list_changes(live, live.stamp, ping_s=0.05)
+        try:
+            seen = [await asyncio.wait_for(anext(updates), 2)]  # nothing new: a keep-alive
+            live._changed()
+            seen.append(await asyncio.wait_for(anext(updates), 2))
+            seen.append(await asyncio.wait_for(anext(updates), 2))  # quiet again
+            return seen
+        finally:
+            await updates.aclose()
+            assert not live._listeners  # the stream's listener is gone with it
+
+    assert asyncio.run(scenario()) == [False, True, False]

@@ -2,8 +2,9 @@
 
     GET  /cases                                  -> the signed-in coordinator's own list
     GET  /lists/{org}                            the list (filters and sorting in the query)
-    GET  /lists/{org}/events                     server-sent events: the list's table, again,
-                                                 whenever it changes (at most once a second)
+    GET  /lists/{org}/events?v=                  server-sent events: the list's table, again,
+                                                 whenever it changes (at most once a second),
+                                                 at once if it changed since the page's `v`
     GET  /lists/{org}/cases/{reference}          a case: needs, priority and why, outcomes
                                                  seen, every released field, provenance
     POST /lists/{org}/cases/{reference}/outcome  record an outcome (CSRF-protected)
@@ -19,6 +20,7 @@ page and export showing people records their pseudonymous keys in the access log
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -28,6 +30,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from accord.console import listing
 from accord.console.auth import CoordinatorUser, csrf_protect, require_recipient
+from accord.console.lists import list_changes
 from accord.console.users import COORDINATOR, User
 from accord.console.web import NavItem, PageError, error_page, render, templates
 from accord.coordinator import views
@@ -81,6 +84,7 @@ def scoped_list(request: Request, user: User, org: str) -> Any:
 
 def list_context(request: Request, user: User, org: str, live: Any) -> dict[str, Any]:
     filters = listing.Filters.from_query(request.query_params)
+    stamp = live.stamp if live is not None else ""  # before the snapshot (see its doc)
     cases = live.snapshot() if live is not None else []
     result = listing.listing(cases, filters)
     page = result.shown[: listing.PAGE_ROWS]
@@ -97,6 +101,7 @@ def list_context(request: Request, user: User, org: str, live: Any) -> dict[str,
         empty_why = views.empty_list_explanation(org, read, agreements)
     return {
         "org": org,
+        "stamp": stamp,
         "filters": filters,
         "result": result,
         "rows": page,
@@ -139,29 +144,23 @@ def list_page(request: Request, org: str, user: CoordinatorUser) -> Response:
 async def list_events(request: Request, org: str, user: CoordinatorUser) -> Response:
     """The list's table, rendered again after each change (at most once a second): a
     new case appears, a changed one changes and a removed one (a tombstone) disappears,
-    with the filters and sorting of the page that listens."""
+    with the filters and sorting of the page that listens. `v` is the list's version the
+    page was rendered at: a change since then is sent at once (`lists.list_changes`)."""
     live = scoped_list(request, user, org)
     if live is None:
         return error_page(request, 503, "The live list is not available", "Reload later.")
     access_log = request.app.state.access_log
 
     async def stream():  # type: ignore[no-untyped-def]
-        changed = live.listen()
-        seen_version = live.version
         seen_keys: set[str] = set()
-        try:
-            while True:
-                try:
-                    await asyncio.wait_for(changed.wait(), timeout=SSE_PING_S)
-                except TimeoutError:
+        updates = list_changes(live, request.query_params.get("v"), SSE_PING_S)
+        async with contextlib.aclosing(updates):
+            async for changed in updates:
+                if not changed:
                     yield {"event": "ping", "data": ""}
                     continue
-                changed.clear()
                 if await request.is_disconnected():
                     return
-                if live.version == seen_version:
-                    continue
-                seen_version = live.version
                 context = list_context(request, user, org, live)
                 shown = {c["case_key"] for c in context["rows"]}
                 if shown - seen_keys:
@@ -172,8 +171,6 @@ async def list_events(request: Request, org: str, user: CoordinatorUser) -> Resp
                 )
                 yield {"event": "list", "data": html.replace("\n", " ")}
                 await asyncio.sleep(SSE_MIN_INTERVAL_S)
-        finally:
-            live.unlisten(changed)
 
     return EventSourceResponse(stream(), ping=None, headers={"Cache-Control": "no-store"})
 

@@ -12,10 +12,11 @@ beginning once Kafka is back, so nothing is shown that the topic no longer holds
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -48,11 +49,20 @@ class RecipientList:
     ready: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
     version: int = 0  # goes up with every change a page could see
+    # Tells this list apart from one read by an earlier console process (whose versions
+    # started from 0 as well), so a page it rendered is never taken for current.
+    epoch: str = field(default_factory=lambda: secrets.token_hex(4))
     _listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Each case's outcomes as the versions read from the topic showed them (oldest first);
     # compaction keeps only a case's latest version, so older ones may be missing.
     outcomes_seen: dict[str, list[tuple[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def stamp(self) -> str:
+        """The list's version as a page carries it (`v` of its events URL): read before
+        the page's snapshot, so a page never claims a change it does not show."""
+        return f"{self.epoch}.{self.version}"
 
     def history(self, case_key: str) -> list[tuple[str, Any]]:
         with self.lock:
@@ -236,6 +246,34 @@ def _as_recipient(settings: Settings, org: str) -> Settings:
     return settings.model_copy(
         update={"principal": org, "secret": None, "secret_file": None, "credentials_file": None}
     )
+
+
+async def list_changes(
+    target: RecipientList, page_stamp: str | None, ping_s: float
+) -> AsyncIterator[bool]:
+    """What a listening page needs, as it happens: True when it should get the list again,
+    False for a keep-alive after `ping_s` quiet seconds. True at once when the page was
+    rendered at another version than the list's now (`page_stamp`, its `stamp` then;
+    absent or unknown counts as another): a change made between the page's render and its
+    event stream's start (a case closed seconds after its outcome was recorded) is sent
+    rather than left on the page until the next one."""
+    changed = target.listen()
+    seen = page_stamp
+    try:
+        while True:
+            if target.stamp == seen:
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout=ping_s)
+                except TimeoutError:
+                    yield False
+                    continue
+                changed.clear()
+                if target.stamp == seen:
+                    continue
+            seen = target.stamp
+            yield True
+    finally:
+        target.unlisten(changed)
 
 
 def wait_for_change(target: RecipientList, since: int, timeout_s: float) -> bool:
