@@ -6,9 +6,12 @@ no postcode); an IG officer signs in, sees the queue (no names), opens each pair
 records side by side, the evidence and score; access-logged with both keys), is refused a
 reason that holds a date (a form error, nothing sent), confirms one and rejects the other.
 The council coordinator's open list then loses the confirmed provisional person's case and
-keeps the rejected one's. axe-core on every page (no serious or critical violation),
-at 1280x800 and at tablet width (768 px, where no page is wider than the screen);
-screenshots to docs/screenshots/ig-review-*.png (the queue at 768 px too)."""
+keeps the rejected one's. Then the merge is split from the Merges page (a reason holding a
+number refused first): both people are back on their own cases on the council's list, and
+the audit's withdrawal names the split, its decision and reason. axe-core on every page
+(no serious or critical violation), the review pages at 1280x800 and at tablet width
+(768 px, where no page is wider than the screen); screenshots to
+docs/screenshots/ig-review-*.png (the queue at 768 px too)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from accord.matching import review as engine
 from accord.stack import processes
 from accord.synthetic.records import START, lothian_people, shielding_entry, support_request
 
+from .conftest import audit_decisions
 from .console_harness import assert_accessible, assert_fits_tablet, screenshot
 from .workload import send_native
 
@@ -176,4 +180,66 @@ def test_confirm_and_reject_from_the_review_page(
         rejected.review_id,
         rejected.candidate_key,
     }
+    assert all(rows[0]["family_name"] not in str(e) for e in app.access_entries())
+
+    # The merge was wrong after all: split it from the Merges page.
+    page.goto(app.url("/ig/merges"))
+    confirm_id = published["CONFIRM"]["decision_id"]
+    assert "1 merge confirmed in review" in page.locator("#merges").inner_text()
+    assert page.locator(f"#merge-{published['REJECT']['decision_id'][:8]}").count() == 0
+    assert rows[0]["family_name"] not in page.content()
+    assert_accessible(page, "ig: merges")
+    page.locator(f"#merge-{confirm_id[:8]} a").click()
+    page.wait_for_load_state()
+    assert ref(confirmed.review_id) in page.locator("#merge-summary").inner_text()
+    page.get_by_label("Why was the merge wrong?").fill("not him: CHI 0101501234")
+    page.get_by_role("button", name="Split the merge").click()
+    page.wait_for_load_state()
+    assert page.locator(".govuk-error-summary").count() == 1
+    assert "seems to hold a number" in page.content() and "0101501234" not in page.content()
+    assert_accessible(page, "ig: merge split refused")
+    assert all(d["action"] != "SPLIT" for d in engine.decisions(reviewer))  # nothing sent
+    page.get_by_label("Why was the merge wrong?").fill("wrong merge: a relative")
+    assert_accessible(page, "ig: merge split")
+    screenshot(page, "ig-review-split")
+    page.get_by_role("button", name="Split the merge").click()
+    page.wait_for_load_state()
+    assert "The split was sent" in page.content()
+    assert page.locator("#merges-empty").count() == 1
+    assert_accessible(page, "ig: merges split")
+    [split] = [d for d in engine.decisions(reviewer) if d["action"] == "SPLIT"]
+    assert (split["reviewer"], split["reviewer_ref"]) == (REVIEWER, "ian")
+    assert {split["person_key"], split["other_person_key"]} == {confirmed.review_id, listed[0]}
+    # Split already: the merge's page is gone (404), nothing more can be sent.
+    assert page.goto(app.url(f"/ig/merges/{confirm_id}")).status == 404
+
+    # Both people are back on their own cases on the council's list, live: the provisional
+    # person's case holds the request again, the listed person's does not.
+    wait_rows(
+        council,
+        [ref(listed[0]), ref(confirmed.review_id), ref(listed[1]), ref(rejected.review_id)],
+        [],
+        timeout_s=60,
+    )
+    own = council.locator(f"#case-{ref(confirmed.review_id)}")
+    deadline = time.monotonic() + 60
+    while "financial" not in own.inner_text().lower() or "financial" in merged.inner_text().lower():
+        assert time.monotonic() < deadline, (own.inner_text(), merged.inner_text())
+        time.sleep(0.5)
+    assert council.evaluate("() => window.notReloaded") is True
+    # The audit names the split: what was shared under the merge was withdrawn, and why.
+    processes.wait_until_caught_up(settings)
+    withdrawn = [
+        " ".join(d["reasons"])
+        for d in audit_decisions(settings, serde)
+        if d["subject_key"] == listed[0] and d["outcome"] == "WITHDRAW"
+    ]
+    assert any(
+        "split from person" in r and split["decision_id"] in r and "wrong merge: a relative" in r
+        for r in withdrawn
+    ), withdrawn
+    # The views of the merge and the split are in the access log with both keys only.
+    logged = [e for e in app.access_entries() if e.get("what") in ("merge", "merge split")]
+    assert {e["what"] for e in logged} == {"merge", "merge split"}
+    assert all(set(e["keys"]) == {confirmed.review_id, listed[0]} for e in logged)
     assert all(rows[0]["family_name"] not in str(e) for e in app.access_entries())

@@ -31,11 +31,12 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
-SERVICES = {"setup", "kafka", "provision", "opa", "registry", "worker", "gateway"}
+SERVICES = {"setup", "kafka", "provision", "opa", "registry", "worker", "gateway", "console"}
 ONE_SHOT = {"setup", "provision"}
 HUB_VOLUME = "accord-secrets"
 KAFKA_VOLUME = "kafka-secrets"
 OPA_VOLUME = "opa-authz"
+CONSOLE_VOLUME = "console-data"
 # The accord image's user (the Dockerfile's USER) and the apache/kafka image's.
 ACCORD_UID = "10001"
 REQUIRED_KEY = re.compile(r"^\$\{ACCORD_PSEUDONYM_KEY:\?[^}]+\}$")
@@ -212,6 +213,7 @@ def test_host_ports_are_the_local_stack_ports(services: dict) -> None:
     assert defaults["registry_port"] in host_ports["registry"]
     assert defaults["opa_port"] in host_ports["opa"]
     assert "18090" in host_ports["gateway"]
+    assert defaults["console_port"] in host_ports["console"]
     for name in ("worker", "setup", "provision"):
         assert not host_ports[name], name
 
@@ -235,10 +237,11 @@ def test_startup_order_setup_kafka_provision_then_the_services(services: dict) -
     assert after("kafka") == {"setup": "service_completed_successfully"}
     assert after("opa") == {"setup": "service_completed_successfully"}
     assert after("provision") == {"kafka": "service_healthy"}
-    for name in ("registry", "worker", "gateway"):
+    for name in ("registry", "worker", "gateway", "console"):
         assert after(name)["provision"] == "service_completed_successfully", name
-    assert after("worker")["opa"] == "service_healthy"
-    assert after("worker")["registry"] == "service_healthy"
+    for name in ("worker", "console"):
+        assert after(name)["opa"] == "service_healthy", name
+        assert after(name)["registry"] == "service_healthy", name
     assert after("gateway")["registry"] == "service_healthy"
 
 
@@ -275,7 +278,7 @@ def test_each_volume_is_handed_to_the_user_that_reads_it(services: dict) -> None
 def test_secrets_are_read_only_except_where_they_are_made(services: dict) -> None:
     writers = {HUB_VOLUME: {"setup", "provision"}, KAFKA_VOLUME: {"setup"}, OPA_VOLUME: {"setup"}}
     readers = {
-        HUB_VOLUME: {"registry", "worker", "gateway"},
+        HUB_VOLUME: {"registry", "worker", "gateway", "console"},
         KAFKA_VOLUME: {"kafka"},
         OPA_VOLUME: {"opa"},
     }
@@ -569,9 +572,12 @@ def test_provision_applies_the_access_model_as_the_administrator(services: dict)
 
 
 def test_the_worker_requires_the_pseudonym_key_from_the_environment(services: dict) -> None:
-    assert REQUIRED_KEY.match(environment(services["worker"])["ACCORD_PSEUDONYM_KEY"])
+    # The worker keys people by it; the console's who-received hashes a typed CHI with it.
+    holders = {"worker", "console"}
+    for name in holders:
+        assert REQUIRED_KEY.match(environment(services[name])["ACCORD_PSEUDONYM_KEY"]), name
     for name, svc in services.items():
-        if name != "worker":
+        if name not in holders:
             assert "ACCORD_PSEUDONYM_KEY" not in environment(svc), name
 
 
@@ -833,3 +839,63 @@ def test_cluster_nodes_are_one_quorum_with_replication_three(
 def test_compose_refuses_other_broker_counts(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="1 or 3 brokers"):
         make_secrets(Settings(state_dir=tmp_path), tmp_path / "k", tmp_path / "o", brokers=2)
+
+
+# --- the console ------------------------------------------------------------------------------
+
+
+def test_the_console_serves_https_with_the_stacks_certificate(
+    services: dict, secrets_made: dict[str, Path]
+) -> None:
+    console = services["console"]
+    assert "build" in console and argv(console) == ["console"]
+    env = environment(console)
+    assert env["ACCORD_ENV"] == "prod"
+    assert env["ACCORD_CONSOLE_HOST"] == "0.0.0.0"  # published on 127.0.0.1 only (above)
+    port = env["ACCORD_CONSOLE_PORT"]
+    assert published_ports(console) == [("127.0.0.1", port, port)]
+    assert "ACCORD_CONSOLE_TLS" not in env  # HTTPS, the default
+    # Its TLS files are the ones setup made, on the secrets volume it reads (read-only).
+    hub_target, read_only = mount_of(console, HUB_VOLUME)
+    assert read_only and env["ACCORD_STATE_DIR"] == hub_target
+    files = tls_files(Settings(state_dir=secrets_made["hub"]))
+    assert files.server_cert.is_file() and files.server_key.is_file()
+    assert {"localhost", "127.0.0.1"} <= certificate_names(files.server_cert)
+    check = " ".join(healthcheck_test(console))
+    assert f"https://127.0.0.1:{port}/health" in check
+    assert "cafile=" in check and env["ACCORD_CA_FILE"] in check
+    assert env["ACCORD_OPA_TOKEN_FILE"] == f"{hub_target}/opa/token"
+    assert mounts(console)["/app/policies"] == ("./policies", True)
+
+
+def test_the_console_signs_in_with_its_principals_saved_credentials(
+    services: dict, secrets_made: dict[str, Path]
+) -> None:
+    # As on the local stack: no one credential chosen by the environment (the console
+    # signs in as several principals, each with its own saved file on the secrets volume).
+    env = environment(services["console"])
+    for variable in ("ACCORD_PRINCIPAL", "ACCORD_CREDENTIALS_FILE", "ACCORD_SECRET_FILE"):
+        assert variable not in env
+    saved = secrets_made["hub"] / "credentials"
+    for principal in ("accord-console", "accord-audit", "accord-reviewer"):
+        assert json.loads((saved / f"{principal}.json").read_text())["principal"] == principal
+
+
+def test_the_consoles_users_and_logs_are_on_its_own_writable_volume(
+    compose: dict, services: dict
+) -> None:
+    console, setup = services["console"], services["setup"]
+    assert CONSOLE_VOLUME in compose["volumes"]
+    target, read_only = mount_of(console, CONSOLE_VOLUME)
+    hub_target = mount_of(console, HUB_VOLUME)[0]
+    settings = Settings(state_dir=Path(hub_target))
+    assert not read_only and target == str(settings.console_dir)  # access log, change log
+    users = environment(console)["ACCORD_CONSOLE_USERS_FILE"]
+    assert users.startswith(target + "/")  # no users file in the repository or the image
+    # setup mounts it at the same place, so the accord user owns it (its chown -R).
+    assert mount_of(setup, CONSOLE_VOLUME) == (target, False)
+    assert target.startswith(mount_of(setup, HUB_VOLUME)[0] + "/")
+    assert f"chown -R {ACCORD_UID}:{ACCORD_UID} {mount_of(setup, HUB_VOLUME)[0]}" in script(setup)
+    for name, svc in services.items():
+        if name not in ("console", "setup"):
+            assert mount_of(svc, CONSOLE_VOLUME) is None, name

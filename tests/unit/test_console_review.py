@@ -14,6 +14,9 @@ from fastapi.testclient import TestClient
 from accord.console import review as page
 from accord.console.app import create_app
 from accord.console.users import UserStore
+from accord.coordinator.views import case_reference
+from accord.core.credentials import held_credential
+from accord.core.errors import InfrastructureError
 from accord.core.settings import Settings
 from accord.matching import review as engine
 
@@ -158,3 +161,156 @@ def test_only_ig_officers_review(console):
         f"/ig/review/{QUEUED}",
         "/ig/review",
     ]  # newest first
+
+
+CONFIRMED = "0c0f1a2b-0000-4000-8000-00000000c0f1"
+
+
+@pytest.fixture
+def merged(console, monkeypatch):
+    """The console with one merge confirmed in review (by "ian" earlier), read back from an
+    in-memory decisions topic that every published decision joins, as the real one does."""
+    app, published, _ = console
+    past = [
+        engine.decision(
+            "CONFIRM",
+            QUEUED,
+            LISTED,
+            "accord-reviewer",
+            reviewer_ref="ian",
+            reason="same person: initial only",
+            now=datetime.now(UTC) - timedelta(hours=1),
+            decision_id=CONFIRMED,
+        )
+    ]
+    down: list[str] = []
+
+    def decisions(s):
+        if "read" in down:
+            raise InfrastructureError("Kafka unavailable while reading hub.match.decisions")
+        return list(past)
+
+    def publish(s, record):
+        if "publish" in down:
+            raise InfrastructureError("Kafka unavailable while publishing hub.match.decisions")
+        published.append(record)
+        past.append(record)
+
+    monkeypatch.setattr(engine, "decisions", decisions)
+    monkeypatch.setattr(engine, "publish", publish)
+    return app, published, down
+
+
+def test_the_merges_list_no_personal_data_and_a_merge_is_access_logged(merged):
+    app, _, _ = merged
+    client = TestClient(app)
+    sign_in(client, "ian")
+    listing = client.get("/ig/merges")
+    assert listing.status_code == 200
+    assert CONFIRMED[:8] in listing.text and "1 merge confirmed in review" in listing.text
+    assert case_reference(QUEUED) in listing.text and case_reference(LISTED) in listing.text
+    assert "Campbell" not in listing.text
+    assert 'href="/ig/merges"' in listing.text  # in the IG navigation
+    assert not app.state.access_log.entries("viewed")
+    page_ = client.get(f"/ig/merges/{CONFIRMED}")
+    assert page_.status_code == 200
+    assert "same person: initial only" in page_.text and QUEUED[:12] in page_.text
+    [entry] = app.state.access_log.entries("viewed")
+    assert entry["what"] == "merge" and set(entry["keys"]) == {QUEUED, LISTED}
+    assert client.get(f"/ig/merges/{'0' * 8}-0000-4000-8000-{'0' * 12}").status_code == 404
+
+
+def test_a_split_needs_a_reason_free_of_personal_data_and_a_merge_is_split_once(merged):
+    app, published, _ = merged
+    client = TestClient(app)
+    sign_in(client, "ian")
+    token = csrf(client.get(f"/ig/merges/{CONFIRMED}").text)
+    url = f"/ig/merges/{CONFIRMED}/split"
+    for reason, message in (
+        ("", "Say why the merge was wrong"),
+        ("  ", "Say why the merge was wrong"),
+        ("born 01/02/1950, not him", "seems to hold a date"),
+        ("CHI 0101501234 is another", "seems to hold a number"),
+        ("lives at EH1 1YZ", "seems to hold a postcode"),
+    ):
+        response = client.post(url, data={"reason": reason, "csrf_token": token})
+        assert response.status_code == 400 and message in response.text, reason
+        assert "There is a problem" in response.text
+        assert "0101501234" not in response.text and "EH1 1YZ" not in response.text
+    response = client.post(url, data={"reason": "a relative", "csrf_token": "forged"})
+    assert response.status_code == 403
+    assert published == []
+
+    response = client.post(
+        url, data={"reason": "wrong merge: a relative", "csrf_token": token}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/ig/merges?split=")
+    [record] = published
+    assert record["action"] == "SPLIT" and record["reason"] == "wrong merge: a relative"
+    assert (record["person_key"], record["other_person_key"]) == (QUEUED, LISTED)
+    assert record["reviewer"] == "accord-reviewer" and record["reviewer_ref"] == "ian"
+    done = client.get(response.headers["location"])
+    assert "The split was sent" in done.text and "No merge confirmed in review stands" in done.text
+    # Split already: the page and a second split are 404, nothing more is sent.
+    assert client.get(f"/ig/merges/{CONFIRMED}").status_code == 404
+    again = client.post(url, data={"reason": "wrong merge", "csrf_token": token})
+    assert again.status_code == 404 and "Nothing was changed" in again.text
+    assert len(published) == 1
+    split = [e for e in app.state.access_log.entries("viewed") if e["what"] == "merge split"]
+    assert [set(e["keys"]) for e in split] == [{QUEUED, LISTED}]
+
+
+def test_the_hub_away_is_503_and_nothing_is_split(merged):
+    app, published, down = merged
+    client = TestClient(app)
+    sign_in(client, "ian")
+    token = csrf(client.get(f"/ig/merges/{CONFIRMED}").text)
+    down.append("publish")
+    response = client.post(
+        f"/ig/merges/{CONFIRMED}/split", data={"reason": "a relative", "csrf_token": token}
+    )
+    assert response.status_code == 503 and "Nothing was changed" in response.text
+    assert published == []
+    assert not [e for e in app.state.access_log.entries("viewed") if e["what"] == "merge split"]
+    down[:] = ["read"]
+    assert client.get("/ig/merges").status_code == 503
+    assert client.get(f"/ig/merges/{CONFIRMED}").status_code == 503
+    down.clear()
+    assert CONFIRMED[:8] in client.get("/ig/merges").text  # still there to split
+
+
+def test_only_ig_officers_split(merged):
+    app, published, _ = merged
+    client = TestClient(app)
+    sign_in(client, "alice")
+    assert client.get("/ig/merges").status_code == 403
+    token = csrf(client.get("/cases").text)
+    response = client.post(
+        f"/ig/merges/{CONFIRMED}/split", data={"reason": "a relative", "csrf_token": token}
+    )
+    assert response.status_code == 403 and published == []
+    assert [e["path"] for e in app.state.access_log.entries("denied")] == [
+        f"/ig/merges/{CONFIRMED}/split",
+        "/ig/merges",
+    ]  # refused for the role (recorded), not for the token
+
+
+def test_a_deployed_console_reviews_with_the_reviewers_own_secret(tmp_path):
+    # Deployed: ACCORD_PRINCIPAL is the console's; the reviewer's secret is its own file.
+    deployed = Settings(
+        state_dir=tmp_path,
+        principal="accord-console",
+        secret_file=tmp_path / "console-password",
+        console_reviewer_secret_file=tmp_path / "reviewer-password",
+    )
+    reviewer = page.console_reviewer(deployed)
+    assert reviewer.principal == "accord-reviewer"
+    assert reviewer.secret_file == tmp_path / "reviewer-password" and reviewer.secret is None
+    (tmp_path / "reviewer-password").write_text("s3cret-of-the-reviewer\n")
+    held = held_credential(reviewer, "accord-reviewer")
+    assert held.principal == "accord-reviewer"
+    assert held.secret.get_secret_value() == "s3cret-of-the-reviewer"
+    # Local: no principal chosen, the stack's saved credential of the reviewer.
+    local = page.console_reviewer(Settings(state_dir=tmp_path))
+    assert local.principal == "accord-reviewer" and local.secret_file is None

@@ -192,3 +192,37 @@ def test_worker_replicas_are_tied_to_partitions(
         chart.helm_template(
             chart.helm_binary(settings), chart.chart_dir(settings), [GENERATED, too_many]
         )
+
+
+@needs_helm
+def test_the_console_holds_the_reviewers_credential_by_secret_reference(
+    rendered: list[dict],
+) -> None:
+    # The review pages publish as accord-reviewer: its own secret, the one its KafkaUser
+    # names, mounted read-only where ACCORD_CONSOLE_REVIEWER_SECRET_FILE points.
+    console = next(
+        d
+        for d in rendered
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "accord-console"
+    )
+    pod = console["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ACCORD_PRINCIPAL"] == "accord-console"  # its own principal stays its own
+    # It listens where its Service sends requests.
+    [port] = [p["containerPort"] for p in container["ports"] if p["name"] == "https"]
+    assert (env["ACCORD_CONSOLE_HOST"], env["ACCORD_CONSOLE_PORT"]) == ("0.0.0.0", str(port))
+    secret_file = Path(env["ACCORD_CONSOLE_REVIEWER_SECRET_FILE"])
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == str(secret_file.parent)]
+    assert mount["readOnly"] is True
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    reviewer = next(
+        d
+        for d in rendered
+        if d["kind"] == "KafkaUser" and d["metadata"]["name"] == "accord-reviewer"
+    )
+    ref = reviewer["spec"]["authentication"]["password"]["valueFrom"]["secretKeyRef"]
+    assert volume["secret"]["secretName"] == ref["name"]
+    assert volume["secret"]["items"] == [{"key": ref["key"], "path": secret_file.name}]
+    assert volume["secret"]["defaultMode"] == 0o400
+    assert not [d for d in rendered if d["kind"] == "Secret"]

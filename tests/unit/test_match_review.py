@@ -318,3 +318,46 @@ def test_an_opted_out_persons_fields_leave_the_review_queue_too():
     assert block[LISTED]["erased"] and block[LISTED]["given_name"] is None
     hub.decide(decision("CONFIRM", item))  # a decision that comes anyway changes nothing
     assert [r[2] for r in hub.refused] == ["erased"]
+
+
+def _decided(action: str, decision_id: str, first: str, second: str, minute: int) -> dict:
+    return {
+        "action": action,
+        "decision_id": decision_id,
+        "person_key": first,
+        "other_person_key": second,
+        "decided_at": datetime(2026, 12, 2, 12, minute, tzinfo=UTC),
+    }
+
+
+def test_the_merges_that_stand_are_the_confirmations_no_later_split_undid():
+    past = [
+        _decided("CONFIRM", "c1-aaaaaaaa", "p", "q", 0),
+        _decided("CONFIRM", "c2-bbbbbbbb", "r", "s", 1),
+        _decided("REJECT", "r1-cccccccc", "t", "u", 2),
+        _decided("SPLIT", "s1-dddddddd", "q", "p", 3),  # either order of the two people
+        _decided("SPLIT", "s0-eeeeeeee", "r", "s", 0),  # before the confirmation: not undone
+    ]
+    assert [m["decision_id"] for m in engine.merges(past)] == ["c2-bbbbbbbb"]
+    assert engine.undone_by(past, past[0])["decision_id"] == "s1-dddddddd"
+    assert engine.undone_by(past, past[1]) is None
+    # A confirmation split already is refused by name, not split twice.
+    with pytest.raises(engine.ReviewError, match="undone already, by split s1-dddddddd"):
+        engine.split_pair(past, None, None, "c1-aaa")
+    assert engine.split_pair(past, None, None, "c2-bbb") == ("r", "s")
+    assert engine.merges([]) == []
+
+
+def test_kafka_away_is_an_infrastructure_error_of_the_engine(monkeypatch):
+    from kafka.errors import KafkaTimeoutError
+
+    from accord.core.errors import InfrastructureError
+    from accord.core.settings import Settings
+
+    def no_broker(*args, **kwargs):
+        raise KafkaTimeoutError("no broker")  # what a consumer raises with none reachable
+        yield  # a generator, as read_topic is
+
+    monkeypatch.setattr(engine, "read_topic", no_broker)
+    with pytest.raises(InfrastructureError, match="Kafka unavailable while reading"):
+        engine.pending(Settings(principal="accord-reviewer"))

@@ -10,11 +10,23 @@ functions as the command line, as the same `accord-reviewer` principal).
                                           required to reject and refused when it looks like
                                           personal data, shown as a form error)
     GET  /review                          -> /ig/review (where the queue used to be)
+    GET  /ig/merges                       the merges confirmed in review that still stand:
+                                          decision, when, by whom, why, both case keys
+    GET  /ig/merges/{decision_id}         one merge and the form to split it (access-logged
+                                          with both keys)
+    POST /ig/merges/{decision_id}/split   undo the merge (CSRF-protected; a reason is
+                                          required and refused when it looks like personal
+                                          data; a merge unknown or split already is 404)
 
 A decision is published on hub.match.decisions with the reviewer principal and, as its
 `reviewer_ref`, the console user who decided; the worker applies it (a confirmed pair is
 merged and the provisional person's case goes from the lists, a rejected pair stays two
-people and is never proposed again).
+people and is never proposed again, a split gives each person their own case back and
+withdraws what was shared under the merge, the audit naming the split). A split calls
+`engine.split`, as `accord match split --decision ID` does. Merges the matcher made on its
+own (sure enough without a reviewer) are not among the review decisions, which are all
+the reviewer principal may read: they are split with `accord match split KEY_A KEY_B`.
+Kafka or the registry away: 503, nothing sent.
 """
 
 from __future__ import annotations
@@ -28,6 +40,8 @@ from fastapi.responses import RedirectResponse, Response
 from accord.console.auth import IgUser, SignedInUser, csrf_protect
 from accord.console.users import IG
 from accord.console.web import NavItem, error_page, render
+from accord.coordinator.views import case_reference
+from accord.core.credentials import REVIEWER
 from accord.core.errors import AccordError
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
@@ -36,15 +50,33 @@ from accord.matching.actions import CONFIRM, REJECT
 
 log = get_logger("accord.console.review")
 router = APIRouter()
-NAV = [NavItem("Review queue", "/ig/review", (IG,))]
+NAV = [NavItem("Review queue", "/ig/review", (IG,)), NavItem("Merges", "/ig/merges", (IG,))]
 ACTIONS: Final = {CONFIRM: "Confirm: the same person", REJECT: "Reject: two different people"}
 
 
 def reviewer_settings(request: Request) -> Settings:
-    """The reviewer principal's settings (as `accord match review` signs in), unless the
-    app was given others (`app.state.review_settings`)."""
+    """The reviewer principal's settings, unless the app was given others
+    (`app.state.review_settings`): signed in with ACCORD_CONSOLE_REVIEWER_SECRET_FILE when
+    it is set (a deployment, where ACCORD_PRINCIPAL is the console's own principal), else
+    as `accord match review` signs in (the local stack's saved credential)."""
     given = getattr(request.app.state, "review_settings", None)
-    return given or engine.reviewer_settings(request.app.state.settings)
+    if given is not None:
+        return given
+    return console_reviewer(request.app.state.settings)
+
+
+def console_reviewer(settings: Settings) -> Settings:
+    """Settings that sign in as `accord-reviewer` (see `reviewer_settings`)."""
+    if settings.console_reviewer_secret_file is not None:
+        return settings.model_copy(
+            update={
+                "principal": REVIEWER,
+                "secret": None,
+                "secret_file": settings.console_reviewer_secret_file,
+                "credentials_file": None,
+            }
+        )
+    return engine.reviewer_settings(settings)
 
 
 def age(queued_at: str | None, now: datetime | None = None) -> str:
@@ -240,5 +272,151 @@ def decide(
         request,
         "ig/review_pair.html",
         _pair_context(review, errors=errors, chosen={"action": action, "reason": reason}),
+        status_code=400,
+    )
+
+
+# Splitting a merge confirmed in review.
+
+
+def when(decided_at: Any) -> str:
+    """A decision's time as people read it ("2 December 2026 at 17:05 UTC")."""
+    if isinstance(decided_at, str):
+        try:
+            decided_at = datetime.fromisoformat(decided_at.replace("Z", "+00:00"))
+        except ValueError:
+            return "not known"
+    if not isinstance(decided_at, datetime):
+        return "not known"
+    if decided_at.tzinfo is None:
+        decided_at = decided_at.replace(tzinfo=UTC)
+    return decided_at.astimezone(UTC).strftime("%-d %B %Y at %H:%M UTC")
+
+
+def _unavailable(request: Request, exc: AccordError, doing: str) -> Response:
+    log.warning("console_merges_unavailable", doing=doing, error=type(exc).__name__)
+    return error_page(
+        request,
+        503,
+        "The hub's review decisions are not available",
+        "The console could not reach the hub just now. Nothing was changed.",
+        "Try again in a minute. If it persists, ask the hub's operators.",
+    )
+
+
+def _merges(request: Request) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | Response:
+    """(every review decision, the merges that stand), or the 503 page."""
+    try:
+        past = engine.decisions(reviewer_settings(request))
+    except AccordError as exc:
+        return _unavailable(request, exc, "reading")
+    return past, engine.merges(past)
+
+
+def _merge_not_found(request: Request) -> Response:
+    return error_page(
+        request,
+        404,
+        "No such merge to split",
+        "The merge may have been split already (by you or another reviewer), or the "
+        "address was mistyped. Nothing was changed.",
+        "Go back to the merges and choose one from there.",
+    )
+
+
+def _find_merge(request: Request, decision_id: str) -> dict[str, Any] | Response:
+    found = _merges(request)
+    if isinstance(found, Response):
+        return found
+    wanted = decision_id.strip().lower()
+    merge = [m for m in found[1] if m["decision_id"] == wanted]
+    return merge[0] if merge else _merge_not_found(request)
+
+
+def _keys(merge: dict[str, Any]) -> list[str]:
+    return [merge["person_key"], merge["other_person_key"]]
+
+
+@router.get("/ig/merges")
+def merges_page(request: Request, user: IgUser) -> Response:
+    found = _merges(request)
+    if isinstance(found, Response):
+        return found
+    return render(
+        request,
+        "ig/merges.html",
+        {
+            "merges": found[1],
+            "when": when,
+            "ref": case_reference,
+            "split": request.query_params.get("split"),
+        },
+    )
+
+
+def _merge_context(merge: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "merge": merge,
+        "when": when,
+        "ref": case_reference,
+        "reason_max": engine.REASON_MAX,
+        **extra,
+    }
+
+
+@router.get("/ig/merges/{decision_id}")
+def merge_page(request: Request, decision_id: str, user: IgUser) -> Response:
+    merge = _find_merge(request, decision_id)
+    if isinstance(merge, Response):
+        return merge
+    request.app.state.access_log.viewed(request, user, _keys(merge), "merge")
+    return render(request, "ig/merge.html", _merge_context(merge))
+
+
+@router.post("/ig/merges/{decision_id}/split", dependencies=[Depends(csrf_protect)])
+def split(
+    request: Request,
+    decision_id: str,
+    user: IgUser,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    merge = _find_merge(request, decision_id)
+    if isinstance(merge, Response):
+        return merge
+    error = None
+    if not reason.strip():
+        error = "Say why the merge was wrong"
+    else:
+        try:
+            engine.check_reason(reason, required=True)
+        except engine.ReviewError as exc:
+            error = f"The reason cannot be kept: {exc}"
+    if error is None:
+        try:
+            record = engine.split(
+                reviewer_settings(request),
+                None,
+                None,
+                reason,
+                decision_id=merge["decision_id"],
+                reviewer_ref=user.username,
+            )
+        except engine.ReviewError:
+            return _merge_not_found(request)  # split by someone else meanwhile
+        except AccordError as exc:
+            return _unavailable(request, exc, "publishing")
+        request.app.state.access_log.viewed(request, user, _keys(merge), "merge split")
+        log.info(
+            "console_merge_split",
+            user=user.username,
+            merge_decision_id=merge["decision_id"],
+            decision_id=record["decision_id"],
+        )
+        return RedirectResponse(f"/ig/merges?split={record['decision_id']}", status_code=303)
+    request.app.state.access_log.viewed(request, user, _keys(merge), "merge")
+    return render(
+        request,
+        "ig/merge.html",
+        _merge_context(merge, errors={"reason": error}),
         status_code=400,
     )

@@ -265,6 +265,12 @@ class Settings(BaseSettings):
         description="The console's access log: refused attempts and page views of personal "
         "data, JSON lines, pseudonymous keys only [default: <state_dir>/console/access.jsonl].",
     )
+    console_reviewer_secret_file: Path | None = Field(
+        None,
+        description="File holding the accord-reviewer principal's secret, with which the "
+        "console's review pages publish decisions (where ACCORD_PRINCIPAL names the console's "
+        "own principal, as in a deployment) [default: the local stack's saved credential].",
+    )
     console_session_idle_s: float = Field(
         1800.0, description="A console session ends after this many seconds without a request."
     )

@@ -10,23 +10,26 @@ The decisions topic is kept like the audit: it is the record of every review (wh
 what, why), and holds no personal data; what a decision changes on the lists is audited
 by the gate as any change is, its reasons naming the decision.
 
-Reading is separate from deciding: `pending`, `find`, `side_by_side` and `decision` are
-pure or read-only; `publish` is the one write.
+Reading is separate from deciding: `pending`, `find`, `side_by_side`, `decision` and
+`merges` are pure or read-only; `publish` is the one write. Kafka being away is an
+InfrastructureError (nothing read, nothing published), never a crash of the caller.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from kafka.errors import KafkaError
 
 from accord.core.credentials import REVIEWER
-from accord.core.errors import AccordError
+from accord.core.errors import AccordError, InfrastructureError
 from accord.core.kafka import acknowledged_producer, as_principal, connection, read_topic
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
@@ -99,6 +102,17 @@ class Review:
         )
 
 
+@contextmanager
+def _kafka(doing: str) -> Iterator[None]:
+    """Kafka's own errors (no broker, a send not acknowledged) as an InfrastructureError
+    naming what was being done: the callers (a command, a console page) report it as the
+    hub being unavailable and change nothing."""
+    try:
+        yield
+    except KafkaError as exc:
+        raise InfrastructureError(f"Kafka unavailable while {doing}: {type(exc).__name__}") from exc
+
+
 def reviewer_settings(settings: Settings) -> Settings:
     """Settings that sign in as the reviewer, unless the environment chose a principal."""
     return as_principal(settings, REVIEWER)
@@ -121,7 +135,8 @@ def queue_from(values: dict[str, bytes | None]) -> list[Review]:
 def pending(settings: Settings) -> list[Review]:
     """Every pair waiting for a reviewer, read from hub.match.review."""
     topic = Topics(settings).internal(MATCH_REVIEW)
-    return queue_from(latest(read_topic(settings, topic, idle_timeout_s=1.0)))
+    with _kafka(f"reading {topic}"):
+        return queue_from(latest(read_topic(settings, topic, idle_timeout_s=1.0)))
 
 
 def find(reviews: list[Review], wanted: str) -> Review:
@@ -224,11 +239,12 @@ def publish(settings: Settings, record: dict[str, Any]) -> None:
     conn = connection(settings)
     serde = AvroSerde(registry_client(settings, conn.principal), settings.schemas_dir)
     value = serde.encode(Topics.subject(topic), "MatchReviewDecision", record)
-    producer = acknowledged_producer(conn)
-    try:
-        producer.send(topic, key=record["person_key"].encode(), value=value).get(timeout=30)
-    finally:
-        producer.close()
+    with _kafka(f"publishing to {topic}"):
+        producer = acknowledged_producer(conn)
+        try:
+            producer.send(topic, key=record["person_key"].encode(), value=value).get(timeout=30)
+        finally:
+            producer.close()
 
 
 def decide(
@@ -264,12 +280,39 @@ def decisions(settings: Settings) -> list[dict[str, Any]]:
     conn = connection(settings)
     serde = AvroSerde(registry_client(settings, conn.principal), settings.schemas_dir)
     subject = Topics.subject(topic)
-    found = [
-        serde.decode_as(m.value, subject, "MatchReviewDecision")[1]
-        for m in read_topic(settings, topic, idle_timeout_s=1.0)
-        if m.value
-    ]
+    with _kafka(f"reading {topic}"):
+        found = [
+            serde.decode_as(m.value, subject, "MatchReviewDecision")[1]
+            for m in read_topic(settings, topic, idle_timeout_s=1.0)
+            if m.value
+        ]
     return [{**d, "decision_id": str(d["decision_id"])} for d in found]
+
+
+def _pair(d: dict[str, Any]) -> frozenset[str]:
+    return frozenset((d["person_key"], d["other_person_key"]))
+
+
+def undone_by(past: list[dict[str, Any]], confirmation: dict[str, Any]) -> dict[str, Any] | None:
+    """The SPLIT decision that undid `confirmation` (a CONFIRM among `past`): the first
+    split of the same two people decided at or after it (when either time is not known,
+    any split of them), or None while the merge stands."""
+    when = confirmation.get("decided_at")
+    for d in past:
+        if d["action"] != SPLIT or _pair(d) != _pair(confirmation):
+            continue
+        if when is None or d.get("decided_at") is None or d["decided_at"] >= when:
+            return d
+    return None
+
+
+def merges(past: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The merges confirmed in review that no split has undone, newest first: what a
+    reviewer may split by its decision id. (A merge the matcher made on its own, sure
+    enough without a reviewer, is not among the review decisions: it is split by the two
+    people's case keys.)"""
+    standing = [d for d in past if d["action"] == CONFIRM and undone_by(past, d) is None]
+    return sorted(standing, key=lambda d: str(d.get("decided_at") or ""), reverse=True)
 
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
@@ -287,6 +330,10 @@ def split_pair(
         found = [
             d for d in past if d["action"] == CONFIRM and str(d["decision_id"]).startswith(wanted)
         ]
+        if len(found) == 1 and (undone := undone_by(past, found[0])) is not None:
+            raise ReviewError(
+                f"confirmation {wanted} was undone already, by split {undone['decision_id']}"
+            )
         if len(found) != 1:
             raise ReviewError(
                 f"no confirmation {wanted} among the review decisions"
