@@ -229,6 +229,8 @@ def change_status(
                 },
                 status_code=400,
             )
+        if exc.message == ig_status.READ_ONLY_MESSAGE:
+            log.warning("console_policies_read_only", agreement_id=agreement_id, action=action)
         return error_page(
             request,
             exc.status,
