@@ -683,6 +683,83 @@ def test_dockerfile_installs_only_what_the_lock_pins_with_their_hashes() -> None
         assert "requirements.txt" not in run
 
 
+def stages(instructions: list[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """Each stage's instructions by its name (`FROM image AS name`; the unnamed last
+    stage is "final"), with the FROM line first."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for keyword, arguments in instructions:
+        if keyword == "FROM":
+            parts = arguments.split()
+            name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else "final"
+            current = out.setdefault(name, [])
+        current.append((keyword, arguments))
+    return out
+
+
+def test_dockerfile_builds_the_console_assets_and_ships_what_the_console_serves() -> None:
+    from accord.console import app
+
+    instructions = dockerfile_instructions()
+    by_stage = stages(instructions)
+    assert "assets" in by_stage, "no stage builds the console's assets"
+    assets = by_stage["assets"]
+    # The Node image: an exact release or a digest, never a moving tag such as node:22.
+    image = assets[0][1].split()[0]
+    args = dict(a.split("=", 1) for k, a in instructions if k == "ARG" and "=" in a)
+    if image.startswith("${"):
+        image = args[image.strip("${}")]
+    assert image.startswith("node"), image
+    assert re.fullmatch(r"node(:\d+\.\d+\.\d+[\w.-]*)?(@sha256:[0-9a-f]{64})?", image), image
+    assert re.search(r":\d+\.\d+\.\d+|@sha256:", image), f"{image} is not pinned"
+    # The lock goes in before `npm ci`, which installs exactly what it pins; then the build.
+    runs = [(i, a) for i, (k, a) in enumerate(assets) if k == "RUN"]
+    copies = [(i, a.split()) for i, (k, a) in enumerate(assets) if k == "COPY"]
+    lock = "services/accord/console/assets/package-lock.json"
+    lock_at = next(i for i, c in copies if lock in c[:-1])
+    ci_at = next(i for i, a in runs if re.search(r"\bnpm ci\b", a))
+    build_at = next(i for i, a in runs if "npm run build" in a)
+    assert lock_at < ci_at < build_at
+    assert not any(re.search(r"\bnpm (install|i)\b", a) for _, a in runs), "npm install resolves"
+    assert any("scss" in c[0] for i, c in copies if i < build_at), "the stylesheet's sources"
+    # What the console serves (accord.console.app) is copied from that stage...
+    package_dir = Path(app.__file__).parent
+    served = {
+        (app.ASSETS_DIR / "dist").relative_to(app.ASSETS_DIR),
+        app.GOVUK_JS.parent.relative_to(app.ASSETS_DIR),
+        app.MOJ_IMAGES.relative_to(app.ASSETS_DIR),
+    }
+    build = by_stage["build"]
+    taken = {
+        Path(a.split()[-2]).relative_to("/assets")
+        for k, a in build
+        if k == "COPY" and a.split()[0] == "--from=assets"
+    }
+    assert served <= taken, served - taken
+    # ...and laid into the installed package at the console's ASSETS_DIR, checked there.
+    lay = next(a for k, a in build if k == "RUN" and "ASSETS_DIR" in a)
+    assert "assets_built()" in lay
+    assert app.ASSETS_DIR.relative_to(package_dir) == Path("assets")
+    # The runtime stage carries the environment the assets were laid into.
+    final = by_stage["final"]
+    assert ["--from=build", "/opt/venv", "/opt/venv"] in [
+        a.split() for k, a in final if k == "COPY"
+    ]
+    install_at = next(i for i, (k, a) in enumerate(build) if k == "RUN" and a.endswith(" ."))
+    assert install_at < next(
+        i for i, (k, a) in enumerate(build) if k == "RUN" and "ASSETS_DIR" in a
+    )
+
+
+def test_dockerignore_keeps_a_checkouts_own_node_modules_out() -> None:
+    ignore = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
+    for built in ("node_modules", "dist"):
+        entry = f"services/accord/console/assets/{built}"
+        assert entry in ignore
+        # After the line that lets services/ in, or that line would win.
+        assert ignore.index(entry) > ignore.index("!services/")
+
+
 def test_dockerignore_lets_in_what_the_dockerfile_copies() -> None:
     ignore = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
     assert "*" in ignore, ".dockerignore should list what goes in, not what stays out"

@@ -178,6 +178,47 @@ def test_suspending_needs_a_reason_and_a_csrf_token_then_changes_the_file(env):
     assert "Reactivate DSA-015" in client.get("/ig/agreements/DSA-015").text
 
 
+def test_a_read_only_policies_folder_gets_a_clear_page_not_a_500(env, monkeypatch):
+    """Compose mounts ./policies read-only and the chart bakes them into the image: the
+    page says where agreements are changed instead, and changes nothing."""
+    import errno
+    import os
+    from pathlib import Path
+
+    if os.geteuid() == 0:
+        # root writes through a 0555 directory; a read-only mount refuses even root, as
+        # the kernel does here (EROFS) for the staged file.
+        write_text = Path.write_text
+
+        def read_only_mount(self, *args, **kwargs):
+            if self.name.endswith(".staged"):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+            return write_text(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "write_text", read_only_mount)
+    app, settings, policies, _ = env
+    client = signed_in(app)
+    folder = policies / "agreements"
+    path = folder / "DSA-015.yaml"
+    before = path.read_text()
+    token = csrf(client.get("/ig/agreements/DSA-015").text)
+    folder.chmod(0o555)
+    try:
+        refused = client.post(
+            "/ig/agreements/DSA-015/status",
+            data={"action": "suspend", "reason": "incident IG-7", "csrf_token": token},
+        )
+    finally:
+        folder.chmod(0o755)
+    assert refused.status_code == 409, refused.text
+    assert "The agreement was not changed" in refused.text
+    assert "policies folder is read-only" in refused.text
+    assert "reviewed commit" in refused.text
+    assert path.read_text() == before
+    assert not any(p.name.endswith(".staged") for p in folder.iterdir())
+    assert not (settings.console_dir / "agreement-changes.jsonl").exists()
+
+
 def test_decisions_show_the_chart_deny_reasons_and_counts(env):
     app, *_ = env
     page = signed_in(app).get("/ig/decisions?agreement=DSA-015&since=1h").text

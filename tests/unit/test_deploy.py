@@ -226,3 +226,155 @@ def test_the_console_holds_the_reviewers_credential_by_secret_reference(
     assert volume["secret"]["items"] == [{"key": ref["key"], "path": secret_file.name}]
     assert volume["secret"]["defaultMode"] == 0o400
     assert not [d for d in rendered if d["kind"] == "Secret"]
+
+
+def console_pod(rendered: list[dict]) -> tuple[dict, dict, dict[str, str | None]]:
+    console = next(
+        d
+        for d in rendered
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "accord-console"
+    )
+    pod = console["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    return pod, container, {e["name"]: e.get("value") for e in container["env"]}
+
+
+def mounted_from(pod: dict, container: dict, path: Path) -> tuple[dict, dict]:
+    """(the mount holding `path`, its volume)."""
+    [mount] = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == path.parent]
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return mount, volume
+
+
+def kafka_user_secret(rendered: list[dict], principal: str) -> dict:
+    user = next(
+        d for d in rendered if d["kind"] == "KafkaUser" and d["metadata"]["name"] == principal
+    )
+    return user["spec"]["authentication"]["password"]["valueFrom"]["secretKeyRef"]
+
+
+@needs_helm
+def test_the_console_has_its_users_key_state_and_principals_by_secret_reference(
+    rendered: list[dict],
+) -> None:
+    pod, container, env = console_pod(rendered)
+    values = yaml.safe_load((REPO / "deploy" / "k8s" / "accord" / "values.yaml").read_text())
+    # Its users file and the pseudonymisation key (who-received): Secrets, read-only.
+    for variable, secret, key in (
+        ("ACCORD_CONSOLE_USERS_FILE", values["console"]["usersSecret"], "users.json"),
+        ("ACCORD_PSEUDONYM_KEY_FILE", values["pseudonymKeySecret"], "key"),
+    ):
+        path = Path(env[variable])
+        mount, volume = mounted_from(pod, container, path)
+        assert mount["readOnly"] is True
+        assert volume["secret"]["secretName"] == secret
+        assert volume["secret"]["items"] == [{"key": key, "path": path.name}]
+        assert volume["secret"]["defaultMode"] == 0o400
+    # A writable state directory of its own (the root file system is read-only).
+    state = Path(env["ACCORD_STATE_DIR"])
+    [mount] = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == state]
+    assert not mount.get("readOnly")
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert "emptyDir" in volume or "persistentVolumeClaim" in volume
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # accord-audit (the IG pages' audit) and every recipient (its live list), each its
+    # KafkaUser's own secret, file named after the principal in ACCORD_SECRETS_DIR.
+    generated = yaml.safe_load(GENERATED.read_text())["generated"]
+    wanted = {"accord-audit", *generated["consoleRecipients"]}
+    secrets_dir = Path(env["ACCORD_SECRETS_DIR"])
+    mount, volume = mounted_from(pod, container, secrets_dir / "x")
+    assert mount["readOnly"] is True and volume["projected"]["defaultMode"] == 0o400
+    held = {}
+    for source in volume["projected"]["sources"]:
+        [item] = source["secret"]["items"]
+        held[item["path"]] = (source["secret"]["name"], item["key"])
+    assert set(held) == wanted
+    for principal, (name, key) in held.items():
+        ref = kafka_user_secret(rendered, principal)
+        assert (name, key) == (ref["name"], ref["key"]), principal
+    # Only those: not the worker's, the gateway's or the registry's.
+    assert not {"accord-worker", "accord-gateway", "accord-registry"} & set(held)
+    assert not [d for d in rendered if d["kind"] == "Secret"]
+
+
+def test_the_console_recipients_are_the_registrys_recipients(settings: Settings) -> None:
+    from accord.coordinator.views import recipients_known
+
+    values = chart.render_values(settings)["generated"]
+    recipients = values["consoleRecipients"]
+    assert recipients == sorted(recipients)
+    assert "community-food-network" in recipients  # a recipient no council area names
+    users = {u["name"] for u in values["users"]}
+    for org in recipients:
+        assert org in values["organisations"] and org in users
+        assert org in recipients_known(settings.policies_dir)
+    assert not [org for org in recipients if org.startswith("accord-")]
+
+
+def test_a_deployments_console_signs_in_with_the_mounted_secrets(tmp_path: Path) -> None:
+    """ACCORD_SECRETS_DIR/<principal>: the recipients' and accord-audit's secrets, while
+    the console's own ACCORD_PRINCIPAL keeps its own secret file."""
+    from accord.console.ig import audit_principal_settings
+    from accord.console.lists import _as_recipient
+    from accord.core.credentials import CredentialError, held_credential
+
+    mounted = tmp_path / "principals"
+    mounted.mkdir()
+    (mounted / "accord-audit").write_text("audit-secret\n")
+    (mounted / "city-of-edinburgh").write_text("edinburgh-secret\n")
+    own = tmp_path / "own"
+    own.write_text("console-secret\n")
+    console = Settings(
+        _env_file=None,
+        state_dir=tmp_path / "state",
+        principal="accord-console",
+        secret_file=own,
+        secrets_dir=mounted,
+    )
+    assert held_credential(console, "accord-console").secret.get_secret_value() == (
+        "console-secret"
+    )
+    audit = held_credential(audit_principal_settings(console), "accord-audit")
+    assert (audit.principal, audit.secret.get_secret_value()) == ("accord-audit", "audit-secret")
+    recipient = held_credential(_as_recipient(console, "city-of-edinburgh"), "x")
+    assert (recipient.principal, recipient.secret.get_secret_value()) == (
+        "city-of-edinburgh",
+        "edinburgh-secret",
+    )
+    # A recipient with no mounted secret: the saved-credential path's clear error.
+    with pytest.raises(CredentialError, match="no credentials file"):
+        held_credential(_as_recipient(console, "fife"), "x")
+    (mounted / "fife").write_text("\n")
+    with pytest.raises(CredentialError, match="is empty"):
+        held_credential(_as_recipient(console, "fife"), "x")
+    # The local stack (no ACCORD_PRINCIPAL): the audit principal with its saved credential.
+    local = Settings(_env_file=None, state_dir=tmp_path / "state")
+    assert audit_principal_settings(local).principal == "accord-audit"
+
+
+def test_a_read_only_users_file_still_signs_in_when_a_hash_needs_renewing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart mounts the users file from a Secret (read-only): a sign-in whose stored
+    hash has older parameters keeps working without rewriting it."""
+    import errno
+
+    from argon2 import PasswordHasher
+
+    from accord.console import users as console_users
+
+    path = tmp_path / "users.json"
+    console_users.UserStore(path, PasswordHasher(time_cost=1, memory_cost=8192)).add(
+        "ig-officer", "ig", "correct horse battery staple"
+    )
+    before = path.read_text()
+
+    def read_only(*_args: object) -> Path:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(console_users, "write_private", read_only)
+    store = console_users.UserStore(path, PasswordHasher(time_cost=2, memory_cost=8192))
+    user = store.authenticate("ig-officer", "correct horse battery staple")
+    assert user is not None and user.username == "ig-officer"
+    assert store.authenticate("ig-officer", "wrong password entirely") is None
+    assert path.read_text() == before

@@ -27,6 +27,7 @@ from typing import Any
 
 from accord.access import acls
 from accord.access.provision import active_organisations, all_topics, deployment_grants
+from accord.coordinator.views import recipients_known
 from accord.core import credentials as principals
 from accord.core.errors import StackError
 from accord.core.settings import Settings
@@ -114,6 +115,10 @@ def render_values(settings: Settings, replicas: int = 3, min_insync: int = 2) ->
             "topicPrefix": settings.topic_prefix,
             "workerGroup": settings.worker_id,
             "organisations": orgs,
+            # The console signs in as each of these to show its live list (its secret
+            # mounted into the console's ACCORD_SECRETS_DIR): the active organisations
+            # an agreement names as a recipient.
+            "consoleRecipients": sorted(set(orgs) & recipients_known(settings.policies_dir)),
             "topicPartitions": settings.topic_partitions,
             "topics": topics,
             "users": users,

@@ -77,7 +77,24 @@ def _settings(request: Request) -> Settings:
 
 
 def audit_settings(request: Request) -> Settings:
-    return getattr(request.app.state, "ig_audit", None) or as_principal(_settings(request), AUDIT)
+    """Settings that read the audit as the hub's audit principal: the saved credential on
+    the local stack; in a deployment (the console signs in as its own ACCORD_PRINCIPAL,
+    which may not read the audit) accord-audit's secret from ACCORD_SECRETS_DIR."""
+    given = getattr(request.app.state, "ig_audit", None)
+    return given or audit_principal_settings(_settings(request))
+
+
+def audit_principal_settings(settings: Settings) -> Settings:
+    if settings.secrets_dir is not None and settings.principal not in ("", AUDIT):
+        return settings.model_copy(
+            update={
+                "principal": AUDIT,
+                "secret": None,
+                "secret_file": None,
+                "credentials_file": None,
+            }
+        )
+    return as_principal(settings, AUDIT)
 
 
 def _serde(request: Request):
@@ -212,6 +229,8 @@ def change_status(
                 },
                 status_code=400,
             )
+        if exc.message == ig_status.READ_ONLY_MESSAGE:
+            log.warning("console_policies_read_only", agreement_id=agreement_id, action=action)
         return error_page(
             request,
             exc.status,

@@ -10,6 +10,7 @@ when, from and to which status, and why.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -31,9 +32,18 @@ _REASON_LINE = re.compile(r"^[ \t]+status_reason:.*\n", re.M)
 _AGREEMENT_ID = re.compile(r"^DSA-[0-9]{3,}$")
 
 
+READ_ONLY_MESSAGE: Final = (
+    "This deployment's agreements cannot be changed from the console: its policies folder "
+    "is read-only (the agreements are managed in the policies repository). Change the "
+    "agreement's status by a reviewed commit there and release it; see the operations "
+    "guide, 'Deploying the console'."
+)
+
+
 class StatusRefused(Exception):
     """The change cannot be made; `status` is the HTTP status (400 bad reason, 404 no such
-    agreement, 409 not in a state the change applies to, 500 the edit would not parse)."""
+    agreement, 409 not in a state the change applies to or a read-only policies folder,
+    500 the edit would not parse)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -124,8 +134,17 @@ def set_status(
         staged.write_text(new_text, encoding="utf-8")
         os.chmod(staged, path.stat().st_mode & 0o777)
         staged.replace(path)
+    except OSError as exc:
+        # A read-only mount (compose's default, an image's baked-in folder) or a folder
+        # the console's user may not write: nothing was changed.
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise StatusRefused(409, READ_ONLY_MESSAGE) from None
+        raise
     finally:
-        staged.unlink(missing_ok=True)
+        try:
+            staged.unlink(missing_ok=True)
+        except OSError:
+            pass
     return StatusChange(agreement_id, action, expected, new_status, reason, time.time())
 
 

@@ -32,6 +32,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from accord.core.credentials import write_private
 from accord.core.errors import AccordError
+from accord.core.logging import get_logger
+
+log = get_logger("accord.console.users")
 
 COORDINATOR: Final = "coordinator"
 IG: Final = "ig"
@@ -144,7 +147,12 @@ class UserStore:
             return None
         user = self.get(username)
         if user is not None and self.hasher.check_needs_rehash(stored):
-            self._set(username, {**entry, "password_hash": self.hasher.hash(password)})
+            try:
+                self._set(username, {**entry, "password_hash": self.hasher.hash(password)})
+            except OSError as exc:
+                # A read-only users file (a deployment's mounted Secret): the old hash
+                # still verifies; the sign-in goes on.
+                log.warning("console_user_rehash_skipped", error=type(exc).__name__)
         return user
 
     def add(

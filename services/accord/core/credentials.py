@@ -135,6 +135,25 @@ def read_credential_file(path: Path) -> Credential:
         ) from None
 
 
+def mounted_secret(settings: Settings, principal: str) -> Credential | None:
+    """`principal`'s secret from ACCORD_SECRETS_DIR/<principal> (a Secret a deployment
+    mounted), or None when no such directory is set or it holds no file for `principal`."""
+    if settings.secrets_dir is None:
+        return None
+    path = settings.secrets_dir / check_principal(principal)
+    try:
+        secret = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CredentialError(
+            f"ACCORD_SECRETS_DIR file {path} is unreadable: {exc.strerror}"
+        ) from None
+    if not secret:
+        raise CredentialError(f"ACCORD_SECRETS_DIR file {path} is empty")
+    return Credential(principal, SecretStr(secret))
+
+
 def held_credential(settings: Settings, default_principal: str) -> Credential:
     """The credential this process signs in with.
 
@@ -153,6 +172,9 @@ def held_credential(settings: Settings, default_principal: str) -> Credential:
                     f"ACCORD_SECRET_FILE {settings.secret_file} is unreadable: {exc.strerror}"
                 ) from None
             return Credential(check_principal(settings.principal), SecretStr(secret))
+        mounted = mounted_secret(settings, settings.principal)
+        if mounted is not None:
+            return mounted
         return read_credential_file(credential_file(settings, settings.principal))
     if settings.credentials_file is not None:
         return read_credential_file(settings.credentials_file)

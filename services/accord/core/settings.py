@@ -213,6 +213,12 @@ class Settings(BaseSettings):
     credentials_file: Path | None = Field(
         None, description='JSON file {"principal": ..., "secret": ...} to sign in with.'
     )
+    secrets_dir: Path | None = Field(
+        None,
+        description="Directory of one file per principal, named after it and holding its "
+        "secret (a deployment's mounted Secrets: the console's recipients and accord-audit); "
+        "tried before the saved credentials for a principal given no secret of its own.",
+    )
     credentials_dir: Path | None = Field(
         None, description="Saved credentials of the local stack [default: <state_dir>/credentials]."
     )
