@@ -1,5 +1,6 @@
 """Unit tests for the metrics every service exports, their endpoints, `accord status`'s
-summary and the Grafana dashboard built on them (deploy/grafana/accord.json)."""
+summary, the Grafana dashboard built on them (deploy/grafana/accord.json) and the
+Prometheus alerting rules (deploy/prometheus/accord-alerts.yaml)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import REGISTRY, generate_latest
 
 from accord.core import metrics
@@ -20,7 +22,10 @@ from accord.core.topics import Topics
 from accord.pipeline.decision import recipient_of
 from accord.stack.status import lag_of, last_error, summarise
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "accord.json"
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "deploy" / "grafana" / "accord.json"
+ALERTS = ROOT / "deploy" / "prometheus" / "accord-alerts.yaml"
+CHART_VALUES = ROOT / "deploy" / "k8s" / "accord" / "values.yaml"
 
 # Label names a metric may carry: ids of stages, organisations, agreements, reasons and
 # partitions. A person key, a name or a record's content must never become a label.
@@ -154,6 +159,147 @@ def test_expression_names(expr: str, names: set[str]) -> None:
 
 def test_dashboard_checker_catches_an_unknown_name() -> None:
     assert not expression_metric_names("rate(accord_nonexistent_total[5m])") <= scraped_names()
+
+
+DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+RULE_KEYS = {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
+
+
+def rule_file_problems(doc: object) -> list[str]:
+    """What keeps `doc` from being a Prometheus alerting-rule file (groups of named
+    rules, each an alert with an expression, durations, string labels and annotations)."""
+    if not isinstance(doc, dict) or set(doc) != {"groups"} or not isinstance(doc["groups"], list):
+        return ["the file must be a mapping with one key, groups: a list"]
+    problems: list[str] = []
+    groups, alerts = set(), set()
+    for group in doc["groups"]:
+        if not isinstance(group, dict) or not isinstance(group.get("name"), str):
+            problems.append(f"a group without a name: {group!r}")
+            continue
+        if group["name"] in groups:
+            problems.append(f"group {group['name']} twice")
+        groups.add(group["name"])
+        unknown = set(group) - {"name", "interval", "limit", "rules"}
+        if unknown:
+            problems.append(f"group {group['name']}: unknown keys {sorted(unknown)}")
+        if not isinstance(group.get("rules"), list) or not group["rules"]:
+            problems.append(f"group {group['name']} has no rules")
+            continue
+        for rule in group["rules"]:
+            name = rule.get("alert") if isinstance(rule, dict) else None
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                problems.append(f"group {group['name']}: a rule without a valid alert name")
+                continue
+            if name in alerts:
+                problems.append(f"alert {name} twice")
+            alerts.add(name)
+            if set(rule) - RULE_KEYS:
+                problems.append(f"{name}: unknown keys {sorted(set(rule) - RULE_KEYS)}")
+            if not isinstance(rule.get("expr"), str) or not rule["expr"].strip():
+                problems.append(f"{name}: no expr")
+            for key in ("for", "keep_firing_for"):
+                if key in rule and not DURATION.match(str(rule[key])):
+                    problems.append(f"{name}: {key} {rule[key]!r} is not a duration")
+            for key in ("labels", "annotations"):
+                values = rule.get(key, {})
+                if not isinstance(values, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+                ):
+                    problems.append(f"{name}: {key} must map strings to strings")
+    return problems
+
+
+def alert_rules() -> dict[str, dict]:
+    doc = yaml.safe_load(ALERTS.read_text())
+    assert rule_file_problems(doc) == []
+    return {rule["alert"]: rule for group in doc["groups"] for rule in group["rules"]}
+
+
+def test_alert_rules_have_the_rule_file_shape_and_name_only_exported_series() -> None:
+    exported = scraped_names() | {"up"}
+    rules = alert_rules()
+    used: set[str] = set()
+    for name, rule in rules.items():
+        names = expression_metric_names(rule["expr"])
+        assert names, f"{name}: no metric in {rule['expr']!r}"
+        assert names <= exported, f"{name} names {sorted(names - exported)}"
+        used |= names
+        assert rule["labels"]["severity"] in {"page", "warning"}, name
+        assert rule["annotations"]["summary"], name
+    # Every row of docs/operations.md's table with a threshold has its rule.
+    for needed in (
+        "accord_ready",
+        "up",
+        "accord_consumer_lag",
+        "accord_events_in_total",
+        "accord_decisions_total",
+        "accord_opa_query_seconds_bucket",
+        "accord_opa_errors_total",
+        "accord_quarantined_total",
+        "accord_share_records_total",
+        "accord_last_error_timestamp_seconds",
+        "accord_auth_failures_total",
+        "accord_http_requests_total",
+        "accord_heartbeat_timestamp_seconds",
+        "process_resident_memory_bytes",
+    ):
+        assert needed in used, needed
+
+
+def test_alert_thresholds_are_the_documented_ones() -> None:
+    rules = alert_rules()
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    assert "deploy/prometheus/accord-alerts.yaml" in doc
+    assert (rules["AccordNotReady"]["expr"], rules["AccordNotReady"]["for"]) == (
+        "accord_ready == 0",
+        "2m",
+    )
+    assert rules["AccordOpaSlow"]["for"] == "10m" and "0.99" in rules["AccordOpaSlow"]["expr"]
+    assert "> 1" in rules["AccordOpaSlow"]["expr"]
+    assert rules["AccordQuarantineHigh"]["for"] == "30m"
+    assert "0.01 *" in rules["AccordQuarantineHigh"]["expr"]
+    assert "0.1 *" in rules["AccordWithdrawalsHigh"]["expr"]
+    assert "> 60" in rules["AccordWorkerLoopStalled"]["expr"]
+    assert "* 60 > 20" in rules["AccordAuthFailures"]["expr"]
+
+
+def memory_bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_memory_alerts_are_80_percent_of_the_charts_limits() -> None:
+    values = yaml.safe_load(CHART_VALUES.read_text())
+    checked = set()
+    for name, rule in alert_rules().items():
+        if "process_resident_memory_bytes" not in rule["expr"]:
+            continue
+        shape = r'> 0\.8 \* (\d+) and on \(instance\) accord_ready\{service="(\w+)"\}'
+        found = re.search(shape, rule["expr"])
+        assert found, f"{name}: {rule['expr']!r}"
+        limit, service = int(found.group(1)), found.group(2)
+        assert limit == memory_bytes(values[service]["resources"]["limits"]["memory"]), name
+        checked.add(service)
+    assert checked == {"worker", "gateway", "registry", "console"}
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        ({"rules": []}, "one key, groups"),
+        ({"groups": [{"name": "g", "rules": [{"alert": "A"}]}]}, "A: no expr"),
+        ({"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up", "for": "2 min"}]}]},
+         "not a duration"),
+        ({"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up", "labels": {"n": 1}}]}]},
+         "labels must map"),
+        ({"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up", "record": "x"}]}]},
+         "unknown keys"),
+        ({"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up"}]},
+                     {"name": "h", "rules": [{"alert": "A", "expr": "up"}]}]}, "alert A twice"),
+    ],
+)  # fmt: skip
+def test_rule_file_checker_catches(doc: object, problem: str) -> None:
+    assert any(problem in p for p in rule_file_problems(doc)), rule_file_problems(doc)
 
 
 def test_labels_carry_no_personal_data() -> None:
