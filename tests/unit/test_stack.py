@@ -68,3 +68,15 @@ def test_a_stale_pid_file_is_not_mistaken_for_a_running_component(settings):
     finished.wait()
     kafka.pid_file(settings).write_text(str(finished.pid))
     assert local.running_pid(settings, kafka) is None
+
+
+def test_a_kafka_cluster_id_never_starts_with_a_dash(monkeypatch):
+    """kafka-storage reads `-t -xyz` as an option: such an id is drawn again."""
+    import uuid
+
+    dashed = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 "-A..."
+    plain = uuid.UUID(bytes=b"\x10" + bytes(15))
+    drawn = iter([dashed, dashed, plain])
+    monkeypatch.setattr(local.uuid, "uuid4", lambda: next(drawn))
+    cluster_id = local._kafka_cluster_id()
+    assert cluster_id == "EAAAAAAAAAAAAAAAAAAAAA" and len(cluster_id) == 22

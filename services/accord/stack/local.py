@@ -498,8 +498,13 @@ def _java_argv(settings: Settings, libs: Path, main_class: str, *args: str) -> l
 
 
 def _kafka_cluster_id() -> str:
-    # Kafka's Uuid text form: url-safe base64 of 16 random bytes, unpadded.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Kafka's Uuid text form: url-safe base64 of 16 random bytes, unpadded. Never one that
+    # starts with "-" (1 in 64): kafka-storage's `-t -xyz` reads it as an option and
+    # refuses to format (Kafka's own Uuid.randomUuid skips those for the same reason).
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def check_node_count(settings: Settings) -> None:
