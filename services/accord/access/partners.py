@@ -72,7 +72,8 @@ def add_partner(settings: Settings, org: str) -> Access:
     _require_registered(settings, org)
     provision.set_revoked(settings, org, False)
     access = _new_access(settings, org)
-    provision.apply(settings)
+    # Returns once every broker lets `org` in with its new secret and shows it its topics.
+    provision.apply(settings, renewed=[org])
     log.info("partner_added", org=org)
     return access
 
@@ -83,6 +84,10 @@ def rotate_partner(settings: Settings, org: str) -> Access:
     if org in provision.revoked(settings):
         raise CredentialError(f"{org} is revoked; `accord partner add {org}` restores it")
     access = _new_access(settings, org)
+    # The new secret works on every broker before it is handed over.
+    provision.wait_until_applied(
+        settings, provision.organisation_topics(settings, org), partners=[org]
+    )
     log.info("partner_rotated", org=org)
     return access
 

@@ -32,9 +32,11 @@ from accord.core.kafka import (
     COMPACTED,
     confluent_admin,
     connection,
+    each_broker,
+    metadata_request,
     replicated,
     topic_replication,
-    wait_until_usable,
+    topics_not_ready,
 )
 from accord.core.logging import get_logger
 from accord.core.settings import Settings
@@ -151,8 +153,10 @@ def all_topics(settings: Settings, orgs: list[str]) -> dict[str, tuple[int, dict
 
 def ensure_all_topics(
     admin: Any, settings: Settings, orgs: list[str], timeout_s: float = 30.0
-) -> int:
-    """Create, in one request, every topic of the deployment that does not exist yet."""
+) -> list[str]:
+    """Create, in one request, every topic of the deployment that does not exist yet;
+    the names created. Created means the controller committed them: each broker shows
+    them once it has applied the metadata log that far (`wait_until_applied`)."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
@@ -177,26 +181,81 @@ def ensure_all_topics(
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise InfrastructureError(f"creating {name}: {exc}") from exc
-        # Created is not yet usable: wait until the brokers' metadata has every one. Each
-        # look asks whichever broker the client picks, and brokers learn of new topics
-        # one after the other: three looks in a row must find them all.
-        deadline, seen = time.monotonic() + timeout_s, 0
-        looks = 3 if len(metadata.brokers) > 1 else 1
-        while seen < looks:
-            seen = seen + 1 if all_present(admin, wanted, timeout_s) else 0
-            if time.monotonic() > deadline:
-                raise InfrastructureError(f"{len(new)} new topics not ready in {timeout_s:.0f}s")
-            if seen < looks:
-                time.sleep(0.2)
-    return len(wanted)
+    return [t.topic for t in new]
 
 
-def all_present(admin: Any, wanted: Iterable[str], timeout_s: float) -> bool:
-    metadata = admin.list_topics(timeout=timeout_s).topics
-    return all(
-        name in metadata and metadata[name].error is None and metadata[name].partitions
-        for name in wanted
-    )
+def organisation_topics(settings: Settings, org: str) -> list[str]:
+    """The topics an organisation writes and reads: its partner topics and its rejects."""
+    return [*partner_topic_names(settings, [org]), Topics(settings).rejects(org)]
+
+
+def not_applied(
+    settings: Settings,
+    topics: Iterable[str],
+    grants: Iterable[acls.Grant],
+    removed: Iterable[acls.Grant] = (),
+    partners: Iterable[str] = (),
+) -> list[str]:
+    """What some broker has not applied yet, each broker asked itself (never whichever the
+    client picks): `topics` shown with a leader for every partition, `grants` described
+    and `removed` no longer, and each of `partners` signing in with its current secret
+    and seeing its own topics."""
+    topics, wanted, gone = sorted(set(topics)), set(grants), set(removed)
+    problems: list[str] = []
+    conn = admin_connection(settings)
+    try:
+        if topics:
+            for node, answer in each_broker(conn, metadata_request(topics)).items():
+                problems += [
+                    f"broker {node} does not show {t}" for t in topics_not_ready(answer, topics)
+                ]
+        if wanted or gone:
+            for node, answer in each_broker(conn, describe_acls_request).items():
+                described = described_grants(answer)
+                problems += [
+                    f"broker {node} lacks {g.describe()}" for g in sorted(wanted - described)
+                ]
+                problems += [
+                    f"broker {node} still has {g.describe()}" for g in sorted(gone & described)
+                ]
+        for org in sorted(set(partners)):
+            own = organisation_topics(settings, org)
+            for node, answer in each_broker(
+                connection(settings, org), metadata_request(own)
+            ).items():
+                problems += [
+                    f"broker {node} does not let {org} see {t}"
+                    for t in topics_not_ready(answer, own)
+                ]
+    except InfrastructureError as exc:  # e.g. a broker that does not know a new secret yet
+        problems.append(str(exc))
+    return problems
+
+
+def wait_until_applied(
+    settings: Settings,
+    topics: Iterable[str] = (),
+    grants: Iterable[acls.Grant] = (),
+    removed: Iterable[acls.Grant] = (),
+    partners: Iterable[str] = (),
+    timeout_s: float = 120.0,
+) -> float:
+    """Until every broker has applied the topics, grants, removals and partner secrets
+    just made (`not_applied` is empty); the seconds waited. The controller acknowledges a
+    change once the KRaft quorum has committed it, and each broker applies the metadata
+    log on its own, on a busy machine seconds later: a partner that published at once
+    was refused by a broker that had not (TOPIC_AUTHORIZATION_FAILED, which librdkafka
+    does not retry, or a topic its metadata did not show yet)."""
+    topics, grants, removed, partners = list(topics), list(grants), list(removed), list(partners)
+    began = time.monotonic()
+    while problems := not_applied(settings, topics, grants, removed, partners):
+        if time.monotonic() - began > timeout_s:
+            raise InfrastructureError(
+                f"not applied by every broker in {timeout_s:.0f}s ({len(problems)} left): "
+                + "; ".join(problems[:3])
+            )
+        time.sleep(0.25)
+    return time.monotonic() - began
 
 
 # --- SCRAM credentials ---------------------------------------------------------------------
@@ -298,6 +357,49 @@ def broker_grants(admin: Any) -> set[acls.Grant]:
     }
 
 
+def describe_acls_request() -> Any:
+    """A DescribeAcls request for every ACL (kafka-python's, for `each_broker`): a broker
+    answers it from its own authorizer, so it lists the grants that broker enforces."""
+    from kafka.protocol.admin import DescribeAclsRequest
+
+    any_ = 1  # ANY, for the resource type, the pattern type, the operation and permission
+    return DescribeAclsRequest(
+        resource_type_filter=any_,
+        resource_name_filter=None,
+        pattern_type_filter=any_,
+        principal_filter=None,
+        host_filter=None,
+        operation=any_,
+        permission_type=any_,
+    )
+
+
+def described_grants(response: Any) -> set[acls.Grant]:
+    """The ALLOW grants of a DescribeAcls response (named as `broker_grants` names them:
+    the protocol's codes are librdkafka's enum values)."""
+    from confluent_kafka.admin import (
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    if response.error_code != 0:
+        raise InfrastructureError(f"describing ACLs: {response.error_message}")
+    return {
+        acls.Grant(
+            acl.principal.removeprefix("User:"),
+            ResourceType(resource.resource_type).name,
+            resource.resource_name,
+            ResourcePatternType(resource.pattern_type).name,
+            AclOperation(acl.operation).name,
+        )
+        for resource in response.resources
+        for acl in resource.acls
+        if AclPermissionType(acl.permission_type) == AclPermissionType.ALLOW
+    }
+
+
 def add_grants(admin: Any, grants: Iterable[acls.Grant]) -> int:
     bindings = [_binding(g) for g in grants]
     if bindings:
@@ -332,10 +434,16 @@ def deployment_grants(settings: Settings, orgs: Iterable[str]) -> list[acls.Gran
     return acls.derive(orgs, Topics(settings), settings.worker_group, settings.schemas_topic)
 
 
-def apply(settings: Settings, report: Report | None = None, also: Iterable[str] = ()) -> Applied:
-    """Bring the cluster into line with the registry and the agreements (idempotent).
-    `also` names organisations registered elsewhere (a copy of the policies a test or an
-    operator serves from another directory)."""
+def apply(
+    settings: Settings,
+    report: Report | None = None,
+    also: Iterable[str] = (),
+    renewed: Iterable[str] = (),
+) -> Applied:
+    """Bring the cluster into line with the registry and the agreements (idempotent), and
+    return once every broker has applied it. `also` names organisations registered
+    elsewhere (a copy of the policies a test or an operator serves from another
+    directory); `renewed` those whose secret was just set (`accord partner add`)."""
     say = report or (lambda _line: None)
     conn = admin_connection(settings)
     # One handle for every call: librdkafka fails its futures once the handle is collected.
@@ -364,17 +472,26 @@ def apply(settings: Settings, report: Report | None = None, also: Iterable[str] 
     found = broker_grants(admin)
     roots = acls.namespace(orgs, Topics(settings), settings.worker_group, settings.schemas_topic)
     result.grants = len(wanted)
-    result.grants_added = add_grants(admin, [g for g in wanted if g not in found])
-    result.grants_removed = remove_grants(admin, acls.stale(found, wanted, roots))
+    added = [g for g in wanted if g not in found]
+    removed = acls.stale(found, wanted, roots)
+    result.grants_added = add_grants(admin, added)
+    result.grants_removed = remove_grants(admin, removed)
 
-    result.topics = ensure_all_topics(admin, settings, orgs)
-    if result.grants_added and orgs:
-        # Several brokers each apply new grants and topics when they replay the metadata
-        # log, on a busy machine seconds apart: a partner let in at once could still be
-        # refused by one of them. The last grant and topic made are probed on each.
-        org = sorted(orgs)[-1]
-        last = Topics(settings).partner(org, sorted(DATASET_RECORDS)[-1])
-        wait_until_usable(conn, connection(settings, org), last)
+    created = ensure_all_topics(admin, settings, orgs)
+    result.topics = len(all_topics(settings, orgs))
+    # Every broker applies the new secrets, grants and topics from the metadata log on its
+    # own, in the log's order: wait until each one describes the new grants (and no
+    # longer the removed ones) and shows the new topics with their leaders. A secret set
+    # here is earlier in the log than those, so applied with them; one followed by no
+    # other change is proved by its organisation signing in to each broker, as is the
+    # organisation of `accord partner add` (it sees its topics there).
+    secrets = {c.principal for c in missing} & set(orgs)
+    later = bool(created or added or removed)
+    partners = sorted((set(renewed) & set(orgs)) | (set() if later else secrets))
+    if later or partners:
+        topics = {*created, *(t for org in partners for t in organisation_topics(settings, org))}
+        waited = wait_until_applied(settings, topics, added, removed, partners)
+        log.info("access_applied_on_every_broker", seconds=round(waited, 2), partners=partners)
     log.info(
         "access_applied",
         principals=result.principals,

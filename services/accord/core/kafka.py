@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,36 +281,63 @@ def read_topics(
         reader.close()
 
 
-def wait_until_usable(
-    target: Connectable, as_principal_: KafkaConnection, topic: str, timeout_s: float = 90.0
-) -> float:
-    """Until every broker lets `as_principal_` see `topic` (the topic and the grant on
-    it applied there): brokers replay new grants and topics from the metadata log one
-    after the other, and on a busy machine some seconds apart. A no-op on one broker.
-    Returns the seconds waited; raises InfrastructureError on timeout."""
-    admin = admin_client(target)
+def each_broker(
+    target: Connectable, requests: Callable[[], Any], timeout_s: float = 15.0
+) -> dict[int, Any]:
+    """`requests()`'s request sent to every broker of the cluster, each answered by that
+    broker itself: {node id: response}. A Metadata or DescribeAcls request is answered
+    from the broker's own copy of the cluster metadata, which each broker applies from
+    the KRaft metadata log on its own, some time after the controller committed it; the
+    clients' ordinary calls ask whichever broker is least loaded, so they cannot tell
+    whether every broker has applied a change. A broker that does not answer raises
+    InfrastructureError (kafka-python's own per-broker calls, describe_log_dirs, send
+    through the admin client's connection manager the same way)."""
+    admin = admin_client(target, timeout_ms=int(timeout_s * 1000))
     try:
-        brokers = [f"{b['host']}:{b['port']}" for b in admin.describe_cluster().get("brokers", [])]
+        manager = admin._manager
+        nodes = sorted(b.node_id for b in manager.cluster.brokers())
+
+        async def ask(node: int) -> Any:
+            return await manager.send(requests(), node_id=node)
+
+        answers = {}
+        for node in nodes:
+            try:
+                answers[node] = manager.run(ask, node)
+            except KafkaError as exc:
+                raise InfrastructureError(f"broker {node} did not answer: {exc}") from exc
+        return answers
     finally:
         admin.close()
-    began = time.monotonic()
-    if len(brokers) < 2:
-        return 0.0
-    for broker in brokers:
-        probe = KafkaConnection(broker, as_principal_.credential, as_principal_.ca_file)
-        while True:
-            reader = consumer(probe)
-            try:
-                if reader.partitions_for_topic(topic):
-                    break
-            finally:
-                reader.close()
-            if time.monotonic() - began > timeout_s:
-                raise InfrastructureError(
-                    f"broker {broker} has not applied {topic} and its grants in {timeout_s:.0f}s"
-                )
-            time.sleep(0.5)
-    return time.monotonic() - began
+
+
+def topics_not_ready(response: Any, topics: Iterable[str]) -> list[str]:
+    """Of `topics`, those a broker's Metadata response does not show usable: missing, with
+    an error (unknown, or not authorised for the asking principal), without partitions,
+    or with a partition that has no leader."""
+    shown = {t.name: t for t in response.topics}
+    return sorted(
+        name
+        for name in topics
+        if (topic := shown.get(name)) is None
+        or topic.error_code != 0
+        or not topic.partitions
+        or any(p.error_code != 0 or p.leader_id < 0 for p in topic.partitions)
+    )
+
+
+def metadata_request(topics: Iterable[str]) -> Callable[[], Any]:
+    from kafka.protocol.metadata import MetadataRequest
+
+    names = sorted(topics)
+
+    def request() -> Any:
+        return MetadataRequest(
+            topics=[MetadataRequest.MetadataRequestTopic(name=n) for n in names],
+            allow_auto_topic_creation=False,
+        )
+
+    return request
 
 
 def _committed_offsets(
