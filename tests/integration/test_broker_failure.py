@@ -26,13 +26,11 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from accord.access import provision
 from accord.campaign import faults
 from accord.core.credentials import ADMIN
-from accord.core.errors import InfrastructureError
 from accord.core.kafka import admin_client
 from accord.core.serde import AvroSerde, registry_client
 from accord.core.settings import Settings
 from accord.core.topics import Topics
 from accord.ingest.publish import publish_file
-from accord.ingest.readers import PublishInputError
 from accord.stack import local, processes
 
 from .cluster import accord, node_pid, three_brokers, wait_until_replicated
@@ -96,31 +94,44 @@ def wait_for_work(log: Path, worker, timeout_s: float = 120.0) -> None:
 
 
 def publish(settings: Settings, mix: faults.CampaignInput) -> int:
-    """Every partner's file, as `accord publish` does; the events Kafka acknowledged.
+    """Every partner's file, once each, as `accord publish` does; the events Kafka
+    acknowledged. No file is published again: provisioning returns only once every broker
+    has applied the deployment's topics and grants, so a first refusal fails the test."""
+    return sum(
+        publish_file(settings, org, dataset, path).published for org, dataset, path in mix.files
+    )
 
-    On this loaded machine a broker of a cluster just provisioned has been seen refusing
-    a partner's first records (TOPIC_AUTHORIZATION_FAILED, or the topic not yet in the
-    partner's view of the metadata) for a few seconds although
-    provisioning had found the grants applied on every broker: the file is then
-    published again (stable event ids: the pipeline absorbs the repeats), at most 5
-    times, and the retries are printed."""
-    published = retries = 0
-    for org, dataset, path in mix.files:
-        for attempt in range(6):
-            try:
-                published += publish_file(settings, org, dataset, path).published
-                break
-            except (InfrastructureError, PublishInputError) as exc:
-                refused = "TOPIC_AUTHORIZATION_FAILED" in str(exc) or "does not exist" in str(exc)
-                if not refused or attempt == 5:
-                    raise
-                retries += 1
-                time.sleep(3.0)
-    if retries:
-        print(
-            f"\npublishing: {retries} file(s) refused at first and published again", file=sys.stderr
+
+def test_a_partner_publishes_at_once_after_provisioning_and_partner_add(cluster, mix):
+    """Provisioning a deployment of new topics and grants, and `accord partner add`, return
+    only once every broker (each asked itself) has applied them: the partner's first
+    publish right after is accepted. Before, a broker still behind refused it at times."""
+    settings, values = cluster
+    scoped = settings.model_copy(
+        update={"topic_prefix": "first.", "worker_id": "accord-campaign-first"}
+    )
+    began = time.monotonic()
+    provision.apply(scoped)
+    took = time.monotonic() - began
+    orgs = provision.active_organisations(scoped)
+    topics = provision.all_topics(scoped, orgs)
+    grants = provision.deployment_grants(scoped, orgs)
+    org, dataset, path = mix.files[0]
+    assert provision.not_applied(scoped, topics, grants, partners=[org]) == []
+    assert publish_file(scoped, org, dataset, path).published > 0
+
+    accord(values, "partner", "add", org)
+    assert (
+        provision.not_applied(
+            settings, provision.organisation_topics(settings, org), partners=[org]
         )
-    return published
+        == []
+    )
+    assert publish_file(settings, org, dataset, path).published > 0
+    print(
+        f"\nprovisioned {len(topics)} topics and {len(grants)} grants in {took:.1f}s",
+        file=sys.stderr,
+    )
 
 
 def run_with(

@@ -112,3 +112,80 @@ def test_each_node_is_a_voter_of_a_static_quorum_with_replicated_internal_topics
     )
     assert one["node.id"] == "1" and one["offsets.topic.replication.factor"] == "1"
     assert one["controller.quorum.bootstrap.servers"] == "127.0.0.1:35103"
+
+
+def metadata_answer(*topics):
+    """A broker's Metadata response, as kafka-python decodes it."""
+    from kafka.protocol.metadata import MetadataResponse
+
+    topic, partition = (
+        MetadataResponse.MetadataResponseTopic,
+        MetadataResponse.MetadataResponseTopic.MetadataResponsePartition,
+    )
+    return MetadataResponse(
+        brokers=[],
+        topics=[
+            topic(
+                name=name,
+                error_code=error,
+                partitions=[
+                    partition(partition_index=i, error_code=0, leader_id=leader)
+                    for i, leader in enumerate(leaders)
+                ],
+            )
+            for name, error, leaders in topics
+        ],
+    )
+
+
+def test_a_topic_is_ready_on_a_broker_only_shown_without_error_and_with_every_leader():
+    from accord.core.kafka import topics_not_ready
+
+    answer = metadata_answer(
+        ("ready", 0, [1, 2, 3]),
+        ("no-leader", 0, [1, -1]),
+        ("refused", 29, []),  # TOPIC_AUTHORIZATION_FAILED
+        ("no-partitions", 0, []),
+    )
+    wanted = ["ready", "no-leader", "refused", "no-partitions", "not-shown"]
+    assert topics_not_ready(answer, wanted) == sorted(set(wanted) - {"ready"})
+    assert topics_not_ready(answer, ["ready"]) == []
+
+
+def test_described_grants_are_named_as_the_broker_grants_are():
+    from kafka.protocol.admin import DescribeAclsResponse
+
+    from accord.access import acls
+    from accord.access.provision import described_grants
+    from accord.core.errors import InfrastructureError
+
+    resource = DescribeAclsResponse.DescribeAclsResource
+    acl = resource.AclDescription
+    answer = DescribeAclsResponse(
+        error_code=0,
+        error_message=None,
+        resources=[
+            resource(
+                resource_type=2,  # TOPIC
+                resource_name="partner.nhs-fife.",
+                pattern_type=4,  # PREFIXED
+                acls=[
+                    acl(principal="User:nhs-fife", host="*", operation=4, permission_type=3),
+                    acl(principal="User:nhs-fife", host="*", operation=3, permission_type=2),
+                ],
+            ),
+            resource(
+                resource_type=4,  # the cluster
+                resource_name="kafka-cluster",
+                pattern_type=3,  # LITERAL
+                acls=[acl(principal="User:nhs-fife", host="*", operation=12, permission_type=3)],
+            ),
+        ],
+    )
+    assert described_grants(answer) == {  # the DENY (permission 2) is no grant
+        acls.Grant("nhs-fife", "TOPIC", "partner.nhs-fife.", "PREFIXED", "WRITE"),
+        acls.Grant("nhs-fife", "BROKER", "kafka-cluster", "LITERAL", "IDEMPOTENT_WRITE"),
+    }
+    refused = DescribeAclsResponse(error_code=31, error_message="not authorised", resources=[])
+    with pytest.raises(InfrastructureError, match="not authorised"):
+        described_grants(refused)
