@@ -191,8 +191,8 @@ def organisation_topics(settings: Settings, org: str) -> list[str]:
 
 def not_applied(
     settings: Settings,
-    topics: Iterable[str],
-    grants: Iterable[acls.Grant],
+    topics: Iterable[str] = (),
+    grants: Iterable[acls.Grant] = (),
     removed: Iterable[acls.Grant] = (),
     partners: Iterable[str] = (),
 ) -> list[str]:
