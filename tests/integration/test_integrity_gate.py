@@ -245,5 +245,10 @@ def test_every_field_each_recipient_holds_is_named_by_the_agreement_that_release
     # it may see (checked record by record above).
     assert people[FOOD_PARTNER] <= councils, (len(people[FOOD_PARTNER]), len(councils))
     council = [c for _, c in decoded(settings, serde, shares[EDINBURGH]) if c]
-    assert any("WELFARE_CHECK" in c["needs"] for c in council)
+    # Midlothian's people asked for support and have no outcome yet: the welfare check
+    # stays open whatever order the events arrived in. (Each of Edinburgh's people has a
+    # delivery on record, so its list shows a welfare check only if the entry happened to
+    # be decided before the outcome.)
+    midlothian = [c for _, c in decoded(settings, serde, shares["midlothian"]) if c]
+    assert any("WELFARE_CHECK" in c["needs"] for c in midlothian)
     assert any(c["priority_reasons"] for c in council) and any(c["is_shielding"] for c in council)

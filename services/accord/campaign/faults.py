@@ -254,8 +254,9 @@ def check_shares(
     settings: Settings, serde: AvroSerde, opa_down: list[tuple[float, float]], lists: Lists
 ) -> ShareChecks:
     """Read every share record of `settings`' deployment: each must carry a decision id
-    with an audit record, and none may have been decided while OPA was stopped (a decision
-    made just before the stop may still be on its way: 2 s of grace)."""
+    with an audit record, and none may have been decided while OPA was stopped: its
+    `updated_at` is when OPA answered the batch (an answer sent just before the stop may
+    still be on its way: 2 s of grace)."""
     audited = set()
     for message in read_topic(settings, Topics(settings).audit, idle_timeout_s=2.0):
         for decision in recipient_decisions(serde.decode(message.value)[1]):

@@ -440,9 +440,9 @@ class Gate:
         ]
         revision = None
         if inputs:
-            answers, revision = await self._decide(inputs)
+            answers, revision, decided_at = await self._decide(inputs)
             for batch, decisions in zip(groups.values(), answers, strict=True):
-                self._release(batch, decisions, revision, counts, out)
+                self._release(batch, decisions, revision, decided_at, counts, out)
         closed = [case for case in latest.values() if case["status"] == "CLOSED"]
         if closed:
             revision = revision or await self._revision()
@@ -472,10 +472,13 @@ class Gate:
         count_written(out, self.topics.share(""))
         return counts
 
-    async def _decide(self, inputs: list[dict[str, Any]]) -> tuple[list[list[dict[str, Any]]], str]:
+    async def _decide(
+        self, inputs: list[dict[str, Any]]
+    ) -> tuple[list[list[dict[str, Any]]], str, datetime]:
         """OPA's decisions for each group of cases (one source and dataset each, asked
-        together) and the revision that made them all (read around the queries:
-        `PolicyClient.decide_all_with_revision`).
+        together), the revision that made them all (read around the queries:
+        `PolicyClient.decide_all_with_revision`) and when OPA answered (each decision's
+        `decided_at`: the checks and projection after it take time of their own).
 
         A result the gate cannot trust (see check_decisions) is treated as deny-and-hold:
         nothing of the batch is released, the queries are asked again, like OPA being
@@ -490,6 +493,7 @@ class Gate:
             answers, revision = await self.policy.decide_all_with_revision(
                 queries, self.settings.opa_retry_s
             )
+            answered_at = now_utc()
             rejected = False
             for (policy_input, package), decisions in zip(queries, answers, strict=True):
                 org, dataset = policy_input["source_org"], policy_input["dataset"]
@@ -518,7 +522,7 @@ class Gate:
                     held.discard((org, dataset))
                     log.info("policy_result_accepted", source_org=org, dataset=dataset)
             if not rejected:
-                return answers, revision
+                return answers, revision, answered_at
             self.policy.forget_revision()  # ask for the agreements again, too
             await asyncio.sleep(self.settings.opa_retry_s)
 
@@ -619,13 +623,13 @@ class Gate:
         batch: list[dict[str, Any]],
         decisions: list[dict[str, Any]],
         revision: str,
+        decided_at: datetime,
         counts: dict[str, int],
         out: _Outputs,
     ) -> None:
         by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for decision in decisions:
             by_case[decision.get("record_id", "")].append(decision)
-        decided_at = now_utc()
         for case in batch:
             key = case["case_key"]
             case_decisions = by_case.get(key) or [
